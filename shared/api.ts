@@ -1,0 +1,284 @@
+/**
+ * Read API response shapes and WebSocket messages (DESIGN.md, "Read API and live updates").
+ * The Worker answers with these; the SPA parses them. Pure zod, no runtime-specific imports.
+ */
+import { z } from "zod";
+import { ExceptionInfo, RegisteredTask } from "./wire";
+
+/**
+ * Task states: Celery's own plus the ones stemtrace derives (CELERY.md §4).
+ * PENDING = published (or announced) and not yet received.
+ */
+export const TaskState = z.enum([
+  "PENDING",
+  "SCHEDULED",
+  "RECEIVED",
+  "STARTED",
+  "RETRY",
+  "SUCCESS",
+  "FAILURE",
+  "REVOKED",
+  "REJECTED",
+  "IGNORED",
+  "UNREGISTERED",
+  "INTERRUPTED",
+  "LOST",
+  "NOT_RUN",
+  "REPLACED",
+]);
+export type TaskState = z.infer<typeof TaskState>;
+
+export const EdgeKind = z.enum(["chain", "spawn", "callback", "errback", "chord"]);
+export type EdgeKind = z.infer<typeof EdgeKind>;
+
+const Ts = z.number().nullable();
+
+/** One task in a trace graph. `placeholder` = announced by another task, no event of its own yet. */
+export const GraphNode = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  state: TaskState,
+  placeholder: z.boolean(),
+  retries: z.number().int(),
+  worker: z.string().nullable(),
+  queue: z.string().nullable(),
+  parent_id: z.string().nullable(),
+  group_id: z.string().nullable(),
+  group_index: z.number().int().nullable(),
+  published_at: Ts,
+  received_at: Ts,
+  started_at: Ts,
+  finished_at: Ts,
+  eta: z.string().nullable(),
+  runtime_ms: z.number().nullable(),
+  exception_type: z.string().nullable(),
+  /** Why a derived state was given, e.g. "chord header task 1a2b… failed". */
+  state_reason: z.string().nullable(),
+  anomaly: z.string().nullable(),
+});
+export type GraphNode = z.infer<typeof GraphNode>;
+
+/** GROUP or CHORD. A CHORD's callback is `callback_id`; its state summarizes header and callback. */
+export const GraphContainer = z.object({
+  id: z.string(),
+  kind: z.enum(["GROUP", "CHORD"]),
+  state: TaskState,
+  members: z.array(z.string()),
+  callback_id: z.string().nullable(),
+  /** Expected header size when known (max group_index + 1). */
+  size: z.number().int().nullable(),
+});
+export type GraphContainer = z.infer<typeof GraphContainer>;
+
+export const GraphEdge = z.object({
+  id: z.string(),
+  source: z.string(),
+  target: z.string(),
+  kind: EdgeKind,
+});
+export type GraphEdge = z.infer<typeof GraphEdge>;
+
+export const TraceSummary = z.object({
+  trace_id: z.string(),
+  state: TaskState,
+  root_task_id: z.string().nullable(),
+  root_name: z.string().nullable(),
+  task_count: z.number().int(),
+  failure_count: z.number().int(),
+  started_at: Ts,
+  updated_at: z.number(),
+  finished_at: Ts,
+  duration_ms: z.number().nullable(),
+  workers: z.array(z.string()),
+  task_names: z.array(z.string()),
+  anomaly_count: z.number().int(),
+});
+export type TraceSummary = z.infer<typeof TraceSummary>;
+
+export const TraceSnapshot = z.object({
+  trace_id: z.string(),
+  seq: z.number().int(),
+  summary: TraceSummary,
+  nodes: z.array(GraphNode),
+  containers: z.array(GraphContainer),
+  edges: z.array(GraphEdge),
+});
+export type TraceSnapshot = z.infer<typeof TraceSnapshot>;
+
+export const AttemptDetail = z.object({
+  retries: z.number().int(),
+  delivery: z.number().int(),
+  state: TaskState,
+  worker: z.string().nullable(),
+  pid: z.number().int().nullable(),
+  published_at: Ts,
+  received_at: Ts,
+  started_at: Ts,
+  finished_at: Ts,
+  eta: z.string().nullable(),
+  runtime_ms: z.number().nullable(),
+  exception: ExceptionInfo.nullable(),
+  traceback: z.string().nullable(),
+  retry_reason: z.string().nullable(),
+});
+export type AttemptDetail = z.infer<typeof AttemptDetail>;
+
+export const TaskLink = z.object({
+  task_id: z.string(),
+  name: z.string().nullable(),
+  state: TaskState,
+  kind: EdgeKind.nullable(),
+});
+export type TaskLink = z.infer<typeof TaskLink>;
+
+export const TaskEventRecord = z.object({
+  type: z.string(),
+  ts: z.number(),
+  host: z.string().nullable(),
+  pid: z.number().nullable(),
+  retries: z.number().int().nullable(),
+});
+
+export const TaskDetail = z.object({
+  trace_id: z.string(),
+  task: GraphNode,
+  attempts: z.array(AttemptDetail),
+  args: z.unknown(),
+  kwargs: z.unknown(),
+  result: z.unknown(),
+  exception: ExceptionInfo.nullable(),
+  traceback: z.string().nullable(),
+  parent: TaskLink.nullable(),
+  children: z.array(TaskLink),
+  events: z.array(TaskEventRecord),
+  names: z.array(z.string()),
+});
+export type TaskDetail = z.infer<typeof TaskDetail>;
+
+export const TraceList = z.object({ traces: z.array(TraceSummary), next_cursor: z.string().nullable() });
+export type TraceList = z.infer<typeof TraceList>;
+
+export const TaskSearchHit = z.object({
+  task_id: z.string(),
+  name: z.string().nullable(),
+  trace_id: z.string(),
+  state: TaskState,
+  updated_at: z.number(),
+});
+export const TaskSearch = z.object({ tasks: z.array(TaskSearchHit) });
+export type TaskSearch = z.infer<typeof TaskSearch>;
+
+export const RegistryEntry = z.object({
+  name: z.string(),
+  status: z.enum(["ACTIVE", "NEVER_RUN", "NOT_REGISTERED"]),
+  runs: z.number().int(),
+  failures: z.number().int(),
+  failure_rate: z.number(),
+  runtime_p50_ms: z.number().nullable(),
+  runtime_p95_ms: z.number().nullable(),
+  last_run_at: Ts,
+  registered_by: z.array(z.string()),
+  module: z.string().nullable(),
+  signature: z.string().nullable(),
+  doc: z.string().nullable(),
+});
+export type RegistryEntry = z.infer<typeof RegistryEntry>;
+export const Registry = z.object({ tasks: z.array(RegistryEntry) });
+export type Registry = z.infer<typeof Registry>;
+
+export const WorkerStatus = z.enum(["ONLINE", "OFFLINE", "LOST"]);
+export type WorkerStatus = z.infer<typeof WorkerStatus>;
+export const WorkerInfo = z.object({
+  hostname: z.string(),
+  status: WorkerStatus,
+  pid: z.number().int().nullable(),
+  pool: z.string().nullable(),
+  concurrency: z.number().int().nullable(),
+  queues: z.array(z.string()),
+  sw_ver: z.string().nullable(),
+  first_seen: z.number(),
+  last_seen: z.number(),
+  heartbeat_interval_s: z.number().nullable(),
+  sessions: z.number().int(),
+  active: z.array(z.string()),
+  registered: z.array(RegisteredTask),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfo>;
+export const WorkerList = z.object({ workers: z.array(WorkerInfo) });
+export type WorkerList = z.infer<typeof WorkerList>;
+
+export const AnomalyKind = z.enum([
+  "unregistered",
+  "stuck_pending",
+  "stuck_received",
+  "stuck_started",
+  "interrupted",
+  "lost",
+  "chord_never_fired",
+  "chain_stopped",
+]);
+export type AnomalyKind = z.infer<typeof AnomalyKind>;
+export const Anomaly = z.object({
+  id: z.string(),
+  kind: AnomalyKind,
+  trace_id: z.string(),
+  task_id: z.string(),
+  task_name: z.string().nullable(),
+  since: z.number(),
+  detected_at: z.number(),
+  resolved_at: Ts,
+  explanation: z.string(),
+  fix: z.string(),
+});
+export type Anomaly = z.infer<typeof Anomaly>;
+export const AnomalyList = z.object({ anomalies: z.array(Anomaly) });
+export type AnomalyList = z.infer<typeof AnomalyList>;
+
+export const Stats = z.object({
+  traces: z.number().int(),
+  tasks: z.number().int(),
+  open_anomalies: z.number().int(),
+  anomalies_by_kind: z.record(z.string(), z.number().int()),
+  workers: z.object({ online: z.number().int(), offline: z.number().int(), lost: z.number().int() }),
+  last_hour: z.object({ finished: z.number().int(), failed: z.number().int() }),
+  last_day: z.object({ finished: z.number().int(), failed: z.number().int() }),
+});
+export type Stats = z.infer<typeof Stats>;
+
+export const Health = z.object({
+  ok: z.boolean(),
+  version: z.string(),
+  auth_mode: z.string(),
+  index_backend: z.enum(["durable-object", "upstash"]),
+});
+export type Health = z.infer<typeof Health>;
+
+export const ApiError = z.object({
+  error: z.object({ code: z.string(), message: z.string(), issues: z.array(z.unknown()).optional() }),
+});
+export type ApiError = z.infer<typeof ApiError>;
+
+/** Frames on `/api/traces/:traceId/live`. A client that sees a `seq` gap refetches the snapshot. */
+export const TraceLiveMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("hello"), trace_id: z.string(), seq: z.number().int() }),
+  z.object({
+    type: z.literal("delta"),
+    trace_id: z.string(),
+    seq: z.number().int(),
+    /** Nodes whose state or timing changed in this ingest. */
+    nodes: z.array(GraphNode),
+    /** True when nodes, containers or edges were added: patching is not enough, refetch. */
+    structure_changed: z.boolean(),
+    summary: TraceSummary,
+  }),
+]);
+export type TraceLiveMessage = z.infer<typeof TraceLiveMessage>;
+
+/** Frames on `/api/live`: trace list, fleet and anomaly changes. */
+export const GlobalLiveMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("hello"), seq: z.number().int() }),
+  z.object({ type: z.literal("trace"), seq: z.number().int(), summary: TraceSummary }),
+  z.object({ type: z.literal("worker"), seq: z.number().int(), worker: WorkerInfo }),
+  z.object({ type: z.literal("anomaly"), seq: z.number().int(), anomaly: Anomaly }),
+]);
+export type GlobalLiveMessage = z.infer<typeof GlobalLiveMessage>;
