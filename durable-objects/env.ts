@@ -1,0 +1,32 @@
+import type { TraceGraph } from "./trace-graph";
+import type { Fleet } from "./fleet";
+import type { TraceIndex } from "./trace-index";
+
+/** Bindings and vars from wrangler.toml (all vars are strings). */
+export interface Env {
+  TRACE_GRAPH: DurableObjectNamespace<TraceGraph>;
+  FLEET: DurableObjectNamespace<Fleet>;
+  INDEX: DurableObjectNamespace<TraceIndex>;
+  ASSETS?: Fetcher;
+  AUTH_MODE?: string;
+  INGEST_TOKEN?: string;
+  ACCESS_TEAM_DOMAIN?: string;
+  ACCESS_AUD?: string;
+  RETENTION_DAYS?: string;
+  STUCK_PENDING_S?: string;
+  STUCK_RECEIVED_S?: string;
+  STUCK_STARTED_S?: string;
+  WORKER_LOST_MULTIPLIER?: string;
+  MAX_BATCH_BYTES?: string;
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+}
+
+/** The single index and fleet objects are addressed by these names. */
+export const INDEX_NAME = "global";
+export const FLEET_NAME = "global";
+
+export function numberVar(value: string | undefined, fallback: number): number {
+  const n = value === undefined || value === "" ? NaN : Number(value);
+  return Number.isFinite(n) && n >= 0 ? n : fallback;
+}

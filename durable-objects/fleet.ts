@@ -1,0 +1,153 @@
+import { DurableObject } from "cloudflare:workers";
+import type { WorkerInfo, WorkerStatus } from "../shared/api";
+import type { RegisteredTask, WorkerEvent } from "../shared/wire";
+import { INDEX_NAME, numberVar, type Env } from "./env";
+import { migrate, sqlFor, type Sql } from "./sql";
+
+const DEFAULT_HEARTBEAT_S = 2;
+
+const MIGRATIONS = [
+  `CREATE TABLE workers (
+     hostname TEXT PRIMARY KEY, status TEXT NOT NULL, pid INTEGER, pool TEXT, concurrency INTEGER,
+     queues TEXT NOT NULL DEFAULT '[]', sw_ver TEXT, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+     freq REAL, sessions INTEGER NOT NULL DEFAULT 0, active TEXT NOT NULL DEFAULT '[]',
+     registered TEXT NOT NULL DEFAULT '[]', lost_due_at REAL);
+   CREATE TABLE seen_events (id TEXT PRIMARY KEY, ts REAL NOT NULL);`,
+];
+
+interface WorkerRow extends Record<string, SqlStorageValue> {
+  hostname: string;
+  status: string;
+  pid: number | null;
+  pool: string | null;
+  concurrency: number | null;
+  queues: string;
+  sw_ver: string | null;
+  first_seen: number;
+  last_seen: number;
+  freq: number | null;
+  sessions: number;
+  active: string;
+  registered: string;
+}
+
+function toInfo(row: WorkerRow): WorkerInfo {
+  return {
+    hostname: row.hostname,
+    status: row.status as WorkerStatus,
+    pid: row.pid,
+    pool: row.pool,
+    concurrency: row.concurrency,
+    queues: JSON.parse(row.queues) as string[],
+    sw_ver: row.sw_ver,
+    first_seen: row.first_seen,
+    last_seen: row.last_seen,
+    heartbeat_interval_s: row.freq,
+    sessions: row.sessions,
+    active: JSON.parse(row.active) as string[],
+    registered: JSON.parse(row.registered) as RegisteredTask[],
+  };
+}
+
+/**
+ * The fleet of Celery workers, keyed by node name: online → offline on a clean `offline`,
+ * online → lost when heartbeats stop for `WORKER_LOST_MULTIPLIER` × the interval (one alarm,
+ * derived from `lost_due_at`). A restart is the same row with a new session.
+ */
+export class Fleet extends DurableObject<Env> {
+  protected sql: Sql;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = sqlFor(ctx.storage.sql);
+    ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+  }
+
+  private get lostMultiplier(): number {
+    return numberVar(this.env.WORKER_LOST_MULTIPLIER, 3);
+  }
+
+  /** Applies worker events (deduplicated by id, applied in timestamp order). */
+  async ingest(events: WorkerEvent[]): Promise<{ accepted: number; duplicates: number }> {
+    let accepted = 0;
+    const changed = new Set<string>();
+    for (const e of [...events].sort((a, b) => a.ts - b.ts || a.seq - b.seq)) {
+      if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${e.ts})`.rowsWritten === 0) continue;
+      accepted++;
+      this.apply(e);
+      changed.add(e.host);
+    }
+    this.sql`DELETE FROM seen_events WHERE ts < ${Date.now() / 1000 - 86400}`;
+    await this.rearmAlarm();
+    if (changed.size) await this.announce([...changed]);
+    return { accepted, duplicates: events.length - accepted };
+  }
+
+  protected apply(e: WorkerEvent): void {
+    const existing = this.sql<WorkerRow>`SELECT * FROM workers WHERE hostname = ${e.host}`.toArray()[0];
+    if (existing && e.ts < existing.last_seen - 0.001 && e.type !== "online") return; // stale
+    const freq = e.freq ?? existing?.freq ?? DEFAULT_HEARTBEAT_S;
+    const status: WorkerStatus = e.type === "offline" ? "OFFLINE" : e.type === "shutting_down" ? (existing?.status as WorkerStatus) ?? "ONLINE" : "ONLINE";
+    const lostDue = status === "ONLINE" ? e.ts + freq * this.lostMultiplier : null;
+    if (!existing) {
+      this.sql`INSERT INTO workers (hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active, registered, lost_due_at)
+               VALUES (${e.host}, ${status}, ${e.pid ?? null}, ${e.pool ?? null}, ${e.concurrency ?? null}, ${JSON.stringify(e.queues ?? [])},
+                       ${e.sw_ver ?? null}, ${e.ts}, ${e.ts}, ${freq}, 1, ${JSON.stringify(e.active ?? [])},
+                       ${JSON.stringify(e.registered ?? [])}, ${lostDue})`;
+      return;
+    }
+    const newSession = e.type === "online" && (existing.status !== "ONLINE" || e.pid !== existing.pid);
+    this.sql`UPDATE workers SET status = ${status}, pid = ${e.pid ?? existing.pid}, pool = ${e.pool ?? existing.pool},
+               concurrency = ${e.concurrency ?? existing.concurrency}, queues = ${e.queues ? JSON.stringify(e.queues) : existing.queues},
+               sw_ver = ${e.sw_ver ?? existing.sw_ver}, last_seen = ${Math.max(e.ts, existing.last_seen)}, freq = ${freq},
+               sessions = ${existing.sessions + (newSession ? 1 : 0)},
+               active = ${e.active ? JSON.stringify(e.active) : e.type === "offline" ? "[]" : existing.active},
+               registered = ${e.registered ? JSON.stringify(e.registered) : existing.registered}, lost_due_at = ${lostDue}
+             WHERE hostname = ${e.host}`;
+  }
+
+  async list(): Promise<WorkerInfo[]> {
+    return this.sql<WorkerRow>`SELECT * FROM workers ORDER BY status = 'ONLINE' DESC, hostname`.toArray().map(toInfo);
+  }
+
+  async worker(hostname: string): Promise<WorkerInfo | null> {
+    const row = this.sql<WorkerRow>`SELECT * FROM workers WHERE hostname = ${hostname}`.toArray()[0];
+    return row ? toInfo(row) : null;
+  }
+
+  /** Which live workers register which task names (for the registry and "unregistered" checks). */
+  async registeredNames(): Promise<Record<string, { workers: string[]; def: RegisteredTask }>> {
+    const out: Record<string, { workers: string[]; def: RegisteredTask }> = {};
+    for (const row of this.sql<WorkerRow>`SELECT * FROM workers`.toArray()) {
+      for (const def of JSON.parse(row.registered) as RegisteredTask[]) {
+        const entry = (out[def.name] ??= { workers: [], def });
+        if (row.status === "ONLINE") entry.workers.push(row.hostname);
+      }
+    }
+    return out;
+  }
+
+  private async rearmAlarm(): Promise<void> {
+    const next = this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
+    if (next === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.ceil(next * 1000));
+  }
+
+  /** Marks workers whose heartbeats stopped as LOST. Idempotent. */
+  async alarm(): Promise<void> {
+    const now = Date.now() / 1000;
+    const lost = this.sql<{ hostname: string }>`
+      SELECT hostname FROM workers WHERE status = 'ONLINE' AND lost_due_at IS NOT NULL AND lost_due_at <= ${now + 0.001}`.toArray();
+    for (const w of lost) this.sql`UPDATE workers SET status = 'LOST', lost_due_at = NULL WHERE hostname = ${w.hostname}`;
+    if (lost.length) await this.announce(lost.map((w) => w.hostname));
+    await this.rearmAlarm();
+  }
+
+  private async announce(hostnames: string[]): Promise<void> {
+    const index = this.env.INDEX.getByName(INDEX_NAME);
+    for (const host of hostnames) {
+      const info = await this.worker(host);
+      if (info) await index.publish({ type: "worker", seq: 0, worker: info });
+    }
+  }
+}

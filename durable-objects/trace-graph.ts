@@ -1,0 +1,335 @@
+import { DurableObject } from "cloudflare:workers";
+import type { TaskDetail, TaskLink, TraceLiveMessage, TraceSnapshot, TraceSummary } from "../shared/api";
+import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
+import { foldAttempts, foldPayload, foldTask, compareTaskEvents, isTerminal, type TaskRecord } from "../shared/task-fold";
+import type { TaskEvent } from "../shared/wire";
+import { INDEX_NAME, numberVar, type Env } from "./env";
+import { migrate, sqlFor, type Sql } from "./sql";
+
+/** What a TraceGraph reports to the index: its summary and the tasks that changed since last time. */
+export interface TraceReport {
+  summary: TraceSummary;
+  tasks: { task_id: string; name: string | null; state: string; runtime_ms: number | null; finished_at: number | null; worker: string | null }[];
+}
+
+export interface IngestResult {
+  accepted: number;
+  duplicates: number;
+}
+
+const SUMMARY_INTERVAL_S = 1;
+
+const MIGRATIONS = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE events (id TEXT PRIMARY KEY, task_id TEXT NOT NULL, body TEXT NOT NULL);
+   CREATE INDEX events_by_task ON events (task_id);
+   CREATE TABLE tasks (
+     task_id TEXT PRIMARY KEY, name TEXT, state TEXT NOT NULL, parent_id TEXT, worker TEXT,
+     published_at REAL, started_at REAL, finished_at REAL, runtime_ms REAL, record TEXT NOT NULL);
+   CREATE INDEX tasks_by_parent ON tasks (parent_id);
+   CREATE TABLE attempts (
+     task_id TEXT NOT NULL, retries INTEGER NOT NULL, delivery INTEGER NOT NULL, state TEXT NOT NULL,
+     worker TEXT, started_at REAL, finished_at REAL, PRIMARY KEY (task_id, retries, delivery));
+   CREATE TABLE deadlines (key TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT, due_at REAL NOT NULL);
+   CREATE TABLE outbox (task_id TEXT PRIMARY KEY, name TEXT, state TEXT NOT NULL, runtime_ms REAL,
+     finished_at REAL, worker TEXT);`,
+];
+
+/**
+ * One Celery workflow (trace): its events, task records and attempts in SQLite.
+ * Invariants: events are applied idempotently (dedupe by event id) and order-independently (each
+ * touched task is re-folded from all of its events); one alarm, derived from `deadlines`.
+ */
+export class TraceGraph extends DurableObject<Env> {
+  protected sql: Sql;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = sqlFor(ctx.storage.sql);
+    ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+  }
+
+  private meta(key: string): string | null {
+    return this.sql<{ value: string }>`SELECT value FROM meta WHERE key = ${key}`.toArray()[0]?.value ?? null;
+  }
+
+  private setMeta(key: string, value: string | number): void {
+    this.sql`INSERT INTO meta (key, value) VALUES (${key}, ${String(value)})
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+  }
+
+  private get traceId(): string {
+    return this.meta("trace_id") ?? "";
+  }
+
+  private get seq(): number {
+    return Number(this.meta("seq") ?? 0);
+  }
+
+  /**
+   * Applies a batch of task events of this trace. Duplicates (same event id) are counted, not applied.
+   * Sends one delta frame to live sockets and reports to the index at most about once a second.
+   */
+  async ingest(traceId: string, events: TaskEvent[]): Promise<IngestResult> {
+    const firstIngest = this.meta("trace_id") === null;
+    if (firstIngest) this.setMeta("trace_id", traceId);
+    let accepted = 0;
+    const touched = new Set<string>();
+    for (const event of events) {
+      const cursor = this.sql`INSERT OR IGNORE INTO events (id, task_id, body) VALUES (${event.id}, ${event.task_id}, ${JSON.stringify(event)})`;
+      if (cursor.rowsWritten > 0) {
+        accepted++;
+        touched.add(event.task_id);
+      }
+    }
+    if (accepted === 0) return { accepted, duplicates: events.length };
+
+    const changed: TaskRecord[] = [];
+    let structureChanged = false;
+    for (const taskId of touched) {
+      const before = this.sql<{ record: string }>`SELECT record FROM tasks WHERE task_id = ${taskId}`.toArray()[0];
+      const record = this.refold(taskId);
+      const previous = before ? (JSON.parse(before.record) as TaskRecord) : null;
+      if (!previous || previous.chain.length !== record.chain.length || previous.group_id !== record.group_id || previous.parent_id !== record.parent_id || previous.chord_callback_id !== record.chord_callback_id)
+        structureChanged = true;
+      changed.push(record);
+    }
+    const seq = this.seq + 1;
+    this.setMeta("seq", seq);
+    this.onTasksChanged(changed);
+    this.broadcastDelta(seq, changed, structureChanged);
+    if (firstIngest || this.summaryDue()) await this.reportToIndex();
+    else this.scheduleDeadline("summary", "summary", null, Number(this.meta("reported_at") ?? 0) + SUMMARY_INTERVAL_S);
+    this.ensureRetention();
+    await this.rearmAlarm();
+    return { accepted, duplicates: events.length - accepted };
+  }
+
+  /** Hook for subclasses and the anomaly detector: called after tasks were re-folded. */
+  protected onTasksChanged(_records: TaskRecord[]): void {}
+
+  private taskEvents(taskId: string): TaskEvent[] {
+    return this.sql<{ body: string }>`SELECT body FROM events WHERE task_id = ${taskId}`
+      .toArray()
+      .map((row) => JSON.parse(row.body) as TaskEvent);
+  }
+
+  /** Re-derives one task's row and attempts from all of its events. */
+  private refold(taskId: string): TaskRecord {
+    const events = this.taskEvents(taskId);
+    const record = foldTask(taskId, events);
+    this.sql`INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record)
+             VALUES (${taskId}, ${record.name}, ${record.state}, ${record.parent_id}, ${record.worker}, ${record.published_at},
+                     ${record.started_at}, ${record.finished_at}, ${record.runtime_ms}, ${JSON.stringify(record)})
+             ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
+               worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
+               finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record`;
+    if (record.attempt_count > 1 || events.some((e) => e.retries)) {
+      for (const a of foldAttempts(events.sort(compareTaskEvents)))
+        this.sql`INSERT OR REPLACE INTO attempts (task_id, retries, delivery, state, worker, started_at, finished_at)
+                 VALUES (${taskId}, ${a.retries}, ${a.delivery}, ${a.state}, ${a.worker}, ${a.started_at}, ${a.finished_at})`;
+    }
+    this.sql`INSERT INTO outbox (task_id, name, state, runtime_ms, finished_at, worker)
+             VALUES (${taskId}, ${record.name}, ${record.state}, ${record.runtime_ms}, ${record.finished_at}, ${record.worker})
+             ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state,
+               runtime_ms = excluded.runtime_ms, finished_at = excluded.finished_at, worker = excluded.worker`;
+    return record;
+  }
+
+  private records(): TaskRecord[] {
+    return this.sql<{ record: string }>`SELECT record FROM tasks`.toArray().map((r) => JSON.parse(r.record) as TaskRecord);
+  }
+
+  /** The whole graph, or null when this trace has never received an event. */
+  async snapshot(): Promise<TraceSnapshot | null> {
+    const traceId = this.meta("trace_id");
+    if (traceId === null) return null;
+    const view = buildGraph(this.records());
+    this.decorateNodes(view.nodes);
+    return {
+      trace_id: traceId,
+      seq: this.seq,
+      summary: summarizeGraph(traceId, view, Number(this.meta("updated_at") ?? Date.now() / 1000), this.anomalyCount()),
+      ...view,
+    };
+  }
+
+  /** Hook for anomaly badges on nodes. */
+  protected decorateNodes(_nodes: TraceSnapshot["nodes"]): void {}
+
+  protected anomalyCount(): number {
+    return 0;
+  }
+
+  /** A task's detail: attempts, timeline, payload, parent and children; null if unknown here. */
+  async task(taskId: string): Promise<TaskDetail | null> {
+    const traceId = this.meta("trace_id");
+    if (traceId === null) return null;
+    const events = this.taskEvents(taskId).sort(compareTaskEvents);
+    const view = buildGraph(this.records());
+    this.decorateNodes(view.nodes);
+    const node = view.nodes.find((n) => n.id === taskId);
+    if (!node) return null;
+    const nodesById = new Map(view.nodes.map((n) => [n.id, n]));
+    const link = (id: string, kind: TaskLink["kind"]): TaskLink => {
+      const n = nodesById.get(id);
+      return { task_id: id, name: n?.name ?? null, state: n?.state ?? "PENDING", kind };
+    };
+    const parentEdge = view.edges.find((e) => e.target === taskId && nodesById.has(e.source));
+    const payload = foldPayload(events);
+    return {
+      trace_id: traceId,
+      task: node,
+      attempts: foldAttempts(events).map(({ name: _name, ...attempt }) => attempt),
+      ...payload,
+      parent: parentEdge ? link(parentEdge.source, parentEdge.kind) : node.parent_id ? link(node.parent_id, null) : null,
+      children: view.edges.filter((e) => e.source === taskId).map((e) => link(e.target, e.kind)),
+      events: events.map((e) => ({ type: e.type, ts: e.ts, host: e.host, pid: e.pid ?? null, retries: e.retries ?? null })),
+      names: [...new Set(events.map((e) => e.name).filter((n): n is string => !!n))],
+    };
+  }
+
+  /** The summary pushed to the index: counts from SQL so it stays cheap on 100,000-task traces. */
+  protected summaryFromTable(): TraceSummary {
+    const traceId = this.traceId;
+    const counts = this.sql<{ state: string; n: number }>`SELECT state, COUNT(*) AS n FROM tasks GROUP BY state`.toArray();
+    const total = counts.reduce((sum, c) => sum + c.n, 0);
+    const countOf = (...states: string[]) => counts.filter((c) => states.includes(c.state)).reduce((s, c) => s + c.n, 0);
+    const times = this.sql<{ started: number | null; finished: number | null; unfinished: number }>`
+      SELECT MIN(COALESCE(published_at, started_at)) AS started, MAX(finished_at) AS finished,
+             SUM(CASE WHEN finished_at IS NULL THEN 1 ELSE 0 END) AS unfinished FROM tasks`.one();
+    const root = this.sql<{ task_id: string; name: string | null }>`
+      SELECT task_id, name FROM tasks ORDER BY (task_id = ${traceId}) DESC, (parent_id IS NULL) DESC, published_at ASC LIMIT 1`.toArray()[0];
+    const workers = this.sql<{ worker: string }>`SELECT DISTINCT worker FROM tasks WHERE worker IS NOT NULL ORDER BY worker LIMIT 50`.toArray();
+    const names = this.sql<{ name: string }>`SELECT DISTINCT name FROM tasks WHERE name IS NOT NULL ORDER BY name LIMIT 50`.toArray();
+    const failures = countOf("FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST");
+    const running = countOf("STARTED", "RETRY");
+    const waiting = countOf("PENDING", "RECEIVED", "SCHEDULED");
+    const state: TraceSummary["state"] =
+      running > 0 ? "STARTED" : waiting > 0 ? (waiting === total ? "PENDING" : "RECEIVED") : failures > 0 || countOf("REJECTED") > 0 ? "FAILURE" : countOf("REVOKED") > 0 ? "REVOKED" : "SUCCESS";
+    const finishedAt = isTerminal(state) ? times.finished : null;
+    return {
+      trace_id: traceId,
+      state,
+      root_task_id: root?.task_id ?? null,
+      root_name: root?.name ?? null,
+      task_count: total,
+      failure_count: failures,
+      started_at: times.started,
+      updated_at: Date.now() / 1000,
+      finished_at: finishedAt,
+      duration_ms: times.started !== null && finishedAt !== null ? Math.round((finishedAt - times.started) * 1000) : null,
+      workers: workers.map((w) => w.worker),
+      task_names: names.map((n) => n.name),
+      anomaly_count: this.anomalyCount(),
+    };
+  }
+
+  private summaryDue(): boolean {
+    return Date.now() / 1000 - Number(this.meta("reported_at") ?? 0) >= SUMMARY_INTERVAL_S;
+  }
+
+  /** Sends the summary and the changed tasks to the index, then clears the outbox. */
+  protected async reportToIndex(): Promise<void> {
+    const now = Date.now() / 1000;
+    this.setMeta("reported_at", now);
+    this.setMeta("updated_at", now);
+    this.sql`DELETE FROM deadlines WHERE key = 'summary'`;
+    const tasks = this.sql<TraceReport["tasks"][number]>`SELECT task_id, name, state, runtime_ms, finished_at, worker FROM outbox`.toArray();
+    const report: TraceReport = { summary: this.summaryFromTable(), tasks };
+    await this.env.INDEX.getByName(INDEX_NAME).report(report);
+    this.sql`DELETE FROM outbox`;
+  }
+
+  protected scheduleDeadline(key: string, kind: string, taskId: string | null, dueAt: number): void {
+    this.sql`INSERT INTO deadlines (key, kind, task_id, due_at) VALUES (${key}, ${kind}, ${taskId}, ${dueAt})
+             ON CONFLICT (key) DO UPDATE SET due_at = MIN(deadlines.due_at, excluded.due_at)`;
+  }
+
+  protected clearDeadline(key: string): void {
+    this.sql`DELETE FROM deadlines WHERE key = ${key}`;
+  }
+
+  private ensureRetention(): void {
+    const days = numberVar(this.env.RETENTION_DAYS, 7);
+    const due = Date.now() / 1000 + days * 86400;
+    this.sql`INSERT INTO deadlines (key, kind, task_id, due_at) VALUES ('retention', 'retention', NULL, ${due})
+             ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at`;
+  }
+
+  /** One alarm: the earliest deadline, or none. */
+  protected async rearmAlarm(): Promise<void> {
+    const next = this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due;
+    if (next === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.ceil(next * 1000));
+  }
+
+  /** Runs every due deadline; idempotent, re-arms from the table. */
+  async alarm(): Promise<void> {
+    const now = Date.now() / 1000;
+    const due = this.sql<{ key: string; kind: string; task_id: string | null }>`
+      SELECT key, kind, task_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
+    for (const d of due) {
+      if (d.kind === "retention") {
+        await this.ctx.storage.deleteAlarm();
+        await this.ctx.storage.deleteAll();
+        return;
+      }
+      if (d.kind === "summary") await this.reportToIndex();
+      else await this.onDeadline(d.key, d.kind, d.task_id, now);
+    }
+    await this.rearmAlarm();
+  }
+
+  /** Hook for the anomaly detector's deadlines (stuck pending / received / started). */
+  protected async onDeadline(key: string, _kind: string, _taskId: string | null, _now: number): Promise<void> {
+    this.clearDeadline(key);
+  }
+
+  // ---- live updates (WebSocket Hibernation API) ----
+
+  /** Accepts a live socket; the Worker has already authenticated the request. */
+  async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
+      return new Response("expected a WebSocket upgrade", { status: 426 });
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server);
+    const hello = { type: "hello", trace_id: this.traceId, seq: this.seq } satisfies TraceLiveMessage;
+    server.send(JSON.stringify(hello));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private broadcastDelta(seq: number, changed: TaskRecord[], structureChanged: boolean): void {
+    const sockets = this.ctx.getWebSockets();
+    if (sockets.length === 0) return;
+    const message = {
+      type: "delta",
+      trace_id: this.traceId,
+      seq,
+      nodes: changed.map(toGraphNode),
+      structure_changed: structureChanged,
+      summary: this.summaryFromTable(),
+    } satisfies TraceLiveMessage;
+    const frame = JSON.stringify(message);
+    for (const ws of sockets) {
+      try {
+        ws.send(frame);
+      } catch {
+        // A socket closing mid-send is not an ingest error; its close handler cleans up.
+      }
+    }
+  }
+
+  async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (message === "ping") ws.send("pong");
+  }
+
+  async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    try {
+      ws.close(code === 1005 ? 1000 : code, reason);
+    } catch {
+      // already closed
+    }
+  }
+}

@@ -1,0 +1,217 @@
+import { DurableObject } from "cloudflare:workers";
+import type { GlobalLiveMessage, RegistryEntry, TaskSearch, TraceList, TraceSummary, TaskState } from "../shared/api";
+import type { Env } from "./env";
+import { migrate, sqlFor, type Sql } from "./sql";
+import type { TraceReport } from "./trace-graph";
+
+/** Filters of `GET /api/traces`. Times are epoch seconds. */
+export interface TraceQuery {
+  state?: string | undefined;
+  name?: string | undefined;
+  worker?: string | undefined;
+  from?: number | undefined;
+  to?: number | undefined;
+  q?: string | undefined;
+  cursor?: string | undefined;
+  limit?: number | undefined;
+}
+
+/** Per-name run statistics; `registered` comes from the Fleet. */
+export interface RunStats {
+  name: string;
+  runs: number;
+  failures: number;
+  runtime_p50_ms: number | null;
+  runtime_p95_ms: number | null;
+  last_run_at: number | null;
+}
+
+/** The narrow interface both index backends implement (Durable Object, Upstash Redis). */
+export interface IndexBackend {
+  report(report: TraceReport): Promise<void>;
+  listTraces(query: TraceQuery): Promise<TraceList>;
+  traceOfTask(taskId: string): Promise<string | null>;
+  searchTasks(q: string, limit: number): Promise<TaskSearch>;
+  runStats(): Promise<RunStats[]>;
+  finishedSince(since: number): Promise<{ finished: number; failed: number }>;
+  counts(): Promise<{ traces: number; tasks: number }>;
+}
+
+const FAILED_STATES = ["FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST", "REJECTED"];
+const FINISHED_STATES = ["SUCCESS", "REVOKED", "IGNORED", "REPLACED", ...FAILED_STATES];
+
+const MIGRATIONS = [
+  `CREATE TABLE traces (
+     trace_id TEXT PRIMARY KEY, state TEXT NOT NULL, sort_at REAL NOT NULL, started_at REAL, updated_at REAL NOT NULL,
+     names TEXT NOT NULL, workers TEXT NOT NULL, summary TEXT NOT NULL);
+   CREATE INDEX traces_by_time ON traces (sort_at DESC, trace_id DESC);
+   CREATE TABLE tasks (
+     task_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, runtime_ms REAL,
+     finished_at REAL, worker TEXT, updated_at REAL NOT NULL);
+   CREATE INDEX tasks_by_name ON tasks (name, finished_at);
+   CREATE INDEX tasks_by_finished ON tasks (finished_at);`,
+];
+
+export function encodeCursor(sortAt: number, traceId: string): string {
+  return btoa(JSON.stringify([sortAt, traceId]));
+}
+
+export function decodeCursor(cursor: string): [number, string] | null {
+  try {
+    const value: unknown = JSON.parse(atob(cursor));
+    if (Array.isArray(value) && typeof value[0] === "number" && typeof value[1] === "string") return [value[0], value[1]];
+  } catch {
+    // fall through: a malformed cursor is reported by the caller
+  }
+  return null;
+}
+
+function percentile(sorted: number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? null;
+}
+
+/**
+ * The embedded index (one object, named "global"): trace summaries for the list, task id → trace,
+ * per-name run statistics, and the `/api/live` sockets. TraceGraphs write here coalesced, about
+ * once a second each, so its write rate follows the number of active traces, not of events.
+ */
+export class TraceIndex extends DurableObject<Env> implements IndexBackend {
+  private sql: Sql;
+  private liveSeq = 0;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = sqlFor(ctx.storage.sql);
+    ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+  }
+
+  async report(report: TraceReport): Promise<void> {
+    const s = report.summary;
+    const now = Date.now() / 1000;
+    this.sql`INSERT INTO traces (trace_id, state, sort_at, started_at, updated_at, names, workers, summary)
+             VALUES (${s.trace_id}, ${s.state}, ${s.started_at ?? s.updated_at}, ${s.started_at}, ${s.updated_at},
+                     ${"|" + s.task_names.join("|") + "|"}, ${"|" + s.workers.join("|") + "|"}, ${JSON.stringify(s)})
+             ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, sort_at = excluded.sort_at,
+               started_at = excluded.started_at, updated_at = excluded.updated_at, names = excluded.names,
+               workers = excluded.workers, summary = excluded.summary`;
+    for (const t of report.tasks)
+      this.sql`INSERT INTO tasks (task_id, trace_id, name, state, runtime_ms, finished_at, worker, updated_at)
+               VALUES (${t.task_id}, ${s.trace_id}, ${t.name}, ${t.state}, ${t.runtime_ms}, ${t.finished_at}, ${t.worker}, ${now})
+               ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
+                 runtime_ms = excluded.runtime_ms, finished_at = excluded.finished_at, worker = excluded.worker,
+                 updated_at = excluded.updated_at`;
+    this.broadcast({ type: "trace", seq: ++this.liveSeq, summary: s });
+  }
+
+  async listTraces(query: TraceQuery): Promise<TraceList> {
+    const limit = Math.min(Math.max(query.limit ?? 50, 1), 200);
+    const cursor = query.cursor ? decodeCursor(query.cursor) : null;
+    const rows = this.sql<{ summary: string; sort_at: number; trace_id: string }>`
+      SELECT summary, sort_at, trace_id FROM traces
+      WHERE (${query.state ?? null} IS NULL OR state = ${query.state ?? null})
+        AND (${query.name ?? null} IS NULL OR names LIKE ${"%" + (query.name ?? "") + "%"})
+        AND (${query.worker ?? null} IS NULL OR workers LIKE ${"%|" + (query.worker ?? "") + "|%"})
+        AND (${query.from ?? null} IS NULL OR sort_at >= ${query.from ?? null})
+        AND (${query.to ?? null} IS NULL OR sort_at <= ${query.to ?? null})
+        AND (${query.q ?? null} IS NULL OR trace_id LIKE ${(query.q ?? "") + "%"} OR names LIKE ${"%" + (query.q ?? "") + "%"})
+        AND (${cursor ? 1 : 0} = 0 OR sort_at < ${cursor?.[0] ?? 0} OR (sort_at = ${cursor?.[0] ?? 0} AND trace_id < ${cursor?.[1] ?? ""}))
+      ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit + 1}`.toArray();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return {
+      traces: page.map((r) => JSON.parse(r.summary) as TraceSummary),
+      next_cursor: rows.length > limit && last ? encodeCursor(last.sort_at, last.trace_id) : null,
+    };
+  }
+
+  async traceOfTask(taskId: string): Promise<string | null> {
+    return this.sql<{ trace_id: string }>`SELECT trace_id FROM tasks WHERE task_id = ${taskId}`.toArray()[0]?.trace_id ?? null;
+  }
+
+  async searchTasks(q: string, limit: number): Promise<TaskSearch> {
+    const rows = this.sql<{ task_id: string; name: string | null; trace_id: string; state: string; updated_at: number }>`
+      SELECT task_id, name, trace_id, state, updated_at FROM tasks
+      WHERE task_id LIKE ${q + "%"} OR name LIKE ${"%" + q + "%"} ORDER BY updated_at DESC LIMIT ${limit}`.toArray();
+    return { tasks: rows.map((r) => ({ ...r, state: r.state as TaskState })) };
+  }
+
+  async runStats(): Promise<RunStats[]> {
+    const rows = this.sql<{ name: string; state: string; runtime_ms: number | null; finished_at: number | null }>`
+      SELECT name, state, runtime_ms, finished_at FROM tasks WHERE name IS NOT NULL`.toArray();
+    const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; last: number | null }>();
+    for (const r of rows) {
+      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], last: null };
+      if (FINISHED_STATES.includes(r.state)) s.runs++;
+      if (FAILED_STATES.includes(r.state)) s.failures++;
+      if (r.runtime_ms !== null) s.runtimes.push(r.runtime_ms);
+      if (r.finished_at !== null) s.last = Math.max(s.last ?? 0, r.finished_at);
+      byName.set(r.name, s);
+    }
+    return [...byName].map(([name, s]) => {
+      const sorted = s.runtimes.sort((a, b) => a - b);
+      return {
+        name,
+        runs: s.runs,
+        failures: s.failures,
+        runtime_p50_ms: percentile(sorted, 50),
+        runtime_p95_ms: percentile(sorted, 95),
+        last_run_at: s.last,
+      };
+    });
+  }
+
+  async finishedSince(since: number): Promise<{ finished: number; failed: number }> {
+    const row = this.sql<{ finished: number; failed: number }>`
+      SELECT COUNT(*) AS finished, SUM(CASE WHEN state IN ('FAILURE','UNREGISTERED','INTERRUPTED','LOST','REJECTED') THEN 1 ELSE 0 END) AS failed
+      FROM tasks WHERE finished_at >= ${since}`.one();
+    return { finished: row.finished, failed: row.failed ?? 0 };
+  }
+
+  async counts(): Promise<{ traces: number; tasks: number }> {
+    return {
+      traces: this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM traces`.one().n,
+      tasks: this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n,
+    };
+  }
+
+  /** Fans a message out to every `/api/live` socket (also used by the Fleet for worker and anomaly news). */
+  async publish(message: GlobalLiveMessage): Promise<void> {
+    this.broadcast({ ...message, seq: ++this.liveSeq } as GlobalLiveMessage);
+  }
+
+  private broadcast(message: GlobalLiveMessage): void {
+    const frame = JSON.stringify(message);
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.send(frame);
+      } catch {
+        // closing socket
+      }
+    }
+  }
+
+  async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
+      return new Response("expected a WebSocket upgrade", { status: 426 });
+    const pair = new WebSocketPair();
+    this.ctx.acceptWebSocket(pair[1]);
+    pair[1].send(JSON.stringify({ type: "hello", seq: this.liveSeq } satisfies GlobalLiveMessage));
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (message === "ping") ws.send("pong");
+  }
+
+  async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    try {
+      ws.close(code === 1005 ? 1000 : code, reason);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+export type { RegistryEntry };

@@ -1,0 +1,139 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Health, Registry, RegistryEntry, Stats, TraceList, WorkerList } from "../shared/api";
+import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
+import { decodeCursor } from "../durable-objects/trace-index";
+import { authMode, requireAuth, type Caller } from "./auth";
+import { HttpError } from "./errors";
+
+export const VERSION = "0.1.0";
+
+type ApiEnv = { Bindings: Env; Variables: { caller: Caller } };
+
+const TraceListQuery = z.object({
+  state: z.string().max(30).optional(),
+  name: z.string().max(300).optional(),
+  worker: z.string().max(300).optional(),
+  q: z.string().max(300).optional(),
+  from: z.coerce.number().optional(),
+  to: z.coerce.number().optional(),
+  cursor: z.string().max(500).optional(),
+  limit: z.coerce.number().int().min(1).max(200).optional(),
+});
+
+function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.infer<T> {
+  const cleaned = Object.fromEntries(Object.entries(query).filter(([, v]) => v !== ""));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) throw new HttpError(400, "invalid_query", "invalid query parameters", parsed.error.issues);
+  return parsed.data;
+}
+
+const notFound = (what: string, id: string) => new HttpError(404, "not_found", `no ${what} with id ${id} has been seen (it may not have been ingested yet, or was deleted by retention)`);
+
+const index = (env: Env) => env.INDEX.getByName(INDEX_NAME);
+
+/** Forwards an authenticated WebSocket upgrade to the object that owns the sockets. */
+function upgrade(req: Request, stub: { fetch(req: Request): Promise<Response> }): Promise<Response> {
+  if (req.headers.get("Upgrade")?.toLowerCase() !== "websocket")
+    throw new HttpError(426, "upgrade_required", "this endpoint is a WebSocket; connect with Upgrade: websocket");
+  return stub.fetch(req);
+}
+
+export const traces = new Hono<ApiEnv>()
+  .get("/", async (c) => {
+    const query = parseQuery(TraceListQuery, c.req.query());
+    if (query.cursor && !decodeCursor(query.cursor)) throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
+    const list: TraceList = await index(c.env).listTraces(query);
+    return c.json(list, 200);
+  })
+  .get("/:traceId/live", (c) => upgrade(c.req.raw, c.env.TRACE_GRAPH.getByName(c.req.param("traceId"))))
+  .get("/:traceId", async (c) => {
+    const traceId = c.req.param("traceId");
+    const snapshot = await c.env.TRACE_GRAPH.getByName(traceId).snapshot();
+    if (!snapshot) throw notFound("trace", traceId);
+    return c.json(snapshot, 200);
+  });
+
+export const tasks = new Hono<ApiEnv>()
+  .get("/", async (c) => {
+    const q = c.req.query("q")?.trim();
+    if (!q) throw new HttpError(400, "invalid_query", "pass ?q= with a task id prefix or a task name");
+    return c.json(await index(c.env).searchTasks(q, 50), 200);
+  })
+  .get("/:taskId", async (c) => {
+    const taskId = c.req.param("taskId");
+    // The index knows within about a second; a fresh task is usually the root of its own trace.
+    const traceId = (await index(c.env).traceOfTask(taskId)) ?? taskId;
+    const detail = await c.env.TRACE_GRAPH.getByName(traceId).task(taskId);
+    if (!detail) throw notFound("task", taskId);
+    return c.json(detail, 200);
+  });
+
+export const api = new Hono<ApiEnv>()
+  .get("/health", (c) => {
+    const health: Health = {
+      ok: true,
+      version: VERSION,
+      auth_mode: authMode(c.env, new URL(c.req.url)) === "local" ? "none" : authMode(c.env, new URL(c.req.url)),
+      index_backend: c.env.UPSTASH_REDIS_REST_URL ? "upstash" : "durable-object",
+    };
+    return c.json(health, 200);
+  })
+  .use("*", requireAuth("read"))
+  .route("/traces", traces)
+  .route("/tasks", tasks)
+  .get("/workers", async (c) => {
+    const list: WorkerList = { workers: await c.env.FLEET.getByName(FLEET_NAME).list() };
+    return c.json(list, 200);
+  })
+  .get("/registry", async (c) => {
+    const [registered, stats] = await Promise.all([c.env.FLEET.getByName(FLEET_NAME).registeredNames(), index(c.env).runStats()]);
+    const byName = new Map(stats.map((s) => [s.name, s]));
+    const names = new Set([...Object.keys(registered), ...byName.keys()]);
+    const entries: RegistryEntry[] = [...names].sort().map((name) => {
+      const s = byName.get(name);
+      const reg = registered[name];
+      const runs = s?.runs ?? 0;
+      return {
+        name,
+        // Registered by a worker we have seen (even if it is offline now): Active or Never run.
+        status: !reg ? "NOT_REGISTERED" : runs > 0 ? "ACTIVE" : "NEVER_RUN",
+        runs,
+        failures: s?.failures ?? 0,
+        failure_rate: runs ? (s?.failures ?? 0) / runs : 0,
+        runtime_p50_ms: s?.runtime_p50_ms ?? null,
+        runtime_p95_ms: s?.runtime_p95_ms ?? null,
+        last_run_at: s?.last_run_at ?? null,
+        registered_by: reg?.workers ?? [],
+        module: reg?.def.module ?? null,
+        signature: reg?.def.signature ?? null,
+        doc: reg?.def.doc ?? null,
+      };
+    });
+    const registry: Registry = { tasks: entries };
+    return c.json(registry, 200);
+  })
+  .get("/stats", async (c) => {
+    const now = Date.now() / 1000;
+    const idx = index(c.env);
+    const [counts, hour, day, workers] = await Promise.all([
+      idx.counts(),
+      idx.finishedSince(now - 3600),
+      idx.finishedSince(now - 86400),
+      c.env.FLEET.getByName(FLEET_NAME).list(),
+    ]);
+    const stats: Stats = {
+      ...counts,
+      open_anomalies: 0,
+      anomalies_by_kind: {},
+      workers: {
+        online: workers.filter((w) => w.status === "ONLINE").length,
+        offline: workers.filter((w) => w.status === "OFFLINE").length,
+        lost: workers.filter((w) => w.status === "LOST").length,
+      },
+      last_hour: hour,
+      last_day: day,
+    };
+    return c.json(stats, 200);
+  })
+  .get("/live", (c) => upgrade(c.req.raw, index(c.env)));
