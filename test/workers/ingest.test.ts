@@ -1,0 +1,119 @@
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { IngestResponse } from "../../shared/wire";
+
+let counter = 0;
+function taskEvent(overrides: Record<string, unknown> = {}) {
+  counter++;
+  return {
+    v: 1,
+    id: `ev-${Date.now()}-${counter}`,
+    kind: "task",
+    type: "published",
+    ts: 1795334409 + counter / 1000,
+    seq: counter,
+    host: null,
+    pid: 1,
+    task_id: `task-${counter}`,
+    name: "app.add",
+    ...overrides,
+  };
+}
+
+async function post(body: BodyInit, headers: Record<string, string> = {}) {
+  return exports.default.fetch("http://127.0.0.1/v1/events", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...headers },
+    body,
+  });
+}
+
+async function gzip(text: string): Promise<ArrayBuffer> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Response(stream).arrayBuffer();
+}
+
+describe("POST /v1/events", () => {
+  it("keeps the valid events of a batch and rejects each bad one with its index and reason", async () => {
+    const good = taskEvent({ task_id: "keep-1", trace_id: "trace-keep" });
+    const res = await post(
+      JSON.stringify({ events: [good, { v: 1, kind: "task" }, taskEvent({ ts: "yesterday" }), taskEvent({ task_id: "keep-2", trace_id: "trace-keep" })] }),
+    );
+    expect(res.status).toBe(202);
+    const body = IngestResponse.parse(await res.json());
+    expect(body.accepted).toBe(2);
+    expect(body.rejected.map((r) => r.index)).toEqual([1, 2]);
+    expect(body.rejected[1]?.error).toMatch(/ts/);
+    const snapshot = await exports.default.fetch("http://127.0.0.1/api/traces/trace-keep");
+    const graph = (await snapshot.json()) as { nodes: { id: string }[] };
+    expect(graph.nodes.map((n) => n.id).sort()).toEqual(["keep-1", "keep-2"]);
+  });
+
+  it("deduplicates by event id within a batch and across batches", async () => {
+    const e = taskEvent({ trace_id: "trace-dupe" });
+    const first = IngestResponse.parse(await (await post(JSON.stringify({ events: [e, e] }))).json());
+    expect(first).toEqual({ accepted: 1, duplicates: 1, rejected: [] });
+    const second = IngestResponse.parse(await (await post(JSON.stringify({ events: [e] }))).json());
+    expect(second).toEqual({ accepted: 0, duplicates: 1, rejected: [] });
+  });
+
+  it("accepts gzip bodies", async () => {
+    const res = await post(await gzip(JSON.stringify({ events: [taskEvent({ trace_id: "trace-gz" })] })), { "Content-Encoding": "gzip" });
+    expect(res.status).toBe(202);
+    expect(IngestResponse.parse(await res.json()).accepted).toBe(1);
+  });
+
+  it("answers 400 with a message a person can act on for non-JSON, no events, and broken gzip", async () => {
+    const notJson = await post("{nope");
+    expect(notJson.status).toBe(400);
+    expect(((await notJson.json()) as { error: { message: string } }).error.message).toMatch(/not JSON/);
+    const noEvents = await post(JSON.stringify({ events: [] }));
+    expect(noEvents.status).toBe(400);
+    const badGzip = await post("definitely not gzip", { "Content-Encoding": "gzip" });
+    expect(badGzip.status).toBe(400);
+  });
+
+  it("answers 413 over 1000 events and over 1 MiB decompressed", async () => {
+    const many = Array.from({ length: 1001 }, () => taskEvent());
+    const tooMany = await post(JSON.stringify({ events: many }));
+    expect(tooMany.status).toBe(413);
+    expect(((await tooMany.json()) as { error: { message: string } }).error.message).toMatch(/at most 1000/);
+    const big = JSON.stringify({ events: [taskEvent({ args: ["x".repeat(1_100_000)] })] });
+    const tooBig = await post(await gzip(big), { "Content-Encoding": "gzip" });
+    expect(tooBig.status).toBe(413);
+  });
+
+  it("routes by trace_id ?? root_id ?? task_id", async () => {
+    await post(
+      JSON.stringify({
+        events: [
+          taskEvent({ task_id: "r-a", trace_id: "route-trace" }),
+          taskEvent({ task_id: "r-b", root_id: "route-root" }),
+          taskEvent({ task_id: "route-self" }),
+        ],
+      }),
+    );
+    for (const [trace, task] of [["route-trace", "r-a"], ["route-root", "r-b"], ["route-self", "route-self"]] as const) {
+      const res = await exports.default.fetch(`http://127.0.0.1/api/traces/${trace}`);
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { nodes: { id: string }[] }).nodes.map((n) => n.id)).toContain(task);
+    }
+  });
+});
+
+describe("read API", () => {
+  it("answers 404 with a clear message for unknown ids", async () => {
+    for (const path of ["/api/traces/never-seen", "/api/tasks/never-seen", "/api/nothing-here"]) {
+      const res = await exports.default.fetch(`http://127.0.0.1${path}`);
+      expect(res.status).toBe(404);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("not_found");
+      expect(body.error.message.length).toBeGreaterThan(10);
+    }
+  });
+
+  it("reports health", async () => {
+    const res = await exports.default.fetch("http://127.0.0.1/api/health");
+    expect(await res.json()).toMatchObject({ ok: true, index_backend: "durable-object" });
+  });
+});
