@@ -25,14 +25,14 @@ const MIGRATIONS = [
    CREATE INDEX events_by_task ON events (task_id);
    CREATE TABLE tasks (
      task_id TEXT PRIMARY KEY, name TEXT, state TEXT NOT NULL, parent_id TEXT, worker TEXT,
-     published_at REAL, started_at REAL, finished_at REAL, runtime_ms REAL, record TEXT NOT NULL);
+     published_at REAL, started_at REAL, finished_at REAL, runtime_ms REAL, record TEXT NOT NULL,
+     reported INTEGER NOT NULL DEFAULT 0);
    CREATE INDEX tasks_by_parent ON tasks (parent_id);
    CREATE TABLE attempts (
      task_id TEXT NOT NULL, retries INTEGER NOT NULL, delivery INTEGER NOT NULL, state TEXT NOT NULL,
      worker TEXT, started_at REAL, finished_at REAL, PRIMARY KEY (task_id, retries, delivery));
    CREATE TABLE deadlines (key TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT, due_at REAL NOT NULL);
-   CREATE TABLE outbox (task_id TEXT PRIMARY KEY, name TEXT, state TEXT NOT NULL, runtime_ms REAL,
-     finished_at REAL, worker TEXT);`,
+   CREATE INDEX tasks_unreported ON tasks (reported) WHERE reported = 0;`,
 ];
 
 /**
@@ -42,6 +42,10 @@ const MIGRATIONS = [
  */
 export class TraceGraph extends DurableObject<Env> {
   protected sql: Sql;
+  /** Write-through caches of hot meta values (a Durable Object is single-threaded). */
+  private metaCache = new Map<string, string | null>();
+  private alarmAt: number | null | undefined;
+  private retentionSetAt = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -50,10 +54,14 @@ export class TraceGraph extends DurableObject<Env> {
   }
 
   private meta(key: string): string | null {
-    return this.sql<{ value: string }>`SELECT value FROM meta WHERE key = ${key}`.toArray()[0]?.value ?? null;
+    if (this.metaCache.has(key)) return this.metaCache.get(key) ?? null;
+    const value = this.sql<{ value: string }>`SELECT value FROM meta WHERE key = ${key}`.toArray()[0]?.value ?? null;
+    this.metaCache.set(key, value);
+    return value;
   }
 
   private setMeta(key: string, value: string | number): void {
+    this.metaCache.set(key, String(value));
     this.sql`INSERT INTO meta (key, value) VALUES (${key}, ${String(value)})
              ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
   }
@@ -85,13 +93,17 @@ export class TraceGraph extends DurableObject<Env> {
     if (accepted === 0) return { accepted, duplicates: events.length };
 
     const changed: TaskRecord[] = [];
+    // Only live viewers need to know whether the graph's shape changed; skip the extra read otherwise.
+    const watched = this.ctx.getWebSockets().length > 0;
     let structureChanged = false;
     for (const taskId of touched) {
-      const before = this.sql<{ record: string }>`SELECT record FROM tasks WHERE task_id = ${taskId}`.toArray()[0];
+      const before = watched ? this.sql<{ record: string }>`SELECT record FROM tasks WHERE task_id = ${taskId}`.toArray()[0] : undefined;
       const record = this.refold(taskId);
-      const previous = before ? (JSON.parse(before.record) as TaskRecord) : null;
-      if (!previous || previous.chain.length !== record.chain.length || previous.group_id !== record.group_id || previous.parent_id !== record.parent_id || previous.chord_callback_id !== record.chord_callback_id)
-        structureChanged = true;
+      if (watched) {
+        const previous = before ? (JSON.parse(before.record) as TaskRecord) : null;
+        if (!previous || previous.chain.length !== record.chain.length || previous.group_id !== record.group_id || previous.parent_id !== record.parent_id || previous.chord_callback_id !== record.chord_callback_id)
+          structureChanged = true;
+      }
       changed.push(record);
     }
     const seq = this.seq + 1;
@@ -118,21 +130,18 @@ export class TraceGraph extends DurableObject<Env> {
   private refold(taskId: string): TaskRecord {
     const events = this.taskEvents(taskId);
     const record = foldTask(taskId, events);
-    this.sql`INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record)
+    // reported = 0 puts the task in the next report to the index (the outbox is this column).
+    this.sql`INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record, reported)
              VALUES (${taskId}, ${record.name}, ${record.state}, ${record.parent_id}, ${record.worker}, ${record.published_at},
-                     ${record.started_at}, ${record.finished_at}, ${record.runtime_ms}, ${JSON.stringify(record)})
+                     ${record.started_at}, ${record.finished_at}, ${record.runtime_ms}, ${JSON.stringify(record)}, 0)
              ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
                worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
-               finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record`;
+               finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record, reported = 0`;
     if (record.attempt_count > 1 || events.some((e) => e.retries)) {
       for (const a of foldAttempts(events.sort(compareTaskEvents)))
         this.sql`INSERT OR REPLACE INTO attempts (task_id, retries, delivery, state, worker, started_at, finished_at)
                  VALUES (${taskId}, ${a.retries}, ${a.delivery}, ${a.state}, ${a.worker}, ${a.started_at}, ${a.finished_at})`;
     }
-    this.sql`INSERT INTO outbox (task_id, name, state, runtime_ms, finished_at, worker)
-             VALUES (${taskId}, ${record.name}, ${record.state}, ${record.runtime_ms}, ${record.finished_at}, ${record.worker})
-             ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state,
-               runtime_ms = excluded.runtime_ms, finished_at = excluded.finished_at, worker = excluded.worker`;
     return record;
   }
 
@@ -229,16 +238,17 @@ export class TraceGraph extends DurableObject<Env> {
     return Date.now() / 1000 - Number(this.meta("reported_at") ?? 0) >= SUMMARY_INTERVAL_S;
   }
 
-  /** Sends the summary and the changed tasks to the index, then clears the outbox. */
+  /** Sends the summary and the tasks changed since the last report to the index. */
   protected async reportToIndex(): Promise<void> {
     const now = Date.now() / 1000;
     this.setMeta("reported_at", now);
     this.setMeta("updated_at", now);
     this.sql`DELETE FROM deadlines WHERE key = 'summary'`;
-    const tasks = this.sql<TraceReport["tasks"][number]>`SELECT task_id, name, state, runtime_ms, finished_at, worker FROM outbox`.toArray();
+    const tasks = this.sql<TraceReport["tasks"][number]>`SELECT task_id, name, state, runtime_ms, finished_at, worker FROM tasks WHERE reported = 0`.toArray();
     const report: TraceReport = { summary: this.summaryFromTable(), tasks };
+    // Marked before the await: a task changed while the report is in flight gets reported = 0 again.
+    this.sql`UPDATE tasks SET reported = 1 WHERE reported = 0`;
     await this.env.INDEX.getByName(INDEX_NAME).report(report);
-    this.sql`DELETE FROM outbox`;
   }
 
   protected scheduleDeadline(key: string, kind: string, taskId: string | null, dueAt: number): void {
@@ -250,22 +260,30 @@ export class TraceGraph extends DurableObject<Env> {
     this.sql`DELETE FROM deadlines WHERE key = ${key}`;
   }
 
+  /** Pushes retention out to RETENTION_DAYS after the latest activity (refreshed at most once a minute). */
   private ensureRetention(): void {
+    const now = Date.now() / 1000;
+    if (now - this.retentionSetAt < 60) return;
+    this.retentionSetAt = now;
     const days = numberVar(this.env.RETENTION_DAYS, 7);
-    const due = Date.now() / 1000 + days * 86400;
+    const due = now + days * 86400;
     this.sql`INSERT INTO deadlines (key, kind, task_id, due_at) VALUES ('retention', 'retention', NULL, ${due})
              ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at`;
   }
 
   /** One alarm: the earliest deadline, or none. */
   protected async rearmAlarm(): Promise<void> {
-    const next = this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due;
+    const due = this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due;
+    const next = due === null ? null : Math.ceil(due * 1000);
+    if (next === this.alarmAt) return;
+    this.alarmAt = next;
     if (next === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(Math.ceil(next * 1000));
+    else await this.ctx.storage.setAlarm(next);
   }
 
   /** Runs every due deadline; idempotent, re-arms from the table. */
   async alarm(): Promise<void> {
+    this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the table
     const now = Date.now() / 1000;
     const due = this.sql<{ key: string; kind: string; task_id: string | null }>`
       SELECT key, kind, task_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
@@ -273,6 +291,7 @@ export class TraceGraph extends DurableObject<Env> {
       if (d.kind === "retention") {
         await this.ctx.storage.deleteAlarm();
         await this.ctx.storage.deleteAll();
+        this.metaCache.clear();
         return;
       }
       if (d.kind === "summary") await this.reportToIndex();
