@@ -46,6 +46,7 @@ export class TraceGraph extends DurableObject<Env> {
   private metaCache = new Map<string, string | null>();
   private alarmAt: number | null | undefined;
   private retentionSetAt = 0;
+  private summaryScheduled = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -78,43 +79,50 @@ export class TraceGraph extends DurableObject<Env> {
    * Applies a batch of task events of this trace. Duplicates (same event id) are counted, not applied.
    * Sends one delta frame to live sockets and reports to the index at most about once a second.
    */
-  async ingest(traceId: string, events: TaskEvent[]): Promise<IngestResult> {
+  async ingest(traceId: string, events: TaskEvent[] | string): Promise<IngestResult> {
+    // The Worker sends the validated batch as one JSON string: cheaper over RPC than objects, and
+    // exactly what SQLite's json_each wants.
+    const eventsJson = typeof events === "string" ? events : JSON.stringify(events);
     const firstIngest = this.meta("trace_id") === null;
     if (firstIngest) this.setMeta("trace_id", traceId);
-    let accepted = 0;
-    const touched = new Set<string>();
-    for (const event of events) {
-      const cursor = this.sql`INSERT OR IGNORE INTO events (id, task_id, body) VALUES (${event.id}, ${event.task_id}, ${JSON.stringify(event)})`;
-      if (cursor.rowsWritten > 0) {
-        accepted++;
-        touched.add(event.task_id);
-      }
-    }
-    if (accepted === 0) return { accepted, duplicates: events.length };
+    // One statement for the whole batch; RETURNING yields only the events that were new.
+    const inserted = this.sql<{ task_id: string }>`
+      INSERT OR IGNORE INTO events (id, task_id, body)
+      SELECT value ->> '$.id', value ->> '$.task_id', value FROM json_each(${eventsJson}) WHERE true
+      RETURNING task_id`.toArray();
+    const total = typeof events === "string" ? this.sql<{ n: number }>`SELECT json_array_length(${eventsJson}) AS n`.one().n : events.length;
+    const accepted = inserted.length;
+    if (accepted === 0) return { accepted, duplicates: total };
+    const touched = [...new Set(inserted.map((r) => r.task_id))];
 
-    const changed: TaskRecord[] = [];
     // Only live viewers need to know whether the graph's shape changed; skip the extra read otherwise.
     const watched = this.ctx.getWebSockets().length > 0;
-    let structureChanged = false;
-    for (const taskId of touched) {
-      const before = watched ? this.sql<{ record: string }>`SELECT record FROM tasks WHERE task_id = ${taskId}`.toArray()[0] : undefined;
-      const record = this.refold(taskId);
-      if (watched) {
-        const previous = before ? (JSON.parse(before.record) as TaskRecord) : null;
-        if (!previous || previous.chain.length !== record.chain.length || previous.group_id !== record.group_id || previous.parent_id !== record.parent_id || previous.chord_callback_id !== record.chord_callback_id)
-          structureChanged = true;
-      }
-      changed.push(record);
-    }
+    const before = watched ? this.recordsOf(touched) : new Map<string, TaskRecord>();
+    const changed = this.refoldTasks(touched);
+    const structureChanged =
+      watched &&
+      changed.some((record) => {
+        const previous = before.get(record.task_id);
+        return (
+          !previous ||
+          previous.chain.length !== record.chain.length ||
+          previous.group_id !== record.group_id ||
+          previous.parent_id !== record.parent_id ||
+          previous.chord_callback_id !== record.chord_callback_id
+        );
+      });
     const seq = this.seq + 1;
     this.setMeta("seq", seq);
     this.onTasksChanged(changed);
     this.broadcastDelta(seq, changed, structureChanged);
     if (firstIngest || this.summaryDue()) await this.reportToIndex();
-    else this.scheduleDeadline("summary", "summary", null, Number(this.meta("reported_at") ?? 0) + SUMMARY_INTERVAL_S);
+    else if (!this.summaryScheduled) {
+      this.scheduleDeadline("summary", "summary", null, Number(this.meta("reported_at") ?? 0) + SUMMARY_INTERVAL_S);
+      this.summaryScheduled = true;
+    }
     this.ensureRetention();
     await this.rearmAlarm();
-    return { accepted, duplicates: events.length - accepted };
+    return { accepted, duplicates: total - accepted };
   }
 
   /** Hook for subclasses and the anomaly detector: called after tasks were re-folded. */
@@ -126,23 +134,46 @@ export class TraceGraph extends DurableObject<Env> {
       .map((row) => JSON.parse(row.body) as TaskEvent);
   }
 
-  /** Re-derives one task's row and attempts from all of its events. */
-  private refold(taskId: string): TaskRecord {
-    const events = this.taskEvents(taskId);
-    const record = foldTask(taskId, events);
-    // reported = 0 puts the task in the next report to the index (the outbox is this column).
-    this.sql`INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record, reported)
-             VALUES (${taskId}, ${record.name}, ${record.state}, ${record.parent_id}, ${record.worker}, ${record.published_at},
-                     ${record.started_at}, ${record.finished_at}, ${record.runtime_ms}, ${JSON.stringify(record)}, 0)
-             ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
-               worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
-               finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record, reported = 0`;
-    if (record.attempt_count > 1 || events.some((e) => e.retries)) {
-      for (const a of foldAttempts(events.sort(compareTaskEvents)))
-        this.sql`INSERT OR REPLACE INTO attempts (task_id, retries, delivery, state, worker, started_at, finished_at)
-                 VALUES (${taskId}, ${a.retries}, ${a.delivery}, ${a.state}, ${a.worker}, ${a.started_at}, ${a.finished_at})`;
+  private recordsOf(taskIds: string[]): Map<string, TaskRecord> {
+    const rows = this.sql<{ task_id: string; record: string }>`
+      SELECT task_id, record FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`.toArray();
+    return new Map(rows.map((r) => [r.task_id, JSON.parse(r.record) as TaskRecord]));
+  }
+
+  /**
+   * Re-derives the rows (and attempts) of these tasks from all of their events: one read and one
+   * write for the whole set, so a 100-event batch costs a handful of statements.
+   */
+  protected refoldTasks(taskIds: string[]): TaskRecord[] {
+    const eventsByTask = new Map<string, TaskEvent[]>(taskIds.map((id) => [id, []]));
+    for (const row of this.sql<{ task_id: string; body: string }>`
+      SELECT task_id, body FROM events WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`)
+      eventsByTask.get(row.task_id)?.push(JSON.parse(row.body) as TaskEvent);
+    const records: TaskRecord[] = [];
+    const attempts: unknown[] = [];
+    for (const [taskId, events] of eventsByTask) {
+      const record = foldTask(taskId, events);
+      records.push(record);
+      if (record.attempt_count > 1 || events.some((e) => e.retries))
+        for (const a of foldAttempts(events.sort(compareTaskEvents)))
+          attempts.push({ task_id: taskId, retries: a.retries, delivery: a.delivery, state: a.state, worker: a.worker, started_at: a.started_at, finished_at: a.finished_at });
     }
-    return record;
+    // reported = 0 puts the task in the next report to the index (the outbox is this column).
+    this.sql`
+      INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record, reported)
+      SELECT value ->> '$.task_id', value ->> '$.name', value ->> '$.state', value ->> '$.parent_id', value ->> '$.worker',
+             value ->> '$.published_at', value ->> '$.started_at', value ->> '$.finished_at', value ->> '$.runtime_ms', value, 0
+      FROM json_each(${JSON.stringify(records)}) WHERE true
+      ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
+        worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record, reported = 0`;
+    if (attempts.length)
+      this.sql`
+        INSERT OR REPLACE INTO attempts (task_id, retries, delivery, state, worker, started_at, finished_at)
+        SELECT value ->> '$.task_id', value ->> '$.retries', value ->> '$.delivery', value ->> '$.state', value ->> '$.worker',
+               value ->> '$.started_at', value ->> '$.finished_at'
+        FROM json_each(${JSON.stringify(attempts)})`;
+    return records;
   }
 
   private records(): TaskRecord[] {
@@ -244,6 +275,7 @@ export class TraceGraph extends DurableObject<Env> {
     this.setMeta("reported_at", now);
     this.setMeta("updated_at", now);
     this.sql`DELETE FROM deadlines WHERE key = 'summary'`;
+    this.summaryScheduled = false;
     const tasks = this.sql<TraceReport["tasks"][number]>`SELECT task_id, name, state, runtime_ms, finished_at, worker FROM tasks WHERE reported = 0`.toArray();
     const report: TraceReport = { summary: this.summaryFromTable(), tasks };
     // Marked before the await: a task changed while the report is in flight gets reported = 0 again.

@@ -109,7 +109,7 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
       else byTrace.set(key, [e]);
     }
     const results = await Promise.all([
-      ...[...byTrace].map(([traceId, events]) => c.env.TRACE_GRAPH.getByName(traceId).ingest(traceId, events)),
+      ...[...byTrace].map(([traceId, events]) => c.env.TRACE_GRAPH.getByName(traceId).ingest(traceId, JSON.stringify(events))),
       ...(workers.length ? [c.env.FLEET.getByName(FLEET_NAME).ingest(workers)] : []),
     ]);
     const response: IngestResponse = {
