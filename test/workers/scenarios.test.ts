@@ -1,0 +1,240 @@
+/**
+ * Every recorded Celery scenario, ingested through POST /v1/events and read back through the API,
+ * checked against its ground truth (meta.json): ids, containers, edges, final states.
+ */
+import { exports } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { TaskDetail, TraceSnapshot } from "../../shared/api";
+import { traceKeyOf } from "../../shared/wire";
+import { expectedState, scenario, scenarios, taskEvents, type Scenario } from "./scenarios";
+
+const base = "http://127.0.0.1";
+
+async function ingest(events: unknown[]) {
+  for (let i = 0; i < events.length; i += 100) {
+    const res = await exports.default.fetch(`${base}/v1/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ events: events.slice(i, i + 100) }),
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { rejected: unknown[] };
+    expect(body.rejected).toEqual([]);
+  }
+}
+
+function traceOf(s: Scenario, taskId: string): string {
+  const event = taskEvents(s).find((e) => e.task_id === taskId);
+  if (!event) throw new Error(`${s.name}: no event for task ${taskId}`);
+  return traceKeyOf(event);
+}
+
+async function snapshotOf(traceId: string): Promise<TraceSnapshot> {
+  const res = await exports.default.fetch(`${base}/api/traces/${traceId}`);
+  expect(res.status).toBe(200);
+  return TraceSnapshot.parse(await res.json());
+}
+
+async function graphOf(name: string, taskId: string) {
+  const s = scenario(name);
+  const snap = await snapshotOf(traceOf(s, taskId));
+  const node = (id: string) => {
+    const n = snap.nodes.find((x) => x.id === id);
+    if (!n) throw new Error(`${name}: node ${id} missing from trace ${snap.trace_id}`);
+    return n;
+  };
+  const edge = (source: string, target: string) => snap.edges.find((e) => e.source === source && e.target === target);
+  return { snap, node, edge };
+}
+
+async function detailOf(taskId: string) {
+  const res = await exports.default.fetch(`${base}/api/tasks/${taskId}`);
+  expect(res.status).toBe(200);
+  return TaskDetail.parse(await res.json());
+}
+
+beforeAll(async () => {
+  expect(scenarios.length).toBeGreaterThanOrEqual(20);
+  for (const s of scenarios) await ingest(s.events);
+});
+
+describe("every scenario matches its ground truth", () => {
+  it.each(scenarios.filter((s) => Object.keys(s.meta.backend_states_after).length).map((s) => [s.name, s] as const))(
+    "%s: final states",
+    async (_name, s) => {
+      const containerIds = new Set<string>();
+      for (const [taskId, backend] of Object.entries(s.meta.backend_states_after)) {
+        if (!taskEvents(s).some((e) => e.task_id === taskId) && backend.state === "PENDING") {
+          containerIds.add(taskId); // a group id: never a task (CELERY.md §3, 06)
+          continue;
+        }
+        const expected = expectedState(s.name, taskId, backend.state);
+        if (expected === null) continue;
+        const trace = await snapshotOf(traceOf(s, taskId));
+        const node = trace.nodes.find((n) => n.id === taskId);
+        expect(node, `${s.name}: ${taskId}`).toBeDefined();
+        expect(node?.state, `${s.name}: ${taskId}`).toBe(expected);
+      }
+    },
+  );
+});
+
+describe("graph rules on real recordings", () => {
+  it("01 single success: one node, no edges, no containers", async () => {
+    const { snap, node } = await graphOf("01_single_success", "d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0");
+    expect(snap.nodes).toHaveLength(1);
+    expect(node("d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0")).toMatchObject({ state: "SUCCESS", name: "app.add", placeholder: false });
+    expect(snap.edges).toEqual([]);
+    expect(snap.summary).toMatchObject({ state: "SUCCESS", task_count: 1, failure_count: 0 });
+  });
+
+  it("02 failure: exception and full traceback in the task detail", async () => {
+    const detail = await detailOf("e6f835a4-3694-4b3b-8f7e-0a24625da7a4");
+    expect(detail.task.state).toBe("FAILURE");
+    expect(detail.exception?.type).toMatch(/ValueError/);
+    expect(detail.exception?.message).toMatch(/boom/);
+    expect(detail.traceback).toMatch(/Traceback/);
+  });
+
+  it("03 retry then success: one node, three attempts ordered by retries", async () => {
+    const detail = await detailOf("a44d6bda-7b42-4cee-9b8f-e18c92bb5079");
+    expect(detail.task).toMatchObject({ state: "SUCCESS", retries: 2 });
+    expect(detail.attempts.map((a) => [a.retries, a.state])).toEqual([
+      [0, "RETRY"],
+      [1, "RETRY"],
+      [2, "SUCCESS"],
+    ]);
+  });
+
+  it("04 retries exhausted with overlapping attempts: FAILURE on the last attempt despite arrival order", async () => {
+    const detail = await detailOf("cec57f69-730e-473d-a992-1e933d74e857");
+    expect(detail.attempts.map((a) => [a.retries, a.state])).toEqual([
+      [0, "RETRY"],
+      [1, "RETRY"],
+      [2, "FAILURE"],
+    ]);
+    expect(detail.exception?.type).toMatch(/KeyError/);
+  });
+
+  it("05 chain: chain edges in order, one trace", async () => {
+    const [t1, t2, t3] = ["0844444d-c6ff-46c9-b82c-60920efd0db3", "74fce431-ba89-449c-ac4c-630ff1297187", "388c2713-973c-4c7b-8c95-0aedf05f5c75"];
+    const { snap, edge } = await graphOf("05_chain", t1!);
+    expect(snap.nodes.map((n) => n.id).sort()).toEqual([t1, t2, t3].sort());
+    expect(edge(t1!, t2!)?.kind).toBe("chain");
+    expect(edge(t2!, t3!)?.kind).toBe("chain");
+    expect(snap.edges).toHaveLength(2);
+  });
+
+  it("06 group: one GROUP container with its three members in one trace", async () => {
+    const group = "e7f84d43-73e0-467d-a9a5-fe35ca27833e";
+    const children = ["0e430479-e37e-4599-a660-5627cba0a87b", "e15871ed-97c0-4c37-aca6-0e6feb5deacd", "01648b24-6215-4428-86b4-08f8f72ec19d"];
+    const { snap } = await graphOf("06_group", children[0]!);
+    expect(snap.trace_id).toBe(group);
+    expect(snap.containers).toEqual([expect.objectContaining({ id: group, kind: "GROUP", state: "SUCCESS", callback_id: null })]);
+    expect([...snap.containers[0]!.members].sort()).toEqual([...children].sort());
+    expect(snap.nodes.some((n) => n.id === group)).toBe(false);
+  });
+
+  it("07 chord: CHORD container ordered by group_index, callback linked only through the header", async () => {
+    const header = ["980cf0c5-aba0-4198-8d65-f0cc400ba427", "67278e89-5bc2-4280-bda3-b76219f0edb4", "07b6e364-f211-4951-8903-8d920f49c7b1"];
+    const callback = "a8a105c9-4b68-4925-8153-5ab3d922fc62";
+    const group = "d1d062f7-e9fe-4c5b-b161-46ca668ebb50";
+    const { snap, node, edge } = await graphOf("07_chord", header[0]!);
+    expect(snap.containers).toEqual([
+      { id: group, kind: "CHORD", state: "SUCCESS", members: header, callback_id: callback, size: 3 },
+    ]);
+    expect(node(callback).state).toBe("SUCCESS");
+    expect(edge(group, callback)?.kind).toBe("chord");
+    // parent_id of the callback is the last header task to finish: never an edge (CELERY.md §4.3).
+    expect(snap.edges.filter((e) => e.target === callback)).toHaveLength(1);
+  });
+
+  it("08 parent spawning children: spawn edges", async () => {
+    const parent = "f634bf34-2f9c-48d7-8197-40ecebf98549";
+    const children = ["bd68b97e-46da-4a0d-a668-ec3962f25713", "fe243b50-e655-4ce5-b6a5-5926f6213a9c", "958d81d5-8f6f-4819-a46a-630be42b041f"];
+    const { snap, edge } = await graphOf("08_parent_child", parent);
+    for (const child of children) expect(edge(parent, child)?.kind).toBe("spawn");
+    expect(snap.nodes).toHaveLength(4);
+  });
+
+  it("09a chain containing a group: the group becomes a chord inside the chain", async () => {
+    const first = "5adc8709-a080-47a4-b72f-56557d872262";
+    const group = "62aa0986-f804-49c8-aba6-f3c0c6b07228";
+    const callback = "971d4a38-bdda-418e-874e-77070ddb09c3";
+    const header = ["efef779e-66fe-43eb-b8db-9d3768fde9e4", "46ad16f6-e7b1-48b2-9a47-091fe07f4423"];
+    const { snap, node, edge } = await graphOf("09a_chain_with_group", first);
+    expect(snap.containers).toEqual([{ id: group, kind: "CHORD", state: "SUCCESS", members: header, callback_id: callback, size: 2 }]);
+    for (const h of header) expect(edge(first, h)?.kind).toBe("chain");
+    expect(edge(group, callback)?.kind).toBe("chord");
+    expect(edge(first, callback)).toBeUndefined();
+    expect(node(callback).state).toBe("SUCCESS");
+    expect(snap.nodes).toHaveLength(4);
+  });
+
+  it("09d chain ending in a group: the pre-assigned group id is the real one", async () => {
+    const first = "e390d316-7731-4549-a61c-85ccc144b200";
+    const group = "1714f733-4863-4528-9611-43cff4d4affc";
+    const { snap, edge } = await graphOf("09d_chain_ending_in_group", first);
+    expect(snap.containers).toEqual([expect.objectContaining({ id: group, kind: "GROUP", state: "SUCCESS" })]);
+    for (const m of snap.containers[0]!.members) expect(edge(first, m)?.kind).toBe("chain");
+    expect(snap.containers[0]!.members).toHaveLength(2);
+  });
+
+  it("10a chord whose header fails: callback NOT_RUN, chord FAILURE", async () => {
+    const callback = "d6bbf20c-b8eb-426a-a60a-79b6a0eb50f3";
+    const { snap, node } = await graphOf("10a_chord_header_fails", "f961b392-265c-4d1d-93b0-4b919fb8f053");
+    expect(node(callback)).toMatchObject({ state: "NOT_RUN", placeholder: true, name: "app.tsum" });
+    expect(node(callback).state_reason).toMatch(/chord header task b4fd4d1f/);
+    expect(snap.containers[0]).toMatchObject({ kind: "CHORD", state: "FAILURE", callback_id: callback });
+    expect(snap.summary.state).toBe("FAILURE");
+  });
+
+  it("11a revoke before receive: REVOKED with no received", async () => {
+    const detail = await detailOf("e901224d-6863-43b6-b6ce-4f87b6dc625d");
+    expect(detail.task.state).toBe("REVOKED");
+    expect(detail.events.map((e) => e.type)).not.toContain("received");
+  });
+
+  it("11c terminate while running: REVOKED wins over the interrupted postrun", async () => {
+    const detail = await detailOf("ebb8a815-c30c-498a-9c0d-01879085c1bd");
+    expect(detail.task.state).toBe("REVOKED");
+    expect(detail.task.state_reason).toMatch(/terminated/);
+  });
+
+  it("11d expired: REVOKED, expired", async () => {
+    const detail = await detailOf("da0706ed-c02b-4921-8f59-be5774cd9548");
+    expect(detail.task.state_reason).toMatch(/expired/);
+  });
+
+  it("12 unregistered name: UNREGISTERED", async () => {
+    const detail = await detailOf("09faf8c3-eece-4321-96cc-bf8b26ada5df");
+    expect(detail.task).toMatchObject({ state: "UNREGISTERED", name: "does.not.exist" });
+  });
+
+  it("14 countdown: received with an ETA, then started", async () => {
+    const detail = await detailOf("be6dbddf-e3b5-4476-a8e1-66d6c3dea5c1");
+    expect(detail.task.state).toBe("SUCCESS");
+    expect(detail.attempts[0]?.eta).toBeTruthy();
+  });
+
+  it("15b old-style errbacks: errback edges from the failed task", async () => {
+    const failed = "d7caee55-99ff-4aea-94cd-100f1f9e2127";
+    const { edge } = await graphOf("15b_link_error_old_style", failed);
+    const s = scenario("15b_link_error_old_style");
+    const errbacks = Object.keys(s.meta.backend_states_after).filter((id) => id !== failed);
+    for (const e of errbacks) expect(edge(failed, e)?.kind).toBe("errback");
+  });
+
+  it("15c link callback: callback edge", async () => {
+    const parent = "9b7f765e-9eef-491e-849a-6efd96c860ac";
+    const s = scenario("15c_link_success");
+    const child = Object.keys(s.meta.backend_states_after).find((id) => id !== parent)!;
+    const { edge } = await graphOf("15c_link_success", parent);
+    expect(edge(parent, child)?.kind).toBe("callback");
+  });
+
+  it("24 eager: standalone nodes", async () => {
+    const { snap } = await graphOf("24_eager_apply", "f9c849ec-f5e2-4a26-997f-07b5129f9591");
+    expect(snap.edges).toEqual([]);
+  });
+});
