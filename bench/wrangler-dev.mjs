@@ -52,6 +52,7 @@ export async function startWranglerDev({ vars = {}, log = false } = {}) {
   return {
     base,
     port,
+    inspector,
     pid: child.pid,
     output: () => output,
     async stop() {

@@ -18,6 +18,8 @@ export interface IngestResult {
 }
 
 const SUMMARY_INTERVAL_S = 1;
+/** Largest snapshot: about 10 MB of JSON, well under the RPC and response limits. */
+export const MAX_SNAPSHOT_TASKS = 20_000;
 
 const MIGRATIONS = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -176,17 +178,22 @@ export class TraceGraph extends DurableObject<Env> {
     return records;
   }
 
-  private records(): TaskRecord[] {
-    return this.sql<{ record: string }>`SELECT record FROM tasks`.toArray().map((r) => JSON.parse(r.record) as TaskRecord);
+  private records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
+    return this.sql<{ record: string }>`SELECT record FROM tasks ORDER BY published_at IS NULL, published_at, task_id LIMIT ${limit}`
+      .toArray()
+      .map((r) => JSON.parse(r.record) as TaskRecord);
   }
 
   /** The whole graph, or null when this trace has never received an event. */
   async snapshot(): Promise<TraceSnapshot | null> {
     const traceId = this.meta("trace_id");
     if (traceId === null) return null;
-    const view = buildGraph(this.records());
+    // A snapshot is one RPC result and one HTTP body: very large traces are cut to the earliest tasks.
+    const total = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n;
+    const view = buildGraph(this.records(MAX_SNAPSHOT_TASKS));
     this.decorateNodes(view.nodes);
     return {
+      ...(total > MAX_SNAPSHOT_TASKS ? { truncated: { shown: MAX_SNAPSHOT_TASKS, total } } : {}),
       trace_id: traceId,
       seq: this.seq,
       summary: summarizeGraph(traceId, view, Number(this.meta("updated_at") ?? Date.now() / 1000), this.anomalyCount()),

@@ -102,6 +102,8 @@ export const TraceSnapshot = z.object({
   nodes: z.array(GraphNode),
   containers: z.array(GraphContainer),
   edges: z.array(GraphEdge),
+  /** Set when the trace has more tasks than one snapshot carries: the earliest `shown` are included. */
+  truncated: z.object({ shown: z.number().int(), total: z.number().int() }).optional(),
 });
 export type TraceSnapshot = z.infer<typeof TraceSnapshot>;
 

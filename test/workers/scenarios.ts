@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 /**
  * The recorded Celery scenarios (test/fixtures/celery-5.2.6) as wire events (test/fixtures/wire,
  * produced by the Python producer's own mapping) plus their ground truth (`*.meta.json`).
