@@ -39,27 +39,6 @@ function workerdRss() {
   }
 }
 
-/** The Worker isolate's live JS heap (after a GC), read through the DevTools protocol of wrangler dev. */
-async function isolateHeap(inspectorPort) {
-  const list = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
-  const ws = new WebSocket(list[0].webSocketDebuggerUrl);
-  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
-  let id = 0;
-  const call = (method) =>
-    new Promise((resolve) => {
-      const myId = ++id;
-      ws.addEventListener("message", function onMessage(ev) {
-        const msg = JSON.parse(ev.data);
-        if (msg.id === myId) { ws.removeEventListener("message", onMessage); resolve(msg.result); }
-      });
-      ws.send(JSON.stringify({ id: myId, method }));
-    });
-  await call("HeapProfiler.collectGarbage");
-  const usage = await call("Runtime.getHeapUsage");
-  ws.close();
-  return usage?.usedSize ?? null;
-}
-
 async function postAll(base, batches, concurrency) {
   let next = 0;
   let accepted = 0;
@@ -101,12 +80,7 @@ try {
   const t1 = performance.now();
   for (let i = 0; i < bigBatches.length; i += step) {
     await postAll(server.base, bigBatches.slice(i, i + step), 4);
-    const heap = await isolateHeap(server.inspector).catch(() => null);
-    rss.push({
-      tasks: Math.min(bigTasks, Math.round(((i + step) * 100) / 5)),
-      rss_mib: Math.round(workerdRss() / 2 ** 20),
-      js_heap_mib: heap === null ? null : +(heap / 2 ** 20).toFixed(1),
-    });
+    rss.push({ tasks: Math.min(bigTasks, Math.round(((i + step) * 100) / 5)), rss_mib: Math.round(workerdRss() / 2 ** 20) });
     console.log("big trace", rss[rss.length - 1]);
   }
   results.big_trace = { tasks: bigTasks, events: big.length, seconds: +((performance.now() - t1) / 1000).toFixed(1), rss_samples: rss };
