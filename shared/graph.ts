@@ -194,7 +194,17 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
 
   const containers: GraphContainer[] = [];
   for (const [groupId, direct] of groups) {
-    const members = [...direct, ...(chainSlots.get(groupId) ?? [])].sort(memberOrder);
+    // Each chain slot goes right before the member its chain leads to (09b: T1 → T3 in slot 0).
+    const slots = chainSlots.get(groupId) ?? [];
+    const members: TaskRecord[] = [];
+    for (const m of [...direct].sort(memberOrder)) {
+      for (const slot of slots) {
+        const last = slot.chain[slot.chain.length - 1];
+        if (last && "task_id" in last && last.task_id === m.task_id) members.push(slot);
+      }
+      members.push(m);
+    }
+    for (const slot of slots) if (!members.includes(slot)) members.push(slot);
     const callbackId = direct.find((m) => m.chord_callback_id)?.chord_callback_id ?? null;
     const memberStates = members.map((m) => m.state);
     const states = callbackId ? [...memberStates, stateOf(callbackId)] : memberStates;
