@@ -330,7 +330,12 @@ export class TraceGraph extends DurableObject<Env> {
       if (d.kind === "retention") {
         await this.ctx.storage.deleteAlarm();
         await this.ctx.storage.deleteAll();
+        // The object lives on (a late event may arrive): start again from an empty schema.
         this.metaCache.clear();
+        this.alarmAt = undefined;
+        this.retentionSetAt = 0;
+        this.summaryScheduled = false;
+        migrate(this.ctx.storage.sql, MIGRATIONS);
         return;
       }
       if (d.kind === "summary") await this.reportToIndex();

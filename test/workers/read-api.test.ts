@@ -1,0 +1,121 @@
+/** The read API over real ingests: list filters and cursor pagination, search, registry, live deltas, alarms. */
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { Registry, TaskSearch, TraceList, TraceLiveMessage } from "../../shared/api";
+import type { TaskEvent } from "../../shared/wire";
+import type { TraceGraph } from "../../durable-objects/trace-graph";
+
+let n = 0;
+function ev(task_id: string, type: TaskEvent["type"], extra: Partial<TaskEvent> = {}): TaskEvent {
+  n++;
+  return { v: 1, id: `ra-${n}`, kind: "task", type, ts: 1_795_000_000 + n, seq: n, host: "w1@h", pid: 1, task_id, name: "app.read", trace_id: task_id, ...extra };
+}
+
+async function post(events: unknown[]) {
+  const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: JSON.stringify({ events }) });
+  expect(res.status).toBe(202);
+}
+
+async function get<T>(path: string, schema: { parse(v: unknown): T }): Promise<T> {
+  const res = await exports.default.fetch(`http://127.0.0.1${path}`);
+  expect(res.status, path).toBe(200);
+  return schema.parse(await res.json());
+}
+
+describe("GET /api/traces", () => {
+  it("lists newest first, filters by state and name, and pages with a cursor", async () => {
+    for (let i = 0; i < 5; i++)
+      await post([ev(`list-${i}`, "published", { name: i % 2 ? "app.odd" : "app.even", ts: 1_796_000_000 + i }), ev(`list-${i}`, i === 4 ? "failed" : "succeeded", { name: i % 2 ? "app.odd" : "app.even" })]);
+    const all = await get("/api/traces?limit=100&q=list-", TraceList);
+    expect(all.traces.map((t) => t.trace_id)).toEqual(["list-4", "list-3", "list-2", "list-1", "list-0"]);
+    const failed = await get("/api/traces?state=FAILURE&q=list-", TraceList);
+    expect(failed.traces.map((t) => t.trace_id)).toEqual(["list-4"]);
+    const odd = await get("/api/traces?name=app.odd", TraceList);
+    expect(odd.traces.map((t) => t.trace_id)).toEqual(["list-3", "list-1"]);
+    const page1 = await get("/api/traces?limit=2&q=list-", TraceList);
+    expect(page1.traces.map((t) => t.trace_id)).toEqual(["list-4", "list-3"]);
+    const page2 = await get(`/api/traces?limit=2&q=list-&cursor=${encodeURIComponent(page1.next_cursor!)}`, TraceList);
+    expect(page2.traces.map((t) => t.trace_id)).toEqual(["list-2", "list-1"]);
+    const page3 = await get(`/api/traces?limit=2&q=list-&cursor=${encodeURIComponent(page2.next_cursor!)}`, TraceList);
+    expect(page3.traces.map((t) => t.trace_id)).toEqual(["list-0"]);
+    expect(page3.next_cursor).toBeNull();
+    const range = await get(`/api/traces?q=list-&from=${1_796_000_001}&to=${1_796_000_003}`, TraceList);
+    expect(range.traces.map((t) => t.trace_id)).toEqual(["list-3", "list-2", "list-1"]);
+  });
+
+  it("rejects a bad cursor and bad numbers with 400", async () => {
+    for (const q of ["cursor=garbage", "limit=zero", "from=yesterday"]) {
+      const res = await exports.default.fetch(`http://127.0.0.1/api/traces?${q}`);
+      expect(res.status, q).toBe(400);
+    }
+  });
+});
+
+describe("search and registry", () => {
+  it("finds tasks by id prefix and by name, and counts runs per name", async () => {
+    await post([ev("search-abc-1", "published", { name: "app.searchme" }), ev("search-abc-1", "started", { name: "app.searchme" }), ev("search-abc-1", "postrun", { name: "app.searchme", state: "SUCCESS", runtime_ms: 12 })]);
+    await post([ev("search-abc-2", "published", { name: "app.searchme" }), ev("search-abc-2", "failed", { name: "app.searchme", exception: { type: "E", message: "m" } })]);
+    const byId = await get("/api/tasks?q=search-abc-1", TaskSearch);
+    expect(byId.tasks.map((t) => [t.task_id, t.trace_id])).toEqual([["search-abc-1", "search-abc-1"]]);
+    const byName = await get("/api/tasks?q=app.searchme", TaskSearch);
+    expect(byName.tasks.map((t) => t.task_id).sort()).toEqual(["search-abc-1", "search-abc-2"]);
+    const registry = await get("/api/registry", Registry);
+    const entry = registry.tasks.find((t) => t.name === "app.searchme");
+    expect(entry).toMatchObject({ status: "NOT_REGISTERED", runs: 2, failures: 1, failure_rate: 0.5, runtime_p50_ms: 12 });
+  });
+
+  it("answers 400 to a search without q", async () => {
+    expect((await exports.default.fetch("http://127.0.0.1/api/tasks")).status).toBe(400);
+  });
+});
+
+describe("live updates", () => {
+  it("sends hello, then one delta per ingest with an increasing seq", async () => {
+    await post([ev("live-1", "published")]);
+    const res = await exports.default.fetch("http://127.0.0.1/api/traces/live-1/live", { headers: { Upgrade: "websocket" } });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    const frames: TraceLiveMessage[] = [];
+    ws.addEventListener("message", (m) => frames.push(TraceLiveMessage.parse(JSON.parse(m.data as string))));
+    ws.accept();
+    await post([ev("live-1", "started")]);
+    await post([ev("live-1", "succeeded"), ev("live-child", "published", { trace_id: "live-1", parent_id: "live-1" })]);
+    await new Promise((r) => setTimeout(r, 50));
+    ws.close();
+    expect(frames.map((f) => f.type)).toEqual(["hello", "delta", "delta"]);
+    const [hello, d1, d2] = frames as [TraceLiveMessage, Extract<TraceLiveMessage, { type: "delta" }>, Extract<TraceLiveMessage, { type: "delta" }>];
+    expect(d1.seq).toBe(hello.seq + 1);
+    expect(d2.seq).toBe(d1.seq + 1);
+    expect(d1.nodes.map((x) => [x.id, x.state])).toEqual([["live-1", "STARTED"]]);
+    expect(d1.structure_changed).toBe(false);
+    expect(d2.structure_changed).toBe(true);
+    expect(d2.summary.task_count).toBe(2);
+  });
+
+  it("refuses a plain GET on a live endpoint with 426", async () => {
+    expect((await exports.default.fetch("http://127.0.0.1/api/traces/live-1/live")).status).toBe(426);
+  });
+});
+
+describe("alarms", () => {
+  it("reports a busy trace to the index from the summary deadline, and deletes it at retention", async () => {
+    const stub = env.TRACE_GRAPH.getByName("alarm-trace");
+    await stub.ingest("alarm-trace", [ev("alarm-trace", "published")]); // first ingest reports at once
+    await stub.ingest("alarm-trace", [ev("alarm-trace", "started")]); // within a second: deferred
+    const listed = async () => (await get("/api/traces?q=alarm-trace", TraceList)).traces[0]?.state;
+    expect(await listed()).toBe("PENDING");
+    await runInDurableObject(stub, async (_obj: TraceGraph, state) => {
+      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = 'summary'");
+      await state.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await listed()).toBe("STARTED");
+    await runInDurableObject(stub, async (_obj: TraceGraph, state) => {
+      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = 'retention'");
+      await state.storage.setAlarm(Date.now());
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stub.snapshot()).toBeNull();
+  });
+});
