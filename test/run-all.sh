@@ -37,14 +37,14 @@ summary=()
 
 # vitest suite: name, config
 run_vitest() {
-  local name=$1 config=$2 out="test-output/$1.json"
+  local name=$1 config=$2 out="$PWD/test-output/$1.json"
   echo "== $name"
   rm -f "$out"
   node_modules/.bin/node node_modules/vitest/vitest.mjs run --config "$config" --reporter=default --reporter=json --outputFile="$out"
   local counts
   counts=$(node_modules/.bin/node -e '
     try { const r = require(process.argv[1]); console.log(r.numPassedTests, r.numFailedTests + (r.numTotalTestSuites && r.success === false && r.numFailedTests === 0 ? 1 : 0)); }
-    catch { console.log("0 1"); }' "$PWD/$out" 2>/dev/null || echo "0 1")
+    catch { console.log("0 1"); }' "$out" 2>/dev/null || echo "0 1")
   add "$name" $counts
 }
 
