@@ -4,6 +4,7 @@ import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
 import { foldAttempts, foldPayload, foldTask, compareTaskEvents, isTerminal, type TaskRecord } from "../shared/task-fold";
 import type { TaskEvent } from "../shared/wire";
 import { INDEX_NAME, numberVar, type Env } from "./env";
+import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql } from "./sql";
 
 /** What a TraceGraph reports to the index: its summary and the tasks that changed since last time. */
@@ -353,19 +354,11 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Accepts a live socket; the Worker has already authenticated the request. */
   async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
-      return new Response("expected a WebSocket upgrade", { status: 426 });
-    const pair = new WebSocketPair();
-    const [client, server] = [pair[0], pair[1]];
-    this.ctx.acceptWebSocket(server);
-    const hello = { type: "hello", trace_id: this.traceId, seq: this.seq } satisfies TraceLiveMessage;
-    server.send(JSON.stringify(hello));
-    return new Response(null, { status: 101, webSocket: client });
+    return acceptLiveSocket(this.ctx, request, { type: "hello", trace_id: this.traceId, seq: this.seq } satisfies TraceLiveMessage);
   }
 
   private broadcastDelta(seq: number, changed: TaskRecord[], structureChanged: boolean): void {
-    const sockets = this.ctx.getWebSockets();
-    if (sockets.length === 0) return;
+    if (this.ctx.getWebSockets().length === 0) return;
     const message = {
       type: "delta",
       trace_id: this.traceId,
@@ -374,25 +367,14 @@ export class TraceGraph extends DurableObject<Env> {
       structure_changed: structureChanged,
       summary: this.summaryFromTable(),
     } satisfies TraceLiveMessage;
-    const frame = JSON.stringify(message);
-    for (const ws of sockets) {
-      try {
-        ws.send(frame);
-      } catch {
-        // A socket closing mid-send is not an ingest error; its close handler cleans up.
-      }
-    }
+    broadcastFrame(this.ctx, message);
   }
 
   async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (message === "ping") ws.send("pong");
+    answerPing(ws, message);
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    try {
-      ws.close(code === 1005 ? 1000 : code, reason);
-    } catch {
-      // already closed
-    }
+    reciprocateClose(ws, code, reason);
   }
 }

@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { GlobalLiveMessage, RegistryEntry, TaskSearch, TraceList, TraceSummary, TaskState } from "../shared/api";
 import type { Env } from "./env";
+import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql } from "./sql";
 import type { TraceReport } from "./trace-graph";
 
@@ -185,35 +186,19 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   private broadcast(message: GlobalLiveMessage): void {
-    const frame = JSON.stringify(message);
-    for (const ws of this.ctx.getWebSockets()) {
-      try {
-        ws.send(frame);
-      } catch {
-        // closing socket
-      }
-    }
+    broadcastFrame(this.ctx, message);
   }
 
   async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
-      return new Response("expected a WebSocket upgrade", { status: 426 });
-    const pair = new WebSocketPair();
-    this.ctx.acceptWebSocket(pair[1]);
-    pair[1].send(JSON.stringify({ type: "hello", seq: this.liveSeq } satisfies GlobalLiveMessage));
-    return new Response(null, { status: 101, webSocket: pair[0] });
+    return acceptLiveSocket(this.ctx, request, { type: "hello", seq: this.liveSeq } satisfies GlobalLiveMessage);
   }
 
   async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (message === "ping") ws.send("pong");
+    answerPing(ws, message);
   }
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    try {
-      ws.close(code === 1005 ? 1000 : code, reason);
-    } catch {
-      // already closed
-    }
+    reciprocateClose(ws, code, reason);
   }
 }
 

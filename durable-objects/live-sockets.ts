@@ -1,0 +1,40 @@
+/**
+ * The WebSocket Hibernation recipe shared by every object with live viewers: accept with a hello
+ * frame, fan one frame out to all sockets, answer pings, reciprocate closes. Handlers never throw.
+ */
+
+/** Accepts an upgrade (already authenticated by the Worker) and greets the client. */
+export function acceptLiveSocket(ctx: DurableObjectState, request: Request, hello: unknown): Response {
+  if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
+    return new Response("expected a WebSocket upgrade", { status: 426 });
+  const pair = new WebSocketPair();
+  ctx.acceptWebSocket(pair[1]);
+  pair[1].send(JSON.stringify(hello));
+  return new Response(null, { status: 101, webSocket: pair[0] });
+}
+
+/** Sends one frame to every connected socket; a socket closing mid-send is not the sender's error. */
+export function broadcastFrame(ctx: DurableObjectState, message: unknown): void {
+  const frame = JSON.stringify(message);
+  for (const ws of ctx.getWebSockets()) {
+    try {
+      ws.send(frame);
+    } catch {
+      // closing socket: its close handler cleans up
+    }
+  }
+}
+
+/** Keep-alive: clients may send "ping" to detect a dead connection. */
+export function answerPing(ws: WebSocket, message: string | ArrayBuffer): void {
+  if (message === "ping") ws.send("pong");
+}
+
+/** Completes the close handshake the client started (1005 "no status" is not a valid close code to send). */
+export function reciprocateClose(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code === 1005 ? 1000 : code, reason);
+  } catch {
+    // already closed
+  }
+}
