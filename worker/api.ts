@@ -86,6 +86,11 @@ export const api = new Hono<ApiEnv>()
     const list: WorkerList = { workers: await c.env.FLEET.getByName(FLEET_NAME).list() };
     return c.json(list, 200);
   })
+  .get("/workers/:hostname", async (c) => {
+    const worker = await c.env.FLEET.getByName(FLEET_NAME).worker(c.req.param("hostname"));
+    if (!worker) throw notFound("worker", c.req.param("hostname"));
+    return c.json(worker, 200);
+  })
   .get("/registry", async (c) => {
     const [registered, stats] = await Promise.all([c.env.FLEET.getByName(FLEET_NAME).registeredNames(), index(c.env).runStats()]);
     const byName = new Map(stats.map((s) => [s.name, s]));
@@ -110,7 +115,13 @@ export const api = new Hono<ApiEnv>()
         doc: reg?.def.doc ?? null,
       };
     });
-    const registry: Registry = { tasks: entries };
+    const q = c.req.query("q")?.toLowerCase();
+    const status = c.req.query("status")?.toUpperCase();
+    if (status && !["ACTIVE", "NEVER_RUN", "NOT_REGISTERED"].includes(status))
+      throw new HttpError(400, "invalid_query", "status must be one of active, never_run, not_registered");
+    const registry: Registry = {
+      tasks: entries.filter((e) => (!q || e.name.toLowerCase().includes(q)) && (!status || e.status === status)),
+    };
     return c.json(registry, 200);
   })
   .get("/stats", async (c) => {

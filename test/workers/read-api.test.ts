@@ -63,6 +63,11 @@ describe("search and registry", () => {
     const registry = await get("/api/registry", Registry);
     const entry = registry.tasks.find((t) => t.name === "app.searchme");
     expect(entry).toMatchObject({ status: "NOT_REGISTERED", runs: 2, failures: 1, failure_rate: 0.5, runtime_p50_ms: 12 });
+    const filtered = await get("/api/registry?q=SEARCHME&status=not_registered", Registry);
+    expect(filtered.tasks.map((t) => t.name)).toEqual(["app.searchme"]);
+    expect((await get("/api/registry?status=active&q=searchme", Registry)).tasks).toEqual([]);
+    expect((await exports.default.fetch("http://127.0.0.1/api/registry?status=bogus")).status).toBe(400);
+    expect((await exports.default.fetch("http://127.0.0.1/api/workers/nobody@nowhere")).status).toBe(404);
   });
 
   it("answers 400 to a search without q", async () => {
