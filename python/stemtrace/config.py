@@ -1,0 +1,73 @@
+"""Producer options, from arguments first, then environment variables, then defaults."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, FrozenSet, Iterable, Optional
+
+DEFAULT_URL = "http://127.0.0.1:8787"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the producer can be told. See python/README.md for each option."""
+
+    url: str = DEFAULT_URL
+    token: Optional[str] = None
+    capture_args: bool = True
+    capture_result: bool = True
+    scrub_sensitive_data: bool = True
+    additional_sensitive_keys: FrozenSet[str] = field(default_factory=frozenset)
+    safe_keys: FrozenSet[str] = field(default_factory=frozenset)
+    max_data_size: int = 10_000
+    heartbeat_interval: float = 2.0
+    queue_size: int = 10_000
+    batch_size: int = 500
+    flush_interval: float = 0.5
+    timeout: float = 5.0
+    node_alias: Optional[str] = None
+    enabled: bool = True
+
+    @property
+    def endpoint(self) -> str:
+        return self.url.rstrip("/") + "/v1/events"
+
+
+def load_config(**options: Any) -> Config:
+    """Builds a Config from keyword options, falling back to STEMTRACE_* environment variables."""
+
+    def keys(value: Optional[Iterable[str]]) -> FrozenSet[str]:
+        return frozenset(k.lower() for k in (value or ()))
+
+    env_extra = [k for k in os.environ.get("STEMTRACE_SENSITIVE_KEYS", "").split(",") if k.strip()]
+    return Config(
+        url=options.get("url") or os.environ.get("STEMTRACE_URL") or DEFAULT_URL,
+        token=options.get("token") or os.environ.get("STEMTRACE_TOKEN") or None,
+        capture_args=options.get("capture_args", _env_bool("STEMTRACE_CAPTURE_ARGS", True)),
+        capture_result=options.get("capture_result", _env_bool("STEMTRACE_CAPTURE_RESULT", True)),
+        scrub_sensitive_data=options.get("scrub_sensitive_data", _env_bool("STEMTRACE_SCRUB", True)),
+        additional_sensitive_keys=keys(options.get("additional_sensitive_keys")) | keys(env_extra),
+        safe_keys=keys(options.get("safe_keys")),
+        max_data_size=int(options.get("max_data_size", _env_float("STEMTRACE_MAX_DATA_SIZE", 10_000))),
+        heartbeat_interval=float(options.get("heartbeat_interval", _env_float("STEMTRACE_HEARTBEAT_INTERVAL", 2.0))),
+        queue_size=int(options.get("queue_size", _env_float("STEMTRACE_QUEUE_SIZE", 10_000))),
+        batch_size=int(options.get("batch_size", 500)),
+        flush_interval=float(options.get("flush_interval", 0.5)),
+        timeout=float(options.get("timeout", 5.0)),
+        node_alias=options.get("node_alias") or os.environ.get("STEMTRACE_NODE_ALIAS") or None,
+        enabled=options.get("enabled", _env_bool("STEMTRACE_ENABLED", True)),
+    )

@@ -1,0 +1,256 @@
+"""Stage B of the producer: a plain signal record (see ``extract``) → a wire event (DESIGN.md, v1).
+
+Pure: the live producer and the converter of recorded fixtures (``recordings``) share it, so the
+server's tests run on exactly what the producer sends.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Callable, Dict, List, Optional
+
+from .scrub import Scrubber
+
+Record = Dict[str, Any]
+Event = Dict[str, Any]
+
+TASK_TYPES = {
+    "before_task_publish": "published",
+    "task_received": "received",
+    "task_prerun": "started",
+    "task_success": "succeeded",
+    "task_failure": "failed",
+    "task_retry": "retried",
+    "task_postrun": "postrun",
+    "task_revoked": "revoked",
+    "task_unknown": "unknown",
+    "task_rejected": "rejected",
+    "task_internal_error": "internal_error",
+}
+WORKER_TYPES = {
+    "worker_ready": "online",
+    "heartbeat_sent": "heartbeat",
+    "worker_shutting_down": "shutting_down",
+    "worker_shutdown": "offline",
+}
+#: Only these carry the embed reliably: request.chain is popped before success/postrun (CELERY.md 05).
+_ANNOUNCING = {"published", "received", "started"}
+_POSTRUN_STATES = {"SUCCESS", "FAILURE", "RETRY", "REJECTED", "IGNORED"}
+
+
+def _iso(value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    return str(value)
+
+
+def _signature_name(sig: Any) -> Optional[str]:
+    return sig.get("task") if isinstance(sig, dict) else None
+
+
+def _options(sig: Any) -> Dict[str, Any]:
+    opts = sig.get("options") if isinstance(sig, dict) else None
+    return opts if isinstance(opts, dict) else {}
+
+
+def chain_steps(embedded_chain: Any) -> List[Dict[str, Any]]:
+    """``embed.chain`` (REVERSED in the message: last element = next step) → steps in execution order."""
+    if not isinstance(embedded_chain, list):
+        return []
+    steps: List[Dict[str, Any]] = []
+    for sig in reversed(embedded_chain):
+        name = _signature_name(sig)
+        opts = _options(sig)
+        kwargs = sig.get("kwargs") if isinstance(sig, dict) and isinstance(sig.get("kwargs"), dict) else {}
+        if name == "celery.group":
+            tasks = [{"task_id": _options(t).get("task_id"), "name": _signature_name(t)} for t in kwargs.get("tasks") or []]
+            steps.append({"group_id": opts.get("task_id"), "tasks": [t for t in tasks if t["task_id"] and t["name"]]})
+        elif name == "celery.chord":
+            # The chord signature's own task_id is never a real task (09a); its group id is learned later.
+            header = kwargs.get("header") or {}
+            header_tasks = (header.get("kwargs") or {}).get("tasks") or [] if isinstance(header, dict) else []
+            body = kwargs.get("body") or {}
+            tasks = [{"task_id": _options(t).get("task_id"), "name": _signature_name(t)} for t in header_tasks]
+            callback = {"task_id": _options(body).get("task_id"), "name": _signature_name(body)}
+            steps.append(
+                {
+                    "group_id": None,
+                    "tasks": [t for t in tasks if t["task_id"] and t["name"]],
+                    "chord_callback": callback if callback["task_id"] and callback["name"] else None,
+                }
+            )
+        elif name and opts.get("task_id"):
+            step: Dict[str, Any] = {"task_id": opts["task_id"], "name": name}
+            if opts.get("group_id"):
+                step["group_id"] = opts["group_id"]
+                step["group_index"] = opts.get("group_index")
+            steps.append(step)
+    return steps
+
+
+def linked(signatures: Any) -> Optional[List[Dict[str, Any]]]:
+    """Link callbacks / errbacks: names (Celery 5.2 gives them no id until they are published)."""
+    if not isinstance(signatures, list) or not signatures:
+        return None
+    out = []
+    for sig in signatures:
+        name = _signature_name(sig)
+        if name:
+            out.append({"name": name, "task_id": _options(sig).get("task_id")})
+    return out or None
+
+
+def trace_key(headers: Dict[str, Any], embed: Optional[Dict[str, Any]], publishing_trace: Optional[str], context_trace: Optional[str]) -> str:
+    """The trace a published message belongs to (DESIGN.md "The trace key"), in rule order."""
+    if publishing_trace:
+        return publishing_trace
+    if context_trace:
+        return context_trace
+    if headers.get("group"):
+        return headers["group"]
+    for sig in (embed or {}).get("chain") or []:
+        group_id = _options(sig).get("group_id")
+        if group_id:
+            return group_id
+    return headers.get("root_id") or headers.get("id")
+
+
+class Mapper:
+    """Maps records to events, stamping the event id and per-process sequence."""
+
+    def __init__(self, scrub: Scrubber, capture_args: bool = True, capture_result: bool = True,
+                 new_id: Optional[Callable[[], str]] = None) -> None:
+        import uuid
+
+        self.scrub = scrub
+        self.capture_args = capture_args
+        self.capture_result = capture_result
+        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+
+    def __call__(self, rec: Record, seq: int) -> Optional[Event]:
+        signal = rec.get("signal")
+        if signal in TASK_TYPES:
+            return self._task(rec, TASK_TYPES[signal], seq)
+        if signal in WORKER_TYPES:
+            return self._worker(rec, WORKER_TYPES[signal], seq)
+        return None
+
+    def _base(self, rec: Record, kind: str, type_: str, seq: int) -> Event:
+        return {"v": 1, "id": self.new_id(), "kind": kind, "type": type_, "ts": rec["ts"], "seq": seq,
+                "host": rec.get("nodename"), "pid": rec.get("pid")}
+
+    def _task(self, rec: Record, type_: str, seq: int) -> Optional[Event]:
+        request = rec.get("request") if isinstance(rec.get("request"), dict) else {}
+        message = rec.get("message") if isinstance(rec.get("message"), dict) else {}
+        headers = rec.get("headers") or message.get("headers") or {}
+        if not isinstance(headers, dict):
+            headers = {}
+        task_id = rec.get("task_id") or headers.get("id") or request.get("id")
+        if not task_id:
+            return None  # e.g. a rejected message without an id: nothing to attach it to
+        ev = self._base(rec, "task", type_, seq)
+        src = headers if type_ in ("published", "unknown", "rejected") else request
+        embed = (rec.get("body") or {}).get("embed") if type_ == "published" else request.get("embed")
+        if not isinstance(embed, dict):
+            embed = {"chain": request.get("chain"), "chord": request.get("chord"),
+                     "callbacks": request.get("callbacks"), "errbacks": request.get("errbacks")}
+        ev.update(
+            task_id=task_id,
+            name=rec.get("task_name") or headers.get("task") or request.get("name") or request.get("task"),
+            trace_id=rec.get("trace_id"),
+            root_id=src.get("root_id"),
+            parent_id=src.get("parent_id"),
+            group_id=src.get("group"),
+            group_index=src.get("group_index"),
+        )
+        retries = src.get("retries")
+        if retries is None and isinstance(request.get("request_dict"), dict):
+            retries = request["request_dict"].get("retries")
+        if retries is not None:
+            ev["retries"] = retries
+        delivery = request.get("delivery_info") or message.get("delivery_info") or {}
+        if isinstance(delivery, dict):
+            if delivery.get("redelivered"):
+                ev["redelivered"] = True
+            if delivery.get("is_eager") or request.get("is_eager"):
+                ev["eager"] = True
+            if delivery.get("routing_key"):
+                ev["queue"] = delivery["routing_key"]
+        if type_ == "published":
+            ev["queue"] = rec.get("routing_key") or None
+            publisher = rec.get("publishing_task") or {}
+            ev["publisher_task_id"] = publisher.get("id") if isinstance(publisher, dict) else None
+        if src.get("eta"):
+            ev["eta"] = _iso(src.get("eta"))
+        if src.get("expires"):
+            ev["expires"] = _iso(src.get("expires"))
+        if type_ in _ANNOUNCING:
+            chord = embed.get("chord")
+            if isinstance(chord, dict) and _options(chord).get("task_id"):
+                ev["chord_callback_id"] = _options(chord)["task_id"]
+                ev["chord_callback_name"] = _signature_name(chord)
+            steps = chain_steps(embed.get("chain"))
+            if steps:
+                ev["chain"] = steps
+            callbacks = linked(embed.get("callbacks"))
+            errbacks = linked(embed.get("errbacks"))
+            if callbacks:
+                ev["callbacks"] = callbacks
+            if errbacks:
+                ev["errbacks"] = errbacks
+            if self.capture_args:
+                body = rec.get("body") or {}
+                args = body.get("args") if type_ == "published" else rec.get("args", request.get("args"))
+                kwargs = body.get("kwargs") if type_ == "published" else rec.get("kwargs", request.get("kwargs"))
+                if args is not None:
+                    ev["args"] = self.scrub(args)
+                if kwargs is not None:
+                    ev["kwargs"] = self.scrub(kwargs)
+        self._outcome(rec, type_, ev)
+        return {k: v for k, v in ev.items() if v is not None or k in ("host", "name", "state")}
+
+    def _outcome(self, rec: Record, type_: str, ev: Event) -> None:
+        if type_ == "succeeded" and self.capture_result:
+            ev["result"] = self.scrub(rec.get("result"))
+        elif type_ in ("failed", "internal_error", "unknown", "rejected"):
+            exc = rec.get("exception")
+            if isinstance(exc, dict) and exc.get("type"):
+                ev["exception"] = {"type": str(exc["type"]), "message": self.scrub.text(exc.get("message") or "")}
+            tb = rec.get("traceback")
+            if tb:
+                ev["traceback"] = self.scrub.text(tb)
+        elif type_ == "retried":
+            reason = rec.get("reason") if isinstance(rec.get("reason"), dict) else {}
+            exc = reason.get("exc")
+            if isinstance(exc, dict) and exc.get("type"):
+                ev["exception"] = {"type": str(exc["type"]), "message": self.scrub.text(exc.get("message") or "")}
+            if reason.get("message"):
+                ev["reason"] = self.scrub.text(reason["message"])
+            when = reason.get("when")
+            if isinstance(when, (int, float)):
+                ev["next_eta"] = _dt.datetime.fromtimestamp(rec["ts"] + when, _dt.timezone.utc).isoformat()
+            elif when:
+                ev["next_eta"] = _iso(when)
+        elif type_ == "postrun":
+            state = rec.get("state")
+            ev["state"] = state if state in _POSTRUN_STATES else None
+            if rec.get("runtime_s") is not None:
+                ev["runtime_ms"] = round(rec["runtime_s"] * 1000, 3)
+        elif type_ == "revoked":
+            ev["terminated"] = bool(rec.get("terminated"))
+            ev["expired"] = bool(rec.get("expired"))
+            if isinstance(rec.get("signum"), int):
+                ev["signum"] = rec["signum"]
+
+    def _worker(self, rec: Record, type_: str, seq: int) -> Optional[Event]:
+        if not rec.get("nodename"):
+            return None
+        ev = self._base(rec, "worker", type_, seq)
+        for key in ("registered", "concurrency", "pool", "queues", "sw_ver", "active", "freq"):
+            if rec.get(key) is not None:
+                ev[key] = rec[key]
+        if type_ == "shutting_down":
+            how = str(rec.get("how") or "").lower()
+            ev["how"] = how if how in ("warm", "cold") else None
+        return ev

@@ -1,0 +1,94 @@
+"""Converts the recorded signal fixtures (test/fixtures/celery-5.2.6/*.jsonl) into wire events with
+the producer's own mapping, simulating the trace header exactly as the live producer carries it.
+
+    python3 -m stemtrace.recordings test/fixtures/celery-5.2.6 test/fixtures/wire
+"""
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List
+
+from .mapping import Mapper, trace_key
+from .scrub import Scrubber
+
+#: uuid5 namespace so converted fixtures are byte-for-byte reproducible.
+_NAMESPACE = uuid.UUID("5f0c7e52-6a43-4f7e-9a53-3a7c8d1b9e10")
+
+
+def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """A recorded line in the recorder's shape → the record ``extract`` builds from live signals."""
+    rec = {k: v for k, v in line.items() if not k.startswith("lab_")}
+    signal = line["signal"]
+    if line.get("lab_request_matches_task_id") is False:
+        rec.pop("request", None)  # signals from the main process: sender.request is not this task's
+    if isinstance(rec.get("request"), dict) and "request_dict" in rec["request"]:
+        rec["request"] = dict(rec["request"], retries=rec["request"].get("retries", rec["request"]["request_dict"].get("retries")))
+    if "lab_runtime_s" in line:
+        rec["runtime_s"] = line["lab_runtime_s"]
+    if "traceback_text" in line or isinstance(line.get("einfo"), dict):
+        einfo = line.get("einfo") or {}
+        rec["traceback"] = einfo.get("traceback") if isinstance(einfo, dict) and einfo.get("traceback") else line.get("traceback_text")
+    if signal == "task_retry" and isinstance(line.get("reason"), dict):
+        rec["reason"] = line["reason"]
+    publishing = line.get("lab_publishing_task")
+    if signal == "before_task_publish":
+        headers = line.get("headers") or {}
+        publisher_id = publishing.get("id") if isinstance(publishing, dict) else None
+        rec["publishing_task"] = {"id": publisher_id} if publisher_id else None
+        trace = trace_key(headers, (line.get("body") or {}).get("embed"), traces.get(publisher_id) if publisher_id else None, None)
+        # The live producer writes this into headers["stemtrace_trace_id"]; every later event reads it back.
+        traces.setdefault(headers.get("id"), trace)
+        rec["trace_id"] = traces[headers.get("id")]
+    elif line.get("task_id") or (line.get("message") or {}).get("headers", {}).get("id"):
+        task_id = line.get("task_id") or line["message"]["headers"]["id"]
+        if task_id not in traces:
+            # Never published by an instrumented client (raw messages, eager runs): derive it the same way.
+            src = (line.get("message") or {}).get("headers") or line.get("request") or {}
+            traces[task_id] = trace_key({"id": task_id, "root_id": src.get("root_id"), "group": src.get("group")}, None, None, None)
+        rec["trace_id"] = traces[task_id]
+    node = line.get("nodename")
+    if node:
+        info = workers.setdefault(node, {})
+        if signal == "worker_init":
+            info.update(concurrency=line.get("concurrency"), pool=(line.get("pool_cls") or "").rsplit(".", 1)[-1].lower() or None)
+        if signal == "heartbeat_sent":
+            rec["freq"] = line.get("interval")
+            rec["active"] = []
+        if signal == "worker_ready":
+            rec.update(info)
+    return rec
+
+
+def convert(path: Path) -> List[Dict[str, Any]]:
+    """All wire events of one recording, in recording order, with deterministic ids."""
+    scenario = path.stem
+    lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    counter = iter(range(1, 1_000_000))
+    mapper = Mapper(Scrubber(), new_id=lambda: str(uuid.uuid5(_NAMESPACE, f"{scenario}:{next(counter)}")))
+    traces: Dict[str, str] = {}
+    workers: Dict[str, Dict[str, Any]] = {}
+    events = []
+    for line in lines:
+        event = mapper(to_record(line, traces, workers), line.get("lab_seq", 0))
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def main(argv: List[str]) -> int:
+    src = Path(argv[1] if len(argv) > 1 else "test/fixtures/celery-5.2.6")
+    dst = Path(argv[2] if len(argv) > 2 else "test/fixtures/wire")
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.glob("*.jsonl")):
+        events = convert(path)
+        out = dst / f"{path.stem}.json"
+        out.write_text(json.dumps({"scenario": path.stem, "events": events}, indent=1, sort_keys=True) + "\n")
+        print(f"{path.stem}: {len(events)} events → {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
