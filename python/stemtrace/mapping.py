@@ -37,6 +37,12 @@ _ANNOUNCING = {"published", "received", "started"}
 _POSTRUN_STATES = {"SUCCESS", "FAILURE", "RETRY", "REJECTED", "IGNORED"}
 
 
+def _exception_type(name: Any) -> str:
+    """``builtins.ValueError`` → ``ValueError``; other modules stay qualified."""
+    text = str(name)
+    return text[len("builtins."):] if text.startswith("builtins.") else text
+
+
 def _iso(value: Any) -> Optional[str]:
     if value is None or value == "":
         return None
@@ -216,7 +222,7 @@ class Mapper:
         elif type_ in ("failed", "internal_error", "unknown", "rejected"):
             exc = rec.get("exception")
             if isinstance(exc, dict) and exc.get("type"):
-                ev["exception"] = {"type": str(exc["type"]), "message": self.scrub.text(exc.get("message") or "")}
+                ev["exception"] = {"type": _exception_type(exc["type"]), "message": self.scrub.text(exc.get("message") or "")}
             tb = rec.get("traceback")
             if tb:
                 ev["traceback"] = self.scrub.text(tb)
@@ -224,7 +230,7 @@ class Mapper:
             reason = rec.get("reason") if isinstance(rec.get("reason"), dict) else {}
             exc = reason.get("exc")
             if isinstance(exc, dict) and exc.get("type"):
-                ev["exception"] = {"type": str(exc["type"]), "message": self.scrub.text(exc.get("message") or "")}
+                ev["exception"] = {"type": _exception_type(exc["type"]), "message": self.scrub.text(exc.get("message") or "")}
             if reason.get("message"):
                 ev["reason"] = self.scrub.text(reason["message"])
             when = reason.get("when")

@@ -1,0 +1,144 @@
+"""The background sender: signal handlers only enqueue; one daemon thread per process batches,
+gzips and POSTs. Fork-safe (a child starts its own thread on first use) and never raises."""
+from __future__ import annotations
+
+import atexit
+import collections
+import gzip
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from .config import Config
+
+log = logging.getLogger("stemtrace")
+
+Mapper = Callable[[Dict[str, Any], int], Optional[Dict[str, Any]]]
+
+
+class Sender:
+    """Bounded queue of signal records → batched, gzipped POSTs to ``{url}/v1/events``.
+
+    When the queue is full the oldest record is dropped and counted (``dropped``): a slow or
+    absent server costs events, never task latency.
+    """
+
+    def __init__(self, config: Config, mapper: Mapper, post: Optional[Callable[[bytes], int]] = None) -> None:
+        self.config = config
+        self.mapper = mapper
+        self._post = post or self._http_post
+        self._queue: Deque[Dict[str, Any]] = collections.deque(maxlen=config.queue_size)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pid: Optional[int] = None
+        self._thread: Optional[threading.Thread] = None
+        self._seq = 0
+        self.dropped = 0
+        self.sent = 0
+        self.failed_batches = 0
+        atexit.register(self.flush, 2.0)
+
+    def enqueue(self, record: Dict[str, Any]) -> None:
+        """Called from signal handlers: O(1), no I/O."""
+        if len(self._queue) >= self.config.queue_size:
+            self.dropped += 1  # deque(maxlen) drops the oldest on append
+        self._queue.append(record)
+        if self._pid != os.getpid():
+            self._start()
+        if len(self._queue) >= self.config.batch_size:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid() and self._thread and self._thread.is_alive():
+                return
+            # After fork the parent's thread does not exist here: start this process's own.
+            self._pid = os.getpid()
+            self._seq = 0
+            self._thread = threading.Thread(target=self._run, name="stemtrace-sender", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.config.flush_interval)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:  # the sender must survive anything
+                log.debug("stemtrace sender error", exc_info=True)
+
+    def _drain(self) -> None:
+        while self._queue:
+            self._idle.clear()
+            records: List[Dict[str, Any]] = []
+            while self._queue and len(records) < self.config.batch_size:
+                records.append(self._queue.popleft())
+            events = []
+            for rec in records:
+                self._seq += 1
+                try:
+                    event = self.mapper(rec, self._seq)
+                except Exception:
+                    log.debug("stemtrace could not map %s", rec.get("signal"), exc_info=True)
+                    continue
+                if event is not None:
+                    events.append(event)
+            if events:
+                self._send(events)
+        self._idle.set()
+
+    def _send(self, events: List[Dict[str, Any]]) -> None:
+        body = gzip.compress(json.dumps({"events": events}, default=str, separators=(",", ":")).encode(), 5)
+        delay = 0.2
+        for attempt in range(4):
+            try:
+                status = self._post(body)
+            except Exception as err:
+                status = 0
+                log.debug("stemtrace POST failed: %s", err)
+            if 200 <= status < 300:
+                self.sent += len(events)
+                return
+            if status and 400 <= status < 500 and status != 429:
+                log.warning("stemtrace rejected a batch (HTTP %s); dropping %d events", status, len(events))
+                self.failed_batches += 1
+                return
+            if attempt < 3:
+                time.sleep(delay)
+                delay *= 3
+        self.failed_batches += 1
+        log.warning("stemtrace is unreachable at %s; dropped %d events", self.config.endpoint, len(events))
+
+    def _http_post(self, body: bytes) -> int:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "stemtrace-python/0.1"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        req = urllib.request.Request(self.config.endpoint, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.config.timeout) as res:
+                return res.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Sends what is queued, waiting at most ``timeout`` seconds. True when everything went out."""
+        try:
+            if not self._queue and self._idle.is_set():
+                return True
+            if self._pid != os.getpid() or not (self._thread and self._thread.is_alive()):
+                self._start()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                self._wake.set()
+                if not self._queue and self._idle.wait(0.05):
+                    return True
+            return not self._queue
+        except Exception:
+            return False

@@ -1,0 +1,225 @@
+"""Connects the producer to Celery's signals (CELERY.md §1). Every handler only extracts and
+enqueues, and swallows its own errors: stemtrace never raises into Celery and never blocks a task."""
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+from celery import signals
+
+from . import extract
+from .sender import Sender
+
+log = logging.getLogger("stemtrace")
+
+
+def _safe(fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.debug("stemtrace handler %s failed", fn.__name__, exc_info=True)
+
+    return wrapper
+
+
+class SignalHandlers:
+    """The receivers of one ``init(app)``; kept alive by the signals (``weak=False``)."""
+
+    def __init__(self, app: Any, sender: Sender, heartbeat_interval: float) -> None:
+        self.app = app
+        self.sender = sender
+        self.heartbeat_interval = heartbeat_interval
+        self._started: Dict[str, float] = {}
+        self._heartbeat: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+
+    def connect(self) -> None:
+        uid = f"stemtrace-{id(self.app)}"
+        pairs = [
+            (signals.before_task_publish, self.on_publish), (signals.task_received, self.on_received),
+            (signals.task_prerun, self.on_prerun), (signals.task_success, self.on_success),
+            (signals.task_failure, self.on_failure), (signals.task_retry, self.on_retry),
+            (signals.task_postrun, self.on_postrun), (signals.task_revoked, self.on_revoked),
+            (signals.task_unknown, self.on_unknown), (signals.task_rejected, self.on_rejected),
+            (signals.task_internal_error, self.on_internal_error), (signals.celeryd_init, self.on_celeryd_init),
+            (signals.worker_ready, self.on_worker_ready), (signals.worker_shutting_down, self.on_shutting_down),
+            (signals.worker_shutdown, self.on_worker_shutdown), (signals.worker_process_shutdown, self.on_process_shutdown),
+        ]
+        for signal, handler in pairs:
+            signal.connect(handler, weak=False, dispatch_uid=f"{uid}-{handler.__name__}")
+
+    # ---- tasks ----
+
+    @_safe
+    def on_publish(self, sender: Any = None, body: Any = None, headers: Any = None, routing_key: Any = None, **_: Any) -> None:
+        if not isinstance(headers, dict) or not headers.get("id"):
+            return  # protocol 1 or foreign messages: nothing we can attach
+        from celery import current_task
+
+        self.sender.enqueue(extract.publish(sender, body, headers, routing_key, current_task))
+
+    @_safe
+    def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+        if request is not None:
+            self.sender.enqueue(extract.received(request))
+
+    @_safe
+    def on_prerun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+        if task_id:
+            self._started[task_id] = time.monotonic()
+        rec = extract.task_signal("task_prerun", task or sender, task_id)
+        rec["args"], rec["kwargs"] = args, kwargs
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
+        rec = extract.task_signal("task_success", sender)  # no task_id kwarg: sender.request.id
+        rec["result"] = result
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_failure(self, sender: Any = None, task_id: Optional[str] = None, exception: Any = None, traceback: Any = None, einfo: Any = None, **_: Any) -> None:
+        # In the worker main process (WorkerLostError, hard time limit) sender.request is not this task's.
+        rec = extract.task_signal("task_failure", sender, task_id)
+        rec["exception"] = extract.exception_info(exception)
+        rec["traceback"] = extract.einfo_traceback(einfo, traceback)
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+        rec = extract.base("task_retry", getattr(request, "id", None), getattr(sender, "name", None))
+        if request is not None:
+            rec["request"] = extract.context_dict(request)
+            rec["trace_id"] = extract.request_trace(request)
+        exc = getattr(reason, "exc", None)
+        when = getattr(reason, "when", None)
+        rec["reason"] = {"message": str(reason) if reason is not None else None, "exc": extract.exception_info(exc),
+                         "when": when if isinstance(when, (int, float)) else extract._iso(when)}
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_postrun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, state: Any = None, **_: Any) -> None:
+        rec = extract.task_signal("task_postrun", task or sender, task_id)
+        rec["state"] = state
+        started = self._started.pop(task_id, None) if task_id else None
+        if started is not None:
+            rec["runtime_s"] = time.monotonic() - started
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_revoked(self, sender: Any = None, request: Any = None, terminated: Any = None, signum: Any = None, expired: Any = None, **_: Any) -> None:
+        rec = extract.base("task_revoked", getattr(request, "id", None), getattr(sender, "name", None))
+        if request is not None:
+            rec["request"] = extract.context_dict(request)
+            rec["trace_id"] = extract.request_trace(request)
+        rec.update(terminated=bool(terminated), expired=bool(expired), signum=int(signum) if signum is not None else None)
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_unknown(self, sender: Any = None, message: Any = None, exc: Any = None, name: Any = None, id: Any = None, **_: Any) -> None:
+        headers = extract.message_headers(message)
+        rec = extract.base("task_unknown", id or headers.get("id"), name or headers.get("task"))
+        rec["message"] = {"headers": headers, "delivery_info": dict(getattr(message, "delivery_info", None) or {})}
+        rec["exception"] = extract.exception_info(exc)
+        rec["trace_id"] = headers.get("stemtrace_trace_id")
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_rejected(self, sender: Any = None, message: Any = None, exc: Any = None, **_: Any) -> None:
+        headers = extract.message_headers(message)
+        if not headers.get("id"):
+            return
+        rec = extract.base("task_rejected", headers["id"], headers.get("task"))
+        rec["message"] = {"headers": headers, "delivery_info": dict(getattr(message, "delivery_info", None) or {})}
+        rec["exception"] = extract.exception_info(exc)
+        rec["trace_id"] = headers.get("stemtrace_trace_id")
+        self.sender.enqueue(rec)
+
+    @_safe
+    def on_internal_error(self, sender: Any = None, task_id: Optional[str] = None, request: Any = None, exception: Any = None, traceback: Any = None, einfo: Any = None, **_: Any) -> None:
+        rec = extract.base("task_internal_error", task_id, getattr(sender, "name", None))
+        if isinstance(request, dict):
+            rec["request"] = {k: request.get(k) for k in ("id", "retries", "root_id", "parent_id", "group", "group_index")}
+            rec["trace_id"] = request.get("stemtrace_trace_id")
+        rec["exception"] = extract.exception_info(exception)
+        rec["traceback"] = extract.einfo_traceback(einfo, traceback)
+        self.sender.enqueue(rec)
+
+    # ---- workers ----
+
+    @_safe
+    def on_celeryd_init(self, sender: Any = None, **_: Any) -> None:
+        extract.NODE["name"] = sender
+
+    @_safe
+    def on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        hostname = getattr(sender, "hostname", None)
+        if hostname:
+            extract.NODE["name"] = hostname
+        rec = extract.base("worker_ready", None, None)
+        rec.update(self._worker_info(sender))
+        self.sender.enqueue(rec)
+        self._start_heartbeat()
+
+    def _worker_info(self, consumer: Any) -> Dict[str, Any]:
+        import celery
+
+        from .registry import registered_tasks
+
+        pool = getattr(getattr(consumer, "pool", None), "__class__", None)
+        queues = []
+        try:
+            queues = sorted(q.name for q in consumer.task_consumer.queues)
+        except Exception:
+            queues = sorted(getattr(self.app.amqp, "queues", {}) or [])
+        return {
+            "registered": registered_tasks(self.app),
+            "pool": (pool.__module__.rsplit(".", 1)[-1] if pool else None),
+            "concurrency": getattr(getattr(consumer, "controller", None), "concurrency", None),
+            "queues": queues,
+            "sw_ver": celery.__version__,
+            "freq": self.heartbeat_interval,
+        }
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat and self._heartbeat.is_alive():
+            return
+        self._stop.clear()
+        self._heartbeat = threading.Thread(target=self._beat, name="stemtrace-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        from celery.worker import state
+
+        while not self._stop.wait(self.heartbeat_interval):
+            try:
+                rec = extract.base("heartbeat_sent", None, None)
+                rec["active"] = sorted(r.id for r in list(state.active_requests))
+                rec["freq"] = self.heartbeat_interval
+                self.sender.enqueue(rec)
+            except Exception:
+                log.debug("stemtrace heartbeat failed", exc_info=True)
+
+    @_safe
+    def on_shutting_down(self, sender: Any = None, how: Any = None, **_: Any) -> None:
+        rec = extract.base("worker_shutting_down", None, None)
+        rec["how"] = how
+        self.sender.enqueue(rec)
+        if str(how).lower() == "cold":
+            self._stop.set()
+            self.sender.flush(1.0)  # a cold stop may never reach worker_shutdown
+
+    @_safe
+    def on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
+        self._stop.set()
+        self.sender.enqueue(extract.base("worker_shutdown", None, None))
+        self.sender.flush(2.0)
+
+    @_safe
+    def on_process_shutdown(self, sender: Any = None, **_: Any) -> None:
+        self.sender.flush(2.0)
