@@ -1,0 +1,299 @@
+"""End to end with real parts: redis-server, stemtrace under `wrangler dev`, a real Celery worker
+(prefork) with the producer, and real workflows asserted through the read API.
+
+Run: python3 -m unittest discover -s test/e2e -t test/e2e   (npm test runs it)
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+NODE = str(ROOT / "node_modules" / ".bin" / "node")
+PYTHON = "/usr/bin/python3"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, check, timeout=30.0, interval=0.2):
+    """Polls `check` until it returns something truthy; fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as err:  # the server may not be up yet
+            last = err
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=15):
+    """Stops a process group started with start_new_session=True, by its PID."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        except ProcessLookupError:
+            pass
+
+
+class Stack:
+    """redis + wrangler dev + a Celery worker, each on its own loopback port, all stopped at the end."""
+
+    def __init__(self):
+        self.tmp = tempfile.mkdtemp(prefix="stemtrace-e2e-")
+        self.procs = []
+        self.redis_port = free_port()
+        self.http_port = free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.worker = None
+        self.logs = []
+
+    def log(self, name):
+        handle = open(os.path.join(self.tmp, f"{name}.log"), "ab")
+        self.logs.append(handle)
+        return handle
+
+    def start(self):
+        self.procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=self.log("redis"), stderr=subprocess.STDOUT, start_new_session=True))
+        (ROOT / "web" / "dist").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, WRANGLER_SEND_METRICS="false", CI="1")
+        self.procs.append(subprocess.Popen(
+            [NODE, str(ROOT / "node_modules/wrangler/bin/wrangler.js"), "dev", "--ip", "127.0.0.1", "--port", str(self.http_port),
+             "--inspector-port", str(free_port()), "--persist-to", os.path.join(self.tmp, "state"),
+             "--var", "WORKER_LOST_MULTIPLIER:3"],
+            cwd=ROOT, env=env, stdout=self.log("wrangler"), stderr=subprocess.STDOUT, start_new_session=True))
+        wait_for("redis", lambda: socket.create_connection(("127.0.0.1", self.redis_port), 1).close() or True)
+        wait_for("stemtrace /api/health", lambda: self.get("/api/health")["ok"], timeout=90)
+        os.environ["E2E_BROKER"] = f"redis://127.0.0.1:{self.redis_port}/0"
+        os.environ["STEMTRACE_URL"] = self.base
+        self.start_worker()
+
+    def start_worker(self):
+        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}", E2E_HEARTBEAT="1")
+        self.worker = subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "e2e_app", "worker", "-P", "prefork", "-c", "2", "-n", "e2e@localhost",
+             "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+            cwd=HERE, env=env, stdout=self.log("celery"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(self.worker)
+        wait_for("the worker to come online", lambda: self.worker_status() == "ONLINE", timeout=60)
+
+    def worker_status(self):
+        for w in self.get("/api/workers")["workers"]:
+            if w["hostname"] == "e2e@localhost":
+                return w["status"]
+        return None
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=10) as res:
+                return json.loads(res.read())
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return None
+            raise
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            stop(proc)
+        for handle in self.logs:
+            handle.close()
+        if os.environ.get("E2E_KEEP_LOGS"):
+            print(f"e2e logs kept in {self.tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+STACK = None
+
+
+def setUpModule():
+    global STACK
+    STACK = Stack()
+    try:
+        STACK.start()
+    except Exception:
+        for name in ("wrangler", "celery"):
+            path = os.path.join(STACK.tmp, f"{name}.log")
+            if os.path.exists(path):
+                print(f"--- {name} log ---\n" + open(path, errors="replace").read()[-3000:], file=sys.stderr)
+        STACK.stop()
+        raise
+    sys.path[:0] = [str(ROOT / "python"), str(HERE)]
+
+
+def tearDownModule():
+    if STACK:
+        STACK.stop()
+
+
+class CeleryEndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import e2e_app
+
+        cls.app = e2e_app
+
+    def task(self, task_id, until=lambda t: t["task"]["state"] in ("SUCCESS", "FAILURE"), timeout=30):
+        """The task detail once `until` holds for it."""
+        return wait_for(f"task {task_id}", lambda: (lambda d: d if d and until(d) else None)(STACK.get(f"/api/tasks/{task_id}")), timeout)
+
+    def trace(self, task_id, until, timeout=30):
+        """The snapshot of the trace holding `task_id`, once `until` holds for it."""
+        def check():
+            detail = STACK.get(f"/api/tasks/{task_id}")
+            if not detail:
+                return None
+            snap = STACK.get(f"/api/traces/{detail['trace_id']}")
+            return snap if snap and until(snap) else None
+
+        return wait_for(f"trace of {task_id}", check, timeout)
+
+    @staticmethod
+    def states(snap):
+        return {n["id"]: n["state"] for n in snap["nodes"]}
+
+    @staticmethod
+    def edges(snap):
+        return {(e["source"], e["target"]): e["kind"] for e in snap["edges"]}
+
+    def test_01_success(self):
+        r = self.app.add.delay(2, 3)
+        detail = self.task(r.id)
+        self.assertEqual(detail["task"]["state"], "SUCCESS")
+        self.assertEqual(detail["result"], 5)
+        self.assertEqual(detail["task"]["worker"], "e2e@localhost")
+        self.assertEqual([e["type"] for e in detail["events"]][:1], ["published"])
+
+    def test_02_failure(self):
+        r = self.app.boom.delay(7)
+        detail = self.task(r.id)
+        self.assertEqual(detail["task"]["state"], "FAILURE")
+        self.assertEqual(detail["exception"]["type"], "ValueError")
+        self.assertIn("boom! x=7", detail["exception"]["message"])
+        self.assertIn("Traceback", detail["traceback"])
+
+    def test_03_retry_then_success(self):
+        r = self.app.flaky.delay(2)
+        detail = self.task(r.id, until=lambda d: d["task"]["state"] == "SUCCESS")
+        self.assertEqual([(a["retries"], a["state"]) for a in detail["attempts"]], [(0, "RETRY"), (1, "RETRY"), (2, "SUCCESS")])
+
+    def test_04_chain(self):
+        from celery import chain
+
+        r = chain(self.app.add.s(1, 2), self.app.add.s(3), self.app.mul.s(2)).apply_async()
+        first = r.parent.parent.id
+        ids = [first, r.parent.id, r.id]
+        snap = self.trace(first, lambda s: all(self.states(s).get(i) == "SUCCESS" for i in ids))
+        self.assertEqual(self.edges(snap), {(ids[0], ids[1]): "chain", (ids[1], ids[2]): "chain"})
+        self.assertEqual(r.get(timeout=10), 12)
+
+    def test_05_group(self):
+        from celery import group
+
+        res = group(self.app.add.s(i, i) for i in range(3)).apply_async()
+        ids = [c.id for c in res.children]
+        snap = self.trace(ids[0], lambda s: all(self.states(s).get(i) == "SUCCESS" for i in ids))
+        self.assertEqual(snap["trace_id"], res.id)
+        (container,) = snap["containers"]
+        self.assertEqual((container["id"], container["kind"], container["state"]), (res.id, "GROUP", "SUCCESS"))
+        self.assertEqual(sorted(container["members"]), sorted(ids))
+
+    def test_06_chord(self):
+        from celery import chord
+
+        r = chord([self.app.add.s(i, i) for i in range(3)], self.app.tsum.s()).apply_async()
+        snap = self.trace(r.id, lambda s: self.states(s).get(r.id) == "SUCCESS")
+        (container,) = snap["containers"]
+        self.assertEqual(container["kind"], "CHORD")
+        self.assertEqual(container["callback_id"], r.id)
+        self.assertEqual(len(container["members"]), 3)
+        self.assertEqual(container["state"], "SUCCESS")
+        self.assertEqual(self.edges(snap).get((container["id"], r.id)), "chord")
+        self.assertEqual(r.get(timeout=10), 6)
+
+    def test_07_chord_header_fails(self):
+        from celery import chord
+
+        r = chord([self.app.add.s(1, 1), self.app.boom.s(), self.app.add.s(2, 2)], self.app.tsum.s()).apply_async()
+
+        def failed(snap):
+            return self.states(snap).get(r.id) == "NOT_RUN"
+
+        # The callback never runs; reach the trace through a header member (the chord result's parent group).
+        member = r.parent.children[1].id
+        snap = self.trace(member, failed)
+        (container,) = [c for c in snap["containers"] if c["callback_id"] == r.id]
+        self.assertEqual(container["state"], "FAILURE")
+        self.assertEqual(sorted(self.states(snap)[m] for m in container["members"]), ["FAILURE", "SUCCESS", "SUCCESS"])
+
+    def test_08_parent_spawns_children(self):
+        r = self.app.spawner.delay(3)
+        children = r.get(timeout=15)
+        snap = self.trace(r.id, lambda s: all(self.states(s).get(c) == "SUCCESS" for c in children))
+        for c in children:
+            self.assertEqual(self.edges(snap).get((r.id, c)), "spawn")
+
+    def test_09_chain_containing_a_group(self):
+        from celery import chain, group
+
+        r = chain(self.app.add.s(1, 1), group(self.app.mul.s(2), self.app.mul.s(3)), self.app.tsum.s()).apply_async()
+        self.assertEqual(r.get(timeout=15), 10)
+        first = r.parent.parent.id  # tsum ← GroupResult ← add
+        snap = self.trace(r.id, lambda s: self.states(s).get(r.id) == "SUCCESS")
+        self.assertEqual(snap["trace_id"], first)
+        chords = [c for c in snap["containers"] if c["kind"] == "CHORD"]
+        self.assertEqual(len(chords), 1)
+        self.assertEqual(chords[0]["callback_id"], r.id)
+        self.assertEqual(len(chords[0]["members"]), 2)
+        for member in chords[0]["members"]:
+            self.assertEqual(self.edges(snap).get((first, member)), "chain")
+
+    def test_10_unregistered_name(self):
+        r = self.app.app.send_task("does.not.exist", args=(1, 2))
+        detail = self.task(r.id, until=lambda d: d["task"]["state"] == "UNREGISTERED")
+        self.assertEqual(detail["task"]["name"], "does.not.exist")
+
+    def test_11_revoked(self):
+        r = self.app.sleeper.apply_async((1,), countdown=2)
+        self.task(r.id, until=lambda d: d["task"]["state"] in ("SCHEDULED", "RECEIVED"))
+        self.app.app.control.revoke(r.id)
+        detail = self.task(r.id, until=lambda d: d["task"]["state"] == "REVOKED", timeout=20)
+        self.assertEqual(detail["task"]["state"], "REVOKED")
+
+    def test_99_warm_shutdown_lets_the_running_task_finish(self):
+        r = self.app.sleeper.delay(3)
+        self.task(r.id, until=lambda d: d["task"]["state"] == "STARTED")
+        os.kill(STACK.worker.pid, signal.SIGTERM)  # what `kill <pid>` or a deploy does: a warm shutdown
+        detail = self.task(r.id, until=lambda d: d["task"]["state"] == "SUCCESS", timeout=30)
+        self.assertEqual(detail["result"], "slept 3")
+        wait_for("the worker to go offline", lambda: STACK.worker_status() == "OFFLINE", timeout=30)
+        STACK.worker.wait(30)
+
+
+if __name__ == "__main__":
+    unittest.main()
