@@ -1,0 +1,86 @@
+/**
+ * Fetchers for the read API, each validated with the shared zod schema, and their React Query
+ * `queryOptions` factories. React Query owns server state; sockets only patch or invalidate it.
+ */
+import { queryOptions } from "@tanstack/react-query";
+import type { z } from "zod";
+import {
+  AnomalyList,
+  Health,
+  Registry,
+  Stats,
+  TaskDetail,
+  TaskSearch,
+  TraceList,
+  TraceSnapshot,
+  WorkerList,
+} from "../../../shared/api";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function fetchJson<T extends z.ZodType>(path: string, schema: T): Promise<z.infer<T>> {
+  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const body: unknown = await res.json().catch(() => null);
+  if (!res.ok) {
+    const message =
+      typeof body === "object" && body !== null && "error" in body
+        ? String((body as { error: { message?: unknown } }).error.message ?? res.statusText)
+        : `${res.status} ${res.statusText}`;
+    throw new ApiError(res.status, message);
+  }
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) throw new ApiError(500, `the server answered ${path} in an unexpected shape: ${parsed.error.issues[0]?.message ?? ""}`);
+  return parsed.data;
+}
+
+export interface TraceFilters {
+  state?: string;
+  name?: string;
+  q?: string;
+  from?: number;
+  to?: number;
+  cursor?: string;
+}
+
+function query(params: Record<string, string | number | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") search.set(k, String(v));
+  const s = search.toString();
+  return s ? `?${s}` : "";
+}
+
+export const keys = {
+  traces: (f: TraceFilters) => ["traces", f] as const,
+  trace: (id: string) => ["trace", id] as const,
+  task: (id: string) => ["task", id] as const,
+};
+
+export const tracesQuery = (f: TraceFilters) =>
+  queryOptions({
+    queryKey: keys.traces(f),
+    queryFn: () => fetchJson(`/api/traces${query({ ...f, limit: 50 })}`, TraceList),
+    placeholderData: (previous) => previous,
+  });
+
+export const traceQuery = (id: string) =>
+  queryOptions({ queryKey: keys.trace(id), queryFn: () => fetchJson(`/api/traces/${encodeURIComponent(id)}`, TraceSnapshot) });
+
+export const taskQuery = (id: string) =>
+  queryOptions({ queryKey: keys.task(id), queryFn: () => fetchJson(`/api/tasks/${encodeURIComponent(id)}`, TaskDetail) });
+
+export const taskSearchQuery = (q: string) =>
+  queryOptions({ queryKey: ["task-search", q], queryFn: () => fetchJson(`/api/tasks${query({ q })}`, TaskSearch), enabled: q.length > 0 });
+
+export const workersQuery = () => queryOptions({ queryKey: ["workers"], queryFn: () => fetchJson("/api/workers", WorkerList), refetchInterval: 5000 });
+export const registryQuery = () => queryOptions({ queryKey: ["registry"], queryFn: () => fetchJson("/api/registry", Registry) });
+export const statsQuery = () => queryOptions({ queryKey: ["stats"], queryFn: () => fetchJson("/api/stats", Stats), refetchInterval: 10_000 });
+export const anomaliesQuery = () =>
+  queryOptions({ queryKey: ["anomalies"], queryFn: () => fetchJson("/api/anomalies", AnomalyList), retry: false, refetchInterval: 10_000 });
+export const healthQuery = () => queryOptions({ queryKey: ["health"], queryFn: () => fetchJson("/api/health", Health), staleTime: 60_000 });

@@ -1,0 +1,177 @@
+/** Task detail: identity, attempts with their execution timeline, payload, exception, relatives. */
+import { useQuery } from "@tanstack/react-query";
+import { useState } from "react";
+import type { AttemptDetail, TaskDetail, TaskLink } from "../../../shared/api";
+import { taskQuery } from "../api/client";
+import { dateTime, duration, shortId, shortName, time } from "../format";
+import { Link } from "../router";
+import { Json } from "./Json";
+import { StateBadge } from "./StateBadge";
+
+function CopyId({ id }: { id: string }) {
+  const [copied, setCopied] = useState(false);
+  return (
+    <button
+      className="copy"
+      onClick={() => {
+        void navigator.clipboard?.writeText(id).then(() => {
+          setCopied(true);
+          setTimeout(() => setCopied(false), 1200);
+        });
+      }}
+      title="Copy the task id"
+    >
+      <span className="mono">{id}</span> {copied ? "✓ copied" : "⧉"}
+    </button>
+  );
+}
+
+function AttemptTimeline({ a }: { a: AttemptDetail }) {
+  const points = [
+    ["queued", a.published_at],
+    ["received", a.received_at],
+    ["started", a.started_at],
+    ["finished", a.finished_at],
+  ] as const;
+  const known = points.filter(([, t]) => t !== null) as [string, number][];
+  const t0 = known[0]?.[1] ?? 0;
+  const span = Math.max(0.001, (known[known.length - 1]?.[1] ?? t0) - t0);
+  return (
+    <div className="attempt-timeline">
+      <div className="attempt-bar">
+        {known.map(([label, t]) => (
+          <span key={label} className={`tick tick-${label}`} style={{ left: `${((t - t0) / span) * 100}%` }} title={`${label} ${time(t)}`} />
+        ))}
+      </div>
+      <div className="attempt-points">
+        {points.map(([label, t]) => (
+          <span key={label}>
+            <span className="muted">{label}</span> {time(t)}
+          </span>
+        ))}
+        {a.eta && (
+          <span>
+            <span className="muted">eta</span> {a.eta}
+          </span>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function Relative({ link }: { link: TaskLink }) {
+  return (
+    <li>
+      <Link to={`/tasks/${link.task_id}`}>{shortName(link.name)}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
+      {link.kind && <span className="edge-kind"> {link.kind}</span>}
+    </li>
+  );
+}
+
+export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
+  const t = detail.task;
+  return (
+    <div className="task-detail" data-task-id={t.id}>
+      <h2>
+        {t.name ?? "(unknown task)"} <StateBadge state={t.state} reason={t.state_reason} />
+      </h2>
+      <CopyId id={t.id} />
+      {t.state_reason && <p className="reason">{t.state_reason}</p>}
+      <dl className="facts">
+        <dt>trace</dt>
+        <dd>
+          <Link to={`/traces/${detail.trace_id}`} className="mono">
+            {shortId(detail.trace_id)}
+          </Link>
+        </dd>
+        <dt>worker</dt>
+        <dd>{t.worker ?? "—"}</dd>
+        <dt>queue</dt>
+        <dd>{t.queue ?? "—"}</dd>
+        <dt>published</dt>
+        <dd>{dateTime(t.published_at)}</dd>
+        <dt>runtime</dt>
+        <dd>{duration(t.runtime_ms)}</dd>
+        <dt>retries</dt>
+        <dd>{t.retries}</dd>
+        {detail.names.length > 1 && (
+          <>
+            <dt>names</dt>
+            <dd>{detail.names.join(" → ")}</dd>
+          </>
+        )}
+      </dl>
+      {detail.exception && (
+        <section>
+          <h3>Exception</h3>
+          <p className="exception">
+            <strong>{detail.exception.type}</strong>: {detail.exception.message}
+          </p>
+          {detail.traceback && <pre className="traceback">{detail.traceback}</pre>}
+        </section>
+      )}
+      <section>
+        <h3>Attempts ({detail.attempts.length})</h3>
+        {detail.attempts.length === 0 && <p className="muted">No attempt yet: this task was announced by another task and has not been published.</p>}
+        {detail.attempts.map((a) => (
+          <div key={`${a.retries}:${a.delivery}`} className="attempt">
+            <div className="attempt-head">
+              <span>#{a.retries}{a.delivery ? ` (redelivery ${a.delivery})` : ""}</span> <StateBadge state={a.state} />
+              <span className="muted">{a.worker ?? "—"}{a.pid ? ` pid ${a.pid}` : ""}</span>
+              <span className="muted">{duration(a.runtime_ms)}</span>
+            </div>
+            <AttemptTimeline a={a} />
+            {a.retry_reason && <p className="muted">retry: {a.retry_reason}</p>}
+            {a.exception && a.state !== "FAILURE" && (
+              <p className="muted">
+                {a.exception.type}: {a.exception.message}
+              </p>
+            )}
+          </div>
+        ))}
+      </section>
+      <section>
+        <h3>Arguments</h3>
+        <Json value={{ args: detail.args, kwargs: detail.kwargs }} />
+      </section>
+      {t.state === "SUCCESS" && (
+        <section>
+          <h3>Result</h3>
+          <Json value={detail.result} />
+        </section>
+      )}
+      <section>
+        <h3>Parent</h3>
+        {detail.parent ? <ul className="relatives"><Relative link={detail.parent} /></ul> : <p className="muted">none (a root task)</p>}
+        <h3>Children ({detail.children.length})</h3>
+        <ul className="relatives">
+          {detail.children.map((c) => (
+            <Relative key={c.task_id} link={c} />
+          ))}
+        </ul>
+      </section>
+      <section>
+        <h3>Events ({detail.events.length})</h3>
+        <table className="events">
+          <tbody>
+            {detail.events.map((e, i) => (
+              <tr key={i}>
+                <td className="mono">{time(e.ts)}</td>
+                <td>{e.type}</td>
+                <td className="muted">#{e.retries ?? 0}</td>
+                <td className="muted">{e.host ?? "client"}{e.pid ? ` · ${e.pid}` : ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+    </div>
+  );
+}
+
+export function TaskDetailLoader({ taskId }: { taskId: string }) {
+  const q = useQuery(taskQuery(taskId));
+  if (q.isPending) return <div className="loading">Loading task {shortId(taskId)}…</div>;
+  if (q.isError) return <div className="error-box">Could not load task {shortId(taskId)}: {q.error.message}</div>;
+  return <TaskDetailBody detail={q.data} />;
+}
