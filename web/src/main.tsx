@@ -70,7 +70,7 @@ function App() {
     <div className="app">
       <nav className="topbar">
         <Link to="/" className="brand">
-          <span className="logo">⟟</span> stemtrace
+          <svg className="logo" width="18" height="18" viewBox="0 0 16 16" aria-hidden><circle cx="3.5" cy="8" r="2.5" /><circle cx="12.5" cy="3.5" r="2.5" /><circle cx="12.5" cy="12.5" r="2.5" /><path d="M5.5 7 10.5 4M5.5 9l5 3" strokeWidth="1.4" /></svg> stemtrace
         </Link>
         {nav.map(([to, label]) => (
           <Link key={to} to={to!} className={(to === "/" ? path === "/" || path.startsWith("/traces") : path.startsWith(to!)) ? "active" : ""}>

@@ -21,7 +21,7 @@ function CopyId({ id }: { id: string }) {
       }}
       title="Copy the task id"
     >
-      <span className="mono">{id}</span> {copied ? "✓ copied" : "⧉"}
+      <span className="mono">{id}</span> <span className="muted">{copied ? "✓ copied" : "copy"}</span>
     </button>
   );
 }

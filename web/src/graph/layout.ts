@@ -3,7 +3,7 @@
  * "… N more" stubs for collapsed groups) with positions from elkjs (layered, nested containers).
  * Very large graphs use a fast layered fallback so the page stays interactive.
  */
-import ELK, { type ElkExtendedEdge, type ElkNode } from "elkjs/lib/elk.bundled.js";
+import type { ElkExtendedEdge, ElkNode } from "elkjs/lib/elk.bundled.js";
 import type { Edge, Node } from "@xyflow/react";
 import type { EdgeKind, GraphContainer, GraphNode, TraceSnapshot } from "../../../shared/api";
 
@@ -28,7 +28,12 @@ export interface Layout {
   edges: FlowEdge[];
 }
 
-const elk = new ELK();
+/** elkjs is large: loaded on the first graph, not with the app. */
+let elkInstance: Promise<{ layout(graph: ElkNode): Promise<ElkNode> }> | null = null;
+function elk() {
+  elkInstance ??= import("elkjs/lib/elk.bundled.js").then((m) => new m.default());
+  return elkInstance;
+}
 
 interface Visible {
   tasks: GraphNode[];
@@ -81,7 +86,7 @@ export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet
     if (c.hidden) members.push({ id: `more:${c.container.id}`, width: TASK_W, height: MORE_H });
     children.push({
       id: c.container.id,
-      layoutOptions: { "elk.padding": "[top=34,left=14,bottom=14,right=14]", "elk.direction": "DOWN", "elk.spacing.nodeNode": "10" },
+      layoutOptions: { "elk.padding": "[top=34,left=14,bottom=14,right=14]", "elk.direction": "DOWN", "elk.spacing.nodeNode": "10", "elk.layered.crossingMinimization.forceNodeModelOrder": "true", "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" },
       children: members,
     });
   }
@@ -93,7 +98,7 @@ export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet
   };
   children.forEach(collect);
   const edges: ElkExtendedEdge[] = v.edges.filter((e) => ids.has(e.source) && ids.has(e.target)).map((e) => ({ id: e.id, sources: [e.source], targets: [e.target] }));
-  const root = await elk.layout({
+  const root = await (await elk()).layout({
     id: "root",
     layoutOptions: {
       "elk.algorithm": "layered",
@@ -117,12 +122,14 @@ export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet
         position: { x: n.x ?? 0, y: n.y ?? 0 },
         data: { kind: "container", container: c.container, hidden: c.hidden },
         style: { width: n.width, height: n.height },
+        width: n.width,
+        height: n.height,
         selectable: false,
       });
       for (const m of n.children ?? []) nodes.push(childNode(m, n.id, taskById, c));
     } else {
       const task = taskById.get(n.id);
-      if (task) nodes.push({ id: n.id, type: "task", position: { x: n.x ?? 0, y: n.y ?? 0 }, data: { kind: "task", task } });
+      if (task) nodes.push({ id: n.id, type: "task", position: { x: n.x ?? 0, y: n.y ?? 0 }, width: TASK_W, height: TASK_H, data: { kind: "task", task } });
     }
   }
   return { nodes, edges: flowEdges(v) };
@@ -132,7 +139,7 @@ function childNode(m: ElkNode, parentId: string, taskById: Map<string, GraphNode
   const position = { x: m.x ?? 0, y: m.y ?? 0 };
   if (m.id.startsWith("more:"))
     return { id: m.id, type: "more", position, parentId, extent: "parent", data: { kind: "more", containerId: c.container.id, hidden: c.hidden } };
-  return { id: m.id, type: "task", position, parentId, extent: "parent", data: { kind: "task", task: taskById.get(m.id)! } };
+  return { id: m.id, type: "task", position, parentId, extent: "parent", width: TASK_W, height: TASK_H, data: { kind: "task", task: taskById.get(m.id)! } };
 }
 
 /** Columns by depth along edges, rows in order: linear time, for thousands of nodes. */
@@ -169,16 +176,16 @@ export function fastLayout(v: Visible): Layout {
       if (c) {
         const rows = c.members.length + (c.hidden ? 1 : 0);
         const height = 34 + rows * (TASK_H + 10) + 10;
-        nodes.push({ id, type: "container", position: { x: colX(d), y }, data: { kind: "container", container: c.container, hidden: c.hidden }, style: { width: TASK_W + 28, height }, selectable: false });
+        nodes.push({ id, type: "container", position: { x: colX(d), y }, data: { kind: "container", container: c.container, hidden: c.hidden }, style: { width: TASK_W + 28, height }, width: TASK_W + 28, height, selectable: false });
         c.members.forEach((m, i) => {
           const task = taskById.get(m);
-          if (task) nodes.push({ id: m, type: "task", parentId: id, extent: "parent", position: { x: 14, y: 34 + i * (TASK_H + 10) }, data: { kind: "task", task } });
+          if (task) nodes.push({ id: m, type: "task", parentId: id, extent: "parent", position: { x: 14, y: 34 + i * (TASK_H + 10) }, width: TASK_W, height: TASK_H, data: { kind: "task", task } });
         });
         if (c.hidden) nodes.push({ id: `more:${id}`, type: "more", parentId: id, extent: "parent", position: { x: 14, y: 34 + c.members.length * (TASK_H + 10) }, data: { kind: "more", containerId: id, hidden: c.hidden } });
         y += height + 24;
       } else {
         const task = taskById.get(id);
-        if (task) nodes.push({ id, type: "task", position: { x: colX(d), y }, data: { kind: "task", task } });
+        if (task) nodes.push({ id, type: "task", position: { x: colX(d), y }, width: TASK_W, height: TASK_H, data: { kind: "task", task } });
         y += TASK_H + 16;
       }
     }

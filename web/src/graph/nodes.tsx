@@ -37,14 +37,13 @@ export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<Flo
   const { container, hidden } = data as ContainerNodeData;
   const style = STATE_STYLES[container.state];
   return (
-    <div className={`container-node kind-${container.kind.toLowerCase()}`} style={{ ["--state" as string]: style.color }} data-container-id={container.id} data-kind={container.kind}>
+    <div title={`${container.kind} ${container.id}: ${style.label}`} className={`container-node kind-${container.kind.toLowerCase()}`} style={{ ["--state" as string]: style.color }} data-container-id={container.id} data-kind={container.kind}>
       <Handle type="target" position={Position.Left} />
       <div className="container-title">
         <span className="container-kind">{container.kind}</span>
-        <span className="state-icon">{style.icon}</span>
-        <span>{style.label}</span>
+        <span className="state-icon" title={style.label}>{style.icon}</span>
         <span className="muted mono">{shortId(container.id)}</span>
-        <span className="muted">{container.members.length}{container.size && container.size !== container.members.length ? `/${container.size}` : ""} tasks{hidden ? `, ${hidden} folded` : ""}</span>
+        <span className="muted">· {container.members.length}{container.size && container.size !== container.members.length ? `/${container.size}` : ""} tasks{hidden ? ` (${hidden} folded)` : ""}</span>
       </div>
       <Handle type="source" position={Position.Right} />
     </div>

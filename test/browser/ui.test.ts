@@ -1,0 +1,104 @@
+/**
+ * The UI in headless Chromium against wrangler dev with recorded scenarios ingested: the traces
+ * list shows them, a chord renders as a container with its callback, a live event changes a node
+ * without a reload, the task detail shows a traceback. Screenshots go to test-output/screenshots.
+ */
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ingest, launchBrowser, screenshot, startServer, wireFixture, type Server } from "./harness";
+
+let server: Server;
+let browser: Browser;
+let page: Page;
+
+const CHORD_GROUP = "d1d062f7-e9fe-4c5b-b161-46ca668ebb50";
+const CHORD_CALLBACK = "a8a105c9-4b68-4925-8153-5ab3d922fc62";
+const FAILED_TASK = "e6f835a4-3694-4b3b-8f7e-0a24625da7a4";
+
+beforeAll(async () => {
+  server = await startServer();
+  for (const name of ["01_single_success", "02_failure", "05_chain", "07_chord", "10a_chord_header_fails", "03_retry_then_success", "09a_chain_with_group", "00_worker_lifecycle"])
+    await ingest(server.base, wireFixture(name));
+  browser = await launchBrowser();
+  page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+describe("stemtrace UI", () => {
+  it("lists the ingested traces with their states", async () => {
+    await page.goto(server.base + "/");
+    await page.locator(`tr[data-trace-id="${CHORD_GROUP}"]`).waitFor();
+    const rows = await page.locator("tr[data-trace-id]").count();
+    expect(rows).toBeGreaterThanOrEqual(7);
+    expect(await page.locator(`tr[data-trace-id="${FAILED_TASK}"] [data-state="FAILURE"]`).count()).toBe(1);
+    await page.locator(".connection.live").waitFor();
+    await screenshot(page, "01-traces");
+  });
+
+  it("draws a chord as a container with its callback and a chord edge", async () => {
+    await page.goto(`${server.base}/traces/${CHORD_GROUP}`);
+    await page.locator(`[data-container-id="${CHORD_GROUP}"][data-kind="CHORD"]`).waitFor();
+    await page.locator(`[data-task-id="${CHORD_CALLBACK}"][data-state="SUCCESS"]`).waitFor();
+    expect(await page.locator(`.react-flow__node[data-id="${CHORD_GROUP}"] .container-node`).count()).toBe(1);
+    expect(await page.locator(`.react-flow__node-task`).count()).toBe(4);
+    expect(await page.locator(".react-flow__edge.edge-chord").count()).toBe(1);
+    await screenshot(page, "02-chord-graph");
+  });
+
+  it("shows a failed chord's callback as not run", async () => {
+    await page.goto(`${server.base}/traces/0e8252d6-c130-4c46-8bbb-6a7efd01a0f1`);
+    await page.locator(`[data-task-id="d6bbf20c-b8eb-426a-a60a-79b6a0eb50f3"][data-state="NOT_RUN"]`).waitFor();
+    await page.locator(`[data-container-id="0e8252d6-c130-4c46-8bbb-6a7efd01a0f1"]`).waitFor();
+    await screenshot(page, "03-chord-header-fails");
+  });
+
+  it("changes a node's state live, without a reload", async () => {
+    const taskId = "live-ui-task";
+    const ev = (type: string, n: number, extra: object = {}) => ({ v: 1, id: `live-ui-${n}`, kind: "task", type, ts: Date.now() / 1000, seq: n, host: type === "published" ? null : "ui@host", pid: 1, task_id: taskId, name: "app.live", trace_id: taskId, ...extra });
+    await ingest(server.base, [ev("published", 1), ev("started", 2)]);
+    await page.goto(`${server.base}/traces/${taskId}`);
+    const node = page.locator(`[data-task-id="${taskId}"]`);
+    await node.and(page.locator('[data-state="STARTED"]')).waitFor();
+    await page.locator(".connection.live").waitFor();
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+    await ingest(server.base, [ev("succeeded", 3, { result: 1 }), ev("postrun", 4, { state: "SUCCESS", runtime_ms: 5 })]);
+    await page.locator(`[data-task-id="${taskId}"][data-state="SUCCESS"]`).waitFor({ timeout: 10_000 });
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // same page: no reload
+    await screenshot(page, "04-live-update");
+  });
+
+  it("shows the traceback in the task detail", async () => {
+    await page.goto(`${server.base}/traces/${FAILED_TASK}?task=${FAILED_TASK}`);
+    const tb = page.locator(".side-panel .traceback");
+    await tb.waitFor();
+    expect(await tb.textContent()).toMatch(/Traceback[\s\S]*ValueError|raise ValueError/);
+    expect(await page.locator(".side-panel .exception").textContent()).toMatch(/ValueError: boom! x=7/);
+    await screenshot(page, "05-task-detail");
+  });
+
+  it("shows retries as attempts and a timeline view", async () => {
+    await page.goto(`${server.base}/traces/a44d6bda-7b42-4cee-9b8f-e18c92bb5079?task=a44d6bda-7b42-4cee-9b8f-e18c92bb5079`);
+    await page.locator(".side-panel .attempt").nth(2).waitFor();
+    expect(await page.locator(".side-panel .attempt").count()).toBe(3);
+    await page.goto(`${server.base}/traces/5adc8709-a080-47a4-b72f-56557d872262?view=timeline`);
+    await page.locator(".timeline-row").first().waitFor();
+    expect(await page.locator(".timeline-row").count()).toBe(4);
+    await screenshot(page, "06-timeline");
+  });
+
+  it("renders the workers, registry and dashboard pages", async () => {
+    await page.goto(`${server.base}/workers`);
+    await page.locator('tr[data-worker="lab0@vm"]').waitFor();
+    await screenshot(page, "07-workers");
+    await page.goto(`${server.base}/registry`);
+    await page.locator('tr[data-task-name="app.add"]').waitFor();
+    await screenshot(page, "08-registry");
+    await page.goto(`${server.base}/dashboard`);
+    await page.locator(".stat-cards").waitFor();
+    await screenshot(page, "09-dashboard");
+  });
+});
