@@ -14,12 +14,18 @@ from typing import Any, Dict, Optional
 from .mapping import trace_key
 from .trace import TRACE_HEADER, current_trace
 
+#: This process's pid, refreshed after fork (os.getpid() is a system call on every signal otherwise).
+PID = {"pid": os.getpid()}
+os.register_at_fork(after_in_child=lambda: PID.__setitem__("pid", os.getpid()))
+
 #: The worker node name of this process (set by celeryd_init in the worker main process and
 #: inherited by pool children through fork); None in clients.
 NODE: Dict[str, Optional[str]] = {"name": None}
 
 _REQUEST_FIELDS = ("id", "retries", "root_id", "parent_id", "group", "group_index", "eta", "expires",
                    "chain", "chord", "callbacks", "errbacks", "is_eager", "delivery_info", "hostname")
+#: After the start, the server already knows the task's links: only the attempt is needed.
+_ATTEMPT_FIELDS = ("id", "retries", "delivery_info", "is_eager")
 
 
 def _iso(value: Any) -> Any:
@@ -40,18 +46,21 @@ def exception_info(exc: Any) -> Optional[Dict[str, str]]:
 
 
 def base(signal: str, task_id: Optional[str], task_name: Optional[str]) -> Dict[str, Any]:
-    return {"signal": signal, "ts": time.time(), "pid": os.getpid(), "nodename": NODE["name"],
+    return {"signal": signal, "ts": time.time(), "pid": PID["pid"], "nodename": NODE["name"],
             "task_id": task_id, "task_name": task_name}
 
 
-def context_dict(req: Any) -> Dict[str, Any]:
+def context_dict(req: Any, full: bool = True) -> Dict[str, Any]:
     """The fields of a task's request Context that the mapping reads (copied: Celery mutates chain)."""
-    out: Dict[str, Any] = {}
-    for name in _REQUEST_FIELDS:
-        value = getattr(req, name, None)
-        if isinstance(value, list):
-            value = list(value)
-        out[name] = _iso(value)
+    out = {name: getattr(req, name, None) for name in (_REQUEST_FIELDS if full else _ATTEMPT_FIELDS)}
+    if full:
+        chain = out.get("chain")
+        if chain:
+            out["chain"] = list(chain)
+        if out.get("eta") is not None:
+            out["eta"] = _iso(out["eta"])
+        if out.get("expires") is not None:
+            out["expires"] = _iso(out["expires"])
     return out
 
 
@@ -92,19 +101,19 @@ def received(request: Any) -> Dict[str, Any]:
         "group": request_dict.get("group"), "group_index": request_dict.get("group_index"),
         "retries": request_dict.get("retries"), "eta": _iso(getattr(request, "eta", None)),
         "expires": _iso(getattr(request, "expires", None)), "delivery_info": dict(request.delivery_info or {}),
-        "embed": embed, "args": getattr(request, "args", None), "kwargs": getattr(request, "kwargs", None),
+        "embed": embed,
     }
     rec["trace_id"] = request_dict.get(TRACE_HEADER) or trace_key(
         {"id": request.id, "root_id": request_dict.get("root_id"), "group": request_dict.get("group")}, embed, None, None)
     return rec
 
 
-def task_signal(signal: str, task: Any, task_id: Optional[str] = None, use_request: bool = True) -> Dict[str, Any]:
+def task_signal(signal: str, task: Any, task_id: Optional[str] = None, full: bool = True) -> Dict[str, Any]:
     """A signal fired with the task object as sender (prerun, success, failure, retry, postrun, revoked)."""
-    req = getattr(task, "request", None) if use_request else None
+    req = getattr(task, "request", None)
     rec = base(signal, task_id or getattr(req, "id", None), getattr(task, "name", None))
     if req is not None and getattr(req, "id", None) == rec["task_id"]:
-        rec["request"] = context_dict(req)
+        rec["request"] = context_dict(req, full)
         rec["trace_id"] = request_trace(req)
     return rec
 

@@ -18,6 +18,10 @@ from .config import Config
 
 log = logging.getLogger("stemtrace")
 
+#: Refreshed after fork so the hot path can tell "new process" without a system call.
+_PID = {"pid": os.getpid()}
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__("pid", os.getpid()))
+
 Mapper = Callable[[Dict[str, Any], int], Optional[Dict[str, Any]]]
 
 
@@ -40,6 +44,7 @@ class Sender:
         self._pid: Optional[int] = None
         self._thread: Optional[threading.Thread] = None
         self._seq = 0
+        self._flush_requested = False
         self.dropped = 0
         self.sent = 0
         self.failed_batches = 0
@@ -50,17 +55,17 @@ class Sender:
         if len(self._queue) >= self.config.queue_size:
             self.dropped += 1  # deque(maxlen) drops the oldest on append
         self._queue.append(record)
-        if self._pid != os.getpid():
+        if self._pid != _PID["pid"]:
             self._start()
         if len(self._queue) >= self.config.batch_size:
             self._wake.set()
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid() and self._thread and self._thread.is_alive():
+            if self._pid == _PID["pid"] and self._thread and self._thread.is_alive():
                 return
             # After fork the parent's thread does not exist here: start this process's own.
-            self._pid = os.getpid()
+            self._pid = _PID["pid"]
             self._seq = 0
             self._thread = threading.Thread(target=self._run, name="stemtrace-sender", daemon=True)
             self._thread.start()
@@ -70,12 +75,17 @@ class Sender:
             self._wake.wait(self.config.flush_interval)
             self._wake.clear()
             try:
-                self._drain()
+                everything, self._flush_requested = self._flush_requested, False
+                self._drain(everything)
             except Exception:  # the sender must survive anything
                 log.debug("stemtrace sender error", exc_info=True)
 
-    def _drain(self) -> None:
-        while self._queue:
+    def _drain(self, everything: bool = False) -> None:
+        """Sends what is queued. Between flush intervals only full batches go out, so a busy
+        process sends a few large batches a second instead of many small ones."""
+        first = True
+        while self._queue and (first or everything or len(self._queue) >= self.config.batch_size):
+            first = False
             self._idle.clear()
             records: List[Dict[str, Any]] = []
             while self._queue and len(records) < self.config.batch_size:
@@ -95,7 +105,7 @@ class Sender:
         self._idle.set()
 
     def _send(self, events: List[Dict[str, Any]]) -> None:
-        body = gzip.compress(json.dumps({"events": events}, default=str, separators=(",", ":")).encode(), 5)
+        body = gzip.compress(json.dumps({"events": events}, default=str, separators=(",", ":")).encode(), 1)
         delay = 0.2
         for attempt in range(4):
             try:
@@ -132,9 +142,10 @@ class Sender:
         try:
             if not self._queue and self._idle.is_set():
                 return True
-            if self._pid != os.getpid() or not (self._thread and self._thread.is_alive()):
+            if self._pid != _PID["pid"] or not (self._thread and self._thread.is_alive()):
                 self._start()
             deadline = time.monotonic() + timeout
+            self._flush_requested = True
             while time.monotonic() < deadline:
                 self._wake.set()
                 if not self._queue and self._idle.wait(0.05):

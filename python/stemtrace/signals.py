@@ -42,7 +42,7 @@ class SignalHandlers:
         uid = f"stemtrace-{id(self.app)}"
         pairs = [
             (signals.before_task_publish, self.on_publish), (signals.task_received, self.on_received),
-            (signals.task_prerun, self.on_prerun), (signals.task_success, self.on_success),
+            (signals.task_prerun, self.on_prerun),
             (signals.task_failure, self.on_failure), (signals.task_retry, self.on_retry),
             (signals.task_postrun, self.on_postrun), (signals.task_revoked, self.on_revoked),
             (signals.task_unknown, self.on_unknown), (signals.task_rejected, self.on_rejected),
@@ -77,15 +77,9 @@ class SignalHandlers:
         self.sender.enqueue(rec)
 
     @_safe
-    def on_success(self, sender: Any = None, result: Any = None, **_: Any) -> None:
-        rec = extract.task_signal("task_success", sender)  # no task_id kwarg: sender.request.id
-        rec["result"] = result
-        self.sender.enqueue(rec)
-
-    @_safe
     def on_failure(self, sender: Any = None, task_id: Optional[str] = None, exception: Any = None, traceback: Any = None, einfo: Any = None, **_: Any) -> None:
         # In the worker main process (WorkerLostError, hard time limit) sender.request is not this task's.
-        rec = extract.task_signal("task_failure", sender, task_id)
+        rec = extract.task_signal("task_failure", sender, task_id, full=False)
         rec["exception"] = extract.exception_info(exception)
         rec["traceback"] = extract.einfo_traceback(einfo, traceback)
         self.sender.enqueue(rec)
@@ -94,7 +88,7 @@ class SignalHandlers:
     def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
         rec = extract.base("task_retry", getattr(request, "id", None), getattr(sender, "name", None))
         if request is not None:
-            rec["request"] = extract.context_dict(request)
+            rec["request"] = extract.context_dict(request, full=False)
             rec["trace_id"] = extract.request_trace(request)
         exc = getattr(reason, "exc", None)
         when = getattr(reason, "when", None)
@@ -103,9 +97,15 @@ class SignalHandlers:
         self.sender.enqueue(rec)
 
     @_safe
-    def on_postrun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, state: Any = None, **_: Any) -> None:
-        rec = extract.task_signal("task_postrun", task or sender, task_id)
+    def on_postrun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, retval: Any = None, state: Any = None, **_: Any) -> None:
+        # task_success is not connected: postrun (same process, always right after it) carries the
+        # return value too, so a success is one `succeeded` event with result, state and runtime —
+        # one signal dispatch and one event fewer per task on the worker's hot path.
+        succeeded = state == "SUCCESS"
+        rec = extract.task_signal("task_success" if succeeded else "task_postrun", task or sender, task_id, full=False)
         rec["state"] = state
+        if succeeded:
+            rec["result"] = retval
         started = self._started.pop(task_id, None) if task_id else None
         if started is not None:
             rec["runtime_s"] = time.monotonic() - started

@@ -1,0 +1,129 @@
+"""Producer overhead, side by side in one run (issue: ≥ 0.93× uninstrumented on both sides).
+
+Celery 5.2.6 (Debian), redis broker, solo pool, a no-op task, 5,000 tasks. For each mode the
+client publishes 5,000 tasks (publish rate), then a worker drains the queue (worker throughput,
+timed from the first message taken to the queue being empty). The instrumented producer does
+its real work — mapping, scrubbing, trace key, batching, gzip — and POSTs to a loopback sink.
+
+    /usr/bin/python3 bench/producer_throughput.py [--tasks 5000] [--rounds 3]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sink(BaseHTTPRequestHandler):
+    received = 0
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        Sink.received += 1
+        self.send_response(202)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def redis_llen(port, key="celery"):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"*2\r\n$4\r\nLLEN\r\n${len(key)}\r\n{key}\r\n".encode())
+        return int(s.recv(64).decode().strip()[1:])
+
+
+def run_mode(instrument, tasks, redis_port, sink_url):
+    env = dict(os.environ, BENCH_BROKER=f"redis://127.0.0.1:{redis_port}/0", BENCH_SINK=sink_url,
+               BENCH_INSTRUMENT="1" if instrument else "0", PYTHONPATH=f"{ROOT / 'python'}:{ROOT / 'bench'}")
+    # 1. publish in a fresh client process
+    publish = subprocess.run(
+        [sys.executable, "-c", f"""
+import time, producer_app
+n = {tasks}
+producer_app.noop.delay()  # connect first
+t = time.perf_counter()
+for _ in range(n - 1):
+    producer_app.noop.delay()
+print(time.perf_counter() - t)
+"""], env=env, capture_output=True, text=True, check=True)
+    publish_s = float(publish.stdout.strip().splitlines()[-1])
+    # 2. drain with a solo worker
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "producer_app", "worker", "-P", "solo", "--without-gossip",
+                               "--without-mingle", "--without-heartbeat", "-n", f"bench{int(instrument)}@localhost", "--loglevel=WARNING"],
+                              env=env, cwd=ROOT / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while redis_llen(redis_port) >= tasks:
+            time.sleep(0.002)
+        t0 = time.perf_counter()
+        while redis_llen(redis_port) > 0:
+            time.sleep(0.005)
+        drain_s = time.perf_counter() - t0
+    finally:
+        os.killpg(worker.pid, 15)
+        worker.wait(30)
+    return {"publish_per_s": (tasks - 1) / publish_s, "worker_per_s": tasks / drain_s}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, start_new_session=True)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+    results = {"plain": [], "instrumented": []}
+    try:
+        time.sleep(0.5)
+        for _ in range(args.rounds):  # alternate so both modes see the same machine state
+            results["plain"].append(run_mode(False, args.tasks, redis_port, sink_url))
+            results["instrumented"].append(run_mode(True, args.tasks, redis_port, sink_url))
+            print(json.dumps({k: v[-1] for k, v in results.items()}), flush=True)
+    finally:
+        sink.shutdown()
+        redis.terminate()
+        redis.wait(10)
+
+    def med(mode, key):
+        return statistics.median(r[key] for r in results[mode])
+
+    import celery
+
+    summary = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, Celery {celery.__version__}",
+        "tasks": args.tasks, "rounds": args.rounds, "sink_batches": Sink.received,
+        "worker_per_s": {"plain": round(med("plain", "worker_per_s")), "instrumented": round(med("instrumented", "worker_per_s"))},
+        "publish_per_s": {"plain": round(med("plain", "publish_per_s")), "instrumented": round(med("instrumented", "publish_per_s"))},
+    }
+    summary["worker_ratio"] = round(summary["worker_per_s"]["instrumented"] / summary["worker_per_s"]["plain"], 3)
+    summary["publish_ratio"] = round(summary["publish_per_s"]["instrumented"] / summary["publish_per_s"]["plain"], 3)
+    summary["raw"] = results
+    out = ROOT / "bench" / "results" / "producer.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "raw"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
