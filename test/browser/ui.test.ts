@@ -44,7 +44,9 @@ describe("stemtrace UI", () => {
     await page.locator(`[data-container-id="${CHORD_GROUP}"][data-kind="CHORD"]`).waitFor();
     await page.locator(`[data-task-id="${CHORD_CALLBACK}"][data-state="SUCCESS"]`).waitFor();
     expect(await page.locator(`.react-flow__node[data-id="${CHORD_GROUP}"] .container-node`).count()).toBe(1);
-    expect(await page.locator(`.react-flow__node-task`).count()).toBe(4);
+    // The three header members are drawn inside the chord box; the callback outside it.
+    expect(await page.locator(`.react-flow__node[data-id="${CHORD_GROUP}"] .task-node`).count()).toBe(3);
+    expect(await page.locator(`.react-flow__node[data-id="${CHORD_CALLBACK}"] .task-node`).count()).toBe(1);
     expect(await page.locator(".react-flow__edge.edge-chord").count()).toBe(1);
     await screenshot(page, "02-chord-graph");
   });

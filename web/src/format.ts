@@ -16,16 +16,22 @@ export function duration(ms: number | null | undefined): string {
   return `${m} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
+// One formatter each: `toLocaleTimeString` builds a new Intl formatter per call, which cost
+// ~0.15 ms per graph node.
+const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+
+/** Wall-clock time with milliseconds: tasks are often milliseconds apart. */
 export function time(ts: number | null | undefined): string {
   if (ts === null || ts === undefined) return "—";
   const d = new Date(ts * 1000);
-  return d.toLocaleTimeString(undefined, { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+  return `${clock.format(d)}.${String(d.getMilliseconds()).padStart(3, "0")}`;
 }
 
 export function dateTime(ts: number | null | undefined): string {
   if (ts === null || ts === undefined) return "—";
   const d = new Date(ts * 1000);
-  return `${d.toLocaleDateString(undefined, { month: "short", day: "numeric" })} ${d.toLocaleTimeString(undefined, { hour12: false })}`;
+  return `${day.format(d)} ${clock.format(d)}`;
 }
 
 export function ago(ts: number | null | undefined, now = Date.now() / 1000): string {

@@ -1,194 +1,498 @@
 /**
- * Layout as a pure function of the snapshot: React Flow nodes (tasks, GROUP/CHORD containers,
- * "… N more" stubs for collapsed groups) with positions from elkjs (layered, nested containers).
- * Very large graphs use a fast layered fallback so the page stays interactive.
+ * Layout as a pure function of the snapshot (plus which folds the user opened): React Flow nodes
+ * for tasks, GROUP/CHORD containers (parent nodes) and "… N more" stubs, positioned by elkjs
+ * (layered, left to right, nested containers). elk itself is injected (`ElkLike`): the app runs it
+ * in a Web Worker, tests run it in-process.
+ *
+ * What keeps 2,000-task traces usable:
+ * - big groups and big fan-outs (one parent spawning hundreds) fold to their first members plus a
+ *   stub that expands on click; edges of folded tasks are rerouted to the stub;
+ * - edges from one task to many members of a container are drawn once, to the container;
+ * - a container whose members have no edges between them is a grid (elk sees one box), so a
+ *   500-member group is a compact block instead of a 35,000 px column;
+ * - past `ELK_LIMIT` boxes, a linear-time layered layout replaces elk.
  */
-import type { ElkExtendedEdge, ElkNode } from "elkjs/lib/elk.bundled.js";
 import type { Edge, Node } from "@xyflow/react";
+import type { ElkExtendedEdge, ElkNode } from "elkjs/lib/elk-api.js";
 import type { EdgeKind, GraphContainer, GraphNode, TraceSnapshot } from "../../../shared/api";
 
-export const TASK_W = 210;
-export const TASK_H = 58;
-const MORE_H = 40;
-/** Groups bigger than this show their first members and a "… N more" node until expanded. */
-export const COLLAPSE_OVER = 40;
-const SHOWN_WHEN_COLLAPSED = 12;
-/** Above this many visible nodes, elk is skipped for the fast layered layout. */
-const ELK_LIMIT = 600;
+export const TASK_W = 216;
+export const TASK_H = 60;
+export const MORE_H = 44;
+const GAP = 10;
+const PAD_TOP = 36;
+const PAD_SIDE = 12;
+/** Groups and fan-outs with more members than this fold until expanded. */
+export const FOLD_OVER = 50;
+/** How many members a folded group or fan-out still shows. */
+export const FOLD_SHOW = 20;
+/** Above this many top-level boxes, elk is replaced by the linear layered layout. */
+export const ELK_LIMIT = 500;
 
-export type TaskNodeData = { kind: "task"; task: GraphNode };
-export type ContainerNodeData = { kind: "container"; container: GraphContainer; hidden: number };
-export type MoreNodeData = { kind: "more"; containerId: string; hidden: number };
+export interface ElkLike {
+  layout(graph: ElkNode): Promise<ElkNode>;
+}
+
+/**
+ * Which sides carry edges. Handles are drawn only there: each handle subscribes to the React Flow
+ * store, and thousands of idle ones (members of bundled groups) made every store update slow.
+ */
+export type Ports = { in: boolean; out: boolean };
+export type TaskNodeData = { kind: "task"; task: GraphNode; ports: Ports };
+/** A grid cell of a container drawn by the container itself (not a React Flow node). */
+export type Cell = { id: string; x: number; y: number; more: boolean };
+/**
+ * `cells` set: the container draws its members itself as plain DOM (`tasks` holds them, in cell
+ * order): React Flow then handles one node per group instead of one per member, which is what
+ * kept 2,000-task traces slow. Unset: members are child React Flow nodes (containers with edges
+ * between members, laid out by elk).
+ */
+export type ContainerNodeData = { kind: "container"; container: GraphContainer; hidden: number; counts: StateCount[]; ports: Ports; cells?: Cell[]; tasks?: (GraphNode | null)[] };
+export type MoreNodeData = { kind: "more"; foldKey: string; hidden: number; what: "members" | "children"; ports: Ports };
 export type FlowNodeData = TaskNodeData | ContainerNodeData | MoreNodeData;
 export type FlowNode = Node<FlowNodeData>;
-export type FlowEdge = Edge<{ kind: EdgeKind }>;
+export type FlowEdgeData = { kind: EdgeKind; count: number };
+export type FlowEdge = Edge<FlowEdgeData>;
+export type StateCount = [GraphNode["state"], number];
 
 export interface Layout {
   nodes: FlowNode[];
   edges: FlowEdge[];
+  /** Where the trace starts (root task or its box): the first view centres here on big graphs. */
+  rootId: string | null;
+  engine: "elk" | "linear";
 }
 
-/** elkjs is large: loaded on the first graph, not with the app. */
-let elkInstance: Promise<{ layout(graph: ElkNode): Promise<ElkNode> }> | null = null;
-function elk() {
-  elkInstance ??= import("elkjs/lib/elk.bundled.js").then((m) => new m.default());
-  return elkInstance;
+export interface VisibleContainer {
+  container: GraphContainer;
+  /** Member ids drawn, in order (the fold stub, when any, comes after them). */
+  members: string[];
+  hidden: number;
+  moreId: string | null;
+  /** Some drawn edge joins two of its members (chain slots): elk lays it out as a nested graph. */
+  internal: boolean;
 }
 
-interface Visible {
+export interface VisibleFold {
+  id: string;
+  foldKey: string;
+  hidden: number;
+}
+
+export interface VisibleEdge {
+  id: string;
+  source: string;
+  target: string;
+  kind: EdgeKind;
+  /** How many snapshot edges this one stands for (bundled into a container or a stub). */
+  count: number;
+}
+
+export interface Visible {
   tasks: GraphNode[];
-  containers: { container: GraphContainer; members: string[]; hidden: number }[];
-  moreOf: Map<string, string>;
-  edges: { id: string; source: string; target: string; kind: EdgeKind }[];
+  containers: VisibleContainer[];
+  /** Fan-out stubs outside containers. */
+  folds: VisibleFold[];
+  edges: VisibleEdge[];
 }
 
-/** Decides what is drawn: collapses big groups and reroutes edges of hidden members to their stub. */
+export const moreId = (foldKey: string) => `more:${foldKey}`;
+
+/** Decides what is drawn: folds, reroutes and bundles edges. Pure. */
 export function visibleGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<string>): Visible {
+  const order = new Map(snapshot.nodes.map((n, i) => [n.id, i]));
+  const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
   const hiddenBy = new Map<string, string>();
-  const containers = snapshot.containers.map((container) => {
-    if (container.members.length <= COLLAPSE_OVER || expanded.has(container.id))
-      return { container, members: container.members, hidden: 0 };
-    const shown = container.members.slice(0, SHOWN_WHEN_COLLAPSED);
-    for (const id of container.members.slice(SHOWN_WHEN_COLLAPSED)) hiddenBy.set(id, `more:${container.id}`);
-    return { container, members: shown, hidden: container.members.length - shown.length };
+  const containerOf = new Map<string, string>();
+  const containers: VisibleContainer[] = snapshot.containers.map((container) => {
+    const members = container.members.filter((m) => byId.has(m));
+    for (const m of members) containerOf.set(m, container.id);
+    if (members.length <= FOLD_OVER || expanded.has(container.id))
+      return { container, members, hidden: 0, moreId: null, internal: false };
+    const stub = moreId(container.id);
+    for (const m of members.slice(FOLD_SHOW)) hiddenBy.set(m, stub);
+    return { container, members: members.slice(0, FOLD_SHOW), hidden: members.length - FOLD_SHOW, moreId: stub, internal: false };
   });
+  for (const c of containers) if (c.moreId) containerOf.set(c.moreId, c.container.id);
+
+  // Fan-outs: one source, one edge kind, many targets outside containers.
+  const fanOuts = new Map<string, string[]>();
+  for (const e of snapshot.edges) {
+    if (containerOf.has(e.target) || hiddenBy.has(e.target) || !byId.has(e.target)) continue;
+    const key = `${e.source}:${e.kind}`;
+    const list = fanOuts.get(key);
+    if (list) list.push(e.target);
+    else fanOuts.set(key, [e.target]);
+  }
+  const folds: VisibleFold[] = [];
+  for (const [key, targets] of fanOuts) {
+    if (targets.length <= FOLD_OVER || expanded.has(key)) continue;
+    const sorted = [...new Set(targets)].sort((a, b) => (order.get(a) ?? 0) - (order.get(b) ?? 0));
+    if (sorted.length <= FOLD_OVER) continue;
+    const stub = moreId(key);
+    for (const t of sorted.slice(FOLD_SHOW)) if (!hiddenBy.has(t)) hiddenBy.set(t, stub);
+    folds.push({ id: stub, foldKey: key, hidden: sorted.length - FOLD_SHOW });
+  }
+
+  // Reroute edges of folded tasks to their stub, drop loops and duplicates.
   const route = (id: string) => hiddenBy.get(id) ?? id;
-  const seen = new Set<string>();
-  const edges = [];
+  const routed = new Map<string, VisibleEdge>();
   for (const e of snapshot.edges) {
     const source = route(e.source);
     const target = route(e.target);
+    if (source === target) continue;
     const id = `${e.kind}:${source}->${target}`;
-    if (source === target || seen.has(id)) continue;
-    seen.add(id);
-    edges.push({ id, source, target, kind: e.kind });
+    const known = routed.get(id);
+    if (known) known.count++;
+    else routed.set(id, { id, source, target, kind: e.kind, count: 1 });
   }
-  const moreOf = new Map<string, string>();
-  for (const c of containers) if (c.hidden) moreOf.set(c.container.id, `more:${c.container.id}`);
-  return { tasks: snapshot.nodes.filter((n) => !hiddenBy.has(n.id)), containers, moreOf, edges };
+
+  // Bundle: many edges of one kind between an outside task and members of one container → one edge.
+  const bundles = new Map<string, VisibleEdge[]>();
+  for (const e of routed.values()) {
+    const tc = containerOf.get(e.target);
+    const sc = containerOf.get(e.source);
+    if (tc && sc !== tc) push(bundles, `in|${e.kind}|${e.source}|${tc}`, e);
+    else if (sc && tc !== sc) push(bundles, `out|${e.kind}|${sc}|${e.target}`, e);
+  }
+  const edges: VisibleEdge[] = [];
+  const bundled = new Set<VisibleEdge>();
+  for (const [key, list] of bundles) {
+    if (list.length < 2) continue;
+    // "in|kind|task|container" or "out|kind|container|task": either way, source then target.
+    const [, kind, source, target] = key.split("|") as [string, EdgeKind, string, string];
+    for (const e of list) bundled.add(e);
+    const count = list.reduce((n, e) => n + e.count, 0);
+    edges.push({ id: `${kind}:${source}->${target}`, source, target, kind, count });
+  }
+  for (const e of routed.values()) if (!bundled.has(e)) edges.push(e);
+  const merged = new Map<string, VisibleEdge>();
+  for (const e of edges) {
+    const known = merged.get(e.id);
+    if (known) known.count += e.count;
+    else merged.set(e.id, e);
+  }
+  const finalEdges = [...merged.values()];
+  for (const e of finalEdges) {
+    const sc = containerOf.get(e.source);
+    if (sc && sc === containerOf.get(e.target)) {
+      const c = containers.find((x) => x.container.id === sc);
+      if (c) c.internal = true;
+    }
+  }
+  return { tasks: snapshot.nodes.filter((n) => !hiddenBy.has(n.id)), containers, folds, edges: finalEdges };
 }
 
-function flowEdges(v: Visible): FlowEdge[] {
-  return v.edges.map((e) => ({ id: e.id, source: e.source, target: e.target, type: "default", data: { kind: e.kind }, className: `edge edge-${e.kind}` }));
+function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
-/** elk for normal graphs (nested containers, layered left to right). */
-export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<string> = new Set()): Promise<Layout> {
-  const v = visibleGraph(snapshot, expanded);
-  const visibleCount = v.tasks.length + v.containers.length;
-  if (visibleCount > ELK_LIMIT) return fastLayout(v);
-  const inContainer = new Map<string, string>();
-  for (const c of v.containers) for (const m of c.members) inContainer.set(m, c.container.id);
-  const taskById = new Map(v.tasks.map((t) => [t.id, t]));
+/** Columns for a grid container: one column for small groups, roughly square blocks for big ones. */
+export function gridColumns(count: number): number {
+  if (count <= 8) return 1;
+  return Math.max(2, Math.round(Math.sqrt((count * (TASK_H + GAP)) / (TASK_W + GAP))));
+}
+
+interface Box {
+  width: number;
+  height: number;
+  /** Member positions relative to the container. */
+  cells: Cell[];
+}
+
+function gridBox(c: VisibleContainer): Box {
+  const items = [...c.members.map((id) => ({ id, more: false })), ...(c.moreId ? [{ id: c.moreId, more: true }] : [])];
+  const cols = gridColumns(items.length);
+  const rows = Math.ceil(items.length / cols);
+  const cells = items.map((item, i) => ({
+    ...item,
+    x: PAD_SIDE + (i % cols) * (TASK_W + GAP),
+    y: PAD_TOP + Math.floor(i / cols) * (TASK_H + GAP),
+  }));
+  const lastRowHasMore = items.length > 0 && items[items.length - 1]!.more && items.length % cols === 1;
+  const height = PAD_TOP + rows * (TASK_H + GAP) - GAP - (lastRowHasMore ? TASK_H - MORE_H : 0) + PAD_SIDE;
+  return { width: PAD_SIDE * 2 + cols * (TASK_W + GAP) - GAP, height: Math.max(height, PAD_TOP + MORE_H), cells };
+}
+
+function stateCounts(ids: readonly string[], byId: Map<string, GraphNode>): StateCount[] {
+  const counts = new Map<GraphNode["state"], number>();
+  for (const id of ids) {
+    const n = byId.get(id);
+    if (n) counts.set(n.state, (counts.get(n.state) ?? 0) + 1);
+  }
+  return [...counts];
+}
+
+/** Counts per state of a container's members (all of them, folded ones too). */
+export function containerCounts(container: GraphContainer, byId: Map<string, GraphNode>): StateCount[] {
+  return stateCounts(container.members, byId);
+}
+
+/** React Flow edges; an edge to a member drawn inside its container's grid attaches to the container. */
+function flowEdges(v: Visible, owner: ReadonlyMap<string, string>): FlowEdge[] {
+  const out = new Map<string, FlowEdge>();
+  for (const e of v.edges) {
+    const source = owner.get(e.source) ?? e.source;
+    const target = owner.get(e.target) ?? e.target;
+    if (source === target) continue;
+    const id = `${e.kind}:${source}->${target}`;
+    const known = out.get(id);
+    if (known?.data) known.data.count += e.count;
+    else out.set(id, { id, source, target, data: { kind: e.kind, count: e.count }, className: `edge edge-${e.kind}`, focusable: false });
+  }
+  return [...out.values()];
+}
+
+function rootOf(snapshot: TraceSnapshot, v: Visible, owner: (id: string) => string): string | null {
+  const id = snapshot.summary.root_task_id ?? v.tasks[0]?.id ?? null;
+  return id === null ? null : owner(id);
+}
+
+/** Builds the elk graph for the visible part. Pure; exported for tests. */
+export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> } {
+  const boxes = new Map<string, Box>();
+  const leafOwner = new Map<string, string>();
   const children: ElkNode[] = [];
+  const placed = new Set<string>();
   for (const c of v.containers) {
-    const members: ElkNode[] = c.members.filter((m) => taskById.has(m)).map((m) => ({ id: m, width: TASK_W, height: TASK_H }));
-    if (c.hidden) members.push({ id: `more:${c.container.id}`, width: TASK_W, height: MORE_H });
-    children.push({
-      id: c.container.id,
-      layoutOptions: { "elk.padding": "[top=34,left=14,bottom=14,right=14]", "elk.direction": "DOWN", "elk.spacing.nodeNode": "10", "elk.layered.crossingMinimization.forceNodeModelOrder": "true", "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" },
-      children: members,
-    });
+    if (c.members.length === 0 && !c.moreId) continue;
+    for (const m of c.members) placed.add(m);
+    if (c.internal) {
+      const members: ElkNode[] = c.members.map((m) => ({ id: m, width: TASK_W, height: TASK_H }));
+      if (c.moreId) members.push({ id: c.moreId, width: TASK_W, height: MORE_H });
+      children.push({
+        id: c.container.id,
+        layoutOptions: {
+          "elk.padding": `[top=${PAD_TOP},left=${PAD_SIDE},bottom=${PAD_SIDE},right=${PAD_SIDE}]`,
+          "elk.spacing.nodeNode": String(GAP),
+          "elk.layered.spacing.nodeNodeBetweenLayers": "36",
+          // Not considerModelOrder here: with INCLUDE_CHILDREN it crashes elk 0.12 (see layout.test.ts).
+        },
+        children: members,
+      });
+    } else {
+      const box = gridBox(c);
+      boxes.set(c.container.id, box);
+      for (const cell of box.cells) leafOwner.set(cell.id, c.container.id);
+      children.push({ id: c.container.id, width: box.width, height: box.height });
+    }
   }
-  for (const t of v.tasks) if (!inContainer.has(t.id)) children.push({ id: t.id, width: TASK_W, height: TASK_H });
-  const ids = new Set<string>();
+  for (const t of v.tasks) if (!placed.has(t.id)) children.push({ id: t.id, width: TASK_W, height: TASK_H });
+  for (const f of v.folds) children.push({ id: f.id, width: TASK_W, height: MORE_H });
+  const known = new Set<string>();
   const collect = (n: ElkNode) => {
-    ids.add(n.id);
+    known.add(n.id);
     n.children?.forEach(collect);
   };
   children.forEach(collect);
-  const edges: ElkExtendedEdge[] = v.edges.filter((e) => ids.has(e.source) && ids.has(e.target)).map((e) => ({ id: e.id, sources: [e.source], targets: [e.target] }));
-  const root = await (await elk()).layout({
-    id: "root",
-    layoutOptions: {
-      "elk.algorithm": "layered",
-      "elk.direction": "RIGHT",
-      "elk.hierarchyHandling": "INCLUDE_CHILDREN",
-      "elk.layered.spacing.nodeNodeBetweenLayers": "60",
-      "elk.spacing.nodeNode": "18",
-      "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
+  const elkEdges: ElkExtendedEdge[] = [];
+  const seen = new Set<string>();
+  for (const e of v.edges) {
+    const source = leafOwner.get(e.source) ?? e.source;
+    const target = leafOwner.get(e.target) ?? e.target;
+    const id = `${source}->${target}`;
+    if (source === target || seen.has(id) || !known.has(source) || !known.has(target)) continue;
+    seen.add(id);
+    elkEdges.push({ id, sources: [source], targets: [target] });
+  }
+  return {
+    boxes,
+    graph: {
+      id: "root",
+      layoutOptions: {
+        "elk.algorithm": "layered",
+        "elk.direction": "RIGHT",
+        "elk.hierarchyHandling": "INCLUDE_CHILDREN",
+        "elk.layered.spacing.nodeNodeBetweenLayers": "64",
+        "elk.spacing.nodeNode": "20",
+        "elk.spacing.componentComponent": "40",
+        "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
+      },
+      children,
+      edges: elkEdges,
     },
-    children,
-    edges,
-  });
-  const nodes: FlowNode[] = [];
+  };
+}
+
+/** Lays out the snapshot: elk for normal graphs, the linear layout past `ELK_LIMIT` boxes. */
+export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<string>, elk: ElkLike): Promise<Layout> {
+  const v = visibleGraph(snapshot, expanded);
+  const { graph, boxes } = elkGraph(v);
+  if ((graph.children?.length ?? 0) > ELK_LIMIT) return linearLayout(snapshot, v);
+  const root = await elk.layout(graph);
+  const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
   const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
+  const foldInfo = new Map(v.folds.map((f) => [f.id, f]));
+  const nodes: FlowNode[] = [];
+  const owner = new Map<string, string>();
+  for (const [cid, box] of boxes) for (const cell of box.cells) owner.set(cell.id, cid);
+  const ports = portsOf(v, owner);
   for (const n of root.children ?? []) {
+    const position = { x: n.x ?? 0, y: n.y ?? 0 };
     const c = containerInfo.get(n.id);
     if (c) {
-      nodes.push({
-        id: n.id,
-        type: "container",
-        position: { x: n.x ?? 0, y: n.y ?? 0 },
-        data: { kind: "container", container: c.container, hidden: c.hidden },
-        style: { width: n.width, height: n.height },
-        width: n.width,
-        height: n.height,
-        selectable: false,
-      });
-      for (const m of n.children ?? []) nodes.push(childNode(m, n.id, taskById, c));
-    } else {
-      const task = taskById.get(n.id);
-      if (task) nodes.push({ id: n.id, type: "task", position: { x: n.x ?? 0, y: n.y ?? 0 }, width: TASK_W, height: TASK_H, data: { kind: "task", task } });
+      const width = n.width ?? 0;
+      const height = n.height ?? 0;
+      const box = boxes.get(c.container.id);
+      nodes.push(containerNode(c, position, width, height, byId, ports, box?.cells));
+      if (box) continue;
+      for (const m of n.children ?? []) {
+        const at = { x: m.x ?? 0, y: m.y ?? 0 };
+        nodes.push(m.id === c.moreId ? moreNode(m.id, c.container.id, c.hidden, "members", at, ports, c.container.id) : taskNode(byId.get(m.id)!, at, ports, c.container.id));
+      }
+      continue;
     }
+    const fold = foldInfo.get(n.id);
+    if (fold) {
+      nodes.push(moreNode(fold.id, fold.foldKey, fold.hidden, "children", position, ports));
+      continue;
+    }
+    const task = byId.get(n.id);
+    if (task) nodes.push(taskNode(task, position, ports));
   }
-  return { nodes, edges: flowEdges(v) };
+  return { nodes, edges: flowEdges(v, owner), rootId: rootOf(snapshot, v, (id) => owner.get(id) ?? id), engine: "elk" };
 }
 
-function childNode(m: ElkNode, parentId: string, taskById: Map<string, GraphNode>, c: Visible["containers"][number]): FlowNode {
-  const position = { x: m.x ?? 0, y: m.y ?? 0 };
-  if (m.id.startsWith("more:"))
-    return { id: m.id, type: "more", position, parentId, extent: "parent", data: { kind: "more", containerId: c.container.id, hidden: c.hidden } };
-  return { id: m.id, type: "task", position, parentId, extent: "parent", width: TASK_W, height: TASK_H, data: { kind: "task", task: taskById.get(m.id)! } };
+type PortsOf = (id: string) => Ports;
+
+function portsOf(v: Visible, owner: ReadonlyMap<string, string> = new Map()): PortsOf {
+  const ins = new Set<string>();
+  const outs = new Set<string>();
+  for (const e of v.edges) {
+    outs.add(owner.get(e.source) ?? e.source);
+    ins.add(owner.get(e.target) ?? e.target);
+  }
+  return (id) => ({ in: ins.has(id), out: outs.has(id) });
 }
 
-/** Columns by depth along edges, rows in order: linear time, for thousands of nodes. */
-export function fastLayout(v: Visible): Layout {
-  const depth = new Map<string, number>();
+function taskNode(task: GraphNode, position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
+  return { id: task.id, type: "task", position, width: TASK_W, height: TASK_H, data: { kind: "task", task, ports: ports(task.id) }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+}
+
+function moreNode(id: string, foldKey: string, hidden: number, what: MoreNodeData["what"], position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
+  return { id, type: "more", position, width: TASK_W, height: MORE_H, selectable: false, data: { kind: "more", foldKey, hidden, what, ports: ports(id) }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+}
+
+function containerNode(c: VisibleContainer, position: { x: number; y: number }, width: number, height: number, byId: Map<string, GraphNode>, ports: PortsOf, cells?: Cell[]): FlowNode {
+  return {
+    id: c.container.id,
+    type: "container",
+    position,
+    width,
+    height,
+    style: { width, height },
+    selectable: false,
+    data: {
+      kind: "container",
+      container: c.container,
+      hidden: c.hidden,
+      counts: containerCounts(c.container, byId),
+      ports: ports(c.container.id),
+      ...(cells ? { cells, tasks: cells.map((cell) => (cell.more ? null : (byId.get(cell.id) ?? null))) } : {}),
+    },
+  };
+}
+
+/**
+ * Columns by depth along edges, boxes stacked in each column, tall columns wrapped: linear time,
+ * for graphs elk would take seconds on (thousands of unfolded boxes).
+ */
+export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
+  const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
+  const owner = new Map<string, string>();
+  const boxes = new Map<string, Box>();
+  for (const c of v.containers) {
+    const box = gridBox(c);
+    boxes.set(c.container.id, box);
+    for (const cell of box.cells) owner.set(cell.id, c.container.id);
+  }
+  const top = (id: string) => owner.get(id) ?? id;
   const incoming = new Map<string, string[]>();
-  for (const e of v.edges) incoming.set(e.target, [...(incoming.get(e.target) ?? []), e.source]);
-  const containerOf = new Map<string, string>();
-  for (const c of v.containers) for (const m of c.members) containerOf.set(m, c.container.id);
-  const depthOf = (id: string, guard = 0): number => {
-    const known = depth.get(id);
-    if (known !== undefined) return known;
-    if (guard > 200) return 0;
-    depth.set(id, 0);
-    const parents = incoming.get(id) ?? incoming.get(containerOf.get(id) ?? "") ?? [];
-    const d = parents.length ? Math.max(...parents.map((p) => depthOf(p, guard + 1))) + 1 : 0;
-    depth.set(id, d);
-    return d;
+  for (const e of v.edges) {
+    const s = top(e.source);
+    const t = top(e.target);
+    if (s !== t) push(incoming, t, s);
+  }
+  const items: string[] = [];
+  for (const c of v.containers) items.push(c.container.id);
+  for (const t of v.tasks) if (!owner.has(t.id)) items.push(t.id);
+  for (const f of v.folds) items.push(f.id);
+  // Iterative depth (longest path from a source), guarding against cycles.
+  const depth = new Map<string, number>();
+  const visiting = new Set<string>();
+  const depthOf = (start: string): number => {
+    const stack: string[] = [start];
+    while (stack.length) {
+      const id = stack[stack.length - 1]!;
+      if (depth.has(id)) {
+        stack.pop();
+        continue;
+      }
+      const parents = (incoming.get(id) ?? []).filter((p) => !depth.has(p) && !visiting.has(p));
+      if (parents.length && !visiting.has(id)) {
+        visiting.add(id);
+        stack.push(...parents);
+        continue;
+      }
+      visiting.delete(id);
+      depth.set(id, Math.max(-1, ...(incoming.get(id) ?? []).map((p) => depth.get(p) ?? -1)) + 1);
+      stack.pop();
+    }
+    return depth.get(start)!;
   };
   const columns = new Map<number, string[]>();
-  const place = (id: string) => {
-    const d = depthOf(id);
-    columns.set(d, [...(columns.get(d) ?? []), id]);
+  for (const id of items) push(columns, depthOf(id), id);
+  const size = (id: string) => {
+    const box = boxes.get(id);
+    if (box) return { w: box.width, h: box.height };
+    return { w: TASK_W, h: id.startsWith("more:") ? MORE_H : TASK_H };
   };
+  const MAX_COLUMN_H = 4000;
+  const ports = portsOf(v, owner);
   const nodes: FlowNode[] = [];
-  const taskById = new Map(v.tasks.map((t) => [t.id, t]));
-  for (const t of v.tasks) if (!containerOf.has(t.id)) place(t.id);
-  for (const c of v.containers) place(c.container.id);
-  const colX = (d: number) => d * (TASK_W + 80);
-  for (const [d, ids] of columns) {
+  const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
+  const foldInfo = new Map(v.folds.map((f) => [f.id, f]));
+  let x = 0;
+  for (const d of [...columns.keys()].sort((a, b) => a - b)) {
     let y = 0;
-    for (const id of ids) {
-      const c = v.containers.find((x) => x.container.id === id);
-      if (c) {
-        const rows = c.members.length + (c.hidden ? 1 : 0);
-        const height = 34 + rows * (TASK_H + 10) + 10;
-        nodes.push({ id, type: "container", position: { x: colX(d), y }, data: { kind: "container", container: c.container, hidden: c.hidden }, style: { width: TASK_W + 28, height }, width: TASK_W + 28, height, selectable: false });
-        c.members.forEach((m, i) => {
-          const task = taskById.get(m);
-          if (task) nodes.push({ id: m, type: "task", parentId: id, extent: "parent", position: { x: 14, y: 34 + i * (TASK_H + 10) }, width: TASK_W, height: TASK_H, data: { kind: "task", task } });
-        });
-        if (c.hidden) nodes.push({ id: `more:${id}`, type: "more", parentId: id, extent: "parent", position: { x: 14, y: 34 + c.members.length * (TASK_H + 10) }, data: { kind: "more", containerId: id, hidden: c.hidden } });
-        y += height + 24;
-      } else {
-        const task = taskById.get(id);
-        if (task) nodes.push({ id, type: "task", position: { x: colX(d), y }, width: TASK_W, height: TASK_H, data: { kind: "task", task } });
-        y += TASK_H + 16;
+    let colW = 0;
+    for (const id of columns.get(d)!) {
+      const { w, h } = size(id);
+      if (y > 0 && y + h > MAX_COLUMN_H) {
+        x += colW + 24;
+        y = 0;
+        colW = 0;
       }
+      const position = { x, y };
+      const c = containerInfo.get(id);
+      const fold = foldInfo.get(id);
+      if (c) {
+        nodes.push(containerNode(c, position, w, h, byId, ports, boxes.get(id)!.cells));
+      } else if (fold) nodes.push(moreNode(fold.id, fold.foldKey, fold.hidden, "children", position, ports));
+      else {
+        const task = byId.get(id);
+        if (task) nodes.push(taskNode(task, position, ports));
+      }
+      y += h + 16;
+      colW = Math.max(colW, w);
     }
+    x += colW + 80;
   }
-  return { nodes, edges: flowEdges(v) };
+  return { nodes, edges: flowEdges(v, owner), rootId: rootOf(snapshot, v, top), engine: "linear" };
+}
+
+/**
+ * Identity of what the layout depends on: node ids, placeholders, containers and their members,
+ * edges. State and timing changes (the live deltas) keep it, so they patch nodes in place.
+ */
+export function structureKey(s: TraceSnapshot): string {
+  const parts: string[] = [];
+  for (const n of s.nodes) parts.push(n.placeholder ? `${n.id}?` : n.id);
+  parts.push("|");
+  for (const c of s.containers) parts.push(`${c.id}:${c.kind}:${c.members.join(" ")}`);
+  parts.push("|");
+  for (const e of s.edges) parts.push(e.id);
+  return parts.join(",");
 }

@@ -1,61 +1,143 @@
 /** React Flow node types, memoized and declared at module scope so renders stay cheap. */
 import { Handle, Position, type NodeProps } from "@xyflow/react";
-import { memo } from "react";
+import { createContext, memo, useContext, type CSSProperties, type ReactNode } from "react";
+import type { GraphNode } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
-import type { ContainerNodeData, FlowNode, MoreNodeData, TaskNodeData } from "./layout";
+import { MORE_H, TASK_H, TASK_W, type ContainerNodeData, type FlowNode, type MoreNodeData, type StateCount, type TaskNodeData } from "./layout";
 
-export const TaskNode = memo(function TaskNode({ data, selected }: NodeProps<FlowNode>) {
-  const { task } = data as TaskNodeData;
+/** What grid cells inside containers need from the page: the selection and the two actions. */
+export interface GraphActions {
+  selected: string | null;
+  select(taskId: string): void;
+  expand(foldKey: string): void;
+}
+export const GraphActionsContext = createContext<GraphActions>({ selected: null, select: () => undefined, expand: () => undefined });
+
+function runtimeOf(task: TaskNodeData["task"]): number | null {
+  if (task.runtime_ms !== null) return task.runtime_ms;
+  if (task.started_at !== null && task.finished_at !== null) return (task.finished_at - task.started_at) * 1000;
+  return null;
+}
+
+function whenText(task: GraphNode): string {
+  if (task.placeholder) return task.state === "NOT_RUN" ? "not run" : "announced, not sent";
+  if (task.started_at !== null) return `${time(task.started_at)} · ${task.finished_at === null && task.state === "STARTED" ? "running" : duration(runtimeOf(task))}`;
+  if (task.published_at !== null) return `queued ${time(task.published_at)}`;
+  return STATE_STYLES[task.state].label;
+}
+
+/** The task box: state colour and icon, short name, id prefix, start and duration, retries. */
+export const TaskCard = memo(function TaskCard({ task, selected, className = "", style: extra, onClick, children }: { task: GraphNode; selected: boolean; className?: string; style?: CSSProperties; onClick?: () => void; children?: ReactNode }) {
   const style = STATE_STYLES[task.state];
-  const runtime = task.runtime_ms ?? (task.started_at && task.finished_at ? (task.finished_at - task.started_at) * 1000 : null);
   return (
     <div
-      className={`task-node${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""}`}
-      style={{ ["--state" as string]: style.color }}
-      title={`${task.name ?? ""}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}`}
+      className={`task-node state-${task.state.toLowerCase()}${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""} ${className}`}
+      style={{ ["--state" as string]: style.color, ...extra }}
+      title={`${task.name ?? "(unknown name)"}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}${task.anomaly ? `\n⚠ ${task.anomaly}` : ""}`}
       data-state={task.state}
       data-task-id={task.id}
+      onClick={onClick}
     >
-      <Handle type="target" position={Position.Left} />
+      {children}
       <div className="task-node-top">
-        <span className="state-icon" aria-label={style.label}>{style.icon}</span>
+        <span className="state-icon" aria-label={style.label}>
+          {style.icon}
+        </span>
         <span className="task-name">{shortName(task.name)}</span>
-        {task.retries > 0 && <span className="retry-badge" title={`${task.retries} retries`}>↻{task.retries}</span>}
-        {task.anomaly && <span className="anomaly-badge" title={task.anomaly}>!</span>}
+        {task.retries > 0 && (
+          <span className="retry-badge" title={`retried ${task.retries}×`}>
+            ↻{task.retries}
+          </span>
+        )}
+        {task.anomaly && (
+          <span className="anomaly-dot" title={task.anomaly}>
+            ⚠
+          </span>
+        )}
       </div>
       <div className="task-node-bottom">
         <span className="mono">{shortId(task.id)}</span>
-        <span>{task.placeholder ? (task.state === "NOT_RUN" ? "not run" : "waiting") : task.started_at ? `${time(task.started_at)} · ${duration(runtime)}` : style.label}</span>
+        <span className="task-when">{whenText(task)}</span>
       </div>
-      <Handle type="source" position={Position.Right} />
     </div>
   );
 });
 
-export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<FlowNode>) {
-  const { container, hidden } = data as ContainerNodeData;
-  const style = STATE_STYLES[container.state];
+export const TaskNode = memo(function TaskNode({ data, selected }: NodeProps<FlowNode>) {
+  const { task, ports } = data as TaskNodeData;
   return (
-    <div title={`${container.kind} ${container.id}: ${style.label}`} className={`container-node kind-${container.kind.toLowerCase()}`} style={{ ["--state" as string]: style.color }} data-container-id={container.id} data-kind={container.kind}>
-      <Handle type="target" position={Position.Left} />
+    <TaskCard task={task} selected={selected}>
+      {ports.in && <Handle type="target" position={Position.Left} isConnectable={false} />}
+      {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
+    </TaskCard>
+  );
+});
+
+/** A thin stacked bar of member states: how far a group got, at a glance. */
+export function StateBar({ counts, total }: { counts: StateCount[]; total: number }) {
+  if (total === 0) return null;
+  return (
+    <span className="state-bar" title={counts.map(([s, n]) => `${n} ${STATE_STYLES[s].label.toLowerCase()}`).join(" · ")}>
+      {counts.map(([s, n]) => (
+        <span key={s} style={{ width: `${(n / total) * 100}%`, background: STATE_STYLES[s].color }} />
+      ))}
+    </span>
+  );
+}
+
+export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<FlowNode>) {
+  const { container, hidden, counts, ports, cells, tasks } = data as ContainerNodeData;
+  const actions = useContext(GraphActionsContext);
+  const style = STATE_STYLES[container.state];
+  const total = container.members.length;
+  const size = container.size !== null && container.size !== total ? `${total}/${container.size}` : String(total);
+  return (
+    <div
+      title={`${container.kind} ${container.id}\n${style.label}${hidden ? `\n${hidden} members folded` : ""}`}
+      className={`container-node kind-${container.kind.toLowerCase()}`}
+      style={{ ["--state" as string]: style.color }}
+      data-container-id={container.id}
+      data-kind={container.kind}
+      data-state={container.state}
+    >
+      {ports.in && <Handle type="target" position={Position.Left} isConnectable={false} />}
       <div className="container-title">
         <span className="container-kind">{container.kind}</span>
-        <span className="state-icon" title={style.label}>{style.icon}</span>
-        <span className="muted mono">{shortId(container.id)}</span>
-        <span className="muted">· {container.members.length}{container.size && container.size !== container.members.length ? `/${container.size}` : ""} tasks{hidden ? ` (${hidden} folded)` : ""}</span>
+        <span className="container-state">
+          {style.icon} {style.label}
+        </span>
+        <span className="muted">{size} tasks</span>
+        <StateBar counts={counts} total={total} />
+        <span className="muted mono container-id">{shortId(container.id)}</span>
       </div>
-      <Handle type="source" position={Position.Right} />
+      {cells?.map((cell, i) => {
+        const at = { left: cell.x, top: cell.y, width: TASK_W };
+        const task = tasks?.[i];
+        if (cell.more || !task)
+          return (
+            <div key={cell.id} className="more-node cell" style={{ ...at, height: MORE_H }} data-more={hidden} title="Click to show every member" onClick={() => actions.expand(container.id)}>
+              <span>… {hidden.toLocaleString()} more</span>
+              <span className="more-hint">expand</span>
+            </div>
+          );
+        return <TaskCard key={cell.id} task={task} selected={actions.selected === task.id} className="cell" style={{ ...at, height: TASK_H }} onClick={() => actions.select(task.id)} />;
+      })}
+      {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
     </div>
   );
 });
 
 export const MoreNode = memo(function MoreNode({ data }: NodeProps<FlowNode>) {
-  const { hidden } = data as MoreNodeData;
+  const { hidden, what, ports } = data as MoreNodeData;
   return (
-    <div className="more-node" title="Click to show every member">
-      <Handle type="target" position={Position.Left} />… {hidden} more (click to expand)
-      <Handle type="source" position={Position.Right} />
+    <div className="more-node" title="Click to show all of them" data-more={hidden}>
+      {ports.in && <Handle type="target" position={Position.Left} isConnectable={false} />}
+      <span>
+        … {hidden.toLocaleString()} more {what === "children" ? "children" : ""}
+      </span>
+      <span className="more-hint">expand</span>
+      {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
     </div>
   );
 });

@@ -1,118 +1,235 @@
 /** One trace: the interactive DAG (or a Gantt timeline) with the selected task's detail beside it. */
 import { useQuery } from "@tanstack/react-query";
-import { Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, useReactFlow, type NodeMouseHandler } from "@xyflow/react";
-import { useEffect, useMemo, useRef, useState } from "react";
-import type { TraceSnapshot } from "../../../shared/api";
+import {
+  Background,
+  BackgroundVariant,
+  Controls,
+  Panel,
+  ReactFlow,
+  ReactFlowProvider,
+  type Viewport,
+  type NodeMouseHandler,
+} from "@xyflow/react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import type { GraphNode, TraceSnapshot } from "../../../shared/api";
 import { traceQuery } from "../api/client";
 import { useTraceLive } from "../api/live";
 import { StateBadge } from "../components/StateBadge";
 import { TaskDetailLoader } from "../components/TaskDetailView";
 import { Timeline } from "../components/Timeline";
-import { duration, dateTime, shortId, shortName } from "../format";
-import { layoutGraph, type FlowNode, type Layout } from "../graph/layout";
-import { nodeTypes } from "../graph/nodes";
-import { navigate, useLocation } from "../router";
+import { dateTime, duration, shortId, shortName } from "../format";
+import { elkInWorker } from "../graph/elk";
+import { containerCounts, layoutGraph, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
+import { GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
+import { Overview } from "../graph/overview";
+import { Link, navigate, useLocation } from "../router";
 import { STATE_STYLES } from "../states";
 
 const EDGE_LEGEND = [
   ["chain", "next step of a chain"],
-  ["spawn", "published inside the parent"],
-  ["callback", "link (on success)"],
-  ["errback", "link_error (on failure)"],
-  ["chord", "header group → callback"],
+  ["spawn", "published inside the parent task"],
+  ["callback", "link: runs on success"],
+  ["errback", "link_error: runs on failure"],
+  ["chord", "header group → its callback"],
 ] as const;
 
-/** Only the structure decides the layout; state changes patch node data in place (keeps zoom). */
-function structureKey(s: TraceSnapshot): string {
-  return `${s.nodes.length}|${s.edges.length}|${s.containers.map((c) => c.id + c.members.length).join(",")}|${s.nodes.filter((n) => n.placeholder).length}`;
-}
+/** Below this zoom a fitted view is unreadable: centre on the start of the trace instead. */
+const MIN_READABLE_ZOOM = 0.35;
 
 function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; selected: string | null; onSelect: (id: string) => void }) {
-  const [expanded, setExpanded] = useState<Set<string>>(new Set());
+  const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
   const [layout, setLayout] = useState<Layout | null>(null);
+  const [pending, setPending] = useState(true);
   const [error, setError] = useState<string | null>(null);
-  const fitted = useRef(false);
-  const flow = useReactFlow();
   const key = structureKey(snapshot);
   const latest = useRef(snapshot);
   latest.current = snapshot;
+
   useEffect(() => {
     let cancelled = false;
-    layoutGraph(latest.current, expanded)
-      .then((l) => !cancelled && setLayout(l))
-      .catch((e: unknown) => !cancelled && setError(String(e)));
+    setPending(true);
+    performance.mark("stemtrace:layout-start");
+    elkInWorker()
+      .then((elk) => layoutGraph(latest.current, expanded, elk))
+      .then((l) => {
+        performance.mark("stemtrace:layout-end");
+        if (cancelled) return;
+        setLayout(l);
+        setPending(false);
+      })
+      .catch((e: unknown) => !cancelled && setError(e instanceof Error ? e.message : String(e)));
     return () => {
       cancelled = true;
     };
   }, [key, expanded]);
-  // Patch states and timings into the laid-out nodes without moving anything.
+
+  // Live deltas patch task data into the laid-out nodes; unchanged nodes keep their identity.
+  const cache = useRef(new Map<string, FlowNode>());
   const nodes = useMemo(() => {
     if (!layout) return [];
-    const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
+    const byId = new Map<string, GraphNode>(snapshot.nodes.map((n) => [n.id, n]));
     const containers = new Map(snapshot.containers.map((c) => [c.id, c]));
-    return layout.nodes.map((n): FlowNode => {
+    const next = new Map<string, FlowNode>();
+    const out = layout.nodes.map((n): FlowNode => {
+      const prev = cache.current.get(n.id);
+      let node: FlowNode = n;
       if (n.data.kind === "task") {
-        const task = byId.get(n.id);
-        return { ...n, selected: n.id === selected, data: task ? { kind: "task", task } : n.data };
+        const task = byId.get(n.id) ?? n.data.task;
+        const isSelected = n.id === selected;
+        if (prev && prev.position === n.position && prev.data.kind === "task" && prev.data.task === task && Boolean(prev.selected) === isSelected) node = prev;
+        else node = { ...n, selected: isSelected, data: { ...n.data, task } };
+      } else if (n.data.kind === "container") {
+        const c = containers.get(n.id) ?? n.data.container;
+        const tasks = n.data.cells?.map((cell) => (cell.more ? null : (byId.get(cell.id) ?? null)));
+        const prevData = prev?.position === n.position && prev.data.kind === "container" ? prev.data : null;
+        const same = prevData !== null && prevData.container === c && (tasks === undefined || tasks.every((t, i) => t === prevData.tasks?.[i]));
+        if (same && prev) node = prev;
+        else node = { ...n, data: { ...n.data, container: c, counts: containerCounts(c, byId), ...(tasks ? { tasks } : {}) } };
       }
-      if (n.data.kind === "container") {
-        const c = containers.get(n.id);
-        return c ? { ...n, data: { ...n.data, container: c } } : n;
-      }
-      return n;
+      next.set(n.id, node);
+      return node;
     });
+    cache.current = next;
+    return out;
   }, [layout, snapshot, selected]);
+
+  // The first layout decides the viewport before React Flow mounts (no fit-then-move re-render);
+  // later layouts (live structure changes, expanding a fold) keep the user's pan and zoom.
+  const wrapper = useRef<HTMLDivElement>(null);
+  const [initial, setInitial] = useState<{ viewport: Viewport; big: boolean } | null>(null);
+  if (layout && !initial) {
+    const el = wrapper.current;
+    setInitial(initialViewport(layout, el?.clientWidth ?? 1000, el?.clientHeight ?? 700));
+  }
   useEffect(() => {
-    if (layout && !fitted.current) {
-      fitted.current = true;
-      requestAnimationFrame(() => void flow.fitView({ padding: 0.15, maxZoom: 1.2 }));
-    }
-  }, [layout, flow]);
+    if (initial) performance.mark("stemtrace:graph-committed");
+  }, [initial]);
+
+  const actions = useMemo(
+    () => ({ selected, select: onSelect, expand: (foldKey: string) => setExpanded((e) => new Set([...e, foldKey])) }),
+    [selected, onSelect],
+  );
   const onNodeClick: NodeMouseHandler<FlowNode> = (_, node) => {
     if (node.data.kind === "task") onSelect(node.id);
-    else if (node.data.kind === "more") setExpanded((e) => new Set([...e, (node.data as { containerId: string }).containerId]));
+    else if (node.data.kind === "more") {
+      const foldKey = node.data.foldKey;
+      setExpanded((e) => new Set([...e, foldKey]));
+    }
   };
+
   if (error) return <div className="error-box">Could not lay out this graph: {error}</div>;
-  if (!layout) return <div className="loading">Laying out {snapshot.nodes.length} tasks…</div>;
+  if (!layout || !initial)
+    return (
+      <div className="loading center" ref={wrapper}>
+        Laying out {snapshot.nodes.length.toLocaleString()} tasks…
+      </div>
+    );
+  let drawn = 0;
+  for (const n of nodes) drawn += n.data.kind === "task" ? 1 : n.data.kind === "container" ? (n.data.tasks?.filter(Boolean).length ?? 0) : 0;
   return (
-    <ReactFlow
-      nodes={nodes}
-      edges={layout.edges}
-      nodeTypes={nodeTypes}
-      onNodeClick={onNodeClick}
-      nodesDraggable={false}
-      nodesConnectable={false}
-      minZoom={0.05}
-      onlyRenderVisibleElements
-      proOptions={{ hideAttribution: true }}
-    >
-      <Background gap={24} />
-      <Controls showInteractive={false} />
-      <MiniMap pannable zoomable nodeColor={(n) => ((n.data as FlowNode["data"]).kind === "task" ? STATE_STYLES[(n.data as { task: { state: keyof typeof STATE_STYLES } }).task.state].color : "transparent")} />
-    </ReactFlow>
+    <GraphActionsContext.Provider value={actions}>
+      <ReactFlow
+        defaultViewport={initial.viewport}
+        nodes={nodes}
+        edges={layout.edges}
+        nodeTypes={nodeTypes}
+        onNodeClick={onNodeClick}
+        onPaneClick={() => undefined}
+        nodesDraggable={false}
+        nodesConnectable={false}
+        minZoom={0.04}
+        maxZoom={2}
+        onlyRenderVisibleElements={nodes.length > 200}
+        proOptions={{ hideAttribution: true }}
+      >
+        <Background variant={BackgroundVariant.Dots} gap={22} size={1} />
+        <Controls showInteractive={false} position="bottom-right" />
+        <Panel position="top-right">
+          <Overview nodes={layout.nodes} />
+        </Panel>
+      </ReactFlow>
+      <div className="graph-status">
+        {pending && <span className="pill">laying out…</span>}
+        {drawn < snapshot.nodes.length && (
+          <span className="pill" title="Large groups and fan-outs are folded: click a “… more” box to expand it">
+            {drawn.toLocaleString()} of {snapshot.nodes.length.toLocaleString()} tasks drawn
+          </span>
+        )}
+        {initial.big && <span className="pill">large trace: showing its start · zoom out or drag the overview</span>}
+      </div>
+    </GraphActionsContext.Provider>
   );
+}
+
+/**
+ * Fits the whole graph when that stays readable; otherwise starts at the root at a readable zoom
+ * (a 2,000-task trace fitted to the screen is confetti, and renders every node).
+ */
+export function initialViewport(layout: Layout, width: number, height: number): { viewport: Viewport; big: boolean } {
+  let minX = Infinity;
+  let minY = Infinity;
+  let maxX = -Infinity;
+  let maxY = -Infinity;
+  for (const n of layout.nodes) {
+    if (n.parentId) continue;
+    minX = Math.min(minX, n.position.x);
+    minY = Math.min(minY, n.position.y);
+    maxX = Math.max(maxX, n.position.x + (n.width ?? TASK_W));
+    maxY = Math.max(maxY, n.position.y + (n.height ?? TASK_H));
+  }
+  if (!Number.isFinite(minX)) return { viewport: { x: 0, y: 0, zoom: 1 }, big: false };
+  const pad = 48;
+  const gw = maxX - minX;
+  const gh = maxY - minY;
+  const fit = Math.min((width - 2 * pad) / gw, (height - 2 * pad) / gh, 1.15);
+  const root = layout.nodes.find((n) => n.id === layout.rootId);
+  if (fit >= MIN_READABLE_ZOOM || !root) {
+    const zoom = Math.max(fit, 0.05);
+    return { viewport: { x: (width - gw * zoom) / 2 - minX * zoom, y: (height - gh * zoom) / 2 - minY * zoom, zoom }, big: false };
+  }
+  const zoom = 0.7;
+  const rootH = Math.min(root.height ?? TASK_H, height / zoom);
+  return { viewport: { x: pad - root.position.x * zoom, y: height / 2 - (root.position.y + rootH / 2) * zoom, zoom }, big: true };
+}
+
+function traceCounts(s: TraceSnapshot): StateCount[] {
+  return containerCounts({ id: "", kind: "GROUP", state: "PENDING", members: s.nodes.map((n) => n.id), callback_id: null, size: null }, new Map(s.nodes.map((n) => [n.id, n])));
 }
 
 export function TracePage({ traceId }: { traceId: string }) {
   const { search } = useLocation();
   const q = useQuery(traceQuery(traceId));
   useTraceLive(traceId);
+  // Start elk's worker while the snapshot is on its way.
+  useEffect(() => void elkInWorker(), []);
   const selected = search.get("task");
   const view = search.get("view") === "timeline" ? "timeline" : "graph";
   const setParam = (k: string, v: string | null) => {
     const next = new URLSearchParams(search);
     if (v === null) next.delete(k);
     else next.set(k, v);
-    navigate(`/traces/${traceId}?${next.toString()}`, true);
+    const qs = next.toString();
+    navigate(`/traces/${encodeURIComponent(traceId)}${qs ? `?${qs}` : ""}`, true);
   };
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => e.key === "Escape" && selected && setParam("task", null);
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  });
+  const counts = useMemo(() => (q.data ? traceCounts(q.data) : []), [q.data]);
+  const select = useCallback((id: string) => {
+    const next = new URLSearchParams(window.location.search);
+    next.set("task", id);
+    navigate(`${window.location.pathname}?${next.toString()}`, true);
+  }, []);
   if (q.isPending) return <div className="loading page">Loading trace {shortId(traceId)}…</div>;
   if (q.isError)
     return (
       <div className="error-box page">
-        <h2>Trace {shortId(traceId)} not available</h2>
+        <h2>Trace {shortId(traceId)} is not available</h2>
         <p>{q.error.message}</p>
         <p>
-          If you just sent its events, wait a second and <button onClick={() => void q.refetch()}>retry</button>.
+          If its events were sent a moment ago, <button onClick={() => void q.refetch()}>try again</button>. Otherwise it may be older than the retention period. <Link to="/">Back to the traces</Link>
         </p>
       </div>
     );
@@ -120,21 +237,45 @@ export function TracePage({ traceId }: { traceId: string }) {
   return (
     <div className="trace-page">
       <header className="trace-header">
-        <div>
-          <h1>
-            {shortName(s.root_name)} <StateBadge state={s.state} />
-          </h1>
-          <div className="muted">
-            <span className="mono">{traceId}</span> · {s.task_count} tasks · {s.failure_count} failed · started {dateTime(s.started_at)} · {duration(s.duration_ms)}
-            {s.workers.length ? ` · ${s.workers.join(", ")}` : ""}
-            {q.data.truncated && ` · showing the first ${q.data.truncated.shown} of ${q.data.truncated.total} tasks`}
+        <div className="trace-title">
+          <div className="crumbs">
+            <Link to="/">Traces</Link> / <span className="mono">{shortId(traceId)}</span>
           </div>
+          <h1>
+            <span title={s.root_name ?? ""}>{shortName(s.root_name)}</span> <StateBadge state={s.state} />
+            {s.anomaly_count > 0 && (
+              <span className="anomaly-badge" title="open anomalies in this trace">
+                ⚠ {s.anomaly_count}
+              </span>
+            )}
+          </h1>
+          <div className="trace-facts">
+            <span>
+              <b>{s.task_count.toLocaleString()}</b> tasks
+            </span>
+            <span className={s.failure_count ? "bad" : ""}>
+              <b>{s.failure_count}</b> failed
+            </span>
+            <span>
+              started <b>{dateTime(s.started_at)}</b>
+            </span>
+            <span>
+              took <b>{s.finished_at === null && s.started_at !== null ? "running…" : duration(s.duration_ms)}</b>
+            </span>
+            {s.workers.length > 0 && <span title={s.workers.join("\n")}>on {s.workers.length === 1 ? s.workers[0] : `${s.workers.length} workers`}</span>}
+            <StateBar counts={counts} total={q.data.nodes.length} />
+          </div>
+          {q.data.truncated && (
+            <div className="warn-line">
+              This trace has {q.data.truncated.total.toLocaleString()} tasks; the graph holds the earliest {q.data.truncated.shown.toLocaleString()}.
+            </div>
+          )}
         </div>
-        <div className="tabs">
-          <button className={view === "graph" ? "active" : ""} onClick={() => setParam("view", null)}>
+        <div className="tabs" role="tablist">
+          <button role="tab" aria-selected={view === "graph"} className={view === "graph" ? "active" : ""} onClick={() => setParam("view", null)}>
             Graph
           </button>
-          <button className={view === "timeline" ? "active" : ""} onClick={() => setParam("view", "timeline")}>
+          <button role="tab" aria-selected={view === "timeline"} className={view === "timeline" ? "active" : ""} onClick={() => setParam("view", "timeline")}>
             Timeline
           </button>
         </div>
@@ -143,27 +284,35 @@ export function TracePage({ traceId }: { traceId: string }) {
         <div className="canvas">
           {view === "graph" ? (
             <ReactFlowProvider>
-              <Graph snapshot={q.data} selected={selected} onSelect={(id) => setParam("task", id)} />
+              <Graph snapshot={q.data} selected={selected} onSelect={select} />
+              <div className="legend">
+                {EDGE_LEGEND.map(([kind, help]) => (
+                  <span key={kind} title={help}>
+                    <svg width="26" height="8" aria-hidden>
+                      <line x1="0" y1="4" x2="26" y2="4" className={`legend-edge edge-${kind}`} />
+                    </svg>
+                    {kind}
+                  </span>
+                ))}
+                <span title="announced by a chain, not published yet">
+                  <span className="legend-placeholder" /> not sent yet
+                </span>
+              </div>
             </ReactFlowProvider>
           ) : (
             <Timeline snapshot={q.data} onSelect={(id) => setParam("task", id)} selected={selected} />
           )}
-          <div className="legend">
-            {EDGE_LEGEND.map(([kind, help]) => (
-              <span key={kind} title={help}>
-                <svg width="26" height="8">
-                  <line x1="0" y1="4" x2="26" y2="4" className={`legend-edge edge-${kind}`} />
-                </svg>
-                {kind}
-              </span>
-            ))}
-          </div>
         </div>
         {selected && (
-          <aside className="side-panel">
-            <button className="close" onClick={() => setParam("task", null)} title="Close">
-              ×
-            </button>
+          <aside className="side-panel" aria-label="Task detail">
+            <div className="side-actions">
+              <Link to={`/tasks/${encodeURIComponent(selected)}`} title="Open as a page">
+                ↗
+              </Link>
+              <button className="close" onClick={() => setParam("task", null)} title="Close (Esc)">
+                ×
+              </button>
+            </div>
             <TaskDetailLoader taskId={selected} />
           </aside>
         )}

@@ -1,0 +1,234 @@
+/**
+ * The graph layout as a pure function of a hand-made TraceSnapshot, with elk run in-process:
+ * containers are parents of their members, chord edges join the header to the callback, big
+ * groups and fan-outs fold, bundled edges, placeholders kept, positions deterministic.
+ */
+import ELK from "elkjs/lib/elk.bundled.js";
+import { describe, expect, it } from "vitest";
+import type { GraphContainer, GraphEdge, GraphNode, TaskState, TraceSnapshot } from "../../shared/api";
+import { TraceSnapshot as TraceSnapshotSchema } from "../../shared/api";
+import { FOLD_OVER, FOLD_SHOW, gridColumns, layoutGraph, MORE_H, structureKey, TASK_H, TASK_W, visibleGraph, type FlowNode } from "../../web/src/graph/layout";
+
+const elk = new ELK();
+
+function node(id: string, extra: Partial<GraphNode> = {}): GraphNode {
+  return {
+    id,
+    name: `app.${id.split("-")[0]}`,
+    state: "SUCCESS",
+    placeholder: false,
+    retries: 0,
+    worker: "w1@host",
+    queue: "celery",
+    parent_id: null,
+    group_id: null,
+    group_index: null,
+    published_at: 1_700_000_000,
+    received_at: 1_700_000_000.001,
+    started_at: 1_700_000_000.002,
+    finished_at: 1_700_000_000.01,
+    eta: null,
+    runtime_ms: 8,
+    exception_type: null,
+    state_reason: null,
+    anomaly: null,
+    ...extra,
+  };
+}
+
+function snapshot(nodes: GraphNode[], containers: GraphContainer[], edges: Omit<GraphEdge, "id">[], state: TaskState = "SUCCESS"): TraceSnapshot {
+  const s: TraceSnapshot = {
+    trace_id: nodes[0]!.id,
+    seq: 1,
+    summary: {
+      trace_id: nodes[0]!.id,
+      state,
+      root_task_id: nodes[0]!.id,
+      root_name: nodes[0]!.name,
+      task_count: nodes.length,
+      failure_count: 0,
+      started_at: 1_700_000_000,
+      updated_at: 1_700_000_001,
+      finished_at: 1_700_000_001,
+      duration_ms: 1000,
+      workers: ["w1@host"],
+      task_names: [...new Set(nodes.map((n) => n.name ?? ""))],
+      anomaly_count: 0,
+    },
+    nodes,
+    containers,
+    edges: edges.map((e) => ({ ...e, id: `${e.kind}:${e.source}->${e.target}` })),
+  };
+  return TraceSnapshotSchema.parse(s);
+}
+
+/** chain(root, chord([a, b, c], callback)) with the callback's successor still a placeholder. */
+function chordTrace(): TraceSnapshot {
+  const members = ["a-1", "b-2", "c-3"];
+  return snapshot(
+    [
+      node("root-0"),
+      ...members.map((id, i) => node(id, { group_id: "g-1", group_index: i, parent_id: "root-0" })),
+      node("cb-4", { name: "app.tsum" }),
+      node("next-5", { placeholder: true, state: "PENDING", started_at: null, finished_at: null, published_at: null }),
+    ],
+    [{ id: "g-1", kind: "CHORD", state: "SUCCESS", members, callback_id: "cb-4", size: 3 }],
+    [
+      ...members.map((m) => ({ source: "root-0", target: m, kind: "chain" as const })),
+      { source: "g-1", target: "cb-4", kind: "chord" },
+      { source: "cb-4", target: "next-5", kind: "chain" },
+    ],
+  );
+}
+
+const byId = (nodes: FlowNode[]) => new Map(nodes.map((n) => [n.id, n]));
+
+/** Every drawn task with its container: React Flow child nodes and grid cells alike. */
+function drawnTasks(nodes: FlowNode[]): { id: string; container: string | null; x: number; y: number; w: number; h: number; more: boolean }[] {
+  const out = [];
+  for (const n of nodes) {
+    if (n.data.kind === "task" || n.data.kind === "more")
+      out.push({ id: n.id, container: n.parentId ?? null, x: n.position.x, y: n.position.y, w: n.width!, h: n.height!, more: n.data.kind === "more" });
+    if (n.data.kind === "container" && n.data.cells)
+      for (const c of n.data.cells) out.push({ id: c.id, container: n.id, x: c.x, y: c.y, w: TASK_W, h: c.more ? MORE_H : TASK_H, more: c.more });
+  }
+  return out;
+}
+
+describe("graph layout", () => {
+  it("draws a chord as a parent node holding its header, with a chord edge to the callback", async () => {
+    const layout = await layoutGraph(chordTrace(), new Set(), elk);
+    const nodes = byId(layout.nodes);
+    const chord = nodes.get("g-1")!;
+    expect(chord.type).toBe("container");
+    expect(chord.data.kind === "container" && chord.data.container.kind).toBe("CHORD");
+    const tasks = new Map(drawnTasks(layout.nodes).map((t) => [t.id, t]));
+    for (const m of ["a-1", "b-2", "c-3"]) expect(tasks.get(m)!.container).toBe("g-1");
+    expect(tasks.get("cb-4")!.container).toBeNull();
+    expect(layout.edges.find((e) => e.source === "g-1" && e.target === "cb-4")?.data?.kind).toBe("chord");
+    // Parents come before their children (React Flow requires it).
+    const index = new Map(layout.nodes.map((n, i) => [n.id, i]));
+    for (const n of layout.nodes) if (n.parentId) expect(index.get(n.parentId)!).toBeLessThan(index.get(n.id)!);
+    // Left to right: root, then the chord, then the callback, then the placeholder.
+    expect(nodes.get("root-0")!.position.x).toBeLessThan(chord.position.x);
+    expect(chord.position.x + (chord.width ?? 0)).toBeLessThan(nodes.get("cb-4")!.position.x);
+    expect(nodes.get("cb-4")!.position.x).toBeLessThan(nodes.get("next-5")!.position.x);
+    const placeholder = nodes.get("next-5")!;
+    expect(placeholder.data.kind === "task" && placeholder.data.task.placeholder).toBe(true);
+  });
+
+  it("bundles edges from one task into many members of a container into one edge", () => {
+    const v = visibleGraph(chordTrace(), new Set());
+    expect(v.edges.filter((e) => e.source === "root-0")).toEqual([{ id: "chain:root-0->g-1", source: "root-0", target: "g-1", kind: "chain", count: 3 }]);
+  });
+
+  it("keeps members inside their container and never overlapping", async () => {
+    const layout = await layoutGraph(chordTrace(), new Set(), elk);
+    const chord = layout.nodes.find((n) => n.id === "g-1")!;
+    const members = drawnTasks(layout.nodes).filter((t) => t.container === "g-1");
+    expect(members).toHaveLength(3);
+    for (const m of members) {
+      expect(m.x).toBeGreaterThanOrEqual(0);
+      expect(m.y).toBeGreaterThanOrEqual(0);
+      expect(m.x + m.w).toBeLessThanOrEqual(chord.width!);
+      expect(m.y + m.h).toBeLessThanOrEqual(chord.height!);
+    }
+    const tops = members.map((m) => m.y).sort((a, b) => a - b);
+    for (let i = 1; i < tops.length; i++) expect(tops[i]! - tops[i - 1]!).toBeGreaterThanOrEqual(TASK_H);
+  });
+
+  it("folds a 500-member group to its first members and a '… N more' node that expands", async () => {
+    const members = Array.from({ length: 500 }, (_, i) => `m-${i}`);
+    const s = snapshot(
+      [node("root-0"), ...members.map((id, i) => node(id, { group_id: "g-big", group_index: i, parent_id: "root-0" }))],
+      [{ id: "g-big", kind: "GROUP", state: "SUCCESS", members, callback_id: null, size: 500 }],
+      members.map((m) => ({ source: "root-0", target: m, kind: "spawn" as const })),
+    );
+    const folded = await layoutGraph(s, new Set(), elk);
+    const drawn = drawnTasks(folded.nodes);
+    expect(drawn.filter((t) => !t.more)).toHaveLength(1 + FOLD_SHOW);
+    expect(drawn.filter((t) => t.more)).toEqual([expect.objectContaining({ id: "more:g-big", container: "g-big" })]);
+    const box = folded.nodes.find((n) => n.id === "g-big")!;
+    expect(box.data.kind === "container" && box.data.hidden).toBe(500 - FOLD_SHOW);
+    expect(folded.edges).toHaveLength(1);
+    // React Flow sees the root and one box: members are drawn by the container.
+    expect(folded.nodes).toHaveLength(2);
+    const open = await layoutGraph(s, new Set(["g-big"]), elk);
+    expect(drawnTasks(open.nodes).filter((t) => !t.more)).toHaveLength(501);
+    // A grid, not a 35,000 px column.
+    const openBox = open.nodes.find((n) => n.id === "g-big")!;
+    expect(gridColumns(500)).toBeGreaterThan(5);
+    expect(openBox.height!).toBeLessThan(5000);
+  });
+
+  it("folds a big fan-out of spawned children and reroutes their edges to the stub", () => {
+    const kids = Array.from({ length: FOLD_OVER + 30 }, (_, i) => `k-${i}`);
+    const s = snapshot(
+      [node("root-0"), ...kids.map((id) => node(id, { parent_id: "root-0" })), node("grandchild-x", { parent_id: kids[kids.length - 1]! })],
+      [],
+      [...kids.map((k) => ({ source: "root-0", target: k, kind: "spawn" as const })), { source: kids[kids.length - 1]!, target: "grandchild-x", kind: "spawn" }],
+    );
+    const v = visibleGraph(s, new Set());
+    expect(v.folds).toEqual([{ id: "more:root-0:spawn", foldKey: "root-0:spawn", hidden: kids.length - FOLD_SHOW }]);
+    expect(v.tasks.map((t) => t.id)).toContain("grandchild-x");
+    expect(v.edges.find((e) => e.target === "grandchild-x")?.source).toBe("more:root-0:spawn");
+    expect(visibleGraph(s, new Set(["root-0:spawn"])).folds).toEqual([]);
+  });
+
+  it("lays out 2,000 tasks in 80 groups quickly, and is deterministic", async () => {
+    const nodes = [node("root-0")];
+    const containers: GraphContainer[] = [];
+    const edges: Omit<GraphEdge, "id">[] = [];
+    for (let g = 0; g < 80; g++) {
+      const members = Array.from({ length: 25 }, (_, i) => `t-${g}-${i}`);
+      for (const [i, m] of members.entries()) {
+        nodes.push(node(m, { group_id: `g-${g}`, group_index: i, parent_id: "root-0" }));
+        edges.push({ source: "root-0", target: m, kind: "spawn" });
+      }
+      containers.push({ id: `g-${g}`, kind: "GROUP", state: "SUCCESS", members, callback_id: null, size: 25 });
+    }
+    const s = snapshot(nodes, containers, edges);
+    const t0 = performance.now();
+    const a = await layoutGraph(s, new Set(), elk);
+    const ms = performance.now() - t0;
+    const b = await layoutGraph(s, new Set(), elk);
+    expect(a.nodes).toHaveLength(1 + 80);
+    expect(drawnTasks(a.nodes)).toHaveLength(2001);
+    expect(a.edges).toHaveLength(80);
+    expect(a.nodes.map((n) => [n.id, n.position])).toEqual(b.nodes.map((n) => [n.id, n.position]));
+    console.log(`2,000-task layout (cold elk): ${ms.toFixed(0)} ms`);
+  });
+
+  it("attaches a lone edge into a grid member to the container, and nests containers with inner edges", async () => {
+    // Chord header of two chain slots (a1 → a2, b1 → b2): edges inside the container.
+    const s = snapshot(
+      [node("root-0"), node("a1-1", { group_id: "g" }), node("a2-2", { group_id: "g" }), node("b1-3", { group_id: "g" }), node("b2-4", { group_id: "g" }), node("cb-5"), node("x-6", { group_id: "h" }), node("y-7", { group_id: "h" })],
+      [
+        { id: "g", kind: "CHORD", state: "SUCCESS", members: ["a1-1", "a2-2", "b1-3", "b2-4"], callback_id: "cb-5", size: 2 },
+        { id: "h", kind: "GROUP", state: "SUCCESS", members: ["x-6", "y-7"], callback_id: null, size: 2 },
+      ],
+      [
+        { source: "a1-1", target: "a2-2", kind: "chain" },
+        { source: "b1-3", target: "b2-4", kind: "chain" },
+        { source: "g", target: "cb-5", kind: "chord" },
+        { source: "cb-5", target: "x-6", kind: "spawn" },
+      ],
+    );
+    const layout = await layoutGraph(s, new Set(), elk);
+    const nodes = byId(layout.nodes);
+    expect(nodes.get("a2-2")!.parentId).toBe("g");
+    expect(nodes.get("a1-1")!.position.x).toBeLessThan(nodes.get("a2-2")!.position.x);
+    expect(nodes.get("x-6")).toBeUndefined();
+    expect(layout.edges.map((e) => e.id).sort()).toEqual(["chain:a1-1->a2-2", "chain:b1-3->b2-4", "chord:g->cb-5", "spawn:cb-5->h"]);
+    const h = nodes.get("h")!;
+    expect(h.data.kind === "container" && h.data.ports).toEqual({ in: true, out: false });
+  });
+
+  it("keeps the structure key across state changes and changes it when a node appears", () => {
+    const s = chordTrace();
+    const patched = { ...s, nodes: s.nodes.map((n) => (n.id === "next-5" ? { ...n, state: "STARTED" as const } : n)) };
+    expect(structureKey(patched)).toBe(structureKey(s));
+    const grown = { ...s, nodes: [...s.nodes, node("late-6")] };
+    expect(structureKey(grown)).not.toBe(structureKey(s));
+  });
+});

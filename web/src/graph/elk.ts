@@ -1,0 +1,19 @@
+/**
+ * elk runs in a Web Worker (its own worker script, a separate asset): a layout never blocks
+ * scrolling, clicks or live updates. The worker starts when a trace page mounts, in parallel with
+ * the snapshot request, and is reused for every later layout. elk-api itself is 4 kB.
+ */
+import Elk from "elkjs/lib/elk-api.js";
+import workerUrl from "elkjs/lib/elk-worker.min.js?url";
+import type { ElkNode } from "elkjs/lib/elk-api.js";
+import type { ElkLike } from "./layout";
+
+let instance: ElkLike | null = null;
+
+export function elkInWorker(): Promise<ElkLike> {
+  if (!instance) {
+    const elk = new Elk({ workerFactory: () => new Worker(workerUrl) });
+    instance = { layout: (graph: ElkNode) => elk.layout(graph) };
+  }
+  return Promise.resolve(instance);
+}
