@@ -92,6 +92,43 @@ describe("stemtrace UI", () => {
     await screenshot(page, "06-timeline");
   });
 
+  it("keeps a 600-task trace usable: folded group and fan-out that expand on click", async () => {
+    const traceId = "big-ui-trace";
+    let n = 0;
+    const ev = (task_id: string, type: string, extra: object = {}) => ({ v: 1, id: `big-${n++}`, kind: "task", type, ts: 1_795_000_000 + n / 1000, seq: n, host: type === "published" ? null : "w1@host", pid: 1, task_id, name: task_id === traceId ? "app.fan_out" : "app.work", trace_id: traceId, ...extra });
+    const events = [ev(traceId, "published"), ev(traceId, "started"), ev(traceId, "succeeded"), ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 4 })];
+    for (let i = 0; i < 300; i++) {
+      const g = { group_id: "big-group", group_index: i, parent_id: traceId };
+      events.push(ev(`m-${i}`, "published", g), ev(`m-${i}`, "started", g), ev(`m-${i}`, i === 7 ? "failed" : "succeeded", g), ev(`m-${i}`, "postrun", { ...g, state: i === 7 ? "FAILURE" : "SUCCESS", runtime_ms: 3 }));
+      events.push(ev(`s-${i}`, "published", { parent_id: traceId }));
+    }
+    await ingest(server.base, events);
+    await page.goto(`${server.base}/traces/${traceId}`);
+    await page.locator(`[data-container-id="big-group"]`).waitFor();
+    expect(await page.locator("[data-more]").count()).toBe(2);
+    expect(await page.locator(".graph-status").textContent()).toMatch(/41 of 601 tasks drawn/);
+    await screenshot(page, "10-big-trace-folded");
+    await page.locator('[data-container-id="big-group"] [data-more]').click();
+    await page.locator('[data-task-id="m-299"]').waitFor();
+    expect(await page.locator(".graph-status").textContent()).toMatch(/321 of 601 tasks drawn/);
+    await screenshot(page, "11-big-trace-expanded");
+  });
+
+  it("reads well in the dark theme, and shows the timeline by worker", async () => {
+    await page.goto(`${server.base}/traces/${CHORD_GROUP}?task=${CHORD_CALLBACK}`);
+    await page.evaluate(() => localStorage.setItem("stemtrace-theme", "dark"));
+    await page.reload();
+    await page.locator(`[data-container-id="${CHORD_GROUP}"]`).waitFor();
+    await page.locator(".side-panel .task-detail").waitFor();
+    expect(await page.evaluate(() => document.documentElement.dataset.theme)).toBe("dark");
+    await screenshot(page, "12-dark-chord");
+    await page.goto(`${server.base}/traces/5adc8709-a080-47a4-b72f-56557d872262?view=timeline`);
+    await page.getByRole("button", { name: "by worker" }).click();
+    await page.locator('.timeline-row[data-row="lab1@vm"]').waitFor();
+    await screenshot(page, "13-dark-timeline-by-worker");
+    await page.evaluate(() => localStorage.setItem("stemtrace-theme", "auto"));
+  });
+
   it("renders the workers, registry and dashboard pages", async () => {
     await page.goto(`${server.base}/workers`);
     await page.locator('tr[data-worker="lab0@vm"]').waitFor();

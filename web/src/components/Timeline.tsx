@@ -1,31 +1,76 @@
-/** The trace as a Gantt chart, by task or by worker: what ran in parallel, where it was slow. */
+/**
+ * The trace as a Gantt chart, by task or by worker: bars from started_at to finished_at, the
+ * queued time (published_at → started_at) lighter before them, so parallelism and slow steps show.
+ * By worker, overlapping tasks get sub-lanes: a worker's concurrency is visible as stacked bars.
+ */
 import { useMemo, useState } from "react";
 import type { GraphNode, TraceSnapshot } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
 
+interface Row {
+  key: string;
+  label: string;
+  title: string;
+  items: GraphNode[];
+  lanes: number;
+  laneOf: Map<string, number>;
+}
+
+const startOf = (t: GraphNode) => t.published_at ?? t.received_at ?? t.started_at ?? 0;
+
+function niceStep(span: number): number {
+  const raw = span / 6;
+  const pow = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw) ?? raw;
+}
+
 export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; selected: string | null; onSelect: (id: string) => void }) {
   const [by, setBy] = useState<"task" | "worker">("task");
-  const tasks = snapshot.nodes.filter((n) => n.published_at ?? n.started_at);
+  const now = Date.now() / 1000;
+  const tasks = useMemo(() => snapshot.nodes.filter((n) => n.published_at ?? n.started_at).sort((a, b) => startOf(a) - startOf(b)), [snapshot]);
   const { t0, span } = useMemo(() => {
-    const starts = tasks.map((n) => n.published_at ?? n.started_at ?? 0);
-    const ends = tasks.map((n) => n.finished_at ?? Date.now() / 1000);
-    const t0 = Math.min(...starts);
-    return { t0, span: Math.max(0.001, Math.max(...ends) - t0) };
+    if (tasks.length === 0) return { t0: 0, span: 1 };
+    const first = Math.min(...tasks.map(startOf));
+    const last = Math.max(...tasks.map((n) => n.finished_at ?? (n.started_at !== null ? now : startOf(n))));
+    return { t0: first, span: Math.max(0.001, last - first) };
+    // `now` only matters for running tasks: recomputed with each snapshot, not each render.
   }, [tasks]);
-  const rows = useMemo(() => {
-    if (by === "task") return tasks.map((t) => ({ label: `${shortName(t.name)} ${shortId(t.id)}`, items: [t] }));
-    const lanes = new Map<string, GraphNode[]>();
-    for (const t of tasks) lanes.set(t.worker ?? "(not on a worker)", [...(lanes.get(t.worker ?? "(not on a worker)") ?? []), t]);
-    return [...lanes].map(([label, items]) => ({ label, items }));
-  }, [by, tasks]);
-  if (tasks.length === 0) return <div className="empty">Nothing has run yet.</div>;
-  const pct = (t: number) => `${((t - t0) / span) * 100}%`;
+  const rows = useMemo((): Row[] => {
+    if (by === "task")
+      return tasks.map((t) => ({ key: t.id, label: shortName(t.name), title: `${t.name ?? ""} ${t.id}`, items: [t], lanes: 1, laneOf: new Map([[t.id, 0]]) }));
+    const byWorker = new Map<string, GraphNode[]>();
+    for (const t of tasks) {
+      const w = t.worker ?? "(not on a worker yet)";
+      const list = byWorker.get(w);
+      if (list) list.push(t);
+      else byWorker.set(w, [t]);
+    }
+    return [...byWorker].map(([worker, items]) => {
+      // Greedy interval packing on the run (started → finished) of each task.
+      const laneEnds: number[] = [];
+      const laneOf = new Map<string, number>();
+      for (const t of [...items].sort((a, b) => (a.started_at ?? startOf(a)) - (b.started_at ?? startOf(b)))) {
+        const s = t.started_at ?? startOf(t);
+        const e = t.finished_at ?? (t.started_at !== null ? now : s);
+        let lane = laneEnds.findIndex((end) => end <= s);
+        if (lane === -1) lane = laneEnds.push(e) - 1;
+        else laneEnds[lane] = e;
+        laneOf.set(t.id, lane);
+      }
+      return { key: worker, label: worker, title: `${worker}: ${items.length} tasks, up to ${laneEnds.length} at once`, items, lanes: Math.max(1, laneEnds.length), laneOf };
+    });
+  }, [by, tasks, now]);
+  if (tasks.length === 0) return <div className="empty">Nothing has been sent yet: the timeline starts with the first published task.</div>;
+  const pct = (t: number) => ((t - t0) / span) * 100;
+  const step = niceStep(span);
+  const ticks: number[] = [];
+  for (let s = 0; s <= span + 1e-9; s += step) ticks.push(s);
   return (
     <div className="timeline">
       <div className="timeline-toolbar">
         <span className="muted">
-          {time(t0)} → {duration(span * 1000)}
+          from {time(t0)} · {duration(span * 1000)} · <span className="legend-queued" /> queued <span className="legend-run" /> running
         </span>
         <div className="tabs small">
           <button className={by === "task" ? "active" : ""} onClick={() => setBy("task")}>
@@ -36,24 +81,45 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
           </button>
         </div>
       </div>
+      <div className="timeline-axis">
+        <div className="timeline-label" />
+        <div className="timeline-ticks">
+          {ticks.map((s) => (
+            <span key={s} style={{ left: `${(s / span) * 100}%` }}>
+              +{duration(s * 1000)}
+            </span>
+          ))}
+        </div>
+        <div className="timeline-dur" />
+      </div>
       <div className="timeline-rows">
         {rows.map((row) => (
-          <div className="timeline-row" key={row.label}>
-            <div className="timeline-label" title={row.label}>
+          <div className="timeline-row" key={row.key} style={{ height: 8 + row.lanes * 16 }} data-row={row.key}>
+            <div className="timeline-label" title={row.title}>
+              {by === "task" && <span style={{ color: STATE_STYLES[row.items[0]!.state].color }}>{STATE_STYLES[row.items[0]!.state].icon} </span>}
               {row.label}
+              {by === "task" && <span className="mono muted"> {shortId(row.key)}</span>}
             </div>
             <div className="timeline-track">
+              {ticks.map((s) => (
+                <span key={s} className="timeline-grid" style={{ left: `${(s / span) * 100}%` }} />
+              ))}
               {row.items.map((t) => {
-                const queued = t.published_at ?? t.started_at ?? t0;
-                const start = t.started_at ?? queued;
-                const end = t.finished_at ?? (t.started_at ? Date.now() / 1000 : start);
+                const queued = t.published_at ?? t.received_at ?? t.started_at ?? t0;
+                const start = t.started_at ?? (t.finished_at === null ? now : queued);
+                const end = t.finished_at ?? (t.started_at !== null ? now : start);
+                const top = 4 + (row.laneOf.get(t.id) ?? 0) * 16;
+                const tip = `${t.name ?? ""} ${shortId(t.id)} · ${STATE_STYLES[t.state].label}\nqueued ${time(queued)} (${duration((start - queued) * 1000)})\nstarted ${time(t.started_at)}\nfinished ${time(t.finished_at)} (${duration((end - start) * 1000)})${t.worker ? `\non ${t.worker}` : ""}`;
                 return (
-                  <div key={t.id} className={`timeline-item${selected === t.id ? " selected" : ""}`} onClick={() => onSelect(t.id)} title={`${t.name}\nqueued ${time(queued)}\nstarted ${time(t.started_at)}\nfinished ${time(t.finished_at)}`}>
-                    <span className="queued" style={{ left: pct(queued), width: `calc(${pct(start)} - ${pct(queued)})` }} />
-                    <span className="run" style={{ left: pct(start), width: `max(3px, calc(${pct(end)} - ${pct(start)}))`, background: STATE_STYLES[t.state].color }} />
+                  <div key={t.id} className={`timeline-item${selected === t.id ? " selected" : ""}`} style={{ top, height: 12 }} onClick={() => onSelect(t.id)} title={tip} data-task-id={t.id}>
+                    <span className="queued" style={{ left: `${pct(queued)}%`, width: `${Math.max(0, pct(start) - pct(queued))}%` }} />
+                    <span className="run" style={{ left: `${pct(start)}%`, width: `max(3px, ${pct(end) - pct(start)}%)`, background: STATE_STYLES[t.state].color }} />
                   </div>
                 );
               })}
+            </div>
+            <div className="timeline-dur mono">
+              {by === "task" ? (row.items[0]!.started_at !== null ? duration(((row.items[0]!.finished_at ?? now) - row.items[0]!.started_at) * 1000) : "—") : `${row.items.length} tasks`}
             </div>
           </div>
         ))}

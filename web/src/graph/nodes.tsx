@@ -109,7 +109,6 @@ export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<Flo
         </span>
         <span className="muted">{size} tasks</span>
         <StateBar counts={counts} total={total} />
-        <span className="muted mono container-id">{shortId(container.id)}</span>
       </div>
       {cells?.map((cell, i) => {
         const at = { left: cell.x, top: cell.y, width: TASK_W };

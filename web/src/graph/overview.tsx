@@ -35,7 +35,7 @@ const Boxes = memo(function Boxes({ nodes }: { nodes: FlowNode[] }) {
             fill={color(n)}
             fillOpacity={n.data.kind === "container" ? 0.22 : 0.75}
             stroke={n.data.kind === "container" ? color(n) : "none"}
-            strokeWidth={n.data.kind === "container" ? 8 : 0}
+            strokeWidth={n.data.kind === "container" ? 1.5 : 0}
             vectorEffect="non-scaling-stroke"
           />
         ),
