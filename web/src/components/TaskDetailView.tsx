@@ -68,6 +68,27 @@ function Relative({ link }: { link: TaskLink }) {
   );
 }
 
+/** The first children, then a button for the rest: a fan-out root can have thousands. */
+function Children({ links }: { links: TaskLink[] }) {
+  const [all, setAll] = useState(false);
+  const shown = all ? links : links.slice(0, 30);
+  if (links.length === 0) return <p className="muted">none</p>;
+  return (
+    <>
+      <ul className="relatives">
+        {shown.map((c) => (
+          <Relative key={c.task_id} link={c} />
+        ))}
+      </ul>
+      {shown.length < links.length && (
+        <button className="link-button" onClick={() => setAll(true)}>
+          show all {links.length.toLocaleString()}
+        </button>
+      )}
+    </>
+  );
+}
+
 export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
   const t = detail.task;
   return (
@@ -143,12 +164,8 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       <section>
         <h3>Parent</h3>
         {detail.parent ? <ul className="relatives"><Relative link={detail.parent} /></ul> : <p className="muted">none (a root task)</p>}
-        <h3>Children ({detail.children.length})</h3>
-        <ul className="relatives">
-          {detail.children.map((c) => (
-            <Relative key={c.task_id} link={c} />
-          ))}
-        </ul>
+        <h3>Children ({detail.children.length.toLocaleString()})</h3>
+        <Children links={detail.children} />
       </section>
       <section>
         <h3>Events ({detail.events.length})</h3>

@@ -309,6 +309,8 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
         "elk.spacing.nodeNode": "20",
         "elk.spacing.componentComponent": "40",
         "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
+        // Keeps siblings in publish order; only without nested containers (it crashes elk there).
+        ...(v.containers.some((c) => c.internal) ? {} : { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" }),
       },
       children,
       edges: elkEdges,

@@ -7,6 +7,7 @@ import {
   Panel,
   ReactFlow,
   ReactFlowProvider,
+  useReactFlow,
   type Viewport,
   type NodeMouseHandler,
 } from "@xyflow/react";
@@ -105,16 +106,32 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
     if (initial) performance.mark("stemtrace:graph-committed");
   }, [initial]);
 
-  const actions = useMemo(
-    () => ({ selected, select: onSelect, expand: (foldKey: string) => setExpanded((e) => new Set([...e, foldKey])) }),
-    [selected, onSelect],
+  // After a fold opens, bring what it opened into view (keeping the zoom).
+  const flow = useReactFlow<FlowNode>();
+  const focus = useRef<string | null>(null);
+  const containerIds = useMemo(() => new Set(snapshot.containers.map((c) => c.id)), [snapshot.containers]);
+  const expand = useCallback(
+    (foldKey: string) => {
+      // A container's fold key is its id; a fan-out's is "<parent id>:<edge kind>".
+      focus.current = containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":"));
+      setExpanded((e) => new Set([...e, foldKey]));
+    },
+    [containerIds],
   );
+  useEffect(() => {
+    const id = focus.current;
+    if (!layout || !id || pending) return;
+    focus.current = null;
+    const n = layout.nodes.find((x) => x.id === id);
+    if (!n || n.parentId) return;
+    const zoom = flow.getZoom();
+    const h = Math.min(n.height ?? TASK_H, 600);
+    void flow.setCenter(n.position.x + Math.min(n.width ?? TASK_W, 900) / 2, n.position.y + h / 2, { zoom, duration: 300 });
+  }, [layout, pending, flow]);
+  const actions = useMemo(() => ({ selected, select: onSelect, expand }), [selected, onSelect, expand]);
   const onNodeClick: NodeMouseHandler<FlowNode> = (_, node) => {
     if (node.data.kind === "task") onSelect(node.id);
-    else if (node.data.kind === "more") {
-      const foldKey = node.data.foldKey;
-      setExpanded((e) => new Set([...e, foldKey]));
-    }
+    else if (node.data.kind === "more") expand(node.data.foldKey);
   };
 
   if (error) return <div className="error-box">Could not lay out this graph: {error}</div>;
@@ -139,7 +156,7 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
         nodesConnectable={false}
         minZoom={0.04}
         maxZoom={2}
-        onlyRenderVisibleElements={nodes.length > 200}
+        onlyRenderVisibleElements={drawn > 150}
         proOptions={{ hideAttribution: true }}
       >
         <Background variant={BackgroundVariant.Dots} gap={22} size={1} />
