@@ -142,7 +142,7 @@ From \`page.goto\` in a new tab (warm asset cache) to: a task node on screen (vi
 click on it opening the detail panel (interactive). Includes fetching the ~0.9 MB snapshot from
 wrangler dev, zod validation, elk in its Web Worker and React Flow. ${RUNS} runs each.
 
-| trace | visible, median ms | interactive, median ms | interactive, p95 ms | DOM nodes drawn |
+| trace | visible, median ms | interactive, median ms | interactive, p95 ms | React Flow nodes in the DOM |
 |---|---:|---:|---:|---:|
 ${rows.join("\n")}
 

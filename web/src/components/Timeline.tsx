@@ -47,11 +47,11 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
       else byWorker.set(w, [t]);
     }
     return [...byWorker].map(([worker, items]) => {
-      // Greedy interval packing on the run (started → finished) of each task.
+      // Greedy interval packing on each task's whole bar (queued → finished).
       const laneEnds: number[] = [];
       const laneOf = new Map<string, number>();
-      for (const t of [...items].sort((a, b) => (a.started_at ?? startOf(a)) - (b.started_at ?? startOf(b)))) {
-        const s = t.started_at ?? startOf(t);
+      for (const t of items) {
+        const s = startOf(t);
         const e = t.finished_at ?? (t.started_at !== null ? now : s);
         let lane = laneEnds.findIndex((end) => end <= s);
         if (lane === -1) lane = laneEnds.push(e) - 1;
@@ -86,7 +86,7 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
         <div className="timeline-ticks">
           {ticks.map((s) => (
             <span key={s} style={{ left: `${(s / span) * 100}%` }}>
-              +{duration(s * 1000)}
+              {s === 0 ? "0" : `+${duration(s * 1000)}`}
             </span>
           ))}
         </div>
