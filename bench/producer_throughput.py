@@ -49,6 +49,12 @@ def redis_llen(port, key="celery"):
         return int(s.recv(64).decode().strip()[1:])
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_mode(instrument, tasks, redis_port, sink_url):
     env = dict(os.environ, BENCH_BROKER=f"redis://127.0.0.1:{redis_port}/0", BENCH_SINK=sink_url,
                BENCH_INSTRUMENT="1" if instrument else "0", PYTHONPATH=f"{ROOT / 'python'}:{ROOT / 'bench'}")
@@ -71,14 +77,16 @@ print(time.perf_counter() - t)
     try:
         while redis_llen(redis_port) >= tasks:
             time.sleep(0.002)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(worker.pid)
         while redis_llen(redis_port) > 0:
             time.sleep(0.005)
         drain_s = time.perf_counter() - t0
+        cpu_s = cpu_seconds(worker.pid) - cpu0
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(30)
-    return {"publish_per_s": (tasks - 1) / publish_s, "worker_per_s": tasks / drain_s}
+    return {"publish_per_s": (tasks - 1) / publish_s, "worker_per_s": tasks / drain_s,
+            "worker_cpu_us_per_task": cpu_s / tasks * 1e6}
 
 
 def main():

@@ -71,7 +71,4 @@ def init_worker(app: Any, **options: Any) -> Optional[Producer]:
         )
     for key in ignored:
         options.pop(key)
-    alias = options.pop("node_alias_from_arguments", None)
-    if alias is not None:
-        options.setdefault("node_alias", str(alias))
     return init(app, **options)

@@ -39,7 +39,12 @@ class Config:
     batch_size: int = 500
     flush_interval: float = 0.5
     timeout: float = 5.0
+    #: A display name for this process's node. The wire format has no field for it yet: kept for
+    #: drop-in compatibility, not sent.
     node_alias: Optional[str] = None
+    #: The OSS stemtrace's option (a digit = ``args[i]``, else ``kwargs[key]``); accepted, not sent
+    #: (no wire field; inert in the OSS producer too, its issue #69).
+    node_alias_from_arguments: Optional[str] = None
     enabled: bool = True
 
     @property
@@ -69,5 +74,7 @@ def load_config(**options: Any) -> Config:
         flush_interval=float(options.get("flush_interval", 0.5)),
         timeout=float(options.get("timeout", 5.0)),
         node_alias=options.get("node_alias") or os.environ.get("STEMTRACE_NODE_ALIAS") or None,
+        node_alias_from_arguments=(str(options["node_alias_from_arguments"])
+                                   if options.get("node_alias_from_arguments") is not None else None),
         enabled=options.get("enabled", _env_bool("STEMTRACE_ENABLED", True)),
     )

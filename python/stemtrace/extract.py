@@ -1,7 +1,10 @@
-"""Stage A of the producer: Celery's signal arguments → a plain record in the recorder's shape.
+"""Stage A of the producer: Celery's signal arguments → a plain record in the recorder's shape
+(test/fixtures/celery-5.2.6, CELERY.md §0), which ``mapping`` (stage B) turns into a wire event.
 
-Runs inside Celery's signal dispatch, so it only copies what it needs (no serialization, no I/O);
-``mapping`` turns the record into a wire event later, in the sender thread.
+Runs inside Celery's signal dispatch, on the task's hot path: it only takes references to what
+Celery hands over (no serialization, no I/O, no formatting) and copies the one thing Celery mutates
+later (the embedded chain, popped before ``task_success``, CELERY.md 05). Formatting happens in
+``mapping``, in the sender thread, batched.
 """
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ import time
 import traceback as _tb
 from typing import Any, Dict, Optional
 
+from celery._state import get_current_task
+
 from .mapping import trace_key
 from .trace import TRACE_HEADER, current_trace
 
-#: This process's pid, refreshed after fork (os.getpid() is a system call on every signal otherwise).
+#: This process's pid, refreshed after fork (``os.getpid()`` would be a system call per signal).
 PID = {"pid": os.getpid()}
 os.register_at_fork(after_in_child=lambda: PID.__setitem__("pid", os.getpid()))
 
@@ -22,10 +27,13 @@ os.register_at_fork(after_in_child=lambda: PID.__setitem__("pid", os.getpid()))
 #: inherited by pool children through fork); None in clients.
 NODE: Dict[str, Optional[str]] = {"name": None}
 
-_REQUEST_FIELDS = ("id", "retries", "root_id", "parent_id", "group", "group_index", "eta", "expires",
-                   "chain", "chord", "callbacks", "errbacks", "is_eager", "delivery_info", "hostname")
-#: After the start, the server already knows the task's links: only the attempt is needed.
+#: What a started event needs of ``task.request`` when the worker already sent ``received``.
 _ATTEMPT_FIELDS = ("id", "retries", "delivery_info", "is_eager")
+#: Everything the mapping can read from a request Context (eager runs have no publish/received).
+_REQUEST_FIELDS = _ATTEMPT_FIELDS + ("root_id", "parent_id", "group", "group_index", "eta", "expires",
+                                     "chain", "chord", "callbacks", "errbacks", "hostname")
+
+_time = time.time
 
 
 def _iso(value: Any) -> Any:
@@ -33,11 +41,13 @@ def _iso(value: Any) -> Any:
 
 
 def qualified_name(exc: BaseException) -> str:
+    """``ValueError`` for builtins, ``module.Class`` otherwise."""
     cls = type(exc)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def exception_info(exc: Any) -> Optional[Dict[str, str]]:
+    """``{type, message}`` of an exception (or of anything Celery passes as one)."""
     if exc is None:
         return None
     if isinstance(exc, BaseException):
@@ -46,21 +56,21 @@ def exception_info(exc: Any) -> Optional[Dict[str, str]]:
 
 
 def base(signal: str, task_id: Optional[str], task_name: Optional[str]) -> Dict[str, Any]:
-    return {"signal": signal, "ts": time.time(), "pid": PID["pid"], "nodename": NODE["name"],
+    """The fields every record has: which signal, when, where."""
+    return {"signal": signal, "ts": _time(), "pid": PID["pid"], "nodename": NODE["name"],
             "task_id": task_id, "task_name": task_name}
 
 
 def context_dict(req: Any, full: bool = True) -> Dict[str, Any]:
-    """The fields of a task's request Context that the mapping reads (copied: Celery mutates chain)."""
-    out = {name: getattr(req, name, None) for name in (_REQUEST_FIELDS if full else _ATTEMPT_FIELDS)}
-    if full:
-        chain = out.get("chain")
-        if chain:
-            out["chain"] = list(chain)
-        if out.get("eta") is not None:
-            out["eta"] = _iso(out["eta"])
-        if out.get("expires") is not None:
-            out["expires"] = _iso(out["expires"])
+    """The fields of a task's request Context that the mapping reads. ``full=False``: only the
+    attempt (id, retries, delivery); the links already went out with published/received."""
+    if not full:
+        return {"id": req.id, "retries": req.retries, "delivery_info": req.delivery_info, "is_eager": req.is_eager}
+    out = {name: getattr(req, name, None) for name in _REQUEST_FIELDS}
+    if out["chain"]:
+        out["chain"] = list(out["chain"])  # Celery pops the next step off this very list
+    out["eta"] = _iso(out["eta"])
+    out["expires"] = _iso(out["expires"])
     return out
 
 
@@ -78,40 +88,45 @@ def request_trace(req: Any) -> Optional[str]:
                      {"chain": getattr(req, "chain", None)}, None, None)
 
 
-def publish(sender: Any, body: Any, headers: Dict[str, Any], routing_key: Any, current: Any) -> Dict[str, Any]:
-    """before_task_publish. Writes the trace header into the outgoing message."""
-    args, kwargs, embed = (body if isinstance(body, (tuple, list)) and len(body) == 3 else (None, None, None))
-    req = getattr(current, "request", None) if current is not None else None
-    publisher_id = getattr(req, "id", None) if req is not None and not getattr(req, "called_directly", True) else None
-    trace = trace_key(headers, embed if isinstance(embed, dict) else None, request_trace(req) if publisher_id else None, current_trace())
+def publish(sender: Any, body: Any, headers: Dict[str, Any], routing_key: Any) -> Dict[str, Any]:
+    """before_task_publish. Computes the trace key (DESIGN.md "The trace key") and writes it into
+    the outgoing message's headers, so every process that sees this task agrees on its trace."""
+    if isinstance(body, (tuple, list)) and len(body) == 3:
+        args, kwargs, embed = body
+    else:
+        args = kwargs = embed = None
+    task = get_current_task()  # the task inside whose body this publish happens, if any
+    req = task.request if task is not None else None
+    publisher_id = req.id if req is not None and not req.called_directly else None
+    trace = trace_key(headers, embed if isinstance(embed, dict) else None,
+                      request_trace(req) if publisher_id else None, current_trace())
     headers[TRACE_HEADER] = trace
-    rec = base("before_task_publish", headers.get("id"), headers.get("task") or sender)
-    rec.update(headers=dict(headers), body={"args": args, "kwargs": kwargs, "embed": embed}, routing_key=routing_key,
-               publishing_task={"id": publisher_id} if publisher_id else None, trace_id=trace)
-    return rec
+    return {"signal": "before_task_publish", "ts": _time(), "pid": PID["pid"], "nodename": NODE["name"],
+            "task_id": headers.get("id"), "task_name": headers.get("task") or sender,
+            # References, not copies: Celery builds these per message and never changes them again.
+            "headers": headers, "body": {"args": args, "kwargs": kwargs, "embed": embed}, "routing_key": routing_key,
+            "publishing_task": {"id": publisher_id} if publisher_id else None, "trace_id": trace}
 
 
 def received(request: Any) -> Dict[str, Any]:
-    request_dict = getattr(request, "request_dict", None) or {}
+    """task_received (worker main process): the message headers as ``request.request_dict``."""
+    request_dict = request.request_dict
     payload = getattr(request, "_payload", None)
     embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
-    rec = base("task_received", request.id, request.name)
-    rec["request"] = {
-        "id": request.id, "root_id": request_dict.get("root_id"), "parent_id": request_dict.get("parent_id"),
-        "group": request_dict.get("group"), "group_index": request_dict.get("group_index"),
-        "retries": request_dict.get("retries"), "eta": _iso(getattr(request, "eta", None)),
-        "expires": _iso(getattr(request, "expires", None)), "delivery_info": dict(request.delivery_info or {}),
-        "embed": embed,
-    }
-    rec["trace_id"] = request_dict.get(TRACE_HEADER) or trace_key(
-        {"id": request.id, "root_id": request_dict.get("root_id"), "group": request_dict.get("group")}, embed, None, None)
-    return rec
+    if embed and embed.get("chain"):
+        # With -P solo the tracer pops the next step off this list before the sender maps it.
+        embed = dict(embed, chain=list(embed["chain"]))
+    trace = request_dict.get(TRACE_HEADER) or trace_key(request_dict, embed, None, None)
+    return {"signal": "task_received", "ts": _time(), "pid": PID["pid"], "nodename": NODE["name"],
+            "task_id": request.id, "task_name": request.name, "trace_id": trace,
+            "request": {"id": request.id, "request_dict": request_dict, "embed": embed}}
 
 
 def task_signal(signal: str, task: Any, task_id: Optional[str] = None, full: bool = True) -> Dict[str, Any]:
-    """A signal fired with the task object as sender (prerun, success, failure, retry, postrun, revoked)."""
+    """A signal fired with the task object as sender (prerun, success, failure, postrun)."""
     req = getattr(task, "request", None)
     rec = base(signal, task_id or getattr(req, "id", None), getattr(task, "name", None))
+    # In the worker main process (WorkerLostError, hard time limit) sender.request is not this task's.
     if req is not None and getattr(req, "id", None) == rec["task_id"]:
         rec["request"] = context_dict(req, full)
         rec["trace_id"] = request_trace(req)
@@ -119,6 +134,7 @@ def task_signal(signal: str, task: Any, task_id: Optional[str] = None, full: boo
 
 
 def einfo_traceback(einfo: Any, tb: Any) -> Optional[str]:
+    """The formatted traceback: ``einfo.traceback`` (always a string), else the traceback kwarg."""
     text = getattr(einfo, "traceback", None)
     if isinstance(text, str) and text:
         return text
@@ -133,5 +149,6 @@ def einfo_traceback(einfo: Any, tb: Any) -> Optional[str]:
 
 
 def message_headers(message: Any) -> Dict[str, Any]:
+    """A kombu message's headers (task_unknown / task_rejected), copied."""
     headers = getattr(message, "headers", None)
     return dict(headers) if isinstance(headers, dict) else {}

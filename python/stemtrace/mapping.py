@@ -9,6 +9,7 @@ import datetime as _dt
 from typing import Any, Callable, Dict, List, Optional
 
 from .scrub import Scrubber
+from .trace import TRACE_HEADER
 
 Record = Dict[str, Any]
 Event = Dict[str, Any]
@@ -33,7 +34,13 @@ WORKER_TYPES = {
     "worker_shutdown": "offline",
 }
 #: Only these carry the embed reliably: request.chain is popped before success/postrun (CELERY.md 05).
-_ANNOUNCING = {"published", "received", "started"}
+_ANNOUNCING = frozenset({"published", "received", "started"})
+#: Events whose linking fields come from the message headers rather than a request Context.
+_FROM_HEADERS = frozenset({"published", "unknown", "rejected"})
+#: Events that describe a message (and so carry its links); outcomes of an attempt do not repeat them.
+_DESCRIBING = frozenset({"published", "received", "unknown", "rejected", "revoked", "internal_error"})
+#: (request/header key, event field) of the linking fields.
+_LINKS = (("root_id", "root_id"), ("parent_id", "parent_id"), ("group", "group_id"), ("group_index", "group_index"))
 _POSTRUN_STATES = {"SUCCESS", "FAILURE", "RETRY", "REJECTED", "IGNORED"}
 
 
@@ -123,19 +130,17 @@ def trace_key(headers: Dict[str, Any], embed: Optional[Dict[str, Any]], publishi
 
 
 def unique_ids() -> Callable[[], str]:
-    """Event ids: 96 random bits per process plus a counter (a uuid4 per event costs 5 µs)."""
+    """Event ids: 96 random bits per process plus a counter (a uuid4 per event costs 5 µs).
+    A forked child draws a new prefix (so it never repeats its parent's ids)."""
     import itertools
     import os
 
-    prefix = os.urandom(12).hex()
+    state = {"prefix": os.urandom(12).hex()}
+    os.register_at_fork(after_in_child=lambda: state.__setitem__("prefix", os.urandom(12).hex()))
     counter = itertools.count(1)
-    pid = os.getpid()
 
     def next_id() -> str:
-        nonlocal prefix, pid
-        if os.getpid() != pid:  # a forked child must not repeat its parent's ids
-            prefix, pid = os.urandom(12).hex(), os.getpid()
-        return f"{prefix}-{next(counter)}"
+        return f"{state['prefix']}-{next(counter)}"
 
     return next_id
 
@@ -163,75 +168,116 @@ class Mapper:
                 "host": rec.get("nodename"), "pid": rec.get("pid")}
 
     def _task(self, rec: Record, type_: str, seq: int) -> Optional[Event]:
-        request = rec.get("request") if isinstance(rec.get("request"), dict) else {}
-        message = rec.get("message") if isinstance(rec.get("message"), dict) else {}
-        headers = rec.get("headers") or message.get("headers") or {}
+        request = rec.get("request")
+        if not isinstance(request, dict):
+            request = {}
+        request_dict = request.get("request_dict")
+        if not isinstance(request_dict, dict):
+            request_dict = None
+        message = rec.get("message")
+        if not isinstance(message, dict):
+            message = {}
+        headers = rec.get("headers") or message.get("headers")
         if not isinstance(headers, dict):
             headers = {}
-        task_id = rec.get("task_id") or headers.get("id") or request.get("id")
+        # Where the linking fields are: the message headers (publish, unknown, rejected, and the
+        # worker's received, whose request_dict is the headers) or the task's request Context.
+        if type_ in _FROM_HEADERS:
+            src = headers
+        elif type_ == "received" and request_dict is not None:
+            src = request_dict
+        else:
+            src = request
+        task_id = rec.get("task_id") or src.get("id") or request.get("id")
         if not task_id:
             return None  # e.g. a rejected message without an id: nothing to attach it to
-        ev = self._base(rec, "task", type_, seq)
-        src = headers if type_ in ("published", "unknown", "rejected") else request
-        embed = (rec.get("body") or {}).get("embed") if type_ == "published" else request.get("embed")
-        if not isinstance(embed, dict):
-            embed = {"chain": request.get("chain"), "chord": request.get("chord"),
-                     "callbacks": request.get("callbacks"), "errbacks": request.get("errbacks")}
-        ev.update(
-            task_id=task_id,
-            name=rec.get("task_name") or headers.get("task") or request.get("name") or request.get("task"),
-            trace_id=rec.get("trace_id"),
-            root_id=src.get("root_id"),
-            parent_id=src.get("parent_id"),
-            group_id=src.get("group"),
-            group_index=src.get("group_index"),
-        )
+        ev: Event = {"v": 1, "id": self.new_id(), "kind": "task", "type": type_, "ts": rec["ts"], "seq": seq,
+                     "host": rec.get("nodename"), "pid": rec.get("pid"), "task_id": task_id,
+                     "name": rec.get("task_name") or headers.get("task") or request.get("name") or request.get("task")}
+        trace = rec.get("trace_id")
+        if trace:
+            ev["trace_id"] = trace
         retries = src.get("retries")
-        if retries is None and isinstance(request.get("request_dict"), dict):
-            retries = request["request_dict"].get("retries")
+        if retries is None and request_dict is not None:
+            retries = request_dict.get("retries")
         if retries is not None:
             ev["retries"] = retries
-        delivery = request.get("delivery_info") or message.get("delivery_info") or {}
-        if isinstance(delivery, dict):
+        delivery = request.get("delivery_info") or message.get("delivery_info") or (request_dict or {}).get("delivery_info")
+        if isinstance(delivery, dict) and delivery:
             if delivery.get("redelivered"):
                 ev["redelivered"] = True
-            if delivery.get("is_eager") or request.get("is_eager"):
+            if delivery.get("is_eager"):
                 ev["eager"] = True
             if delivery.get("routing_key"):
                 ev["queue"] = delivery["routing_key"]
+        if request.get("is_eager"):
+            ev["eager"] = True
+        eager = ev.get("eager", False)
         if type_ == "published":
-            ev["queue"] = rec.get("routing_key") or None
-            publisher = rec.get("publishing_task") or {}
-            ev["publisher_task_id"] = publisher.get("id") if isinstance(publisher, dict) else None
-        if src.get("eta"):
-            ev["eta"] = _iso(src.get("eta"))
-        if src.get("expires"):
-            ev["expires"] = _iso(src.get("expires"))
-        if type_ in _ANNOUNCING:
-            chord = embed.get("chord")
-            if isinstance(chord, dict) and _options(chord).get("task_id"):
-                ev["chord_callback_id"] = _options(chord)["task_id"]
-                ev["chord_callback_name"] = _signature_name(chord)
-            steps = chain_steps(embed.get("chain"))
+            if rec.get("routing_key"):
+                ev["queue"] = rec["routing_key"]
+            publisher = rec.get("publishing_task")
+            if isinstance(publisher, dict) and publisher.get("id"):
+                ev["publisher_task_id"] = publisher["id"]
+        # Links (root, parent, group, eta...) go out with the events that first describe a message;
+        # the outcome events of the same attempt only need the attempt (task_id + retries).
+        if type_ in _DESCRIBING or (type_ == "started" and eager):
+            for key, field in _LINKS:
+                value = src.get(key)
+                if value is not None:
+                    ev[field] = value
+            for key in ("eta", "expires"):
+                if src.get(key):
+                    ev[key] = _iso(src[key])
+        if type_ in _ANNOUNCING and (type_ != "started" or eager):
+            self._announce(rec, type_, request, ev)
+        self._outcome(rec, type_, ev)
+        return ev
+
+    def _announce(self, rec: Record, type_: str, request: Dict[str, Any], ev: Event) -> None:
+        """Chain steps, chord callback, link callbacks and the arguments, from the embed/body."""
+        if type_ == "published":
+            body = rec.get("body") or {}
+            embed = body.get("embed")
+        else:
+            body = None
+            embed = request.get("embed")
+        if not isinstance(embed, dict):
+            embed = request  # a request Context has chain/chord/callbacks/errbacks at the top level
+        chord = embed.get("chord")
+        if isinstance(chord, dict) and _options(chord).get("task_id"):
+            ev["chord_callback_id"] = _options(chord)["task_id"]
+            ev["chord_callback_name"] = _signature_name(chord)
+        if embed.get("chain"):
+            steps = chain_steps(embed["chain"])
             if steps:
                 ev["chain"] = steps
-            callbacks = linked(embed.get("callbacks"))
-            errbacks = linked(embed.get("errbacks"))
-            if callbacks:
-                ev["callbacks"] = callbacks
-            if errbacks:
-                ev["errbacks"] = errbacks
-            # Arguments travel once, with the publish; eager runs (no publish) send them at the start.
-            if self.capture_args and (type_ == "published" or ev.get("eager")):
-                body = rec.get("body") or {}
-                args = body.get("args") if type_ == "published" else rec.get("args", request.get("args"))
-                kwargs = body.get("kwargs") if type_ == "published" else rec.get("kwargs", request.get("kwargs"))
-                if args is not None:
-                    ev["args"] = self.scrub(args)
-                if kwargs is not None:
-                    ev["kwargs"] = self.scrub(kwargs)
-        self._outcome(rec, type_, ev)
-        return {k: v for k, v in ev.items() if v is not None or k in ("host", "name", "state")}
+        callbacks = linked(embed.get("callbacks"))
+        if callbacks:
+            ev["callbacks"] = callbacks
+        errbacks = linked(embed.get("errbacks"))
+        if errbacks:
+            ev["errbacks"] = errbacks
+        if not self.capture_args:
+            return
+        # Arguments travel once, with the publish. A received message without the trace header was
+        # published by an uninstrumented client: the worker sends them instead. Eager runs have
+        # neither publish nor received: their start sends them.
+        if body is not None:
+            args, kwargs = body.get("args"), body.get("kwargs")
+        elif type_ == "received":
+            request_dict = request.get("request_dict") or {}
+            if request_dict.get(TRACE_HEADER):
+                return
+            args = request.get("args", request_dict.get("args"))
+            kwargs = request.get("kwargs", request_dict.get("kwargs"))
+        else:
+            args = rec.get("args", request.get("args"))
+            kwargs = rec.get("kwargs", request.get("kwargs"))
+        if args is not None:
+            ev["args"] = self.scrub(args)
+        if kwargs is not None:
+            ev["kwargs"] = self.scrub(kwargs)
 
     def _outcome(self, rec: Record, type_: str, ev: Event) -> None:
         if type_ == "succeeded":

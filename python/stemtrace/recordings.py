@@ -9,23 +9,28 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Set
 
 from .mapping import Mapper, trace_key
 from .scrub import Scrubber
+from .trace import TRACE_HEADER
 
 #: uuid5 namespace so converted fixtures are byte-for-byte reproducible.
 _NAMESPACE = uuid.UUID("5f0c7e52-6a43-4f7e-9a53-3a7c8d1b9e10")
 
 
-def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    """A recorded line in the recorder's shape → the record ``extract`` builds from live signals."""
+def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, Dict[str, Any]], published: Set[str]) -> Dict[str, Any]:
+    """A recorded line in the recorder's shape → the record ``extract`` builds from live signals.
+    ``traces`` (task id → trace key) and ``published`` (ids seen published) carry state between lines."""
     rec = {k: v for k, v in line.items() if not k.startswith("lab_")}
     signal = line["signal"]
     if line.get("lab_request_matches_task_id") is False:
         rec.pop("request", None)  # signals from the main process: sender.request is not this task's
-    if isinstance(rec.get("request"), dict) and "request_dict" in rec["request"]:
-        rec["request"] = dict(rec["request"], retries=rec["request"].get("retries", rec["request"]["request_dict"].get("retries")))
+    if signal == "task_postrun" and line.get("state") == "SUCCESS":
+        # The live producer connects no task_success receiver: postrun[SUCCESS] carries the return
+        # value and becomes the one `succeeded` event (signals.on_postrun).
+        rec["signal"] = "task_success"
+        rec["result"] = line.get("retval")
     if "lab_runtime_s" in line:
         rec["runtime_s"] = line["lab_runtime_s"]
     if "traceback_text" in line or isinstance(line.get("einfo"), dict):
@@ -41,6 +46,7 @@ def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, D
         trace = trace_key(headers, (line.get("body") or {}).get("embed"), traces.get(publisher_id) if publisher_id else None, None)
         # The live producer writes this into headers["stemtrace_trace_id"]; every later event reads it back.
         traces.setdefault(headers.get("id"), trace)
+        published.add(headers.get("id"))
         rec["trace_id"] = traces[headers.get("id")]
     elif line.get("task_id") or (line.get("message") or {}).get("headers", {}).get("id"):
         task_id = line.get("task_id") or line["message"]["headers"]["id"]
@@ -49,6 +55,10 @@ def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, D
             src = (line.get("message") or {}).get("headers") or line.get("request") or {}
             traces[task_id] = trace_key({"id": task_id, "root_id": src.get("root_id"), "group": src.get("group")}, None, None, None)
         rec["trace_id"] = traces[task_id]
+        request = rec.get("request")
+        if signal == "task_received" and task_id in published and isinstance(request, dict) and isinstance(request.get("request_dict"), dict):
+            # The header the live producer's publish added (the recorder's client had no producer).
+            rec["request"] = dict(request, request_dict=dict(request["request_dict"], **{TRACE_HEADER: traces[task_id]}))
     node = line.get("nodename")
     if node:
         info = workers.setdefault(node, {})
@@ -70,9 +80,15 @@ def convert(path: Path) -> List[Dict[str, Any]]:
     mapper = Mapper(Scrubber(), new_id=lambda: str(uuid.uuid5(_NAMESPACE, f"{scenario}:{next(counter)}")))
     traces: Dict[str, str] = {}
     workers: Dict[str, Dict[str, Any]] = {}
+    published: Set[str] = set()
+    # task_success lines that a postrun[SUCCESS] of the same process follows: the live producer
+    # emits those successes at postrun (see to_record), so they are skipped here.
+    merged = {(l.get("pid"), l.get("task_id")) for l in lines if l["signal"] == "task_postrun" and l.get("state") == "SUCCESS"}
     events = []
     for line in lines:
-        event = mapper(to_record(line, traces, workers), line.get("lab_seq", 0))
+        if line["signal"] == "task_success" and (line.get("pid"), line.get("task_id")) in merged:
+            continue
+        event = mapper(to_record(line, traces, workers, published), line.get("lab_seq", 0))
         if event is not None:
             events.append(event)
     return events

@@ -51,13 +51,17 @@ class Sender:
         atexit.register(self.flush, 2.0)
 
     def enqueue(self, record: Dict[str, Any]) -> None:
-        """Called from signal handlers: O(1), no I/O."""
-        if len(self._queue) >= self.config.queue_size:
+        """Called from signal handlers: O(1), no I/O, no lock."""
+        queue = self._queue
+        size = len(queue)
+        if size >= self.config.queue_size:
             self.dropped += 1  # deque(maxlen) drops the oldest on append
-        self._queue.append(record)
+        queue.append(record)
         if self._pid != _PID["pid"]:
             self._start()
-        if len(self._queue) >= self.config.batch_size:
+        if size + 1 == self.config.batch_size:
+            # A full batch is waiting: wake the sender once, at the crossing (Event.set takes a
+            # lock; the sender drains everything above a batch before it sleeps again).
             self._wake.set()
 
     def _start(self) -> None:

@@ -6,12 +6,14 @@ import functools
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from celery import signals
 
 from . import extract
+from .mapping import trace_key
 from .sender import Sender
+from .trace import TRACE_HEADER
 
 log = logging.getLogger("stemtrace")
 
@@ -34,7 +36,8 @@ class SignalHandlers:
         self.app = app
         self.sender = sender
         self.heartbeat_interval = heartbeat_interval
-        self._started: Dict[str, float] = {}
+        #: task id → (monotonic start, prerun record), from prerun to postrun in the same process.
+        self._started: Dict[str, Tuple[float, Dict[str, Any]]] = {}
         self._heartbeat: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -55,26 +58,36 @@ class SignalHandlers:
 
     # ---- tasks ----
 
-    @_safe
     def on_publish(self, sender: Any = None, body: Any = None, headers: Any = None, routing_key: Any = None, **_: Any) -> None:
-        if not isinstance(headers, dict) or not headers.get("id"):
-            return  # protocol 1 or foreign messages: nothing we can attach
-        from celery import current_task
+        try:
+            if not isinstance(headers, dict) or not headers.get("id"):
+                return  # protocol 1 or foreign messages: nothing we can attach
+            self.sender.enqueue(extract.publish(sender, body, headers, routing_key))
+        except Exception:  # never into Celery (inlined _safe: this runs for every task)
+            log.debug("stemtrace handler %s failed", "on_publish", exc_info=True)
 
-        self.sender.enqueue(extract.publish(sender, body, headers, routing_key, current_task))
-
-    @_safe
     def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
-        if request is not None:
-            self.sender.enqueue(extract.received(request))
+        try:
+            if request is not None:
+                self.sender.enqueue(extract.received(request))
+        except Exception:  # never into Celery (inlined _safe: this runs for every task)
+            log.debug("stemtrace handler %s failed", "on_received", exc_info=True)
 
-    @_safe
     def on_prerun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
-        if task_id:
-            self._started[task_id] = time.monotonic()
-        rec = extract.task_signal("task_prerun", task or sender, task_id)
-        rec["args"], rec["kwargs"] = args, kwargs
-        self.sender.enqueue(rec)
+        try:
+            req = task.request
+            # The worker's `received` already described the message; an eager run has no received (and
+            # no publish), so only then does the start carry the links and the arguments.
+            eager = bool(req.is_eager)
+            rec = extract.base("task_prerun", task_id, task.name)
+            rec["request"] = extract.context_dict(req, eager)
+            rec["trace_id"] = extract.request_trace(req)
+            if eager:
+                rec["args"], rec["kwargs"] = args, kwargs
+            self._started[task_id] = (time.monotonic(), rec)
+            self.sender.enqueue(rec)
+        except Exception:  # never into Celery (inlined _safe: this runs for every task)
+            log.debug("stemtrace handler %s failed", "on_prerun", exc_info=True)
 
     @_safe
     def on_failure(self, sender: Any = None, task_id: Optional[str] = None, exception: Any = None, traceback: Any = None, einfo: Any = None, **_: Any) -> None:
@@ -96,20 +109,28 @@ class SignalHandlers:
                          "when": when if isinstance(when, (int, float)) else extract._iso(when)}
         self.sender.enqueue(rec)
 
-    @_safe
     def on_postrun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, retval: Any = None, state: Any = None, **_: Any) -> None:
-        # task_success is not connected: postrun (same process, always right after it) carries the
-        # return value too, so a success is one `succeeded` event with result, state and runtime —
-        # one signal dispatch and one event fewer per task on the worker's hot path.
-        succeeded = state == "SUCCESS"
-        rec = extract.task_signal("task_success" if succeeded else "task_postrun", task or sender, task_id, full=False)
-        rec["state"] = state
-        if succeeded:
-            rec["result"] = retval
-        started = self._started.pop(task_id, None) if task_id else None
-        if started is not None:
-            rec["runtime_s"] = time.monotonic() - started
-        self.sender.enqueue(rec)
+        try:
+            # task_success is not connected: postrun fires right after it in the same process and
+            # carries the return value too, so a success is ONE `succeeded` event with result, state
+            # and runtime (one signal dispatch and one event fewer per task on the hot path).
+            # The signal is chosen by postrun's state, which is SUCCESS exactly when task_success fired.
+            signal = "task_success" if state == "SUCCESS" else "task_postrun"
+            started = self._started.pop(task_id, None) if task_id else None
+            if started is not None:
+                # The attempt as prerun saw it: no second walk through task.request.
+                t0, prerun = started
+                rec = extract.base(signal, task_id, prerun["task_name"])
+                rec["request"], rec["trace_id"] = prerun["request"], prerun["trace_id"]
+                rec["runtime_s"] = time.monotonic() - t0
+            else:
+                rec = extract.task_signal(signal, task or sender, task_id, full=False)
+            rec["state"] = state
+            if signal == "task_success":
+                rec["result"] = retval
+            self.sender.enqueue(rec)
+        except Exception:  # never into Celery (inlined _safe: this runs for every task)
+            log.debug("stemtrace handler %s failed", "on_postrun", exc_info=True)
 
     @_safe
     def on_revoked(self, sender: Any = None, request: Any = None, terminated: Any = None, signum: Any = None, expired: Any = None, **_: Any) -> None:
@@ -126,7 +147,7 @@ class SignalHandlers:
         rec = extract.base("task_unknown", id or headers.get("id"), name or headers.get("task"))
         rec["message"] = {"headers": headers, "delivery_info": dict(getattr(message, "delivery_info", None) or {})}
         rec["exception"] = extract.exception_info(exc)
-        rec["trace_id"] = headers.get("stemtrace_trace_id")
+        rec["trace_id"] = headers.get(TRACE_HEADER) or trace_key(headers, None, None, None)
         self.sender.enqueue(rec)
 
     @_safe
@@ -137,7 +158,7 @@ class SignalHandlers:
         rec = extract.base("task_rejected", headers["id"], headers.get("task"))
         rec["message"] = {"headers": headers, "delivery_info": dict(getattr(message, "delivery_info", None) or {})}
         rec["exception"] = extract.exception_info(exc)
-        rec["trace_id"] = headers.get("stemtrace_trace_id")
+        rec["trace_id"] = headers.get(TRACE_HEADER) or trace_key(headers, None, None, None)
         self.sender.enqueue(rec)
 
     @_safe
@@ -145,7 +166,7 @@ class SignalHandlers:
         rec = extract.base("task_internal_error", task_id, getattr(sender, "name", None))
         if isinstance(request, dict):
             rec["request"] = {k: request.get(k) for k in ("id", "retries", "root_id", "parent_id", "group", "group_index")}
-            rec["trace_id"] = request.get("stemtrace_trace_id")
+            rec["trace_id"] = request.get(TRACE_HEADER) or (trace_key(request, None, None, None) if request.get("id") else None)
         rec["exception"] = extract.exception_info(exception)
         rec["traceback"] = extract.einfo_traceback(einfo, traceback)
         self.sender.enqueue(rec)
@@ -177,10 +198,13 @@ class SignalHandlers:
             queues = sorted(q.name for q in consumer.task_consumer.queues)
         except Exception:
             queues = sorted(getattr(self.app.amqp, "queues", {}) or [])
+        pool_name = pool.__module__.rsplit(".", 1)[-1] if pool else None
+        concurrency = getattr(getattr(consumer, "controller", None), "concurrency", None)
         return {
             "registered": registered_tasks(self.app),
-            "pool": (pool.__module__.rsplit(".", 1)[-1] if pool else None),
-            "concurrency": getattr(getattr(consumer, "controller", None), "concurrency", None),
+            "pool": pool_name,
+            # -P solo runs one task at a time whatever -c says (Celery's banner shows -c anyway).
+            "concurrency": 1 if pool_name == "solo" else concurrency,
             "queues": queues,
             "sw_ver": celery.__version__,
             "freq": self.heartbeat_interval,

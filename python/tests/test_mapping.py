@@ -31,7 +31,8 @@ class MappingTest(unittest.TestCase):
 
     def test_single_success_lifecycle(self):
         types = [e["type"] for e in events("01_single_success")]
-        self.assertEqual(types, ["published", "received", "started", "succeeded", "postrun"])
+        # The live producer turns task_success + postrun[SUCCESS] into one succeeded event.
+        self.assertEqual(types, ["published", "received", "started", "succeeded"])
         published = events("01_single_success")[0]
         self.assertEqual(published["queue"], "celery")
         self.assertEqual(published["args"], [2, 3])
@@ -39,11 +40,18 @@ class MappingTest(unittest.TestCase):
         succeeded = events("01_single_success")[3]
         self.assertEqual(succeeded["result"], 5)
         self.assertEqual(succeeded["host"], "lab1@vm")
+        self.assertEqual(succeeded["state"], "SUCCESS")
+        self.assertGreater(succeeded["runtime_ms"], 0)
+        # Arguments travel once, with the publish; links once, with published/received.
+        self.assertNotIn("args", events("01_single_success")[1])
+        self.assertNotIn("root_id", succeeded)
 
     def test_chain_is_announced_in_execution_order(self):
         ids = meta("05_chain")["ids"]["chain_ids_first_to_last"]
         first = events("05_chain")[0]
         self.assertEqual([s["task_id"] for s in first["chain"]], ids[1:])
+        received = next(e for e in events("05_chain") if e["type"] == "received" and e["task_id"] == ids[0])
+        self.assertEqual([s["task_id"] for s in received["chain"]], ids[1:])
 
     def test_chord_header_names_its_callback(self):
         m = meta("07_chord")["ids"]
