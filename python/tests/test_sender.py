@@ -107,6 +107,38 @@ class SenderTest(unittest.TestCase):
         self.assertTrue(sender.flush(5))
         self.assertEqual([e["n"] for e in self.sink.events()], [0, 2])
 
+    def test_batches_stay_under_the_servers_size_limit(self):
+        sender = Sender(load_config(url=self.sink.url, flush_interval=0.05), identity)
+        for i in range(30):
+            sender.enqueue({"n": i, "blob": "x" * 100_000})  # 3 MB in all
+        self.assertTrue(sender.flush(10))
+        self.assertEqual([e["n"] for e in self.sink.events()], list(range(30)))
+        self.assertGreaterEqual(len(self.sink.batches), 4)
+        for batch in self.sink.batches:
+            self.assertLessEqual(len(json.dumps(batch, separators=(",", ":"))), 1024 * 1024)
+
+    def test_a_forked_child_sends_only_its_own_events(self):
+        import os
+
+        sender = Sender(load_config(url=self.sink.url, flush_interval=0.05), identity)
+        sender._post = lambda body: 202  # the parent's network is not under test here
+        sender.enqueue({"n": "parent", "pid": os.getpid()})
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: what would it send?
+            try:
+                sent = []
+                sender._post = lambda body: sent.extend(json.loads(gzip.decompress(body))["events"]) or 202
+                sender.enqueue({"n": "child", "pid": os.getpid()})
+                sender.flush(5)
+                os.write(write, json.dumps([(e["n"], e["seq"]) for e in sent]).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(child, 0)
+        with os.fdopen(read) as pipe:
+            self.assertEqual(json.loads(pipe.read()), [["child", 1]])
+
 
 if __name__ == "__main__":
     unittest.main()
