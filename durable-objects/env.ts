@@ -16,6 +16,12 @@ export interface Env {
   STUCK_PENDING_S?: string;
   STUCK_RECEIVED_S?: string;
   STUCK_STARTED_S?: string;
+  /** JSON object: task name → running timeout in seconds. */
+  STUCK_STARTED_BY_NAME?: string;
+  STUCK_STARTED_FACTOR?: string;
+  STUCK_STARTED_FLOOR_S?: string;
+  STUCK_STARTED_HISTORY_RUNS?: string;
+  UNREGISTERED_GRACE_S?: string;
   WORKER_LOST_MULTIPLIER?: string;
   MAX_BATCH_BYTES?: string;
   UPSTASH_REDIS_REST_URL?: string;

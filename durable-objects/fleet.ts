@@ -1,10 +1,15 @@
 import { DurableObject } from "cloudflare:workers";
 import type { WorkerInfo, WorkerStatus } from "../shared/api";
 import type { RegisteredTask, WorkerEvent } from "../shared/wire";
+import type { LiveRegistry, WorkerChange } from "./anomaly-watch";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql } from "./sql";
 
 const DEFAULT_HEARTBEAT_S = 2;
+/** A worker whose status did not change is re-announced on `/api/live` at most this often. */
+const ANNOUNCE_EVERY_S = 10;
+/** Worker event ids are remembered this long for dedupe (a producer retries a batch within seconds). */
+const DEDUPE_WINDOW_S = 3600;
 
 const MIGRATIONS = [
   `CREATE TABLE workers (
@@ -13,6 +18,7 @@ const MIGRATIONS = [
      freq REAL, sessions INTEGER NOT NULL DEFAULT 0, active TEXT NOT NULL DEFAULT '[]',
      registered TEXT NOT NULL DEFAULT '[]', lost_due_at REAL);
    CREATE TABLE seen_events (id TEXT PRIMARY KEY, ts REAL NOT NULL);`,
+  `CREATE INDEX seen_events_by_ts ON seen_events (ts);`,
 ];
 
 interface WorkerRow extends Record<string, SqlStorageValue> {
@@ -56,6 +62,9 @@ function toInfo(row: WorkerRow): WorkerInfo {
  */
 export class Fleet extends DurableObject<Env> {
   protected sql: Sql;
+  private alarmAt: number | null | undefined;
+  private prunedAt = 0;
+  private announcedAt = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -67,25 +76,38 @@ export class Fleet extends DurableObject<Env> {
     return numberVar(this.env.WORKER_LOST_MULTIPLIER, 3);
   }
 
-  /** Applies worker events (deduplicated by id, applied in timestamp order). */
+  /**
+   * Applies worker events (deduplicated by id, applied in timestamp order). Transitions that end
+   * running tasks (cold shutdown, restart, heartbeats resuming after a loss) are told to the traces
+   * that have tasks running on that worker.
+   */
   async ingest(events: WorkerEvent[]): Promise<{ accepted: number; duplicates: number }> {
     let accepted = 0;
-    const changed = new Set<string>();
+    const changed = new Map<string, boolean>(); // host → status or session changed
+    const transitions: WorkerChange[] = [];
     for (const e of [...events].sort((a, b) => a.ts - b.ts || a.seq - b.seq)) {
       if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${e.ts})`.rowsWritten === 0) continue;
       accepted++;
-      this.apply(e);
-      changed.add(e.host);
+      const result = this.apply(e);
+      changed.set(e.host, (changed.get(e.host) ?? false) || result.statusChanged);
+      if (result.transition) transitions.push(result.transition);
     }
-    this.sql`DELETE FROM seen_events WHERE ts < ${Date.now() / 1000 - 86400}`;
+    const now = Date.now() / 1000;
+    if (now - this.prunedAt > 60) {
+      this.prunedAt = now;
+      this.sql`DELETE FROM seen_events WHERE ts < ${now - DEDUPE_WINDOW_S}`;
+    }
     await this.rearmAlarm();
-    if (changed.size) await this.announce([...changed]);
+    // Heartbeats are most of the traffic: re-announce an unchanged worker only every few seconds.
+    const announce = [...changed].filter(([host, statusChanged]) => statusChanged || now - (this.announcedAt.get(host) ?? 0) >= ANNOUNCE_EVERY_S);
+    if (announce.length) await this.announce(announce.map(([host]) => host));
+    for (const t of transitions) await this.tellTraces(t);
     return { accepted, duplicates: events.length - accepted };
   }
 
-  protected apply(e: WorkerEvent): void {
+  protected apply(e: WorkerEvent): { statusChanged: boolean; transition: WorkerChange | null } {
     const existing = this.sql<WorkerRow>`SELECT * FROM workers WHERE hostname = ${e.host}`.toArray()[0];
-    if (existing && e.ts < existing.last_seen - 0.001 && e.type !== "online") return; // stale
+    if (existing && e.ts < existing.last_seen - 0.001 && e.type !== "online") return { statusChanged: false, transition: null }; // stale
     const freq = e.freq ?? existing?.freq ?? DEFAULT_HEARTBEAT_S;
     const status: WorkerStatus = e.type === "offline" ? "OFFLINE" : e.type === "shutting_down" ? (existing?.status as WorkerStatus) ?? "ONLINE" : "ONLINE";
     const lostDue = status === "ONLINE" ? e.ts + freq * this.lostMultiplier : null;
@@ -94,9 +116,21 @@ export class Fleet extends DurableObject<Env> {
                VALUES (${e.host}, ${status}, ${e.pid ?? null}, ${e.pool ?? null}, ${e.concurrency ?? null}, ${JSON.stringify(e.queues ?? [])},
                        ${e.sw_ver ?? null}, ${e.ts}, ${e.ts}, ${freq}, 1, ${JSON.stringify(e.active ?? [])},
                        ${JSON.stringify(e.registered ?? [])}, ${lostDue})`;
-      return;
+      return { statusChanged: true, transition: null };
     }
     const newSession = e.type === "online" && (existing.status !== "ONLINE" || e.pid !== existing.pid);
+    // Tasks still running from an earlier process cannot finish; a cold stop ends them now; a lost
+    // worker heard from again (same process) was only slow.
+    const transition: WorkerChange | null =
+      newSession && existing.pid !== null && e.pid !== existing.pid
+        ? { host: e.host, kind: "restart", ts: e.ts }
+        : e.type === "shutting_down" && e.how === "cold"
+          ? { host: e.host, kind: "cold", ts: e.ts }
+          : existing.status === "LOST" && status === "ONLINE" && !newSession
+            ? { host: e.host, kind: "back", ts: e.ts }
+            : existing.status === "LOST" && newSession
+              ? { host: e.host, kind: "restart", ts: e.ts }
+              : null;
     this.sql`UPDATE workers SET status = ${status}, pid = ${e.pid ?? existing.pid}, pool = ${e.pool ?? existing.pool},
                concurrency = ${e.concurrency ?? existing.concurrency}, queues = ${e.queues ? JSON.stringify(e.queues) : existing.queues},
                sw_ver = ${e.sw_ver ?? existing.sw_ver}, last_seen = ${Math.max(e.ts, existing.last_seen)}, freq = ${freq},
@@ -104,6 +138,7 @@ export class Fleet extends DurableObject<Env> {
                active = ${e.active ? JSON.stringify(e.active) : e.type === "offline" ? "[]" : existing.active},
                registered = ${e.registered ? JSON.stringify(e.registered) : existing.registered}, lost_due_at = ${lostDue}
              WHERE hostname = ${e.host}`;
+    return { statusChanged: status !== existing.status || newSession || !!e.registered, transition };
   }
 
   async list(): Promise<WorkerInfo[]> {
@@ -127,26 +162,62 @@ export class Fleet extends DurableObject<Env> {
     return out;
   }
 
-  private async rearmAlarm(): Promise<void> {
-    const next = this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
-    if (next === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(Math.ceil(next * 1000));
+  /** Online workers with their queues, and which of them register each task name (for anomaly checks). */
+  async liveRegistry(): Promise<LiveRegistry> {
+    const online = this.sql<{ hostname: string; queues: string; registered: string }>`
+      SELECT hostname, queues, registered FROM workers WHERE status = 'ONLINE' ORDER BY hostname`.toArray();
+    const names: Record<string, string[]> = {};
+    const workers = online.map((row) => {
+      const defs = JSON.parse(row.registered) as RegisteredTask[];
+      for (const def of defs) (names[def.name] ??= []).push(row.hostname);
+      return { hostname: row.hostname, queues: JSON.parse(row.queues) as string[], registers: defs.length > 0 };
+    });
+    return { online: workers, names };
   }
 
-  /** Marks workers whose heartbeats stopped as LOST. Idempotent. */
+  /** One alarm: the earliest heartbeat deadline of an online worker. Set only when it moves. */
+  private async rearmAlarm(): Promise<void> {
+    const due = this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
+    const next = due === null ? null : Math.ceil(due * 1000);
+    if (next === this.alarmAt) return;
+    this.alarmAt = next;
+    if (next === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(next);
+  }
+
+  /** Marks workers whose heartbeats stopped as LOST and tells their traces. Idempotent. */
   async alarm(): Promise<void> {
+    this.alarmAt = undefined;
     const now = Date.now() / 1000;
     const lost = this.sql<{ hostname: string }>`
       SELECT hostname FROM workers WHERE status = 'ONLINE' AND lost_due_at IS NOT NULL AND lost_due_at <= ${now + 0.001}`.toArray();
     for (const w of lost) this.sql`UPDATE workers SET status = 'LOST', lost_due_at = NULL WHERE hostname = ${w.hostname}`;
-    if (lost.length) await this.announce(lost.map((w) => w.hostname));
     await this.rearmAlarm();
+    if (lost.length) await this.announce(lost.map((w) => w.hostname));
+    for (const w of lost) await this.tellTraces({ host: w.hostname, kind: "lost", ts: now });
+  }
+
+  /**
+   * Tells every trace with tasks running on the worker: those the index knows run there, plus the
+   * ids of the worker's last heartbeat (the index can be about a second behind).
+   */
+  private async tellTraces(change: WorkerChange): Promise<void> {
+    const index = this.env.INDEX.getByName(INDEX_NAME);
+    try {
+      const active = JSON.parse(this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]?.active ?? "[]") as string[];
+      const traces = await index.tracesRunningOn(change.host, active);
+      await Promise.all(traces.map((traceId) => this.env.TRACE_GRAPH.getByName(traceId).workerChanged(change)));
+    } catch (err) {
+      console.error(`fleet: could not tell the traces of ${change.host} about ${change.kind}`, err);
+    }
   }
 
   private async announce(hostnames: string[]): Promise<void> {
     const index = this.env.INDEX.getByName(INDEX_NAME);
+    const now = Date.now() / 1000;
     for (const host of hostnames) {
       const info = await this.worker(host);
+      this.announcedAt.set(host, now);
       if (info) await index.publish({ type: "worker", seq: 0, worker: info });
     }
   }

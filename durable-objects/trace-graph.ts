@@ -1,9 +1,11 @@
 import { DurableObject } from "cloudflare:workers";
-import type { TaskDetail, TaskLink, TraceLiveMessage, TraceSnapshot, TraceSummary } from "../shared/api";
+import type { Anomaly, TaskDetail, TaskLink, TraceLiveMessage, TraceSnapshot, TraceSummary } from "../shared/api";
+import { anomalyConfigFrom, type AnomalyConfig, type Outage } from "../shared/anomalies";
 import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
 import { foldAttempts, foldPayload, foldTask, compareTaskEvents, isTerminal, type TaskRecord } from "../shared/task-fold";
 import type { TaskEvent } from "../shared/wire";
-import { INDEX_NAME, numberVar, type Env } from "./env";
+import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
+import { AnomalyWatch, type WorkerChange } from "./anomaly-watch";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql } from "./sql";
 
@@ -11,6 +13,8 @@ import { migrate, sqlFor, type Sql } from "./sql";
 export interface TraceReport {
   summary: TraceSummary;
   tasks: { task_id: string; name: string | null; state: string; runtime_ms: number | null; finished_at: number | null; worker: string | null }[];
+  /** Anomalies opened or resolved since the last report. */
+  anomalies: Anomaly[];
 }
 
 export interface IngestResult {
@@ -36,6 +40,16 @@ const MIGRATIONS = [
      worker TEXT, started_at REAL, finished_at REAL, PRIMARY KEY (task_id, retries, delivery));
    CREATE TABLE deadlines (key TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT, due_at REAL NOT NULL);
    CREATE INDEX tasks_unreported ON tasks (reported) WHERE reported = 0;`,
+  // Anomaly detection: anomalies (open and resolved), worker outages, watch deadlines by time.
+  `CREATE TABLE anomalies (
+     id TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT NOT NULL, task_name TEXT, since REAL NOT NULL,
+     detected_at REAL NOT NULL, resolved_at REAL, explanation TEXT NOT NULL, fix TEXT NOT NULL,
+     reported INTEGER NOT NULL DEFAULT 0);
+   CREATE INDEX anomalies_open ON anomalies (task_id) WHERE resolved_at IS NULL;
+   CREATE INDEX anomalies_unreported ON anomalies (reported) WHERE reported = 0;
+   CREATE TABLE outages (host TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (host, kind, ts));
+   CREATE INDEX tasks_by_worker ON tasks (worker, state);
+   CREATE INDEX deadlines_by_due ON deadlines (due_at);`,
 ];
 
 /**
@@ -50,10 +64,18 @@ export class TraceGraph extends DurableObject<Env> {
   private alarmAt: number | null | undefined;
   private retentionSetAt = 0;
   private summaryScheduled = false;
+  private outagesCache: Outage[] | undefined;
+  protected readonly anomalyConfig: AnomalyConfig;
+  protected readonly anomalies: AnomalyWatch;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
+    this.anomalyConfig = anomalyConfigFrom(env as unknown as Record<string, string | undefined>);
+    this.anomalies = new AnomalyWatch(this.sql, this.anomalyConfig, {
+      fleet: () => this.env.FLEET.getByName(FLEET_NAME),
+      index: () => this.env.INDEX.getByName(INDEX_NAME),
+    });
     ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
   }
 
@@ -114,22 +136,54 @@ export class TraceGraph extends DurableObject<Env> {
           previous.chord_callback_id !== record.chord_callback_id
         );
       });
+    await this.afterChange(changed, structureChanged, firstIngest);
+    return { accepted, duplicates: total - accepted };
+  }
+
+  /**
+   * After tasks were re-folded: anomalies and watches follow the new states, one delta goes to live
+   * sockets, and the index hears of it (at once for new anomalies, else coalesced to ~1/s).
+   */
+  private async afterChange(changed: TaskRecord[], structureChanged: boolean, reportNow = false): Promise<void> {
+    const now = Date.now() / 1000;
+    const anomaliesChanged = this.anomalies.onRecords(changed, now);
     const seq = this.seq + 1;
     this.setMeta("seq", seq);
-    this.onTasksChanged(changed);
     this.broadcastDelta(seq, changed, structureChanged);
-    if (firstIngest || this.summaryDue()) await this.reportToIndex();
+    if (reportNow || anomaliesChanged || this.summaryDue()) await this.reportToIndex();
     else if (!this.summaryScheduled) {
       this.scheduleDeadline("summary", "summary", null, Number(this.meta("reported_at") ?? 0) + SUMMARY_INTERVAL_S);
       this.summaryScheduled = true;
     }
     this.ensureRetention();
     await this.rearmAlarm();
-    return { accepted, duplicates: total - accepted };
   }
 
-  /** Hook for subclasses and the anomaly detector: called after tasks were re-folded. */
-  protected onTasksChanged(_records: TaskRecord[]): void {}
+  /** Worker outages recorded in this trace (cold shutdowns, heartbeat losses, restarts). */
+  private outages(): Outage[] {
+    this.outagesCache ??= this.sql<{ host: string; kind: string; ts: number }>`SELECT host, kind, ts FROM outages`
+      .toArray()
+      .map((o) => ({ host: o.host, kind: o.kind as Outage["kind"], ts: o.ts }));
+    return this.outagesCache;
+  }
+
+  /**
+   * The Fleet's news of a worker of this trace: a cold shutdown, heartbeat loss or restart ends its
+   * running tasks (INTERRUPTED / LOST); `back` (heartbeats resumed, same process) takes a loss back.
+   */
+  async workerChanged(change: WorkerChange): Promise<{ affected: number }> {
+    if (this.meta("trace_id") === null) return { affected: 0 };
+    if (change.kind === "back") this.sql`DELETE FROM outages WHERE host = ${change.host} AND kind = 'lost'`;
+    else this.sql`INSERT OR IGNORE INTO outages (host, kind, ts) VALUES (${change.host}, ${change.kind}, ${change.ts})`;
+    this.outagesCache = undefined;
+    const ids = this.sql<{ task_id: string }>`
+      SELECT task_id FROM tasks WHERE worker = ${change.host} AND state IN ('STARTED', 'INTERRUPTED', 'LOST')`
+      .toArray()
+      .map((r) => r.task_id);
+    if (ids.length === 0) return { affected: 0 };
+    await this.afterChange(this.refoldTasks(ids), false);
+    return { affected: ids.length };
+  }
 
   private taskEvents(taskId: string): TaskEvent[] {
     return this.sql<{ body: string }>`SELECT body FROM events WHERE task_id = ${taskId}`
@@ -154,8 +208,9 @@ export class TraceGraph extends DurableObject<Env> {
       eventsByTask.get(row.task_id)?.push(JSON.parse(row.body) as TaskEvent);
     const records: TaskRecord[] = [];
     const attempts: unknown[] = [];
+    const outages = this.outages();
     for (const [taskId, events] of eventsByTask) {
-      const record = foldTask(taskId, events);
+      const record = foldTask(taskId, events, outages);
       records.push(record);
       if (record.attempt_count > 1 || events.some((e) => e.retries))
         for (const a of foldAttempts(events.sort(compareTaskEvents)))
@@ -179,7 +234,7 @@ export class TraceGraph extends DurableObject<Env> {
     return records;
   }
 
-  private records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
+  protected records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
     return this.sql<{ record: string }>`SELECT record FROM tasks ORDER BY published_at IS NULL, published_at, task_id LIMIT ${limit}`
       .toArray()
       .map((r) => JSON.parse(r.record) as TaskRecord);
@@ -202,11 +257,18 @@ export class TraceGraph extends DurableObject<Env> {
     };
   }
 
-  /** Hook for anomaly badges on nodes. */
-  protected decorateNodes(_nodes: TraceSnapshot["nodes"]): void {}
+  /** Marks nodes that have an open anomaly with its kind. */
+  protected decorateNodes(nodes: TraceSnapshot["nodes"]): void {
+    this.anomalies.decorate(nodes);
+  }
 
   protected anomalyCount(): number {
-    return 0;
+    return this.anomalies.openCount();
+  }
+
+  /** This trace's anomalies, open and resolved, newest first. */
+  async anomalyList(): Promise<Anomaly[]> {
+    return this.meta("trace_id") === null ? [] : this.anomalies.list(this.traceId);
   }
 
   /** A task's detail: attempts, timeline, payload, parent and children; null if unknown here. */
@@ -285,7 +347,7 @@ export class TraceGraph extends DurableObject<Env> {
     this.sql`DELETE FROM deadlines WHERE key = 'summary'`;
     this.summaryScheduled = false;
     const tasks = this.sql<TraceReport["tasks"][number]>`SELECT task_id, name, state, runtime_ms, finished_at, worker FROM tasks WHERE reported = 0`.toArray();
-    const report: TraceReport = { summary: this.summaryFromTable(), tasks };
+    const report: TraceReport = { summary: this.summaryFromTable(), tasks, anomalies: this.anomalies.unreported(this.traceId) };
     // Marked before the await: a task changed while the report is in flight gets reported = 0 again.
     this.sql`UPDATE tasks SET reported = 1 WHERE reported = 0`;
     await this.env.INDEX.getByName(INDEX_NAME).report(report);
@@ -336,18 +398,22 @@ export class TraceGraph extends DurableObject<Env> {
         this.alarmAt = undefined;
         this.retentionSetAt = 0;
         this.summaryScheduled = false;
+        this.outagesCache = undefined;
+        this.anomalies.reset();
         migrate(this.ctx.storage.sql, MIGRATIONS);
         return;
       }
-      if (d.kind === "summary") await this.reportToIndex();
-      else await this.onDeadline(d.key, d.kind, d.task_id, now);
+      if (d.kind === "summary") continue; // reported below, once
+      if (d.kind === "graph_check") {
+        this.clearDeadline(d.key);
+        this.anomalies.checkGraph(buildGraph(this.records()), now);
+      }
     }
+    // Watches (stuck pending / received / started, registry checks) in one pass: one Fleet and one
+    // index call at most, however many are due.
+    await this.anomalies.runDueWatches(due.filter((d) => d.key.startsWith("watch:")).map((d) => d.task_id!), now);
+    if (due.some((d) => d.kind === "summary") || this.anomalies.hasUnreported()) await this.reportToIndex();
     await this.rearmAlarm();
-  }
-
-  /** Hook for the anomaly detector's deadlines (stuck pending / received / started). */
-  protected async onDeadline(key: string, _kind: string, _taskId: string | null, _now: number): Promise<void> {
-    this.clearDeadline(key);
   }
 
   // ---- live updates (WebSocket Hibernation API) ----
@@ -359,11 +425,13 @@ export class TraceGraph extends DurableObject<Env> {
 
   private broadcastDelta(seq: number, changed: TaskRecord[], structureChanged: boolean): void {
     if (this.ctx.getWebSockets().length === 0) return;
+    const nodes = changed.map(toGraphNode);
+    this.decorateNodes(nodes);
     const message = {
       type: "delta",
       trace_id: this.traceId,
       seq,
-      nodes: changed.map(toGraphNode),
+      nodes,
       structure_changed: structureChanged,
       summary: this.summaryFromTable(),
     } satisfies TraceLiveMessage;

@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
-import type { GlobalLiveMessage, RegistryEntry, TaskSearch, TraceList, TraceSummary, TaskState } from "../shared/api";
+import type { Anomaly, AnomalyKind, AnomalyList, GlobalLiveMessage, RegistryEntry, TaskSearch, TraceList, TraceSummary, TaskState } from "../shared/api";
+import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql } from "./sql";
@@ -27,9 +28,22 @@ export interface RunStats {
   last_run_at: number | null;
 }
 
+/** Filters of `GET /api/anomalies`. */
+export interface AnomalyQuery {
+  status?: "open" | "resolved" | "all" | undefined;
+  kind?: AnomalyKind | undefined;
+  trace_id?: string | undefined;
+  name?: string | undefined;
+  limit?: number | undefined;
+}
+
 /** The narrow interface both index backends implement (Durable Object, Upstash Redis). */
 export interface IndexBackend {
   report(report: TraceReport): Promise<void>;
+  listAnomalies(query: AnomalyQuery): Promise<AnomalyList>;
+  anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }>;
+  tracesRunningOn(host: string, taskIds: string[]): Promise<string[]>;
+  runtimeProfile(name: string): Promise<RuntimeProfile>;
   listTraces(query: TraceQuery): Promise<TraceList>;
   traceOfTask(taskId: string): Promise<string | null>;
   searchTasks(q: string, limit: number): Promise<TaskSearch>;
@@ -51,6 +65,12 @@ const MIGRATIONS = [
      finished_at REAL, worker TEXT, updated_at REAL NOT NULL);
    CREATE INDEX tasks_by_name ON tasks (name, finished_at);
    CREATE INDEX tasks_by_finished ON tasks (finished_at);`,
+  `CREATE TABLE anomalies (
+     id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, task_id TEXT NOT NULL, task_name TEXT, kind TEXT NOT NULL,
+     detected_at REAL NOT NULL, resolved_at REAL, body TEXT NOT NULL);
+   CREATE INDEX anomalies_by_time ON anomalies (detected_at DESC);
+   CREATE INDEX anomalies_open ON anomalies (kind) WHERE resolved_at IS NULL;
+   CREATE INDEX tasks_by_worker ON tasks (worker, state);`,
 ];
 
 export function encodeCursor(sortAt: number, traceId: string): string {
@@ -106,7 +126,58 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
                  runtime_ms = excluded.runtime_ms, finished_at = excluded.finished_at, worker = excluded.worker,
                  updated_at = excluded.updated_at`;
+    for (const a of report.anomalies ?? []) {
+      this.sql`INSERT INTO anomalies (id, trace_id, task_id, task_name, kind, detected_at, resolved_at, body)
+               VALUES (${a.id}, ${a.trace_id}, ${a.task_id}, ${a.task_name}, ${a.kind}, ${a.detected_at}, ${a.resolved_at}, ${JSON.stringify(a)})
+               ON CONFLICT (id) DO UPDATE SET resolved_at = excluded.resolved_at, body = excluded.body`;
+      this.broadcast({ type: "anomaly", seq: ++this.liveSeq, anomaly: a });
+    }
     this.broadcast({ type: "trace", seq: ++this.liveSeq, summary: s });
+  }
+
+  async listAnomalies(query: AnomalyQuery): Promise<AnomalyList> {
+    const status = query.status ?? "all";
+    const limit = Math.min(Math.max(query.limit ?? 200, 1), 1000);
+    const rows = this.sql<{ body: string }>`
+      SELECT body FROM anomalies
+      WHERE (${status} = 'all' OR (${status} = 'open' AND resolved_at IS NULL) OR (${status} = 'resolved' AND resolved_at IS NOT NULL))
+        AND (${query.kind ?? null} IS NULL OR kind = ${query.kind ?? null})
+        AND (${query.trace_id ?? null} IS NULL OR trace_id = ${query.trace_id ?? null})
+        AND (${query.name ?? null} IS NULL OR task_name = ${query.name ?? null})
+      ORDER BY resolved_at IS NOT NULL, detected_at DESC LIMIT ${limit}`.toArray();
+    return { anomalies: rows.map((r) => JSON.parse(r.body) as Anomaly) };
+  }
+
+  async anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }> {
+    const byKind: Record<string, number> = {};
+    const byName: Record<string, number> = {};
+    let open = 0;
+    for (const row of this.sql<{ kind: string; task_name: string | null; n: number }>`
+      SELECT kind, task_name, COUNT(*) AS n FROM anomalies WHERE resolved_at IS NULL GROUP BY kind, task_name`) {
+      open += row.n;
+      byKind[row.kind] = (byKind[row.kind] ?? 0) + row.n;
+      if (row.task_name) byName[row.task_name] = (byName[row.task_name] ?? 0) + row.n;
+    }
+    return { open, by_kind: byKind, by_name: byName };
+  }
+
+  /** Traces with tasks running (or about to) on a worker, plus the traces of the given task ids. */
+  async tracesRunningOn(host: string, taskIds: string[]): Promise<string[]> {
+    return this.sql<{ trace_id: string }>`
+      SELECT DISTINCT trace_id FROM tasks WHERE worker = ${host} AND state IN ('STARTED', 'RECEIVED', 'SCHEDULED', 'RETRY')
+      UNION SELECT trace_id FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`
+      .toArray()
+      .map((r) => r.trace_id);
+  }
+
+  /** How long a task name usually runs: finished runs and their 99th percentile. */
+  async runtimeProfile(name: string): Promise<RuntimeProfile> {
+    const runtimes = this.sql<{ runtime_ms: number }>`
+      SELECT runtime_ms FROM tasks WHERE name = ${name} AND runtime_ms IS NOT NULL ORDER BY finished_at DESC LIMIT 1000`
+      .toArray()
+      .map((r) => r.runtime_ms)
+      .sort((a, b) => a - b);
+    return { runs: runtimes.length, p99_ms: percentile(runtimes, 99) };
   }
 
   async listTraces(query: TraceQuery): Promise<TraceList> {

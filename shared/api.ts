@@ -183,6 +183,8 @@ export const RegistryEntry = z.object({
   module: z.string().nullable(),
   signature: z.string().nullable(),
   doc: z.string().nullable(),
+  /** Open anomalies of tasks with this name. */
+  open_anomalies: z.number().int(),
 });
 export type RegistryEntry = z.infer<typeof RegistryEntry>;
 export const Registry = z.object({ tasks: z.array(RegistryEntry) });

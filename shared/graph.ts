@@ -48,6 +48,7 @@ function placeholderRecord(p: Placeholder): TaskRecord {
     published_at: null,
     received_at: null,
     started_at: null,
+    last_started_at: null,
     finished_at: null,
     runtime_ms: null,
     exception_type: null,

@@ -5,6 +5,7 @@
  */
 import type { ChainStep, ExceptionInfo, LinkedSignature, TaskEvent, TaskEventType } from "./wire";
 import type { AttemptDetail, TaskState } from "./api";
+import type { Outage } from "./anomalies";
 
 /** published < received < started < succeeded/failed/retried < postrun (CELERY.md §5). */
 const LIFECYCLE_RANK: Record<TaskEventType, number> = {
@@ -56,6 +57,8 @@ export interface TaskRecord {
   published_at: number | null;
   received_at: number | null;
   started_at: number | null;
+  /** When the current (last) attempt started: what running timeouts and worker outages compare with. */
+  last_started_at: number | null;
   finished_at: number | null;
   runtime_ms: number | null;
   exception_type: string | null;
@@ -223,15 +226,37 @@ export function foldAttempts(sorted: TaskEvent[]): AttemptRecord[] {
   return attempts;
 }
 
-/** Folds a task's events (any order, duplicates allowed) into its record. */
-export function foldTask(taskId: string, events: readonly TaskEvent[]): TaskRecord {
+/**
+ * The outage that ended a still-running attempt: a cold shutdown, heartbeat loss or restart of its
+ * worker at or after the attempt started. A set, so the fold stays order-independent.
+ */
+function outageOf(attempt: AttemptRecord | undefined, outages: readonly Outage[]): Outage | null {
+  if (!attempt || attempt.state !== "STARTED" || !attempt.worker || attempt.started_at === null) return null;
+  let found: Outage | null = null;
+  for (const o of outages)
+    if (o.host === attempt.worker && o.ts >= attempt.started_at - 0.001 && (!found || o.ts < found.ts)) found = o;
+  return found;
+}
+
+const OUTAGE_REASON: Record<Outage["kind"], (host: string) => string> = {
+  cold: (host) => `worker ${host} shut down cold (SIGQUIT) while this ran`,
+  lost: (host) => `worker ${host} went silent (no heartbeat) while this ran`,
+  restart: (host) => `worker ${host} restarted without finishing it`,
+};
+
+/**
+ * Folds a task's events (any order, duplicates allowed) into its record. `outages` of workers turn
+ * a run that can no longer finish into INTERRUPTED (cold shutdown) or LOST; any later event wins.
+ */
+export function foldTask(taskId: string, events: readonly TaskEvent[], outages: readonly Outage[] = []): TaskRecord {
   const unique = new Map<string, TaskEvent>();
   for (const e of events) unique.set(e.id, e);
   const sorted = [...unique.values()].sort(compareTaskEvents);
   const attempts = foldAttempts(sorted);
   const last = attempts[attempts.length - 1];
+  const outage = outageOf(last, outages);
   // A retry attempt closed as RETRY while a later attempt exists is history; the last attempt speaks.
-  const state: TaskState = last?.state ?? "PENDING";
+  const state: TaskState = outage ? (outage.kind === "cold" ? "INTERRUPTED" : "LOST") : (last?.state ?? "PENDING");
   const names = [...new Set(sorted.map((e) => e.name).filter((n): n is string => !!n))];
   const replacement = replacementName(sorted);
   const notSelf = (id: string | null | undefined) => (id && id !== taskId ? id : null);
@@ -243,7 +268,7 @@ export function foldTask(taskId: string, events: readonly TaskEvent[]): TaskReco
     name: replacement ?? last?.name ?? names[0] ?? null,
     names,
     state,
-    state_reason: stateReason(state, sorted),
+    state_reason: outage ? OUTAGE_REASON[outage.kind](outage.host) : stateReason(state, sorted),
     trace_id: firstDefined(sorted, (e) => e.trace_id),
     root_id: firstDefined(sorted, (e) => e.root_id),
     parent_id: firstDefined(sorted, (e) => notSelf(e.parent_id)),
@@ -264,7 +289,8 @@ export function foldTask(taskId: string, events: readonly TaskEvent[]): TaskReco
     published_at: publishedAts.length ? Math.min(...publishedAts) : null,
     received_at: attempts.find((a) => a.received_at !== null)?.received_at ?? null,
     started_at: startedAts.length ? Math.min(...startedAts) : null,
-    finished_at: last && isTerminal(state) ? last.finished_at : null,
+    last_started_at: last?.started_at ?? null,
+    finished_at: outage ? outage.ts : last && isTerminal(state) ? last.finished_at : null,
     runtime_ms: last?.runtime_ms ?? null,
     exception_type: state === "FAILURE" ? (failure?.exception?.type ?? null) : null,
   };

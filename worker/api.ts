@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Health, Registry, RegistryEntry, Stats, TraceList, WorkerList } from "../shared/api";
+import { AnomalyKind, type AnomalyList, type Health, type Registry, type RegistryEntry, type Stats, type TraceList, type WorkerList } from "../shared/api";
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
 import { decodeCursor } from "../durable-objects/trace-index";
 import { authMode, requireAuth, type Caller } from "./auth";
@@ -19,6 +19,14 @@ const TraceListQuery = z.object({
   to: z.coerce.number().optional(),
   cursor: z.string().max(500).optional(),
   limit: z.coerce.number().int().min(1).max(200).optional(),
+});
+
+const AnomalyListQuery = z.object({
+  status: z.enum(["open", "resolved", "all"]).optional(),
+  kind: AnomalyKind.optional(),
+  trace_id: z.string().max(300).optional(),
+  name: z.string().max(300).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
 function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.infer<T> {
@@ -47,6 +55,10 @@ export const traces = new Hono<ApiEnv>()
     return c.json(list, 200);
   })
   .get("/:traceId/live", (c) => upgrade(c.req.raw, c.env.TRACE_GRAPH.getByName(c.req.param("traceId"))))
+  .get("/:traceId/anomalies", async (c) => {
+    const list: AnomalyList = { anomalies: await c.env.TRACE_GRAPH.getByName(c.req.param("traceId")).anomalyList() };
+    return c.json(list, 200);
+  })
   .get("/:traceId", async (c) => {
     const traceId = c.req.param("traceId");
     const snapshot = await c.env.TRACE_GRAPH.getByName(traceId).snapshot();
@@ -92,7 +104,11 @@ export const api = new Hono<ApiEnv>()
     return c.json(worker, 200);
   })
   .get("/registry", async (c) => {
-    const [registered, stats] = await Promise.all([c.env.FLEET.getByName(FLEET_NAME).registeredNames(), index(c.env).runStats()]);
+    const [registered, stats, anomalies] = await Promise.all([
+      c.env.FLEET.getByName(FLEET_NAME).registeredNames(),
+      index(c.env).runStats(),
+      index(c.env).anomalyCounts(),
+    ]);
     const byName = new Map(stats.map((s) => [s.name, s]));
     const names = new Set([...Object.keys(registered), ...byName.keys()]);
     const entries: RegistryEntry[] = [...names].sort().map((name) => {
@@ -113,6 +129,7 @@ export const api = new Hono<ApiEnv>()
         module: reg?.def.module ?? null,
         signature: reg?.def.signature ?? null,
         doc: reg?.def.doc ?? null,
+        open_anomalies: anomalies.by_name[name] ?? 0,
       };
     });
     const q = c.req.query("q")?.toLowerCase();
@@ -127,16 +144,17 @@ export const api = new Hono<ApiEnv>()
   .get("/stats", async (c) => {
     const now = Date.now() / 1000;
     const idx = index(c.env);
-    const [counts, hour, day, workers] = await Promise.all([
+    const [counts, hour, day, workers, anomalies] = await Promise.all([
       idx.counts(),
       idx.finishedSince(now - 3600),
       idx.finishedSince(now - 86400),
       c.env.FLEET.getByName(FLEET_NAME).list(),
+      idx.anomalyCounts(),
     ]);
     const stats: Stats = {
       ...counts,
-      open_anomalies: 0,
-      anomalies_by_kind: {},
+      open_anomalies: anomalies.open,
+      anomalies_by_kind: anomalies.by_kind,
       workers: {
         online: workers.filter((w) => w.status === "ONLINE").length,
         offline: workers.filter((w) => w.status === "OFFLINE").length,
@@ -146,5 +164,10 @@ export const api = new Hono<ApiEnv>()
       last_day: day,
     };
     return c.json(stats, 200);
+  })
+  .get("/anomalies", async (c) => {
+    const query = parseQuery(AnomalyListQuery, c.req.query());
+    const list: AnomalyList = await index(c.env).listAnomalies(query);
+    return c.json(list, 200);
   })
   .get("/live", (c) => upgrade(c.req.raw, index(c.env)));

@@ -6,7 +6,8 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: "../../wrangler.toml" },
-      miniflare: { bindings: { AUTH_MODE: "none" } },
+      // A per-name running timeout for the anomaly tests; everything else keeps wrangler.toml's defaults.
+      miniflare: { bindings: { AUTH_MODE: "none", STUCK_STARTED_BY_NAME: '{"app.quick-limit": 5}' } },
     }),
   ],
   test: {
