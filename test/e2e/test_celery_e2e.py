@@ -18,6 +18,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Short timeouts so the anomaly tests see detection happen (the defaults are minutes).
+STUCK_PENDING_S = 5
+HEARTBEAT_S = 1
+LOST_MULTIPLIER = 3
 HERE = Path(__file__).resolve().parent
 NODE = str(ROOT / "node_modules" / ".bin" / "node")
 PYTHON = "/usr/bin/python3"
@@ -85,7 +89,7 @@ class Stack:
         self.procs.append(subprocess.Popen(
             [NODE, str(ROOT / "node_modules/wrangler/bin/wrangler.js"), "dev", "--ip", "127.0.0.1", "--port", str(self.http_port),
              "--inspector-port", str(free_port()), "--persist-to", os.path.join(self.tmp, "state"),
-             "--var", "WORKER_LOST_MULTIPLIER:3"],
+             "--var", "WORKER_LOST_MULTIPLIER:3", "--var", f"STUCK_PENDING_S:{STUCK_PENDING_S}"],
             cwd=ROOT, env=env, stdout=self.log("wrangler"), stderr=subprocess.STDOUT, start_new_session=True))
         wait_for("redis", lambda: socket.create_connection(("127.0.0.1", self.redis_port), 1).close() or True)
         wait_for("stemtrace /api/health", lambda: self.get("/api/health")["ok"], timeout=90)
@@ -94,19 +98,24 @@ class Stack:
         self.start_worker()
 
     def start_worker(self):
-        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}", E2E_HEARTBEAT="1")
+        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}", E2E_HEARTBEAT=str(HEARTBEAT_S))
         self.worker = subprocess.Popen(
             [PYTHON, "-m", "celery", "-A", "e2e_app", "worker", "-P", "prefork", "-c", "2", "-n", "e2e@localhost",
              "--without-gossip", "--without-mingle", "--loglevel=INFO"],
             cwd=HERE, env=env, stdout=self.log("celery"), stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(self.worker)
-        wait_for("the worker to come online", lambda: self.worker_status() == "ONLINE", timeout=60)
+        # This process's own session (a restarted worker keeps its row, with a new pid).
+        wait_for("the worker to come online", lambda: self.worker_info() == ("ONLINE", self.worker.pid), timeout=60)
 
-    def worker_status(self):
+    def worker_info(self):
         for w in self.get("/api/workers")["workers"]:
             if w["hostname"] == "e2e@localhost":
-                return w["status"]
+                return w["status"], w["pid"]
         return None
+
+    def worker_status(self):
+        info = self.worker_info()
+        return info and info[0]
 
     def get(self, path):
         try:
@@ -172,6 +181,21 @@ class CeleryEndToEnd(unittest.TestCase):
             return snap if snap and until(snap) else None
 
         return wait_for(f"trace of {task_id}", check, timeout)
+
+    def anomalies(self, **query):
+        qs = "&".join(f"{k}={urllib.request.quote(str(v))}" for k, v in query.items())
+        return STACK.get(f"/api/anomalies?{qs}")["anomalies"]
+
+    def running_sleeper(self, seconds=30):
+        """A task running on the worker, known to the index (it reports about once a second)."""
+        r = self.app.sleeper.delay(seconds)
+        self.task(r.id, until=lambda d: d["task"]["state"] == "STARTED")
+        time.sleep(1.5)
+        return r
+
+    def restart_worker(self):
+        stop(STACK.worker, signal.SIGKILL)
+        STACK.start_worker()
 
     @staticmethod
     def states(snap):
@@ -277,6 +301,50 @@ class CeleryEndToEnd(unittest.TestCase):
         r = self.app.app.send_task("does.not.exist", args=(1, 2))
         detail = self.task(r.id, until=lambda d: d["task"]["state"] == "UNREGISTERED")
         self.assertEqual(detail["task"]["name"], "does.not.exist")
+        (anomaly,) = wait_for("the unregistered anomaly", lambda: self.anomalies(trace_id=detail["trace_id"], status="open"))
+        self.assertEqual((anomaly["kind"], anomaly["task_id"]), ("unregistered", r.id))
+        self.assertIn("does.not.exist", anomaly["explanation"])
+        self.assertEqual(detail["task"]["anomaly"], "unregistered")
+
+    def test_12_stuck_pending_detected_within_its_timeout(self):
+        """A task published to a queue no worker consumes is flagged after STUCK_PENDING_S (+ alarm precision)."""
+        r = self.app.add.apply_async((1, 1), queue="nobody-consumes-this")
+        published = time.time()
+        (anomaly,) = wait_for("the stuck-pending anomaly", lambda: self.anomalies(kind="stuck_pending", status="open") and
+                              [a for a in self.anomalies(kind="stuck_pending", status="open") if a["task_id"] == r.id],
+                              timeout=STUCK_PENDING_S + 20, interval=0.1)
+        latency = time.time() - published
+        self.assertIn("nobody-consumes-this", anomaly["explanation"])
+        self.assertIn("no online worker consumes", anomaly["explanation"])
+        out = ROOT / "test-output"
+        out.mkdir(exist_ok=True)
+        (out / "anomaly-latency.json").write_text(json.dumps(
+            {"kind": "stuck_pending", "timeout_s": STUCK_PENDING_S, "seen_after_s": round(latency, 2),
+             "detected_after_s": round(anomaly["detected_at"] - anomaly["since"], 2)}) + "\n")
+        print(f"\nstuck_pending with a {STUCK_PENDING_S} s timeout: seen through the API {latency:.2f} s after the publish "
+              f"(detected {anomaly['detected_at'] - anomaly['since']:.2f} s after it)", file=sys.stderr)
+
+    def test_97_cold_shutdown_interrupts_the_running_task(self):
+        r = self.running_sleeper()
+        os.kill(STACK.worker.pid, signal.SIGQUIT)  # a cold shutdown: running tasks are abandoned
+        detail = self.task(r.id, until=lambda d: d["task"]["state"] == "INTERRUPTED", timeout=20)
+        self.assertEqual(detail["task"]["anomaly"], "interrupted")
+        kinds = [a["kind"] for a in self.anomalies(trace_id=detail["trace_id"], status="open")]
+        self.assertEqual(kinds, ["interrupted"])
+        self.restart_worker()
+
+    def test_98_killed_worker_loses_its_running_task(self):
+        r = self.running_sleeper()
+        killed = time.time()
+        os.kill(STACK.worker.pid, signal.SIGKILL)  # the main process dies silently (OOM killer, kill -9)
+        detail = self.task(r.id, until=lambda d: d["task"]["state"] == "LOST", timeout=HEARTBEAT_S * LOST_MULTIPLIER + 15)
+        print(f"\nSIGKILL of the worker: its task LOST {time.time() - killed:.2f} s later "
+              f"(heartbeat {HEARTBEAT_S} s × {LOST_MULTIPLIER})", file=sys.stderr)
+        self.assertIn("went silent", detail["task"]["state_reason"])
+        self.assertEqual(wait_for("the worker to be lost", lambda: STACK.worker_status() == "LOST"), True)
+        (anomaly,) = self.anomalies(trace_id=detail["trace_id"], status="open")
+        self.assertEqual(anomaly["kind"], "lost")
+        self.restart_worker()
 
     def test_11_revoked(self):
         r = self.app.sleeper.apply_async((1,), countdown=2)
@@ -291,6 +359,7 @@ class CeleryEndToEnd(unittest.TestCase):
         os.kill(STACK.worker.pid, signal.SIGTERM)  # what `kill <pid>` or a deploy does: a warm shutdown
         detail = self.task(r.id, until=lambda d: d["task"]["state"] == "SUCCESS", timeout=30)
         self.assertEqual(detail["result"], "slept 3")
+        self.assertEqual(self.anomalies(trace_id=detail["trace_id"], status="all"), [])
         wait_for("the worker to go offline", lambda: STACK.worker_status() == "OFFLINE", timeout=30)
         STACK.worker.wait(30)
 
