@@ -1,5 +1,17 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Anomaly, AnomalyKind, AnomalyList, GlobalLiveMessage, RegistryEntry, TaskSearch, TraceList, TraceSummary, TaskState } from "../shared/api";
+import type {
+  Anomaly,
+  AnomalyKind,
+  AnomalyList,
+  GlobalLiveMessage,
+  NameStat,
+  RegistryEntry,
+  TaskSearch,
+  TaskState,
+  ThroughputBucket,
+  TraceList,
+  TraceSummary,
+} from "../shared/api";
 import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
@@ -50,6 +62,8 @@ export interface IndexBackend {
   runStats(): Promise<RunStats[]>;
   finishedSince(since: number): Promise<{ finished: number; failed: number }>;
   counts(): Promise<{ traces: number; tasks: number }>;
+  throughput(bucketS: number, buckets: number): Promise<ThroughputBucket[]>;
+  topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }>;
 }
 
 const FAILED_STATES = ["FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST", "REJECTED"];
@@ -242,6 +256,48 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       SELECT COUNT(*) AS finished, SUM(CASE WHEN state IN ('FAILURE','UNREGISTERED','INTERRUPTED','LOST','REJECTED') THEN 1 ELSE 0 END) AS failed
       FROM tasks WHERE finished_at >= ${since}`.one();
     return { finished: row.finished, failed: row.failed ?? 0 };
+  }
+
+  /** Finished / failed tasks per bucket of `bucketS` seconds, `buckets` buckets ending now, oldest first. */
+  async throughput(bucketS: number, buckets: number): Promise<ThroughputBucket[]> {
+    const end = Math.ceil(Date.now() / 1000 / bucketS) * bucketS;
+    const start = end - bucketS * buckets;
+    const rows = this.sql<{ bucket: number; finished: number; failed: number }>`
+      SELECT CAST((finished_at - ${start}) / ${bucketS} AS INTEGER) AS bucket, COUNT(*) AS finished,
+             SUM(CASE WHEN state IN ('FAILURE','UNREGISTERED','INTERRUPTED','LOST','REJECTED') THEN 1 ELSE 0 END) AS failed
+      FROM tasks WHERE finished_at >= ${start} GROUP BY bucket`.toArray();
+    const byBucket = new Map(rows.map((r) => [r.bucket, r]));
+    return Array.from({ length: buckets }, (_, i) => ({
+      start: start + i * bucketS,
+      finished: byBucket.get(i)?.finished ?? 0,
+      failed: byBucket.get(i)?.failed ?? 0,
+    }));
+  }
+
+  /** Over tasks finished since `since`: the names that ran most and the slowest by p95. */
+  async topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }> {
+    const byName = new Map<string, { runs: number; failures: number; runtimes: number[] }>();
+    for (const r of this.sql<{ name: string; state: string; runtime_ms: number | null }>`
+      SELECT name, state, runtime_ms FROM tasks WHERE finished_at >= ${since} AND name IS NOT NULL`) {
+      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [] };
+      s.runs++;
+      if (FAILED_STATES.includes(r.state)) s.failures++;
+      if (r.runtime_ms !== null) s.runtimes.push(r.runtime_ms);
+      byName.set(r.name, s);
+    }
+    const stats: NameStat[] = [...byName].map(([name, s]) => ({
+      name,
+      runs: s.runs,
+      failures: s.failures,
+      runtime_p95_ms: percentile(s.runtimes.sort((a, b) => a - b), 95),
+    }));
+    return {
+      busiest: [...stats].sort((a, b) => b.runs - a.runs || (a.name < b.name ? -1 : 1)).slice(0, limit),
+      slowest: stats
+        .filter((s) => s.runtime_p95_ms !== null)
+        .sort((a, b) => b.runtime_p95_ms! - a.runtime_p95_ms! || (a.name < b.name ? -1 : 1))
+        .slice(0, limit),
+    };
   }
 
   async counts(): Promise<{ traces: number; tasks: number }> {

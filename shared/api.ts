@@ -238,6 +238,11 @@ export type Anomaly = z.infer<typeof Anomaly>;
 export const AnomalyList = z.object({ anomalies: z.array(Anomaly) });
 export type AnomalyList = z.infer<typeof AnomalyList>;
 
+export const ThroughputBucket = z.object({ start: z.number(), finished: z.number().int(), failed: z.number().int() });
+export type ThroughputBucket = z.infer<typeof ThroughputBucket>;
+export const NameStat = z.object({ name: z.string(), runs: z.number().int(), failures: z.number().int(), runtime_p95_ms: z.number().nullable() });
+export type NameStat = z.infer<typeof NameStat>;
+
 export const Stats = z.object({
   traces: z.number().int(),
   tasks: z.number().int(),
@@ -246,6 +251,11 @@ export const Stats = z.object({
   workers: z.object({ online: z.number().int(), offline: z.number().int(), lost: z.number().int() }),
   last_hour: z.object({ finished: z.number().int(), failed: z.number().int() }),
   last_day: z.object({ finished: z.number().int(), failed: z.number().int() }),
+  /** Finished and failed per bucket, oldest first: 12 × 5 min (last hour) and 24 × 1 h (last day). */
+  throughput: z.object({ hour: z.array(ThroughputBucket), day: z.array(ThroughputBucket) }),
+  /** Over the last 24 h: the names that ran most, and the slowest by p95 runtime. */
+  busiest_names: z.array(NameStat),
+  slowest_names: z.array(NameStat),
 });
 export type Stats = z.infer<typeof Stats>;
 

@@ -144,12 +144,15 @@ export const api = new Hono<ApiEnv>()
   .get("/stats", async (c) => {
     const now = Date.now() / 1000;
     const idx = index(c.env);
-    const [counts, hour, day, workers, anomalies] = await Promise.all([
+    const [counts, hour, day, workers, anomalies, hourly, daily, top] = await Promise.all([
       idx.counts(),
       idx.finishedSince(now - 3600),
       idx.finishedSince(now - 86400),
       c.env.FLEET.getByName(FLEET_NAME).list(),
       idx.anomalyCounts(),
+      idx.throughput(300, 12),
+      idx.throughput(3600, 24),
+      idx.topNames(now - 86400, 8),
     ]);
     const stats: Stats = {
       ...counts,
@@ -162,6 +165,9 @@ export const api = new Hono<ApiEnv>()
       },
       last_hour: hour,
       last_day: day,
+      throughput: { hour: hourly, day: daily },
+      busiest_names: top.busiest,
+      slowest_names: top.slowest,
     };
     return c.json(stats, 200);
   })

@@ -83,4 +83,6 @@ export const registryQuery = () => queryOptions({ queryKey: ["registry"], queryF
 export const statsQuery = () => queryOptions({ queryKey: ["stats"], queryFn: () => fetchJson("/api/stats", Stats), refetchInterval: 10_000 });
 export const anomaliesQuery = () =>
   queryOptions({ queryKey: ["anomalies"], queryFn: () => fetchJson("/api/anomalies", AnomalyList), retry: false, refetchInterval: 10_000 });
+export const traceAnomaliesQuery = (traceId: string) =>
+  queryOptions({ queryKey: ["anomalies", "trace", traceId], queryFn: () => fetchJson(`/api/traces/${encodeURIComponent(traceId)}/anomalies`, AnomalyList) });
 export const healthQuery = () => queryOptions({ queryKey: ["health"], queryFn: () => fetchJson("/api/health", Health), staleTime: 60_000 });

@@ -84,13 +84,12 @@ export function applyTraceMessage(client: QueryClient, traceId: string, msg: Tra
   client.setQueryData<TraceSnapshot>(key, {
     ...current,
     seq: msg.seq,
-    summary: { ...msg.summary, anomaly_count: current.summary.anomaly_count },
-    nodes: current.nodes.map((n) => {
-      const next = changed.get(n.id);
-      return next ? { ...next, anomaly: n.anomaly } : n;
-    }),
+    // Delta nodes and summary carry their anomaly marks: take them as they are.
+    summary: msg.summary,
+    nodes: current.nodes.map((n) => changed.get(n.id) ?? n),
   });
   for (const id of changed.keys()) void client.invalidateQueries({ queryKey: keys.task(id) });
+  if (msg.summary.anomaly_count !== current.summary.anomaly_count) void client.invalidateQueries({ queryKey: ["anomalies"] });
 }
 
 /** Subscribes the trace page to its trace's deltas. */

@@ -2,7 +2,8 @@
 import { useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import type { AttemptDetail, TaskDetail, TaskLink } from "../../../shared/api";
-import { taskQuery } from "../api/client";
+import { taskQuery, traceAnomaliesQuery } from "../api/client";
+import { AnomalyCard } from "./AnomalyCard";
 import { dateTime, duration, shortId, shortName, time } from "../format";
 import { Link } from "../router";
 import { Json } from "./Json";
@@ -59,6 +60,20 @@ function AttemptTimeline({ a }: { a: AttemptDetail }) {
   );
 }
 
+/** The task's anomalies (open first, then its history), fetched only when it has an open one. */
+function TaskAnomalies({ traceId, taskId, open }: { traceId: string; taskId: string; open: boolean }) {
+  const q = useQuery({ ...traceAnomaliesQuery(traceId), enabled: open });
+  const mine = q.data?.anomalies.filter((a) => a.task_id === taskId) ?? [];
+  if (!open || mine.length === 0) return null;
+  return (
+    <section className="task-anomalies">
+      {mine.map((a) => (
+        <AnomalyCard key={a.id} a={a} />
+      ))}
+    </section>
+  );
+}
+
 function Relative({ link }: { link: TaskLink }) {
   return (
     <li>
@@ -98,6 +113,7 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       </h2>
       <CopyId id={t.id} />
       {t.state_reason && <p className="reason">{t.state_reason}</p>}
+      <TaskAnomalies traceId={detail.trace_id} taskId={t.id} open={t.anomaly !== null} />
       <dl className="facts">
         <dt>trace</dt>
         <dd>

@@ -1,6 +1,8 @@
 /** Task page, workers, registry and the dashboard (anomalies first). */
 import { useQuery } from "@tanstack/react-query";
+import type { NameStat, ThroughputBucket } from "../../../shared/api";
 import { anomaliesQuery, registryQuery, statsQuery, workersQuery } from "../api/client";
+import { AnomalyCard } from "../components/AnomalyCard";
 import { TaskDetailLoader } from "../components/TaskDetailView";
 import { ago, duration, shortId, shortName } from "../format";
 import { Link } from "../router";
@@ -112,6 +114,11 @@ export function RegistryPage() {
               <tr key={t.name} data-task-name={t.name}>
                 <td title={[t.module, t.signature, t.doc].filter(Boolean).join("\n")}>
                   <strong>{shortName(t.name)}</strong> <span className="muted small">{t.name}</span>
+                  {t.open_anomalies > 0 && (
+                    <Link to="/dashboard" className="anomaly-badge" title={`${t.open_anomalies} open anomalies for this task name`}>
+                      ⚠ {t.open_anomalies}
+                    </Link>
+                  )}
                   {t.signature && <div className="muted small mono">{t.signature}</div>}
                 </td>
                 <td>
@@ -137,51 +144,132 @@ export function RegistryPage() {
   );
 }
 
+/** Finished tasks per bucket with the failed part on top: throughput and failure rate at a glance. */
+function ThroughputBars({ buckets, label, bucketLabel }: { buckets: ThroughputBucket[]; label: string; bucketLabel: (start: number) => string }) {
+  const max = Math.max(1, ...buckets.map((b) => b.finished));
+  const finished = buckets.reduce((s, b) => s + b.finished, 0);
+  const failed = buckets.reduce((s, b) => s + b.failed, 0);
+  const w = 12;
+  const h = 48;
+  return (
+    <div className="card throughput">
+      <div className="muted">{label}</div>
+      <div>
+        <span className="big">{finished}</span> finished ·{" "}
+        <span className={failed ? "bad" : "ok"}>{finished ? ((failed / finished) * 100).toFixed(1) : "0.0"}% failed</span>
+      </div>
+      <svg viewBox={`0 0 ${buckets.length * (w + 2)} ${h}`} width="100%" height={h} preserveAspectRatio="none" role="img" aria-label={`${label}: ${finished} finished, ${failed} failed`}>
+        {buckets.map((b, i) => {
+          const total = (b.finished / max) * h;
+          const bad = (b.failed / max) * h;
+          return (
+            <g key={b.start}>
+              <title>{`${bucketLabel(b.start)}: ${b.finished} finished, ${b.failed} failed`}</title>
+              <rect x={i * (w + 2)} y={h - total} width={w} height={Math.max(total - bad, 0)} fill="var(--st-success)" opacity={0.7} />
+              <rect x={i * (w + 2)} y={h - bad} width={w} height={bad} fill="var(--st-failure)" />
+              {b.finished === 0 && <rect x={i * (w + 2)} y={h - 1} width={w} height={1} fill="var(--border)" />}
+            </g>
+          );
+        })}
+      </svg>
+    </div>
+  );
+}
+
+function NameTable({ title, rows, value }: { title: string; rows: NameStat[]; value: (r: NameStat) => string }) {
+  return (
+    <div className="card">
+      <div className="muted">{title}</div>
+      {rows.length === 0 ? (
+        <p className="muted">No finished task in the last 24 h.</p>
+      ) : (
+        <table className="grid compact">
+          <tbody>
+            {rows.map((r) => (
+              <tr key={r.name}>
+                <td>
+                  <Link to={`/?name=${encodeURIComponent(r.name)}`}>{shortName(r.name)}</Link>
+                </td>
+                <td className="num">{value(r)}</td>
+                <td className={`num${r.failures ? " bad" : " muted"}`}>{r.failures ? `${r.failures} failed` : ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
+const clock = (ts: number) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+
 export function DashboardPage() {
   const stats = useQuery(statsQuery());
   const anomalies = useQuery(anomaliesQuery());
+  const workers = useQuery(workersQuery());
   const open = anomalies.data?.anomalies.filter((a) => a.resolved_at === null) ?? [];
+  const resolved = anomalies.data?.anomalies.filter((a) => a.resolved_at !== null).slice(0, 10) ?? [];
   return (
     <div className="page dashboard">
       <section>
-        <h2>Open anomalies</h2>
-        {anomalies.isError && <p className="muted">Anomaly detection is not available on this server ({anomalies.error.message}).</p>}
+        <h2>
+          Open anomalies {open.length > 0 && <span className="anomaly-badge">{open.length}</span>}
+        </h2>
+        {anomalies.isPending && <p className="loading">Checking for anomalies…</p>}
+        {anomalies.isError && <p className="error-box">Could not load anomalies: {anomalies.error.message}</p>}
         {anomalies.data && open.length === 0 && <p className="ok">Nothing is stuck, lost or unregistered right now.</p>}
         {open.map((a) => (
-          <div key={a.id} className="anomaly">
-            <strong>{a.kind.replace("_", " ")}</strong> <Link to={`/traces/${a.trace_id}?task=${a.task_id}`}>{shortName(a.task_name)} {shortId(a.task_id)}</Link>{" "}
-            <span className="muted">since {ago(a.since)}</span>
-            <p>{a.explanation}</p>
-            <p className="muted">Fix: {a.fix}</p>
-          </div>
+          <AnomalyCard key={a.id} a={a} />
         ))}
+        {resolved.length > 0 && (
+          <details>
+            <summary className="muted">Recently resolved ({resolved.length})</summary>
+            {resolved.map((a) => (
+              <AnomalyCard key={a.id} a={a} />
+            ))}
+          </details>
+        )}
       </section>
+      {stats.isError && <p className="error-box">Could not load statistics: {stats.error.message}</p>}
       {stats.data && (
-        <section className="stat-cards">
-          <div className="card">
-            <div className="big">{stats.data.last_hour.finished}</div>
-            <div className="muted">tasks finished, last hour</div>
-          </div>
-          <div className="card">
-            <div className={`big${stats.data.last_hour.failed ? " bad" : ""}`}>{stats.data.last_hour.failed}</div>
-            <div className="muted">failed, last hour</div>
-          </div>
-          <div className="card">
-            <div className="big">{stats.data.last_day.finished}</div>
-            <div className="muted">finished, last 24 h ({stats.data.last_day.failed} failed)</div>
-          </div>
-          <div className="card">
-            <div className="big">{stats.data.workers.online}</div>
-            <div className="muted">
-              workers online ({stats.data.workers.offline} offline, {stats.data.workers.lost} lost)
+        <>
+          <section className="stat-cards">
+            <ThroughputBars buckets={stats.data.throughput.hour} label="Last hour (5 min buckets)" bucketLabel={clock} />
+            <ThroughputBars buckets={stats.data.throughput.day} label="Last 24 h (hourly)" bucketLabel={clock} />
+            <div className="card">
+              <div className="big">{stats.data.traces}</div>
+              <div className="muted">traces, {stats.data.tasks} tasks kept</div>
             </div>
-          </div>
-          <div className="card">
-            <div className="big">{stats.data.traces}</div>
-            <div className="muted">traces, {stats.data.tasks} tasks</div>
-          </div>
-        </section>
+          </section>
+          <section className="stat-cards wide">
+            <NameTable title="Busiest task names (24 h)" rows={stats.data.busiest_names} value={(r) => `${r.runs} runs`} />
+            <NameTable title="Slowest task names by p95 (24 h)" rows={stats.data.slowest_names} value={(r) => duration(r.runtime_p95_ms)} />
+          </section>
+        </>
       )}
+      <section>
+        <h2>
+          Workers{" "}
+          {stats.data && (
+            <span className="muted small">
+              {stats.data.workers.online} online · {stats.data.workers.offline} offline · {stats.data.workers.lost} lost
+            </span>
+          )}
+        </h2>
+        {workers.data && workers.data.workers.length === 0 && (
+          <p className="muted">No worker has reported yet: start one with the producer installed (`stemtrace.init(app)` in the app module).</p>
+        )}
+        <div className="worker-chips">
+          {workers.data?.workers.map((w) => (
+            <Link key={w.hostname} to="/workers" className="worker-chip" title={`last heartbeat ${ago(w.last_seen)}`}>
+              <span className="state-badge" style={{ ["--state" as string]: WORKER_STATUS[w.status] }}>
+                {w.status.toLowerCase()}
+              </span>{" "}
+              <span className="mono">{w.hostname}</span> <span className="muted small">{w.active.length ? `${w.active.length} running` : "idle"}</span>
+            </Link>
+          ))}
+        </div>
+      </section>
     </div>
   );
 }
