@@ -19,9 +19,18 @@ const MIGRATIONS = [
      registered TEXT NOT NULL DEFAULT '[]', lost_due_at REAL);
    CREATE TABLE seen_events (id TEXT PRIMARY KEY, ts REAL NOT NULL);`,
   `CREATE INDEX seen_events_by_ts ON seen_events (ts);`,
+  // Heartbeats rewrite a worker's row: keep the big registry out of it, and find the next
+  // heartbeat deadline through an index rather than a scan of every worker.
+  `CREATE TABLE worker_registry (hostname TEXT PRIMARY KEY, registered TEXT NOT NULL);
+   INSERT INTO worker_registry (hostname, registered) SELECT hostname, registered FROM workers;
+   UPDATE workers SET registered = '[]';
+   CREATE INDEX workers_lost_due ON workers (lost_due_at) WHERE status = 'ONLINE';`,
 ];
 
-interface WorkerRow extends Record<string, SqlStorageValue> {
+/** A worker row with its registry (kept in its own table). */
+const WORKER = "SELECT w.hostname, w.status, w.pid, w.pool, w.concurrency, w.queues, w.sw_ver, w.first_seen, w.last_seen, w.freq, w.sessions, w.active, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)";
+
+interface WorkerState extends Record<string, SqlStorageValue> {
   hostname: string;
   status: string;
   pid: number | null;
@@ -34,6 +43,9 @@ interface WorkerRow extends Record<string, SqlStorageValue> {
   freq: number | null;
   sessions: number;
   active: string;
+}
+
+interface WorkerRow extends WorkerState {
   registered: string;
 }
 
@@ -106,16 +118,19 @@ export class Fleet extends DurableObject<Env> {
   }
 
   protected apply(e: WorkerEvent): { statusChanged: boolean; transition: WorkerChange | null } {
-    const existing = this.sql<WorkerRow>`SELECT * FROM workers WHERE hostname = ${e.host}`.toArray()[0];
+    const existing = this.sql<WorkerState>`
+      SELECT hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active FROM workers WHERE hostname = ${e.host}`.toArray()[0];
+    if (e.registered)
+      this.sql`INSERT INTO worker_registry (hostname, registered) VALUES (${e.host}, ${JSON.stringify(e.registered)})
+               ON CONFLICT (hostname) DO UPDATE SET registered = excluded.registered`;
     if (existing && e.ts < existing.last_seen - 0.001 && e.type !== "online") return { statusChanged: false, transition: null }; // stale
     const freq = e.freq ?? existing?.freq ?? DEFAULT_HEARTBEAT_S;
     const status: WorkerStatus = e.type === "offline" ? "OFFLINE" : e.type === "shutting_down" ? (existing?.status as WorkerStatus) ?? "ONLINE" : "ONLINE";
     const lostDue = status === "ONLINE" ? e.ts + freq * this.lostMultiplier : null;
     if (!existing) {
-      this.sql`INSERT INTO workers (hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active, registered, lost_due_at)
+      this.sql`INSERT INTO workers (hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active, lost_due_at)
                VALUES (${e.host}, ${status}, ${e.pid ?? null}, ${e.pool ?? null}, ${e.concurrency ?? null}, ${JSON.stringify(e.queues ?? [])},
-                       ${e.sw_ver ?? null}, ${e.ts}, ${e.ts}, ${freq}, 1, ${JSON.stringify(e.active ?? [])},
-                       ${JSON.stringify(e.registered ?? [])}, ${lostDue})`;
+                       ${e.sw_ver ?? null}, ${e.ts}, ${e.ts}, ${freq}, 1, ${JSON.stringify(e.active ?? [])}, ${lostDue})`;
       return { statusChanged: true, transition: null };
     }
     const newSession = e.type === "online" && (existing.status !== "ONLINE" || e.pid !== existing.pid);
@@ -136,24 +151,24 @@ export class Fleet extends DurableObject<Env> {
                sw_ver = ${e.sw_ver ?? existing.sw_ver}, last_seen = ${Math.max(e.ts, existing.last_seen)}, freq = ${freq},
                sessions = ${existing.sessions + (newSession ? 1 : 0)},
                active = ${e.active ? JSON.stringify(e.active) : e.type === "offline" ? "[]" : existing.active},
-               registered = ${e.registered ? JSON.stringify(e.registered) : existing.registered}, lost_due_at = ${lostDue}
+               lost_due_at = ${lostDue}
              WHERE hostname = ${e.host}`;
     return { statusChanged: status !== existing.status || newSession || !!e.registered, transition };
   }
 
   async list(): Promise<WorkerInfo[]> {
-    return this.sql<WorkerRow>`SELECT * FROM workers ORDER BY status = 'ONLINE' DESC, hostname`.toArray().map(toInfo);
+    return this.ctx.storage.sql.exec<WorkerRow>(`${WORKER} ORDER BY w.status = 'ONLINE' DESC, w.hostname`).toArray().map(toInfo);
   }
 
   async worker(hostname: string): Promise<WorkerInfo | null> {
-    const row = this.sql<WorkerRow>`SELECT * FROM workers WHERE hostname = ${hostname}`.toArray()[0];
+    const row = this.ctx.storage.sql.exec<WorkerRow>(`${WORKER} WHERE w.hostname = ?`, hostname).toArray()[0];
     return row ? toInfo(row) : null;
   }
 
   /** Which live workers register which task names (for the registry and "unregistered" checks). */
   async registeredNames(): Promise<Record<string, { workers: string[]; def: RegisteredTask }>> {
     const out: Record<string, { workers: string[]; def: RegisteredTask }> = {};
-    for (const row of this.sql<WorkerRow>`SELECT * FROM workers`.toArray()) {
+    for (const row of this.ctx.storage.sql.exec<WorkerRow>(WORKER).toArray()) {
       for (const def of JSON.parse(row.registered) as RegisteredTask[]) {
         const entry = (out[def.name] ??= { workers: [], def });
         if (row.status === "ONLINE") entry.workers.push(row.hostname);
@@ -165,7 +180,8 @@ export class Fleet extends DurableObject<Env> {
   /** Online workers with their queues, and which of them register each task name (for anomaly checks). */
   async liveRegistry(): Promise<LiveRegistry> {
     const online = this.sql<{ hostname: string; queues: string; registered: string }>`
-      SELECT hostname, queues, registered FROM workers WHERE status = 'ONLINE' ORDER BY hostname`.toArray();
+      SELECT w.hostname, w.queues, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)
+      WHERE w.status = 'ONLINE' ORDER BY w.hostname`.toArray();
     const names: Record<string, string[]> = {};
     const workers = online.map((row) => {
       const defs = JSON.parse(row.registered) as RegisteredTask[];
@@ -175,10 +191,15 @@ export class Fleet extends DurableObject<Env> {
     return { online: workers, names };
   }
 
-  /** One alarm: the earliest heartbeat deadline of an online worker. Set only when it moves. */
-  private async rearmAlarm(): Promise<void> {
+  /**
+   * One alarm, at or before the earliest heartbeat deadline of an online worker. Heartbeats push
+   * deadlines later all the time, so the alarm only ever moves earlier here; when it fires early
+   * it finds nothing due and re-arms (about once per loss window instead of a write per heartbeat).
+   */
+  private async rearmAlarm(afterFiring = false): Promise<void> {
     const due = this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
     const next = due === null ? null : Math.ceil(due * 1000);
+    if (!afterFiring && this.alarmAt !== undefined && next !== null && this.alarmAt !== null && this.alarmAt <= next) return;
     if (next === this.alarmAt) return;
     this.alarmAt = next;
     if (next === null) await this.ctx.storage.deleteAlarm();
@@ -192,7 +213,7 @@ export class Fleet extends DurableObject<Env> {
     const lost = this.sql<{ hostname: string }>`
       SELECT hostname FROM workers WHERE status = 'ONLINE' AND lost_due_at IS NOT NULL AND lost_due_at <= ${now + 0.001}`.toArray();
     for (const w of lost) this.sql`UPDATE workers SET status = 'LOST', lost_due_at = NULL WHERE hostname = ${w.hostname}`;
-    await this.rearmAlarm();
+    await this.rearmAlarm(true);
     if (lost.length) await this.announce(lost.map((w) => w.hostname));
     for (const w of lost) await this.tellTraces({ host: w.hostname, kind: "lost", ts: now });
   }
