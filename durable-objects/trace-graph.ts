@@ -391,6 +391,7 @@ export class TraceGraph extends DurableObject<Env> {
       SELECT key, kind, task_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
     for (const d of due) {
       if (d.kind === "retention") {
+        const traceId = this.traceId;
         await this.ctx.storage.deleteAlarm();
         await this.ctx.storage.deleteAll();
         // The object lives on (a late event may arrive): start again from an empty schema.
@@ -401,6 +402,8 @@ export class TraceGraph extends DurableObject<Env> {
         this.outagesCache = undefined;
         this.anomalies.reset();
         migrate(this.ctx.storage.sql, MIGRATIONS);
+        // The list, task lookup and anomalies must not point at a trace that no longer exists.
+        await this.env.INDEX.getByName(INDEX_NAME).forgetTrace(traceId);
         return;
       }
       if (d.kind === "summary") continue; // reported below, once

@@ -52,6 +52,7 @@ export interface AnomalyQuery {
 /** The narrow interface both index backends implement (Durable Object, Upstash Redis). */
 export interface IndexBackend {
   report(report: TraceReport): Promise<void>;
+  forgetTrace(traceId: string): Promise<void>;
   listAnomalies(query: AnomalyQuery): Promise<AnomalyList>;
   anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }>;
   tracesRunningOn(host: string, taskIds: string[]): Promise<string[]>;
@@ -147,6 +148,13 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       this.broadcast({ type: "anomaly", seq: ++this.liveSeq, anomaly: a });
     }
     this.broadcast({ type: "trace", seq: ++this.liveSeq, summary: s });
+  }
+
+  /** A trace deleted by retention: its summary, task lookups and anomalies go with it. */
+  async forgetTrace(traceId: string): Promise<void> {
+    this.sql`DELETE FROM traces WHERE trace_id = ${traceId}`;
+    this.sql`DELETE FROM tasks WHERE trace_id = ${traceId}`;
+    this.sql`DELETE FROM anomalies WHERE trace_id = ${traceId}`;
   }
 
   async listAnomalies(query: AnomalyQuery): Promise<AnomalyList> {

@@ -2,7 +2,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { Registry, TaskSearch, TraceList, TraceLiveMessage } from "../../shared/api";
+import { AnomalyList, Registry, TaskSearch, TraceList, TraceLiveMessage } from "../../shared/api";
 import type { TaskEvent } from "../../shared/wire";
 import type { TraceGraph } from "../../durable-objects/trace-graph";
 
@@ -116,11 +116,16 @@ describe("alarms", () => {
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await listed()).toBe("STARTED");
+    expect((await get("/api/anomalies?trace_id=alarm-trace", AnomalyList)).anomalies.map((a) => a.kind)).toEqual(["stuck_started"]);
     await runInDurableObject(stub, async (_obj: TraceGraph, state) => {
       state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = 'retention'");
       await state.storage.setAlarm(Date.now());
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await stub.snapshot()).toBeNull();
+    // Gone from the list and the task lookup too, with its anomalies (it was stuck: 13 days old).
+    expect(await listed()).toBeUndefined();
+    expect((await exports.default.fetch("http://127.0.0.1/api/tasks/alarm-trace")).status).toBe(404);
+    expect((await get("/api/anomalies?trace_id=alarm-trace", AnomalyList)).anomalies).toEqual([]);
   });
 });
