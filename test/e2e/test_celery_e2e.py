@@ -156,6 +156,10 @@ def setUpModule():
 
 
 def tearDownModule():
+    # Results that were waited on unsubscribe from Redis when collected: collect them while it is up.
+    import gc
+
+    gc.collect()
     if STACK:
         STACK.stop()
 
