@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Anomaly, TaskDetail, TaskLink, TraceLiveMessage, TraceSnapshot, TraceSummary } from "../shared/api";
-import { anomalyConfigFrom, type AnomalyConfig, type Outage } from "../shared/anomalies";
+import { anomalyConfigFrom, type Outage } from "../shared/anomalies";
 import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
 import { foldAttempts, foldPayload, foldTask, compareTaskEvents, isTerminal, type TaskRecord } from "../shared/task-fold";
 import type { TaskEvent } from "../shared/wire";
@@ -65,14 +65,12 @@ export class TraceGraph extends DurableObject<Env> {
   private retentionSetAt = 0;
   private summaryScheduled = false;
   private outagesCache: Outage[] | undefined;
-  protected readonly anomalyConfig: AnomalyConfig;
   protected readonly anomalies: AnomalyWatch;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
-    this.anomalyConfig = anomalyConfigFrom(env as unknown as Record<string, string | undefined>);
-    this.anomalies = new AnomalyWatch(this.sql, this.anomalyConfig, {
+    this.anomalies = new AnomalyWatch(this.sql, anomalyConfigFrom(env as unknown as Record<string, string | undefined>), {
       fleet: () => this.env.FLEET.getByName(FLEET_NAME),
       index: () => this.env.INDEX.getByName(INDEX_NAME),
     });
@@ -234,7 +232,7 @@ export class TraceGraph extends DurableObject<Env> {
     return records;
   }
 
-  protected records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
+  private records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
     return this.sql<{ record: string }>`SELECT record FROM tasks ORDER BY published_at IS NULL, published_at, task_id LIMIT ${limit}`
       .toArray()
       .map((r) => JSON.parse(r.record) as TaskRecord);
@@ -290,7 +288,12 @@ export class TraceGraph extends DurableObject<Env> {
     return {
       trace_id: traceId,
       task: node,
-      attempts: foldAttempts(events).map(({ name: _name, ...attempt }) => attempt),
+      // The last attempt ends as the node does when a worker outage ended it (no event says so).
+      attempts: foldAttempts(events).map(({ name: _name, ...attempt }, i, all) =>
+        i === all.length - 1 && attempt.state === "STARTED" && (node.state === "INTERRUPTED" || node.state === "LOST")
+          ? { ...attempt, state: node.state, finished_at: node.finished_at }
+          : attempt,
+      ),
       ...payload,
       parent: parentEdge ? link(parentEdge.source, parentEdge.kind) : node.parent_id ? link(node.parent_id, null) : null,
       children: view.edges.filter((e) => e.source === taskId).map((e) => link(e.target, e.kind)),

@@ -6,7 +6,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { AnomalyList, Registry, Stats, TraceList, TraceSnapshot, type Anomaly } from "../../shared/api";
+import { AnomalyList, Registry, Stats, TaskDetail, TraceList, TraceSnapshot, type Anomaly } from "../../shared/api";
 import type { TaskEvent, WorkerEvent } from "../../shared/wire";
 import type { TraceGraph } from "../../durable-objects/trace-graph";
 import type { Fleet } from "../../durable-objects/fleet";
@@ -232,6 +232,7 @@ describe("interrupted and lost", () => {
     const node = await nodeOf(cold, cold);
     expect(node.state).toBe("INTERRUPTED");
     expect(node.state_reason).toContain("shut down cold");
+    expect((await get(`/api/tasks/${cold}`, TaskDetail)).attempts.map((a) => a.state)).toEqual(["INTERRUPTED"]);
     expect((await anomaliesOf(cold)).map((a) => a.kind)).toEqual(["interrupted"]);
     expect((await nodeOf(warm, warm)).state).toBe("STARTED");
     expect(await anomaliesOf(warm)).toEqual([]);
