@@ -9,6 +9,7 @@
  */
 import { execSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { ROOT, startWranglerDev } from "./wrangler-dev.mjs";
@@ -23,12 +24,25 @@ let seq = 0;
 const event = (host, type, extra) => ({ v: 1, id: `${host}-${type}-${++seq}`, kind: "worker", type, ts: Date.now() / 1000, seq, host, pid: 1000, freq: FREQ, ...extra });
 const registered = Array.from({ length: 20 }, (_, i) => ({ name: `app.tasks.task_${i}`, module: "app.tasks", signature: "(x, y=None)", doc: "A task." }));
 
-async function post(base, events) {
+// Keep-alive connections, at most 64 at a time (as a load balancer in front of the Worker would
+// hold): a request waits for a free connection, so a server falling behind shows as latency.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function post(base, events) {
   const t0 = performance.now();
-  const res = await fetch(`${base}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events }) });
-  if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${await res.text()}`);
-  await res.arrayBuffer();
-  return performance.now() - t0;
+  const body = JSON.stringify({ events });
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}/v1/events`, { method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) } }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        if (res.statusCode !== 202) reject(new Error(`POST answered ${res.statusCode}: ${Buffer.concat(chunks)}`));
+        else resolve(performance.now() - t0);
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : null);
@@ -46,6 +60,29 @@ const results = {
   heartbeat_s: FREQ,
 };
 try {
+  // 0. The local dev server's own ceiling for tiny requests (GET /api/health, 64 connections, 5 s).
+  {
+    let count = 0;
+    const t = performance.now();
+    const end = t + 5000;
+    const getHealth = () =>
+      new Promise((resolve, reject) => {
+        const req = http.request(`${server.base}/api/health`, { agent }, (res) => {
+          res.resume();
+          res.on("end", resolve);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    await Promise.all(Array.from({ length: 64 }, async () => {
+      while (performance.now() < end) {
+        await getHealth();
+        count++;
+      }
+    }));
+    results.dev_server_ceiling_req_per_s = Math.round(count / ((performance.now() - t) / 1000));
+    console.log(`wrangler dev answers ${results.dev_server_ceiling_req_per_s} GET /api/health per second`);
+  }
   const hosts = Array.from({ length: WORKERS }, (_, i) => `worker-${String(i).padStart(4, "0")}@bench`);
   // 1. Online, 50 at a time.
   const t0 = performance.now();
@@ -132,7 +169,7 @@ Target: the Fleet handles ${WORKERS.toLocaleString("en")} workers heartbeating e
 
 - date: ${results.date}
 - machine: ${results.machine}; ${results.node}; load average before ${results.load_before}, after ${results.load_after}
-- through \`wrangler dev\` (local workerd): every heartbeat is its own POST /v1/events with one event (as each worker's producer sends it), 20 registered task definitions per worker
+- through \`wrangler dev\` (local workerd): every heartbeat is its own POST /v1/events with one event (as each worker's producer sends it), over at most 64 keep-alive connections; 20 registered task definitions per worker
 
 | | value |
 |---|---|
@@ -140,6 +177,7 @@ Target: the Fleet handles ${WORKERS.toLocaleString("en")} workers heartbeating e
 | heartbeats sent / failed | ${h.sent} / ${h.failed} over ${h.seconds} s |
 | offered → achieved rate | ${h.offered_per_s} → ${h.achieved_per_s} events/s |
 | latency p50 / p95 / p99 / max | ${h.latency_ms.p50} / ${h.latency_ms.p95} / ${h.latency_ms.p99} / ${h.latency_ms.max} ms |
+| wrangler dev's own ceiling (GET /api/health, 64 connections) | ${results.dev_server_ceiling_req_per_s} req/s |
 | workers ONLINE / LOST afterwards | ${results.after.online} / ${results.after.lost} |
 | GET /api/workers (all ${WORKERS}) | ${results.after.list_ms} ms |
 | workerd RSS at the end | ${results.workerd_rss_mib} MiB |

@@ -28,3 +28,35 @@ it("1,000 workers heartbeating", async () => {
   });
   console.log(`BENCH ${JSON.stringify({ name: "fleet_heartbeats", workers: 1000, heartbeats: result.beats, us_per_heartbeat: Math.round((result.ms / result.beats) * 1000), heartbeats_per_s: Math.round((result.beats / result.ms) * 1000) })}`);
 });
+
+it("1,000 workers heartbeating through the Worker (POST /v1/events in workerd, no sockets)", async () => {
+  const { exports } = await import("cloudflare:workers");
+  const hosts = Array.from({ length: 1000 }, (_, i) => `hw${i}@bench`);
+  const post = async (events: WorkerEvent[]) => {
+    const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: JSON.stringify({ events }) });
+    if (res.status !== 202) throw new Error(`POST answered ${res.status}`);
+    await res.arrayBuffer();
+  };
+  for (const h of hosts) await post([ev(h, "online", { registered, queues: ["celery"] })]);
+  const beats = 10_000;
+  const concurrency = 16;
+  let next = 0;
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < beats) {
+        const i = next++;
+        const t = performance.now();
+        await post([ev(hosts[i % hosts.length]!, "heartbeat", { active: [`t-${i}`] })]);
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  latencies.sort((a, b) => a - b);
+  const lost = (await env.FLEET.getByName("global").list()).filter((w) => w.hostname.startsWith("hw") && w.status !== "ONLINE").length;
+  console.log(
+    `BENCH ${JSON.stringify({ name: "fleet_heartbeats_via_worker", workers: 1000, heartbeats: beats, concurrency, heartbeats_per_s: Math.round((beats / ms) * 1000), p50_ms: Math.round(latencies[beats / 2]! * 10) / 10, p95_ms: Math.round(latencies[Math.floor(beats * 0.95)]! * 10) / 10, not_online: lost })}`,
+  );
+});
