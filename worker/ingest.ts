@@ -2,10 +2,10 @@ import { Hono } from "hono";
 import { numberVar, FLEET_NAME, type Env } from "../durable-objects/env";
 import {
   describeIssues,
-  Event,
   EventBatch,
   MAX_BATCH_BYTES,
   MAX_EVENTS_PER_BATCH,
+  parseEvent,
   traceKeyOf,
   type IngestResponse,
   type RejectedEvent,
@@ -62,7 +62,7 @@ export function validateEvents(raw: unknown[]): { tasks: TaskEvent[]; workers: W
   const ids = new Set<string>();
   let duplicates = 0;
   raw.forEach((item, index) => {
-    const parsed = Event.safeParse(item);
+    const parsed = parseEvent(item);
     if (!parsed.success) {
       rejected.push({ index, error: describeIssues(parsed.error) });
       return;
