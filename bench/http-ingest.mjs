@@ -2,11 +2,12 @@
  * HTTP ingestion through `wrangler dev`, end to end: 100-event batches POSTed by concurrent clients
  * over many traces (events/s, repeated; CPU per batch of every process of this `wrangler dev`), then
  * one 100,000-task trace while sampling this workerd's memory (RSS split into anonymous and
- * file-backed, the isolate's JS heap after a full GC, the Durable Objects' SQLite files on disk).
+ * file-backed, the isolate's JS heap, the Durable Objects' SQLite files on disk), then the same
+ * requests again (all duplicates: nothing stored) as a control for per-request overhead.
  * Writes bench/results/ingest-http.json.
  *   node_modules/.bin/node bench/http-ingest.mjs [--tasks-big 100000] [--runs 3] [--profile]
- * --profile also records a CPU profile of the Worker's isolate during one throughput run and
- * writes its summary (self and inclusive time per function) to bench/results/ingest-http-profile.json.
+ * --profile adds one more throughput run (left out of the median) with a CPU profile of the
+ * Worker's isolate, and writes its summary (self and inclusive time per function) to bench/results/ingest-http-profile.json.
  */
 import { readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import os from "node:os";
@@ -129,14 +130,15 @@ try {
   //    8 concurrent clients; the first 20 batches of run 0 warm up and are not counted.
   const concurrency = 8;
   const runResults = [];
-  for (let run = 0; run < runs; run++) {
+  const totalRuns = runs + (profile ? 1 : 0); // the profiled run is extra and left out of the median
+  for (let run = 0; run < totalRuns; run++) {
     let batches = [];
     for (let t = 0; t < 200; t++) batches.push(...batchesOf(syntheticTrace(`tp${run}-${t}`, 100)));
     if (run === 0) {
       await postAll(server.base, batches.slice(0, 20), 4);
       batches = batches.slice(20);
     }
-    if (profile && run === runs - 1) {
+    if (profile && run === runs) {
       inspector ??= await connectInspector(server.inspector);
       await inspector.startProfile();
     }
@@ -151,7 +153,7 @@ try {
       return { role: p.role, cpu_pct: Math.round((100 * used) / secs), cpu_ms_per_batch: +((1000 * used) / batches.length).toFixed(2) };
     });
     const r = { events: accepted, seconds: +secs.toFixed(2), events_per_s: Math.round(accepted / secs), load_average: load, cpu };
-    if (profile && run === runs - 1) {
+    if (profile && run === runs) {
       const summary = summarizeProfile(await inspector.stopProfile());
       r.profiled = true;
       mkdirSync(join(ROOT, "bench/results"), { recursive: true });
@@ -160,14 +162,23 @@ try {
     runResults.push(r);
     console.log("throughput run", run, JSON.stringify(r));
   }
-  const sorted = runResults.map((r) => r.events_per_s).sort((a, b) => a - b);
+  const sorted = runResults.filter((r) => !r.profiled).map((r) => r.events_per_s).sort((a, b) => a - b);
   results.throughput = { batch: 100, concurrency, median_events_per_s: sorted[Math.floor(sorted.length / 2)], runs: runResults };
 
   // 2. One 100,000-task trace (500,000 events): memory sampled every 10% of the way.
-  inspector ??= await connectInspector(server.inspector);
+  inspector?.close(); // wrangler's proxy drops idle sessions: one short session per sample
+  inspector = undefined;
+  const heapUsage = async () => {
+    const session = await connectInspector(server.inspector);
+    try {
+      return await session.heapUsage();
+    } finally {
+      session.close();
+    }
+  };
   const samples = [];
   const sample = async (tasks) => {
-    const s = { tasks, ...memoryOf(isolatePid), js_heap: await inspector.heapAfterGc(), storage: storageOf(server.persist), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib };
+    const s = { tasks, ...memoryOf(isolatePid), js_heap: await heapUsage(), storage: storageOf(server.persist), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib };
     samples.push(s);
     console.log("big trace", JSON.stringify(s));
   };
@@ -189,6 +200,23 @@ try {
     ingest_events_per_s: Math.round((bigTasks * 5) / (bigIngestMs / 1000)),
     samples,
   };
+  // 3. Control: the same 5,000 requests again. Every event is now a duplicate, so the TraceGraph
+  //    stores nothing and its SQLite does not grow: memory that still grows is per-request
+  //    overhead of wrangler dev's workerd processes, not the Durable Object's.
+  const replay = [];
+  const replaySample = () => {
+    const s = { requests: replay.length * step, ...memoryOf(isolatePid), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib, storage: storageOf(server.persist) };
+    replay.push(s);
+    console.log("replay", JSON.stringify(s));
+  };
+  replaySample();
+  for (let i = 0; i < bigBatches.length; i += step) {
+    const accepted = await postAll(server.base, bigBatches.slice(i, i + step), 4);
+    if (accepted !== 0) throw new Error(`the replay accepted ${accepted} events`);
+    replaySample();
+  }
+  results.big_trace.replay_all_duplicates = replay;
+
   const t2 = performance.now();
   const snap = await fetch(`${server.base}/api/traces/big-trace`);
   const body = await snap.json();

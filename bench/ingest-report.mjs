@@ -73,10 +73,18 @@ function httpSection(h) {
       "",
       `One ${n(b.tasks)}-task trace (${n(b.events)} events, 4 clients): ${n(b.ingest_events_per_s)} events/s; snapshot ${b.snapshot.ms} ms (${n(b.snapshot.nodes)} nodes${b.snapshot.truncated ? ` of ${n(b.snapshot.truncated.total)}` : ""}).`,
       "",
-      "| tasks | workerd RSS MiB | anonymous | file-backed | JS heap after GC MiB (isolate: Worker + all DOs) | TraceGraph SQLite on disk MiB |",
+      "| tasks | workerd RSS MiB | anonymous | file-backed | JS heap used MiB (isolate: Worker + all DOs) | TraceGraph SQLite on disk MiB |",
       "|---:|---:|---:|---:|---:|---:|",
     );
     for (const s of b.samples) lines.push(`| ${n(s.tasks)} | ${s.rss_mib} | ${s.anon_mib} | ${s.file_mib} | ${s.js_heap.used_mib} | ${s.storage.trace_graph_mib} |`);
+    lines.splice(lines.length - b.samples.length - 2, 0, "RSS of the Worker's workerd (and of wrangler's proxy workerd, which holds no Durable Object):", "");
+    lines[lines.length - b.samples.length - 2] = "| tasks | workerd RSS MiB | anonymous | file-backed | JS heap used MiB (isolate: Worker + all DOs) | TraceGraph SQLite on disk MiB | proxy workerd RSS MiB |";
+    lines[lines.length - b.samples.length - 1] = "|---:|---:|---:|---:|---:|---:|---:|";
+    b.samples.forEach((s, i) => (lines[lines.length - b.samples.length + i] += ` ${s.proxy_rss_mib} |`));
+    if (b.replay_all_duplicates) {
+      lines.push("", "Control: the same requests again, every event a duplicate (nothing stored):", "", "| requests replayed | workerd RSS MiB | anonymous | proxy workerd RSS MiB | TraceGraph SQLite MiB |", "|---:|---:|---:|---:|---:|");
+      for (const s of b.replay_all_duplicates) lines.push(`| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} | ${s.storage.trace_graph_mib} |`);
+    }
   }
   return lines;
 }

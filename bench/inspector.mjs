@@ -34,9 +34,8 @@ export async function connectInspector(inspectorPort) {
     });
   return {
     send,
-    /** JS heap of the isolate after a full GC, in MiB. */
-    async heapAfterGc() {
-      await send("HeapProfiler.collectGarbage");
+    /** JS heap of the isolate, in MiB (workerd does not answer HeapProfiler.collectGarbage: garbage included). */
+    async heapUsage() {
       const { usedSize, totalSize, embedderHeapUsedSize, backingStorageSize } = await send("Runtime.getHeapUsage");
       const mib = (n) => +((n ?? 0) / 2 ** 20).toFixed(1);
       return { used_mib: mib(usedSize), total_mib: mib(totalSize), embedder_mib: mib(embedderHeapUsedSize), backing_store_mib: mib(backingStorageSize) };
