@@ -3,7 +3,8 @@
  * over many traces (events/s, repeated; CPU per batch of every process of this `wrangler dev`), then
  * one 100,000-task trace while sampling this workerd's memory (RSS split into anonymous and
  * file-backed, the isolate's JS heap, the Durable Objects' SQLite files on disk), then the same
- * requests again (all duplicates: nothing stored) as a control for per-request overhead.
+ * requests again (all duplicates: nothing stored) and as many requests that validation rejects
+ * (no Durable Object called at all), as controls for per-request overhead.
  * Writes bench/results/ingest-http.json.
  *   node_modules/.bin/node bench/http-ingest.mjs [--tasks-big 100000] [--runs 3] [--profile]
  * --profile adds one more throughput run (left out of the median) with a CPU profile of the
@@ -216,6 +217,22 @@ try {
     replaySample();
   }
   results.big_trace.replay_all_duplicates = replay;
+
+  // 4. Control without any Durable Object: as many requests of 100 events that validation rejects
+  //    (wire version 2), so the Worker answers them itself and no TraceGraph or index is called.
+  const rejectedBatch = JSON.stringify({ events: syntheticTrace("never-stored", 20).map((e) => ({ ...e, v: 2 })) });
+  const noDo = [];
+  const noDoSample = () => {
+    const s = { requests: noDo.length * step, ...memoryOf(isolatePid), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib };
+    noDo.push(s);
+    console.log("rejected-only", JSON.stringify(s));
+  };
+  noDoSample();
+  for (let i = 0; i < bigBatches.length; i += step) {
+    await postAll(server.base, Array.from({ length: Math.min(step, bigBatches.length - i) }, () => rejectedBatch), 4);
+    noDoSample();
+  }
+  results.big_trace.control_rejected_only = noDo;
 
   const t2 = performance.now();
   const snap = await fetch(`${server.base}/api/traces/big-trace`);

@@ -55,7 +55,7 @@ function httpSection(h) {
     "## HTTP through `wrangler dev` (`node_modules/.bin/node bench/http-ingest.mjs`)",
     "",
     `- date: ${h.date}; machine: ${h.machine}; load average at start ${load(h.load_average_start)}, at end ${load(h.load_average_end)}`,
-    `- ${t.runs.length} runs of 200 new traces × 500 events in 100-event batches, ${t.concurrency} concurrent clients`,
+    `- ${t.runs.filter((r) => !r.profiled).length} runs${t.runs.some((r) => r.profiled) ? " (and one more under the CPU profiler, left out of the median)" : ""}, each of 200 new traces × 500 events in 100-event batches, ${t.concurrency} concurrent clients`,
     "",
     `Median **${n(t.median_events_per_s)} events/s** (target ≥ 7,000: ${ok(t.median_events_per_s >= 7000)}).`,
     "",
@@ -84,6 +84,10 @@ function httpSection(h) {
     if (b.replay_all_duplicates) {
       lines.push("", "Control: the same requests again, every event a duplicate (nothing stored):", "", "| requests replayed | workerd RSS MiB | anonymous | proxy workerd RSS MiB | TraceGraph SQLite MiB |", "|---:|---:|---:|---:|---:|");
       for (const s of b.replay_all_duplicates) lines.push(`| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} | ${s.storage.trace_graph_mib} |`);
+    }
+    if (b.control_rejected_only) {
+      lines.push("", "Control: as many requests whose 100 events validation rejects (no Durable Object called):", "", "| requests | workerd RSS MiB | anonymous | proxy workerd RSS MiB |", "|---:|---:|---:|---:|");
+      for (const s of b.control_rejected_only) lines.push(`| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} |`);
     }
   }
   return lines;
