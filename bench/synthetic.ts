@@ -3,10 +3,13 @@ import type { TaskEvent } from "../shared/wire";
 
 const LIFECYCLE = ["published", "received", "started", "succeeded", "postrun"] as const;
 
-/** `tasks` tasks of one trace, spawned by the root, 5 events each, in lifecycle order per task. */
-export function syntheticTrace(traceId: string, tasks: number, startTs = 1_795_000_000): TaskEvent[] {
+/**
+ * `tasks` tasks of one trace, spawned by the root, 5 events each, in lifecycle order per task.
+ * `first` > 0 gives the next tasks of the same trace (to build a very large trace in slices).
+ */
+export function syntheticTrace(traceId: string, tasks: number, startTs = 1_795_000_000, first = 0): TaskEvent[] {
   const events: TaskEvent[] = [];
-  for (let i = 0; i < tasks; i++) {
+  for (let i = first; i < first + tasks; i++) {
     const taskId = i === 0 ? traceId : `${traceId}-t${i}`;
     LIFECYCLE.forEach((type, k) => {
       events.push({

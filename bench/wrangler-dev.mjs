@@ -1,6 +1,6 @@
-/** Starts `wrangler dev` on a free loopback port for benchmarks and tests; stop() kills its process group. */
+/** Starts `wrangler dev` on a free loopback port for benchmarks and tests; stop() kills its process group and removes its storage. */
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -54,6 +54,8 @@ export async function startWranglerDev({ vars = {}, log = false } = {}) {
     port,
     inspector,
     pid: child.pid,
+    /** The local Durable Object storage of this run (removed by stop()). */
+    persist,
     output: () => output,
     async stop() {
       if (child.exitCode !== null) return;
@@ -65,6 +67,7 @@ export async function startWranglerDev({ vars = {}, log = false } = {}) {
       const t = Date.now();
       while (child.exitCode === null && Date.now() - t < 5000) await new Promise((r) => setTimeout(r, 100));
       if (child.exitCode === null) process.kill(-child.pid, "SIGKILL");
+      rmSync(persist, { recursive: true, force: true });
     },
   };
 }

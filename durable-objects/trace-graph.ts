@@ -215,11 +215,12 @@ export class TraceGraph extends DurableObject<Env> {
           attempts.push({ task_id: taskId, retries: a.retries, delivery: a.delivery, state: a.state, worker: a.worker, started_at: a.started_at, finished_at: a.finished_at });
     }
     // reported = 0 puts the task in the next report to the index (the outbox is this column).
+    // jsonb: parsed once, not once per ->> (measured 0.45 → 0.2 ms for 20 records in workerd).
     this.sql`
       INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record, reported)
       SELECT value ->> '$.task_id', value ->> '$.name', value ->> '$.state', value ->> '$.parent_id', value ->> '$.worker',
-             value ->> '$.published_at', value ->> '$.started_at', value ->> '$.finished_at', value ->> '$.runtime_ms', value, 0
-      FROM json_each(${JSON.stringify(records)}) WHERE true
+             value ->> '$.published_at', value ->> '$.started_at', value ->> '$.finished_at', value ->> '$.runtime_ms', json(value), 0
+      FROM jsonb_each(jsonb(${JSON.stringify(records)})) WHERE true
       ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
         worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
         finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record, reported = 0`;
@@ -228,11 +229,45 @@ export class TraceGraph extends DurableObject<Env> {
         INSERT OR REPLACE INTO attempts (task_id, retries, delivery, state, worker, started_at, finished_at)
         SELECT value ->> '$.task_id', value ->> '$.retries', value ->> '$.delivery', value ->> '$.state', value ->> '$.worker',
                value ->> '$.started_at', value ->> '$.finished_at'
-        FROM json_each(${JSON.stringify(attempts)})`;
+        FROM jsonb_each(jsonb(${JSON.stringify(attempts)}))`;
     return records;
   }
 
+  /**
+   * The task records in publish order (`published_at IS NULL, published_at, task_id`), at most `limit`.
+   * SQLite's sorter copies every whole record (10,000 tasks: ~10 MB, 40–90 ms), so when all rows are
+   * wanted they are read unsorted and ordered here by the same keys. (For a cut of a larger trace,
+   * sorting only rowids in SQL and then reading the kept records measured no faster: 90 ms either
+   * way for 20,000 of 100,000, the scan dominates.)
+   */
   private records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
+    // SQLite's BINARY order of TEXT (UTF-8 bytes, i.e. code points), not JS's UTF-16 order.
+    const compareBinary = (a: string, b: string): number => {
+      if (a === b) return 0;
+      const n = Math.min(a.length, b.length);
+      for (let i = 0; i < n; i++) {
+        let x = a.charCodeAt(i);
+        let y = b.charCodeAt(i);
+        if (x === y) continue;
+        // Surrogates (code points above U+FFFF) sort after U+E000..U+FFFF in code-point order.
+        if (x >= 0xd800) x = x < 0xe000 ? x + 0x2000 : x - 0x800;
+        if (y >= 0xd800) y = y < 0xe000 ? y + 0x2000 : y - 0x800;
+        return x - y;
+      }
+      return a.length - b.length;
+    };
+    const total = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n;
+    if (total <= limit) {
+      const rows = this.sql<{ published_at: number | null; task_id: string; record: string }>`
+        SELECT published_at, task_id, record FROM tasks`.toArray();
+      rows.sort(
+        (a, b) =>
+          (a.published_at === null ? 1 : 0) - (b.published_at === null ? 1 : 0) ||
+          (a.published_at ?? 0) - (b.published_at ?? 0) ||
+          compareBinary(a.task_id, b.task_id),
+      );
+      return rows.map((r) => JSON.parse(r.record) as TaskRecord);
+    }
     return this.sql<{ record: string }>`SELECT record FROM tasks ORDER BY published_at IS NULL, published_at, task_id LIMIT ${limit}`
       .toArray()
       .map((r) => JSON.parse(r.record) as TaskRecord);

@@ -117,3 +117,26 @@ describe("read API", () => {
     expect(await res.json()).toMatchObject({ ok: true, index_backend: "durable-object" });
   });
 });
+
+describe("TraceGraph task order", () => {
+  it("lists records in SQLite's order (published_at IS NULL, published_at, task_id) however they are read", async () => {
+    const { env, runInDurableObject } = await import("cloudflare:test");
+    // Ties on published_at are broken by task_id in UTF-8 byte order, where "😀" sorts after "\uffff" (not in JS).
+    const ids = ["b", "a", "é", "\uffff", "😀", "\ue000", "Z", "a-long", "0", "~"];
+    const events = ids.map((id, i) =>
+      taskEvent({ task_id: `order-${id}`, trace_id: "trace-order", type: i % 4 === 3 ? "received" : "published", ts: 1795334409 + (i === 1 || i === 6 ? 1 : 0) }),
+    );
+    const res = await post(JSON.stringify({ events }));
+    expect(res.status).toBe(202);
+    const stub = env.TRACE_GRAPH.getByName("trace-order");
+    await runInDurableObject(stub, async (graph, state) => {
+      const expected = state.storage.sql
+        .exec<{ task_id: string }>("SELECT task_id FROM tasks ORDER BY published_at IS NULL, published_at, task_id")
+        .toArray()
+        .map((r) => r.task_id);
+      const records = (graph as unknown as { records(limit?: number): { task_id: string }[] }).records.bind(graph);
+      expect(records().map((r) => r.task_id)).toEqual(expected);
+      expect(records(4).map((r) => r.task_id)).toEqual(expected.slice(0, 4));
+    });
+  });
+});
