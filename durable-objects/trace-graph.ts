@@ -290,6 +290,15 @@ export class TraceGraph extends DurableObject<Env> {
     };
   }
 
+  /**
+   * The snapshot as the JSON the API answers with: one string crosses the RPC boundary instead of
+   * a structured clone of ~10 MB of objects that the Worker would then serialize again.
+   */
+  async snapshotJson(): Promise<string | null> {
+    const snapshot = await this.snapshot();
+    return snapshot && JSON.stringify(snapshot);
+  }
+
   /** Marks nodes that have an open anomaly with its kind. */
   protected decorateNodes(nodes: TraceSnapshot["nodes"]): void {
     this.anomalies.decorate(nodes);

@@ -61,9 +61,10 @@ export const traces = new Hono<ApiEnv>()
   })
   .get("/:traceId", async (c) => {
     const traceId = c.req.param("traceId");
-    const snapshot = await c.env.TRACE_GRAPH.getByName(traceId).snapshot();
-    if (!snapshot) throw notFound("trace", traceId);
-    return c.json(snapshot, 200);
+    // A TraceSnapshot (shared/api.ts), serialized by the TraceGraph itself.
+    const json = await c.env.TRACE_GRAPH.getByName(traceId).snapshotJson();
+    if (json === null) throw notFound("trace", traceId);
+    return c.body(json, 200, { "Content-Type": "application/json; charset=UTF-8" });
   });
 
 export const tasks = new Hono<ApiEnv>()

@@ -56,6 +56,15 @@ it("snapshot of a 10,000-task trace", async () => {
     if (!snap || snap.nodes.length !== 10_000) throw new Error(`expected 10,000 nodes, got ${snap?.nodes.length}`);
   }
   report("snapshot10k", { runs: times.length, median_ms: Math.round(median(times)), max_ms: Math.round(Math.max(...times)), via: "RPC stub.snapshot()" });
+  // What GET /api/traces/:id does: the TraceGraph serializes, one string crosses the RPC.
+  const jsonTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    const json = await stub.snapshotJson();
+    jsonTimes.push(performance.now() - t0);
+    if (!json || json.length < 1_000_000) throw new Error("expected a 10,000-task snapshot as JSON");
+  }
+  report("snapshot10k_json", { runs: jsonTimes.length, median_ms: Math.round(median(jsonTimes)), max_ms: Math.round(Math.max(...jsonTimes)), via: "RPC stub.snapshotJson() (the API's path)" });
 });
 
 it("a 100,000-task trace, ingested in tenths", async () => {
