@@ -12,7 +12,7 @@
  *   500-member group is a compact block instead of a 35,000 px column;
  * - past `ELK_LIMIT` boxes, a linear-time layered layout replaces elk.
  */
-import type { Edge, Node } from "@xyflow/react";
+import { Position, type Edge, type Node, type NodeHandle } from "@xyflow/react";
 import type { ElkExtendedEdge, ElkNode } from "elkjs/lib/elk-api.js";
 import type { EdgeKind, GraphContainer, GraphNode, TraceSnapshot } from "../../../shared/api";
 
@@ -369,12 +369,32 @@ function portsOf(v: Visible, owner: ReadonlyMap<string, string> = new Map()): Po
   return (id) => ({ in: ins.has(id), out: outs.has(id) });
 }
 
+/** Size of the drawn handles (styles.css `.react-flow__handle`): centred on the box's left and right sides. */
+const HANDLE = 6;
+
+/**
+ * Handle geometry known up front. React Flow renders every node without handle bounds once, to
+ * measure its handles, whatever `onlyRenderVisibleElements` says (xyflow `getNodesInside`:
+ * `forceInitialRender`): for a 2,000-task trace that first frame mounted, laid out and rasterized
+ * every card only to unmount most of them, and kept the page busy for a second after first paint.
+ * With `handles` given, only what is in the viewport is ever mounted, and edges attach right away.
+ */
+export function handlesOf(ports: Ports, width: number, height: number): NodeHandle[] {
+  const y = height / 2 - HANDLE / 2;
+  const out: NodeHandle[] = [];
+  if (ports.in) out.push({ type: "target", position: Position.Left, x: -HANDLE / 2, y, width: HANDLE, height: HANDLE });
+  if (ports.out) out.push({ type: "source", position: Position.Right, x: width - HANDLE / 2, y, width: HANDLE, height: HANDLE });
+  return out;
+}
+
 function taskNode(task: GraphNode, position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
-  return { id: task.id, type: "task", position, width: TASK_W, height: TASK_H, data: { kind: "task", task, ports: ports(task.id) }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+  const p = ports(task.id);
+  return { id: task.id, type: "task", position, width: TASK_W, height: TASK_H, handles: handlesOf(p, TASK_W, TASK_H), data: { kind: "task", task, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
 }
 
 function moreNode(id: string, foldKey: string, hidden: number, what: MoreNodeData["what"], position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
-  return { id, type: "more", position, width: TASK_W, height: MORE_H, selectable: false, data: { kind: "more", foldKey, hidden, what, ports: ports(id) }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+  const p = ports(id);
+  return { id, type: "more", position, width: TASK_W, height: MORE_H, handles: handlesOf(p, TASK_W, MORE_H), selectable: false, data: { kind: "more", foldKey, hidden, what, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
 }
 
 function containerNode(c: VisibleContainer, position: { x: number; y: number }, width: number, height: number, byId: Map<string, GraphNode>, ports: PortsOf, cells?: Cell[]): FlowNode {
@@ -384,6 +404,7 @@ function containerNode(c: VisibleContainer, position: { x: number; y: number }, 
     position,
     width,
     height,
+    handles: handlesOf(ports(c.container.id), width, height),
     style: { width, height },
     selectable: false,
     data: {
