@@ -7,6 +7,9 @@
  * What keeps 2,000-task traces usable:
  * - big groups and big fan-outs (one parent spawning hundreds) fold to their first members plus a
  *   stub that expands on click; edges of folded tasks are rerouted to the stub;
+ * - past a budget of drawn task cards (`CARD_BUDGET`), further groups collapse to their stub
+ *   alone, and collapsed groups entered the same way (same parent, same edge kind) share one
+ *   "shelf": a grid of group summaries that open on click (80 groups of 25 are 20 boxes, not 80);
  * - edges from one task to many members of a container are drawn once, to the container;
  * - a container whose members have no edges between them is a grid (elk sees one box), so a
  *   500-member group is a compact block instead of a 35,000 px column;
@@ -28,6 +31,18 @@ export const FOLD_OVER = 50;
 export const FOLD_SHOW = 20;
 /** Above this many top-level boxes, elk is replaced by the linear layered layout. */
 export const ELK_LIMIT = 500;
+/**
+ * Task cards the graph draws before further groups collapse (in publish order; opened ones stay
+ * open). Cards off screen cost little (culled), but every group is a box for elk and an edge:
+ * 80 groups of 25 made elk take ~0.5 s and drew 80 dashed edges 40,000 px long, which Chromium's
+ * software rasterizer took a second to draw.
+ */
+export const CARD_BUDGET = 500;
+/** Collapsed groups with the same entry share a shelf from this many on. */
+export const SHELF_MIN = 2;
+/** A group's summary on a shelf. */
+export const SUMMARY_W = TASK_W;
+export const SUMMARY_H = 52;
 
 export interface ElkLike {
   layout(graph: ElkNode): Promise<ElkNode>;
@@ -49,7 +64,10 @@ export type Cell = { id: string; x: number; y: number; more: boolean };
  */
 export type ContainerNodeData = { kind: "container"; container: GraphContainer; hidden: number; counts: StateCount[]; ports: Ports; cells?: Cell[]; tasks?: (GraphNode | null)[] };
 export type MoreNodeData = { kind: "more"; foldKey: string; hidden: number; what: "members" | "children"; ports: Ports };
-export type FlowNodeData = TaskNodeData | ContainerNodeData | MoreNodeData;
+/** Collapsed groups drawn as one box of summaries (`cells[i]` is where `groups[i]` is drawn). */
+export type ShelfGroup = { container: GraphContainer; counts: StateCount[] };
+export type ShelfNodeData = { kind: "shelf"; foldKey: string; groups: ShelfGroup[]; tasks: number; counts: StateCount[]; ports: Ports; cells: Cell[] };
+export type FlowNodeData = TaskNodeData | ContainerNodeData | MoreNodeData | ShelfNodeData;
 export type FlowNode = Node<FlowNodeData>;
 export type FlowEdgeData = { kind: EdgeKind; count: number };
 export type FlowEdge = Edge<FlowEdgeData>;
@@ -71,6 +89,14 @@ export interface VisibleContainer {
   moreId: string | null;
   /** Some drawn edge joins two of its members (chain slots): elk lays it out as a nested graph. */
   internal: boolean;
+  /** Past the card budget: no member drawn, only the stub. */
+  collapsed: boolean;
+}
+
+export interface VisibleShelf {
+  /** Also its fold key: expanding it opens every group on it. */
+  id: string;
+  containers: GraphContainer[];
 }
 
 export interface VisibleFold {
@@ -93,32 +119,34 @@ export interface Visible {
   containers: VisibleContainer[];
   /** Fan-out stubs outside containers. */
   folds: VisibleFold[];
+  /** Collapsed groups sharing an entry; their containers are not in `containers`. */
+  shelves: VisibleShelf[];
   edges: VisibleEdge[];
 }
 
 export const moreId = (foldKey: string) => `more:${foldKey}`;
 
-/** Decides what is drawn: folds, reroutes and bundles edges. Pure. */
+/** Decides what is drawn: folds, collapses and shelves groups, reroutes and bundles edges. Pure. */
 export function visibleGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<string>): Visible {
   const order = new Map(snapshot.nodes.map((n, i) => [n.id, i]));
   const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
   const hiddenBy = new Map<string, string>();
   const containerOf = new Map<string, string>();
-  const containers: VisibleContainer[] = snapshot.containers.map((container) => {
+  // Groups in publish order (of their first member; the snapshot sorts them by id): the budget
+  // keeps the earliest drawn, and elk keeps siblings in this order.
+  const groups = snapshot.containers.map((container) => {
     const members = container.members.filter((m) => byId.has(m));
-    for (const m of members) containerOf.set(m, container.id);
-    if (members.length <= FOLD_OVER || expanded.has(container.id))
-      return { container, members, hidden: 0, moreId: null, internal: false };
-    const stub = moreId(container.id);
-    for (const m of members.slice(FOLD_SHOW)) hiddenBy.set(m, stub);
-    return { container, members: members.slice(0, FOLD_SHOW), hidden: members.length - FOLD_SHOW, moreId: stub, internal: false };
+    let first = Infinity;
+    for (const m of members) first = Math.min(first, order.get(m)!);
+    return { container, members, first };
   });
-  for (const c of containers) if (c.moreId) containerOf.set(c.moreId, c.container.id);
+  groups.sort((a, b) => a.first - b.first);
+  for (const g of groups) for (const m of g.members) containerOf.set(m, g.container.id);
 
   // Fan-outs: one source, one edge kind, many targets outside containers.
   const fanOuts = new Map<string, string[]>();
   for (const e of snapshot.edges) {
-    if (containerOf.has(e.target) || hiddenBy.has(e.target) || !byId.has(e.target)) continue;
+    if (containerOf.has(e.target) || !byId.has(e.target)) continue;
     const key = `${e.source}:${e.kind}`;
     const list = fanOuts.get(key);
     if (list) list.push(e.target);
@@ -134,8 +162,58 @@ export function visibleGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<stri
     folds.push({ id: stub, foldKey: key, hidden: sorted.length - FOLD_SHOW });
   }
 
-  // Reroute edges of folded tasks to their stub, drop loops and duplicates.
-  const route = (id: string) => hiddenBy.get(id) ?? id;
+  // How each group is entered (edge kinds and sources from outside it): the shelf it would share.
+  const entries = new Map<string, Set<string>>();
+  for (const e of snapshot.edges) {
+    const tc = containerOf.get(e.target);
+    const from = containerOf.get(e.source) ?? hiddenBy.get(e.source) ?? e.source;
+    if (!tc || from === tc) continue;
+    const set = entries.get(tc) ?? new Set<string>();
+    set.add(`${e.kind}<${from}`);
+    entries.set(tc, set);
+  }
+  const shelfOf = (cid: string) => `shelf:${[...(entries.get(cid) ?? [])].sort().join("|")}`;
+
+  // Groups in publish order draw their members until the card budget is spent; the rest collapse.
+  let drawn = 0;
+  for (const n of snapshot.nodes) if (!containerOf.has(n.id) && !hiddenBy.has(n.id)) drawn++;
+  let over = false;
+  const containers: VisibleContainer[] = groups.map(({ container, members }) => {
+    const open = expanded.has(container.id) || expanded.has(shelfOf(container.id));
+    const shown = open || members.length <= FOLD_OVER ? members.length : FOLD_SHOW;
+    if (!open && members.length > 0 && (over || drawn + shown > CARD_BUDGET)) {
+      over = true;
+      const stub = moreId(container.id);
+      for (const m of members) hiddenBy.set(m, stub);
+      return { container, members: [], hidden: members.length, moreId: stub, internal: false, collapsed: true };
+    }
+    drawn += shown;
+    if (shown === members.length) return { container, members, hidden: 0, moreId: null, internal: false, collapsed: false };
+    const stub = moreId(container.id);
+    for (const m of members.slice(FOLD_SHOW)) hiddenBy.set(m, stub);
+    return { container, members: members.slice(0, FOLD_SHOW), hidden: members.length - FOLD_SHOW, moreId: stub, internal: false, collapsed: false };
+  });
+  for (const c of containers) if (c.moreId) containerOf.set(c.moreId, c.container.id);
+
+  // Collapsed groups with the same entry go on one shelf; their edges attach to it.
+  const byShelf = new Map<string, VisibleContainer[]>();
+  for (const c of containers) if (c.collapsed) push(byShelf, shelfOf(c.container.id), c);
+  const shelves: VisibleShelf[] = [];
+  const onShelf = new Map<string, string>();
+  for (const [id, list] of byShelf) {
+    if (list.length < SHELF_MIN) continue;
+    shelves.push({ id, containers: list.map((c) => c.container) });
+    for (const c of list) {
+      onShelf.set(c.container.id, id);
+      onShelf.set(c.moreId!, id);
+    }
+  }
+
+  // Reroute edges of folded tasks to their stub (or shelf), drop loops and duplicates.
+  const route = (id: string) => {
+    const r = hiddenBy.get(id) ?? id;
+    return onShelf.get(r) ?? onShelf.get(containerOf.get(r) ?? "") ?? r;
+  };
   const routed = new Map<string, VisibleEdge>();
   for (const e of snapshot.edges) {
     const source = route(e.source);
@@ -173,14 +251,15 @@ export function visibleGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<stri
     else merged.set(e.id, e);
   }
   const finalEdges = [...merged.values()];
+  const drawnContainers = containers.filter((c) => !onShelf.has(c.container.id));
   for (const e of finalEdges) {
     const sc = containerOf.get(e.source);
     if (sc && sc === containerOf.get(e.target)) {
-      const c = containers.find((x) => x.container.id === sc);
+      const c = drawnContainers.find((x) => x.container.id === sc);
       if (c) c.internal = true;
     }
   }
-  return { tasks: snapshot.nodes.filter((n) => !hiddenBy.has(n.id)), containers, folds, edges: finalEdges };
+  return { tasks: snapshot.nodes.filter((n) => !hiddenBy.has(n.id)), containers: drawnContainers, folds, shelves, edges: finalEdges };
 }
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V) {
@@ -216,7 +295,17 @@ function gridBox(c: VisibleContainer): Box {
   return { width: PAD_SIDE * 2 + cols * (TASK_W + GAP) - GAP, height: Math.max(height, PAD_TOP + MORE_H), cells };
 }
 
-function stateCounts(ids: readonly string[], byId: Map<string, GraphNode>): StateCount[] {
+function shelfBox(s: VisibleShelf): Box {
+  const n = s.containers.length;
+  // Two columns at least: the title row (count, state bar, "open all") needs the width.
+  const cols = Math.min(n, Math.max(2, Math.round(Math.sqrt((n * (SUMMARY_H + GAP)) / (SUMMARY_W + GAP)))));
+  const rows = Math.ceil(n / cols);
+  const cells = s.containers.map((c, i) => ({ id: c.id, more: false, x: PAD_SIDE + (i % cols) * (SUMMARY_W + GAP), y: PAD_TOP + Math.floor(i / cols) * (SUMMARY_H + GAP) }));
+  return { width: PAD_SIDE * 2 + cols * (SUMMARY_W + GAP) - GAP, height: PAD_TOP + rows * (SUMMARY_H + GAP) - GAP + PAD_SIDE, cells };
+}
+
+/** Counts per state of the given tasks. */
+export function stateCounts(ids: readonly string[], byId: Map<string, GraphNode>): StateCount[] {
   const counts = new Map<GraphNode["state"], number>();
   for (const id of ids) {
     const n = byId.get(id);
@@ -281,6 +370,11 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
   }
   for (const t of v.tasks) if (!placed.has(t.id)) children.push({ id: t.id, width: TASK_W, height: TASK_H });
   for (const f of v.folds) children.push({ id: f.id, width: TASK_W, height: MORE_H });
+  for (const sh of v.shelves) {
+    const box = shelfBox(sh);
+    boxes.set(sh.id, box);
+    children.push({ id: sh.id, width: box.width, height: box.height });
+  }
   const known = new Set<string>();
   const collect = (n: ElkNode) => {
     known.add(n.id);
@@ -327,6 +421,7 @@ export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet
   const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
   const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
   const foldInfo = new Map(v.folds.map((f) => [f.id, f]));
+  const shelfInfo = new Map(v.shelves.map((sh) => [sh.id, sh]));
   const nodes: FlowNode[] = [];
   const owner = new Map<string, string>();
   for (const [cid, box] of boxes) for (const cell of box.cells) owner.set(cell.id, cid);
@@ -349,6 +444,11 @@ export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet
     const fold = foldInfo.get(n.id);
     if (fold) {
       nodes.push(moreNode(fold.id, fold.foldKey, fold.hidden, "children", position, ports));
+      continue;
+    }
+    const shelf = shelfInfo.get(n.id);
+    if (shelf) {
+      nodes.push(shelfNode(shelf, position, boxes.get(shelf.id)!, byId, ports));
       continue;
     }
     const task = byId.get(n.id);
@@ -377,24 +477,45 @@ const HANDLE = 6;
  * measure its handles, whatever `onlyRenderVisibleElements` says (xyflow `getNodesInside`:
  * `forceInitialRender`): for a 2,000-task trace that first frame mounted, laid out and rasterized
  * every card only to unmount most of them, and kept the page busy for a second after first paint.
- * With `handles` given, only what is in the viewport is ever mounted, and edges attach right away.
+ * With `handles` (and `measured`) given, only what is in the viewport is ever mounted, nothing is
+ * measured, edges attach right away, and fitView still sees every node. `border`: the handles sit
+ * inside a bordered, positioned box (the task card's 1 px).
  */
-export function handlesOf(ports: Ports, width: number, height: number): NodeHandle[] {
+export function handlesOf(ports: Ports, width: number, height: number, border = 0): NodeHandle[] {
   const y = height / 2 - HANDLE / 2;
   const out: NodeHandle[] = [];
-  if (ports.in) out.push({ type: "target", position: Position.Left, x: -HANDLE / 2, y, width: HANDLE, height: HANDLE });
-  if (ports.out) out.push({ type: "source", position: Position.Right, x: width - HANDLE / 2, y, width: HANDLE, height: HANDLE });
+  if (ports.in) out.push({ type: "target", position: Position.Left, x: border - HANDLE / 2, y, width: HANDLE, height: HANDLE });
+  if (ports.out) out.push({ type: "source", position: Position.Right, x: width - border - HANDLE / 2, y, width: HANDLE, height: HANDLE });
   return out;
 }
 
 function taskNode(task: GraphNode, position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
   const p = ports(task.id);
-  return { id: task.id, type: "task", position, width: TASK_W, height: TASK_H, handles: handlesOf(p, TASK_W, TASK_H), data: { kind: "task", task, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+  return { id: task.id, type: "task", position, width: TASK_W, height: TASK_H, measured: { width: TASK_W, height: TASK_H }, handles: handlesOf(p, TASK_W, TASK_H, 1), data: { kind: "task", task, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
 }
 
 function moreNode(id: string, foldKey: string, hidden: number, what: MoreNodeData["what"], position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
   const p = ports(id);
-  return { id, type: "more", position, width: TASK_W, height: MORE_H, handles: handlesOf(p, TASK_W, MORE_H), selectable: false, data: { kind: "more", foldKey, hidden, what, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+  return { id, type: "more", position, width: TASK_W, height: MORE_H, measured: { width: TASK_W, height: MORE_H }, handles: handlesOf(p, TASK_W, MORE_H), selectable: false, data: { kind: "more", foldKey, hidden, what, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+}
+
+function shelfNode(sh: VisibleShelf, position: { x: number; y: number }, box: Box, byId: Map<string, GraphNode>, ports: PortsOf): FlowNode {
+  const { width, height } = box;
+  const p = ports(sh.id);
+  const all: string[] = [];
+  for (const c of sh.containers) all.push(...c.members);
+  return {
+    id: sh.id,
+    type: "shelf",
+    position,
+    width,
+    height,
+    measured: { width, height },
+    handles: handlesOf(p, width, height),
+    style: { width, height },
+    selectable: false,
+    data: { kind: "shelf", foldKey: sh.id, groups: sh.containers.map((c) => ({ container: c, counts: containerCounts(c, byId) })), tasks: all.length, counts: stateCounts(all, byId), ports: p, cells: box.cells },
+  };
 }
 
 function containerNode(c: VisibleContainer, position: { x: number; y: number }, width: number, height: number, byId: Map<string, GraphNode>, ports: PortsOf, cells?: Cell[]): FlowNode {
@@ -404,6 +525,7 @@ function containerNode(c: VisibleContainer, position: { x: number; y: number }, 
     position,
     width,
     height,
+    measured: { width, height },
     handles: handlesOf(ports(c.container.id), width, height),
     style: { width, height },
     selectable: false,
@@ -431,6 +553,7 @@ export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
     boxes.set(c.container.id, box);
     for (const cell of box.cells) owner.set(cell.id, c.container.id);
   }
+  for (const sh of v.shelves) boxes.set(sh.id, shelfBox(sh));
   const top = (id: string) => owner.get(id) ?? id;
   const incoming = new Map<string, string[]>();
   for (const e of v.edges) {
@@ -442,6 +565,7 @@ export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
   for (const c of v.containers) items.push(c.container.id);
   for (const t of v.tasks) if (!owner.has(t.id)) items.push(t.id);
   for (const f of v.folds) items.push(f.id);
+  for (const sh of v.shelves) items.push(sh.id);
   // Iterative depth (longest path from a source), guarding against cycles.
   const depth = new Map<string, number>();
   const visiting = new Set<string>();
@@ -477,6 +601,7 @@ export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
   const nodes: FlowNode[] = [];
   const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
   const foldInfo = new Map(v.folds.map((f) => [f.id, f]));
+  const shelfInfo = new Map(v.shelves.map((sh) => [sh.id, sh]));
   let x = 0;
   for (const d of [...columns.keys()].sort((a, b) => a - b)) {
     let y = 0;
@@ -491,9 +616,11 @@ export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
       const position = { x, y };
       const c = containerInfo.get(id);
       const fold = foldInfo.get(id);
+      const shelf = shelfInfo.get(id);
       if (c) {
         nodes.push(containerNode(c, position, w, h, byId, ports, boxes.get(id)!.cells));
       } else if (fold) nodes.push(moreNode(fold.id, fold.foldKey, fold.hidden, "children", position, ports));
+      else if (shelf) nodes.push(shelfNode(shelf, position, boxes.get(id)!, byId, ports));
       else {
         const task = byId.get(id);
         if (task) nodes.push(taskNode(task, position, ports));

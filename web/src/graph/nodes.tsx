@@ -4,13 +4,14 @@ import { createContext, memo, useContext, type CSSProperties, type ReactNode } f
 import type { GraphNode } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
-import { MORE_H, TASK_H, TASK_W, type ContainerNodeData, type FlowNode, type MoreNodeData, type StateCount, type TaskNodeData } from "./layout";
+import { MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
 
 /** What grid cells inside containers need from the page: the selection and the two actions. */
 export interface GraphActions {
   selected: string | null;
   select(taskId: string): void;
-  expand(foldKey: string): void;
+  /** Opens a fold; the view then moves to `focusId` (by default, what the fold key names). */
+  expand(foldKey: string, focusId?: string): void;
 }
 export const GraphActionsContext = createContext<GraphActions>({ selected: null, select: () => undefined, expand: () => undefined });
 
@@ -141,4 +142,55 @@ export const MoreNode = memo(function MoreNode({ data }: NodeProps<FlowNode>) {
   );
 });
 
-export const nodeTypes = { task: TaskNode, container: ContainerNode, more: MoreNode };
+/**
+ * Groups collapsed past the card budget that are entered the same way (e.g. 60 groups spawned by
+ * one task): one box of summaries, each with its state, size and state bar; a click opens that
+ * group (it is then drawn in full, beside the shelf), "open all" opens every one.
+ */
+export const ShelfNode = memo(function ShelfNode({ data }: NodeProps<FlowNode>) {
+  const { foldKey, groups, tasks, counts, ports, cells } = data as ShelfNodeData;
+  const actions = useContext(GraphActionsContext);
+  return (
+    <div className="shelf-node" data-shelf={groups.length} title={`${groups.length} groups not drawn, to keep this large trace fast: click one to open it`}>
+      {ports.in && <Handle type="target" position={Position.Left} isConnectable={false} />}
+      <div className="container-title">
+        <span className="container-kind">{groups.length.toLocaleString()} more groups</span>
+        <span className="muted">{tasks.toLocaleString()} tasks · click one to draw it</span>
+        <StateBar counts={counts} total={tasks} />
+        <button className="link-button shelf-open-all" onClick={() => actions.expand(foldKey, groups[0]?.container.id)}>
+          open all
+        </button>
+      </div>
+      {cells.map((cell, i) => {
+        const g = groups[i];
+        if (!g) return null;
+        const { container } = g;
+        const style = STATE_STYLES[container.state];
+        const total = container.members.length;
+        const failed = g.counts.find(([s]) => s === "FAILURE")?.[1] ?? 0;
+        return (
+          <div
+            key={cell.id}
+            className={`group-summary cell kind-${container.kind.toLowerCase()}`}
+            style={{ left: cell.x, top: cell.y, width: SUMMARY_W, height: SUMMARY_H, ["--state" as string]: style.color }}
+            data-summary-id={container.id}
+            data-state={container.state}
+            title={`${container.kind} ${container.id}\n${style.label}: ${total} tasks\nClick to draw its tasks`}
+            onClick={() => actions.expand(container.id)}
+          >
+            <div className="group-summary-top">
+              <span className="state-icon">{style.icon}</span>
+              <span className="container-kind">{container.kind}</span>
+              <span>{total.toLocaleString()} tasks</span>
+              {failed > 0 && <span className="bad">{failed} failed</span>}
+            </div>
+            <StateBar counts={g.counts} total={total} />
+          </div>
+        );
+      })}
+      {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
+    </div>
+  );
+});
+
+export const nodeTypes = { task: TaskNode, container: ContainerNode, more: MoreNode, shelf: ShelfNode };

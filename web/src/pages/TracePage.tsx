@@ -20,7 +20,7 @@ import { TaskDetailLoader } from "../components/TaskDetailView";
 import { Timeline } from "../components/Timeline";
 import { dateTime, duration, shortId, shortName } from "../format";
 import { elkInWorker } from "../graph/elk";
-import { containerCounts, layoutGraph, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
+import { containerCounts, layoutGraph, stateCounts, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
 import { GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
@@ -86,6 +86,14 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
         const same = prevData !== null && prevData.container === c && (tasks === undefined || tasks.every((t, i) => t === prevData.tasks?.[i]));
         if (same && prev) node = prev;
         else node = { ...n, data: { ...n.data, container: c, counts: containerCounts(c, byId), ...(tasks ? { tasks } : {}) } };
+      } else if (n.data.kind === "shelf") {
+        const groups = n.data.groups.map((g) => containers.get(g.container.id) ?? g.container);
+        const prevData = prev?.position === n.position && prev.data.kind === "shelf" ? prev.data : null;
+        if (prev && prevData && groups.every((c, i) => c === prevData.groups[i]?.container)) node = prev;
+        else {
+          const counts = stateCounts(groups.flatMap((c) => c.members), byId);
+          node = { ...n, data: { ...n.data, counts, groups: groups.map((c) => ({ container: c, counts: containerCounts(c, byId) })) } };
+        }
       }
       next.set(n.id, node);
       return node;
@@ -111,9 +119,9 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   const focus = useRef<string | null>(null);
   const containerIds = useMemo(() => new Set(snapshot.containers.map((c) => c.id)), [snapshot.containers]);
   const expand = useCallback(
-    (foldKey: string) => {
+    (foldKey: string, focusId?: string) => {
       // A container's fold key is its id; a fan-out's is "<parent id>:<edge kind>".
-      focus.current = containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":"));
+      focus.current = focusId ?? (containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":")));
       setExpanded((e) => new Set([...e, foldKey]));
     },
     [containerIds],
