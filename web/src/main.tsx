@@ -5,6 +5,7 @@ import { StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { healthQuery } from "./api/client";
 import { useConnectionState, useGlobalLive } from "./api/live";
+import { elkInWorker } from "./graph/elk";
 import { DashboardPage, RegistryPage, TaskPage, WorkersPage } from "./pages/OtherPages";
 import { TracePage } from "./pages/TracePage";
 import { TracesPage } from "./pages/TracesPage";
@@ -88,6 +89,9 @@ function App() {
     </div>
   );
 }
+
+// Opening a trace: elk's worker compiles (on another core) while React mounts and the snapshot loads.
+if (/^\/traces\/[^/]+$/.test(window.location.pathname)) void elkInWorker();
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>

@@ -339,6 +339,18 @@ function rootOf(snapshot: TraceSnapshot, v: Visible, owner: (id: string) => stri
   return id === null ? null : owner(id);
 }
 
+/** Options of the root graph elk lays out. */
+export const ELK_OPTIONS: Record<string, string> = {
+  "elk.algorithm": "layered",
+  "elk.direction": "RIGHT",
+  "elk.hierarchyHandling": "INCLUDE_CHILDREN",
+  "elk.layered.spacing.nodeNodeBetweenLayers": "64",
+  "elk.spacing.nodeNode": "20",
+  "elk.spacing.componentComponent": "40",
+  "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
+};
+export const ELK_MODEL_ORDER: Record<string, string> = { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" };
+
 /** Builds the elk graph for the visible part. Pure; exported for tests. */
 export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> } {
   const boxes = new Map<string, Box>();
@@ -396,15 +408,9 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
     graph: {
       id: "root",
       layoutOptions: {
-        "elk.algorithm": "layered",
-        "elk.direction": "RIGHT",
-        "elk.hierarchyHandling": "INCLUDE_CHILDREN",
-        "elk.layered.spacing.nodeNodeBetweenLayers": "64",
-        "elk.spacing.nodeNode": "20",
-        "elk.spacing.componentComponent": "40",
-        "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
+        ...ELK_OPTIONS,
         // Keeps siblings in publish order; only without nested containers (it crashes elk there).
-        ...(v.containers.some((c) => c.internal) ? {} : { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" }),
+        ...(v.containers.some((c) => c.internal) ? {} : ELK_MODEL_ORDER),
       },
       children,
       edges: elkEdges,
