@@ -7,7 +7,7 @@ import ELK from "elkjs/lib/elk.bundled.js";
 import { describe, expect, it } from "vitest";
 import type { GraphContainer, GraphEdge, GraphNode, TaskState, TraceSnapshot } from "../../shared/api";
 import { TraceSnapshot as TraceSnapshotSchema } from "../../shared/api";
-import { CARD_BUDGET, FOLD_OVER, FOLD_SHOW, gridColumns, layoutGraph, MORE_H, structureKey, TASK_H, TASK_W, visibleGraph, type FlowNode } from "../../web/src/graph/layout";
+import { CARD_BUDGET, FOLD_OVER, FOLD_SHOW, gridColumns, layoutGraph, MORE_H, structureKey, TASK_H, TASK_W, TREE_OVER, visibleGraph, type FlowNode } from "../../web/src/graph/layout";
 
 const elk = new ELK();
 
@@ -219,7 +219,7 @@ describe("graph layout", () => {
     expect(a.edges).toHaveLength(full + 1);
     expect(a.edges.find((e) => e.target === shelf.id)?.data?.count).toBe((80 - full) * 25);
     expect(a.nodes.map((n) => [n.id, n.position])).toEqual(b.nodes.map((n) => [n.id, n.position]));
-    console.log(`2,000-task layout (cold elk): ${ms.toFixed(0)} ms`);
+    console.log(`2,000-task layout (${a.engine}): ${ms.toFixed(0)} ms`);
 
     // Opening one group from the shelf draws it in full, beside the others.
     const one = await layoutGraph(s, new Set(["g-40"]), elk);
@@ -234,6 +234,48 @@ describe("graph layout", () => {
     expect(all.nodes).toHaveLength(1 + 80);
     expect(drawnTasks(all.nodes).filter((t) => !t.more)).toHaveLength(2001);
     expect(all.edges).toHaveLength(80);
+  });
+
+  it("lays out a large trace that is a tree as a tree: columns by depth, siblings in publish order, nothing overlapping", async () => {
+    const s = groupsTrace(80, 25);
+    expect(s.nodes.length).toBeGreaterThan(TREE_OVER);
+    const layout = await layoutGraph(s, new Set(), { layout: () => Promise.reject(new Error("elk is not needed for a tree")) });
+    expect(layout.engine).toBe("tree");
+    const nodes = byId(layout.nodes);
+    const root = nodes.get("root-0")!;
+    const column = layout.nodes.filter((n) => n.id !== "root-0");
+    expect(column.map((n) => n.id)).toEqual([...Array.from({ length: 19 }, (_, g) => `g-${g}`), expect.stringMatching(/^shelf:/)]);
+    for (const n of column) expect(n.position.x).toBe(column[0]!.position.x);
+    expect(column[0]!.position.x).toBeGreaterThan(root.position.x + TASK_W);
+    for (let i = 1; i < column.length; i++) expect(column[i]!.position.y).toBeGreaterThanOrEqual(column[i - 1]!.position.y + column[i - 1]!.height!);
+    // The root is level with its first child: the first view, at the root, shows the start.
+    expect(root.position.y).toBe(column[0]!.position.y);
+    const last = column[column.length - 1]!;
+    // Opening every group keeps it a tree: 81 boxes, still no elk.
+    const all = await layoutGraph(s, new Set([last.id]), { layout: () => Promise.reject(new Error("no elk")) });
+    expect(all.engine).toBe("tree");
+    expect(all.nodes).toHaveLength(81);
+  });
+
+  it("leaves joins, small traces and nested groups to elk", async () => {
+    expect((await layoutGraph(chordTrace(), new Set(), elk)).engine).toBe("elk");
+    // 600 tasks where one is spawned by two others (a join): not a tree.
+    const kids = Array.from({ length: 600 }, (_, i) => node(`k-${i}`, { parent_id: "root-0" }));
+    const s = snapshot(
+      [node("root-0"), node("a-1"), node("b-2"), node("j-3"), ...kids],
+      [],
+      [
+        { source: "root-0", target: "a-1", kind: "chain" },
+        { source: "root-0", target: "b-2", kind: "spawn" },
+        { source: "a-1", target: "j-3", kind: "chain" },
+        { source: "b-2", target: "j-3", kind: "spawn" },
+        ...kids.map((k) => ({ source: "root-0", target: k.id, kind: "spawn" as const })),
+      ],
+    );
+    const layout = await layoutGraph(s, new Set(), elk);
+    expect(layout.engine).toBe("elk");
+    const nodes = byId(layout.nodes);
+    expect(nodes.get("j-3")!.position.x).toBeGreaterThan(nodes.get("a-1")!.position.x);
   });
 
   it("collapses nothing while the trace fits the budget", async () => {

@@ -32,6 +32,12 @@ export const FOLD_SHOW = 20;
 /** Above this many top-level boxes, elk is replaced by the linear layered layout. */
 export const ELK_LIMIT = 500;
 /**
+ * Traces with more tasks than this are laid out as a tree when their drawn part is one: elk in a
+ * fresh worker needs 0.3–0.7 s on this machine before its first layout is done (its code compiles
+ * on first use), while a tree layout of the same boxes takes a millisecond and looks the same.
+ */
+export const TREE_OVER = 500;
+/**
  * Task cards the graph draws before further groups collapse (in publish order; opened ones stay
  * open). Cards off screen cost little (culled), but every group is a box for elk and an edge:
  * 80 groups of 25 made elk take ~0.5 s and drew 80 dashed edges 40,000 px long, which Chromium's
@@ -78,7 +84,7 @@ export interface Layout {
   edges: FlowEdge[];
   /** Where the trace starts (root task or its box): the first view centres here on big graphs. */
   rootId: string | null;
-  engine: "elk" | "linear";
+  engine: "elk" | "tree" | "linear";
 }
 
 export interface VisibleContainer {
@@ -340,7 +346,7 @@ function rootOf(snapshot: TraceSnapshot, v: Visible, owner: (id: string) => stri
 }
 
 /** Options of the root graph elk lays out. */
-export const ELK_OPTIONS: Record<string, string> = {
+const ELK_OPTIONS: Record<string, string> = {
   "elk.algorithm": "layered",
   "elk.direction": "RIGHT",
   "elk.hierarchyHandling": "INCLUDE_CHILDREN",
@@ -349,7 +355,6 @@ export const ELK_OPTIONS: Record<string, string> = {
   "elk.spacing.componentComponent": "40",
   "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
 };
-export const ELK_MODEL_ORDER: Record<string, string> = { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" };
 
 /** Builds the elk graph for the visible part. Pure; exported for tests. */
 export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> } {
@@ -410,7 +415,7 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
       layoutOptions: {
         ...ELK_OPTIONS,
         // Keeps siblings in publish order; only without nested containers (it crashes elk there).
-        ...(v.containers.some((c) => c.internal) ? {} : ELK_MODEL_ORDER),
+        ...(v.containers.some((c) => c.internal) ? {} : { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" }),
       },
       children,
       edges: elkEdges,
@@ -418,9 +423,17 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
   };
 }
 
-/** Lays out the snapshot: elk for normal graphs, the linear layout past `ELK_LIMIT` boxes. */
+/**
+ * Lays out the snapshot: elk for normal graphs; for large traces (over `TREE_OVER` tasks) whose
+ * drawn part is a forest (every box entered from at most one other: fan-outs, groups, chains,
+ * chord callbacks), the tree layout; the linear layout past `ELK_LIMIT` boxes.
+ */
 export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<string>, elk: ElkLike): Promise<Layout> {
   const v = visibleGraph(snapshot, expanded);
+  if (snapshot.nodes.length > TREE_OVER) {
+    const tree = treeLayout(snapshot, v);
+    if (tree) return tree;
+  }
   const { graph, boxes } = elkGraph(v);
   if ((graph.children?.length ?? 0) > ELK_LIMIT) return linearLayout(snapshot, v);
   const root = await elk.layout(graph);
@@ -544,6 +557,142 @@ function containerNode(c: VisibleContainer, position: { x: number; y: number }, 
       ...(cells ? { cells, tasks: cells.map((cell) => (cell.more ? null : (byId.get(cell.id) ?? null))) } : {}),
     },
   };
+}
+
+/** Everything that draws the top-level boxes of a layout, whichever engine placed them. */
+interface Boxes {
+  byId: Map<string, GraphNode>;
+  owner: Map<string, string>;
+  boxes: Map<string, Box>;
+  items: string[];
+  size(id: string): { w: number; h: number };
+  place(id: string, position: { x: number; y: number }): FlowNode | null;
+  top(id: string): string;
+}
+
+function topLevelBoxes(snapshot: TraceSnapshot, v: Visible): Boxes {
+  const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
+  const owner = new Map<string, string>();
+  const boxes = new Map<string, Box>();
+  for (const c of v.containers) {
+    const box = gridBox(c);
+    boxes.set(c.container.id, box);
+    for (const cell of box.cells) owner.set(cell.id, c.container.id);
+  }
+  for (const sh of v.shelves) boxes.set(sh.id, shelfBox(sh));
+  const items: string[] = [];
+  for (const c of v.containers) items.push(c.container.id);
+  for (const t of v.tasks) if (!owner.has(t.id)) items.push(t.id);
+  for (const f of v.folds) items.push(f.id);
+  for (const sh of v.shelves) items.push(sh.id);
+  const size = (id: string) => {
+    const box = boxes.get(id);
+    if (box) return { w: box.width, h: box.height };
+    return { w: TASK_W, h: id.startsWith("more:") ? MORE_H : TASK_H };
+  };
+  const ports = portsOf(v, owner);
+  const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
+  const foldInfo = new Map(v.folds.map((f) => [f.id, f]));
+  const shelfInfo = new Map(v.shelves.map((sh) => [sh.id, sh]));
+  const place = (id: string, position: { x: number; y: number }): FlowNode | null => {
+    const { w, h } = size(id);
+    const c = containerInfo.get(id);
+    if (c) return containerNode(c, position, w, h, byId, ports, boxes.get(id)!.cells);
+    const fold = foldInfo.get(id);
+    if (fold) return moreNode(fold.id, fold.foldKey, fold.hidden, "children", position, ports);
+    const shelf = shelfInfo.get(id);
+    if (shelf) return shelfNode(shelf, position, boxes.get(id)!, byId, ports);
+    const task = byId.get(id);
+    return task ? taskNode(task, position, ports) : null;
+  };
+  return { byId, owner, boxes, items, size, place, top: (id) => owner.get(id) ?? id };
+}
+
+const TREE_LAYER_GAP = 64;
+const TREE_SIBLING_GAP = 20;
+const TREE_COMPONENT_GAP = 40;
+
+/**
+ * Left-to-right tree: a column per depth, siblings stacked in publish order (fold stubs and shelves
+ * after them), each parent level with its first child, so the first view (at the root) shows the
+ * start of the trace. Null when some box is entered from two others (a join: elk places those) or
+ * a group has edges inside (elk nests it).
+ */
+export function treeLayout(snapshot: TraceSnapshot, v: Visible): Layout | null {
+  if (v.containers.some((c) => c.internal)) return null;
+  const b = topLevelBoxes(snapshot, v);
+  // Publish order: a task's place in the snapshot, a group's earliest member's; stubs and shelves last.
+  const ranks = new Map(snapshot.nodes.map((n, i) => [n.id, i]));
+  for (const c of v.containers) ranks.set(c.container.id, Math.min(Infinity, ...c.container.members.map((m) => ranks.get(m) ?? Infinity)));
+  b.items.forEach((id, i) => {
+    const r = ranks.get(id);
+    if (r === undefined || !Number.isFinite(r)) ranks.set(id, snapshot.nodes.length + i);
+  });
+  const parent = new Map<string, string>();
+  const children = new Map<string, string[]>();
+  for (const e of v.edges) {
+    const s = b.top(e.source);
+    const t = b.top(e.target);
+    if (s === t) continue;
+    const known = parent.get(t);
+    if (known === s) continue;
+    if (known !== undefined) return null;
+    parent.set(t, s);
+    push(children, s, t);
+  }
+  for (const list of children.values()) list.sort((x, y) => ranks.get(x)! - ranks.get(y)!);
+  // Depths from the roots; a box never reached from a root sits on a cycle: not a tree.
+  const depth = new Map<string, number>();
+  const roots = b.items.filter((id) => !parent.has(id)).sort((x, y) => ranks.get(x)! - ranks.get(y)!);
+  const order: string[] = [];
+  for (const r of roots) {
+    const stack: [string, number][] = [[r, 0]];
+    while (stack.length) {
+      const [id, d] = stack.pop()!;
+      if (depth.has(id)) return null;
+      depth.set(id, d);
+      order.push(id);
+      const kids = children.get(id) ?? [];
+      for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i]!, d + 1]);
+    }
+  }
+  if (depth.size !== b.items.length) return null;
+  const colW: number[] = [];
+  for (const id of order) colW[depth.get(id)!] = Math.max(colW[depth.get(id)!] ?? 0, b.size(id).w);
+  const colX: number[] = [0];
+  for (let d = 1; d < colW.length; d++) colX[d] = colX[d - 1]! + colW[d - 1]! + TREE_LAYER_GAP;
+  // Subtree heights bottom-up (reverse pre-order visits children before parents).
+  const span = new Map<string, number>();
+  const kidsSpan = (id: string) => {
+    const kids = children.get(id) ?? [];
+    return kids.reduce((n, k) => n + span.get(k)!, 0) + Math.max(0, kids.length - 1) * TREE_SIBLING_GAP;
+  };
+  for (let i = order.length - 1; i >= 0; i--) {
+    const id = order[i]!;
+    span.set(id, Math.max(b.size(id).h, kidsSpan(id)));
+  }
+  const nodes: FlowNode[] = [];
+  const at = (id: string, top: number) => {
+    const stack: [string, number][] = [[id, top]];
+    while (stack.length) {
+      const [n, t] = stack.pop()!;
+      const node = b.place(n, { x: colX[depth.get(n)!]!, y: t });
+      if (node) nodes.push(node);
+      let y = t;
+      const placed: [string, number][] = [];
+      for (const k of children.get(n) ?? []) {
+        placed.push([k, y]);
+        y += span.get(k)! + TREE_SIBLING_GAP;
+      }
+      for (let i = placed.length - 1; i >= 0; i--) stack.push(placed[i]!);
+    }
+  };
+  let top = 0;
+  for (const r of roots) {
+    at(r, top);
+    top += span.get(r)! + TREE_COMPONENT_GAP;
+  }
+  return { nodes, edges: flowEdges(v, b.owner), rootId: rootOf(snapshot, v, b.top), engine: "tree" };
 }
 
 /**

@@ -214,7 +214,9 @@ export function initialViewport(layout: Layout, width: number, height: number): 
   }
   const zoom = 0.7;
   const rootH = Math.min(root.height ?? TASK_H, height / zoom);
-  return { viewport: { x: pad - root.position.x * zoom, y: height / 2 - (root.position.y + rootH / 2) * zoom, zoom }, big: true };
+  // A root at the top of the graph (the tree layout) starts at the top; otherwise it is centred.
+  const y = root.position.y <= minY ? pad + 16 - root.position.y * zoom : height / 2 - (root.position.y + rootH / 2) * zoom;
+  return { viewport: { x: pad - root.position.x * zoom, y, zoom }, big: true };
 }
 
 function traceCounts(s: TraceSnapshot): StateCount[] {
