@@ -7,7 +7,7 @@ import ELK from "elkjs/lib/elk.bundled.js";
 import { describe, expect, it } from "vitest";
 import type { GraphContainer, GraphEdge, GraphNode, TaskState, TraceSnapshot } from "../../shared/api";
 import { TraceSnapshot as TraceSnapshotSchema } from "../../shared/api";
-import { CARD_BUDGET, FOLD_OVER, FOLD_SHOW, gridColumns, layoutGraph, MORE_H, structureKey, TASK_H, TASK_W, TREE_OVER, visibleGraph, type FlowNode } from "../../web/src/graph/layout";
+import { CARD_BUDGET, FOLD_OVER, FOLD_SHOW, gridColumns, layoutGraph, linearLayout, MORE_H, structureKey, TASK_H, TASK_W, TREE_OVER, visibleGraph, type FlowNode } from "../../web/src/graph/layout";
 
 const elk = new ELK();
 
@@ -255,6 +255,16 @@ describe("graph layout", () => {
     const all = await layoutGraph(s, new Set([last.id]), { layout: () => Promise.reject(new Error("no elk")) });
     expect(all.engine).toBe("tree");
     expect(all.nodes).toHaveLength(81);
+  });
+
+  it("draws the same boxes with the linear layout (past elk's limit), none overlapping", () => {
+    const s = groupsTrace(80, 25);
+    const tree = visibleGraph(s, new Set());
+    const linear = linearLayout(s, tree);
+    expect(linear.engine).toBe("linear");
+    expect(linear.nodes.map((n) => n.id).sort()).toEqual([...tree.containers.map((c) => c.container.id), "root-0", tree.shelves[0]!.id].sort());
+    const boxes = linear.nodes.map((n) => ({ x0: n.position.x, y0: n.position.y, x1: n.position.x + n.width!, y1: n.position.y + n.height! }));
+    for (const [i, a] of boxes.entries()) for (const b of boxes.slice(i + 1)) expect(a.x1 <= b.x0 || b.x1 <= a.x0 || a.y1 <= b.y0 || b.y1 <= a.y0).toBe(true);
   });
 
   it("leaves joins, small traces and nested groups to elk", async () => {

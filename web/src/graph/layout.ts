@@ -561,9 +561,9 @@ function containerNode(c: VisibleContainer, position: { x: number; y: number }, 
 
 /** Everything that draws the top-level boxes of a layout, whichever engine placed them. */
 interface Boxes {
-  byId: Map<string, GraphNode>;
+  /** Grid cell → the container drawing it. */
   owner: Map<string, string>;
-  boxes: Map<string, Box>;
+  /** Top-level box ids: containers, free tasks, fold stubs, shelves. */
   items: string[];
   size(id: string): { w: number; h: number };
   place(id: string, position: { x: number; y: number }): FlowNode | null;
@@ -605,7 +605,7 @@ function topLevelBoxes(snapshot: TraceSnapshot, v: Visible): Boxes {
     const task = byId.get(id);
     return task ? taskNode(task, position, ports) : null;
   };
-  return { byId, owner, boxes, items, size, place, top: (id) => owner.get(id) ?? id };
+  return { owner, items, size, place, top: (id) => owner.get(id) ?? id };
 }
 
 const TREE_LAYER_GAP = 64;
@@ -700,27 +700,13 @@ export function treeLayout(snapshot: TraceSnapshot, v: Visible): Layout | null {
  * for graphs elk would take seconds on (thousands of unfolded boxes).
  */
 export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
-  const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
-  const owner = new Map<string, string>();
-  const boxes = new Map<string, Box>();
-  for (const c of v.containers) {
-    const box = gridBox(c);
-    boxes.set(c.container.id, box);
-    for (const cell of box.cells) owner.set(cell.id, c.container.id);
-  }
-  for (const sh of v.shelves) boxes.set(sh.id, shelfBox(sh));
-  const top = (id: string) => owner.get(id) ?? id;
+  const b = topLevelBoxes(snapshot, v);
   const incoming = new Map<string, string[]>();
   for (const e of v.edges) {
-    const s = top(e.source);
-    const t = top(e.target);
+    const s = b.top(e.source);
+    const t = b.top(e.target);
     if (s !== t) push(incoming, t, s);
   }
-  const items: string[] = [];
-  for (const c of v.containers) items.push(c.container.id);
-  for (const t of v.tasks) if (!owner.has(t.id)) items.push(t.id);
-  for (const f of v.folds) items.push(f.id);
-  for (const sh of v.shelves) items.push(sh.id);
   // Iterative depth (longest path from a source), guarding against cycles.
   const depth = new Map<string, number>();
   const visiting = new Set<string>();
@@ -745,47 +731,28 @@ export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
     return depth.get(start)!;
   };
   const columns = new Map<number, string[]>();
-  for (const id of items) push(columns, depthOf(id), id);
-  const size = (id: string) => {
-    const box = boxes.get(id);
-    if (box) return { w: box.width, h: box.height };
-    return { w: TASK_W, h: id.startsWith("more:") ? MORE_H : TASK_H };
-  };
+  for (const id of b.items) push(columns, depthOf(id), id);
   const MAX_COLUMN_H = 4000;
-  const ports = portsOf(v, owner);
   const nodes: FlowNode[] = [];
-  const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
-  const foldInfo = new Map(v.folds.map((f) => [f.id, f]));
-  const shelfInfo = new Map(v.shelves.map((sh) => [sh.id, sh]));
   let x = 0;
   for (const d of [...columns.keys()].sort((a, b) => a - b)) {
     let y = 0;
     let colW = 0;
     for (const id of columns.get(d)!) {
-      const { w, h } = size(id);
+      const { w, h } = b.size(id);
       if (y > 0 && y + h > MAX_COLUMN_H) {
         x += colW + 24;
         y = 0;
         colW = 0;
       }
-      const position = { x, y };
-      const c = containerInfo.get(id);
-      const fold = foldInfo.get(id);
-      const shelf = shelfInfo.get(id);
-      if (c) {
-        nodes.push(containerNode(c, position, w, h, byId, ports, boxes.get(id)!.cells));
-      } else if (fold) nodes.push(moreNode(fold.id, fold.foldKey, fold.hidden, "children", position, ports));
-      else if (shelf) nodes.push(shelfNode(shelf, position, boxes.get(id)!, byId, ports));
-      else {
-        const task = byId.get(id);
-        if (task) nodes.push(taskNode(task, position, ports));
-      }
+      const node = b.place(id, { x, y });
+      if (node) nodes.push(node);
       y += h + 16;
       colW = Math.max(colW, w);
     }
     x += colW + 80;
   }
-  return { nodes, edges: flowEdges(v, owner), rootId: rootOf(snapshot, v, top), engine: "linear" };
+  return { nodes, edges: flowEdges(v, b.owner), rootId: rootOf(snapshot, v, b.top), engine: "linear" };
 }
 
 /**
