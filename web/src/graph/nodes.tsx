@@ -1,10 +1,10 @@
 /** React Flow node types, memoized and declared at module scope so renders stay cheap. */
 import { Handle, Position, type NodeProps } from "@xyflow/react";
-import { createContext, memo, useContext, type CSSProperties, type ReactNode } from "react";
+import { createContext, memo, useContext, type ReactNode } from "react";
 import type { GraphNode } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
-import { MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
+import { MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type Cell, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
 
 /** What grid cells inside containers need from the page: the selection and the two actions. */
 export interface GraphActions {
@@ -28,17 +28,21 @@ function whenText(task: GraphNode): string {
   return STATE_STYLES[task.state].label;
 }
 
-/** The task box: state colour and icon, short name, id prefix, start and duration, retries. */
-export const TaskCard = memo(function TaskCard({ task, selected, className = "", style: extra, onClick, children }: { task: GraphNode; selected: boolean; className?: string; style?: CSSProperties; onClick?: () => void; children?: ReactNode }) {
+/**
+ * The task box: state colour and icon, short name, id prefix, start and duration, retries.
+ * Props are primitives or stable callbacks, so a grid of cards re-renders only the cards that
+ * changed (a click selects one: two cards re-render, not the whole group).
+ */
+export const TaskCard = memo(function TaskCard({ task, selected, className = "", cell, onSelect, children }: { task: GraphNode; selected: boolean; className?: string; cell?: Cell; onSelect?: (taskId: string) => void; children?: ReactNode }) {
   const style = STATE_STYLES[task.state];
   return (
     <div
       className={`task-node state-${task.state.toLowerCase()}${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""} ${className}`}
-      style={{ ["--state" as string]: style.color, ...extra }}
+      style={{ ["--state" as string]: style.color, ...(cell ? { left: cell.x, top: cell.y, width: TASK_W, height: TASK_H } : {}) }}
       title={`${task.name ?? "(unknown name)"}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}${task.anomaly ? `\n⚠ ${task.anomaly}` : ""}`}
       data-state={task.state}
       data-task-id={task.id}
-      onClick={onClick}
+      onClick={onSelect ? () => onSelect(task.id) : undefined}
     >
       {children}
       <div className="task-node-top">
@@ -121,7 +125,7 @@ export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<Flo
               <span className="more-hint">expand</span>
             </div>
           );
-        return <TaskCard key={cell.id} task={task} selected={actions.selected === task.id} className="cell" style={{ ...at, height: TASK_H }} onClick={() => actions.select(task.id)} />;
+        return <TaskCard key={cell.id} task={task} selected={actions.selected === task.id} className="cell" cell={cell} onSelect={actions.select} />;
       })}
       {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
     </div>
