@@ -138,6 +138,11 @@ describe("stemtrace UI", () => {
     expect(await page.locator("[data-summary-id]").count()).toBe(3);
     expect(await page.locator('[data-summary-id="shelf-g10"]').textContent()).toMatch(/50 tasks.*1 failed/);
     await screenshot(page, "14-shelf");
+    // Live: a member of a shelved group fails; its summary says so without a reload.
+    await page.locator(".connection.live").waitFor();
+    const late = { group_id: "shelf-g11", group_index: 3, parent_id: traceId };
+    await ingest(server.base, [ev("sg11-3", "retried", late), ev("sg11-3", "failed", { ...late, retries: 1 }), ev("sg11-3", "postrun", { ...late, retries: 1, state: "FAILURE", runtime_ms: 3 })]);
+    await page.locator('[data-summary-id="shelf-g11"]', { hasText: "1 failed" }).waitFor({ timeout: 10_000 });
     await page.locator('[data-summary-id="shelf-g10"]').click();
     await page.locator('[data-container-id="shelf-g10"] [data-task-id="sg10-49"]').waitFor();
     expect(await page.locator(".graph-status").textContent()).toMatch(/501 of 601 tasks drawn/);

@@ -25,11 +25,15 @@ function ThemeToggle() {
   const [theme, setTheme] = useState(() => localStorage.getItem("stemtrace-theme") ?? "auto");
   useEffect(() => {
     document.documentElement.dataset.theme = theme;
-    localStorage.setItem("stemtrace-theme", theme);
   }, [theme]);
   const next = theme === "auto" ? "dark" : theme === "dark" ? "light" : "auto";
+  // Stored on a click only: writing it on mount overwrote a choice stored meanwhile (another tab).
+  const choose = () => {
+    localStorage.setItem("stemtrace-theme", next);
+    setTheme(next);
+  };
   return (
-    <button className="theme" onClick={() => setTheme(next)} title={`Theme: ${theme} (click for ${next})`}>
+    <button className="theme" onClick={choose} title={`Theme: ${theme} (click for ${next})`}>
       {theme === "dark" ? "☾" : theme === "light" ? "☀" : "◐"}
     </button>
   );

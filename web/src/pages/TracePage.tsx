@@ -87,13 +87,15 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
         if (same && prev) node = prev;
         else node = { ...n, data: { ...n.data, container: c, counts: containerCounts(c, byId), ...(tasks ? { tasks } : {}) } };
       } else if (n.data.kind === "shelf") {
-        const groups = n.data.groups.map((g) => containers.get(g.container.id) ?? g.container);
+        // Summaries show member states: recount (cheap), keep the node when nothing moved.
+        const groups = n.data.groups.map((g) => {
+          const c = containers.get(g.container.id) ?? g.container;
+          return { container: c, counts: containerCounts(c, byId) };
+        });
         const prevData = prev?.position === n.position && prev.data.kind === "shelf" ? prev.data : null;
-        if (prev && prevData && groups.every((c, i) => c === prevData.groups[i]?.container)) node = prev;
-        else {
-          const counts = stateCounts(groups.flatMap((c) => c.members), byId);
-          node = { ...n, data: { ...n.data, counts, groups: groups.map((c) => ({ container: c, counts: containerCounts(c, byId) })) } };
-        }
+        const same = prevData !== null && groups.every((g, i) => g.container === prevData.groups[i]?.container && sameCounts(g.counts, prevData.groups[i]!.counts));
+        if (same && prev) node = prev;
+        else node = { ...n, data: { ...n.data, groups, counts: stateCounts(groups.flatMap((g) => g.container.members), byId) } };
       }
       next.set(n.id, node);
       return node;
@@ -184,6 +186,10 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
       </div>
     </GraphActionsContext.Provider>
   );
+}
+
+function sameCounts(a: StateCount[], b: StateCount[]): boolean {
+  return a.length === b.length && a.every(([s, n], i) => b[i]![0] === s && b[i]![1] === n);
 }
 
 /**
