@@ -42,7 +42,7 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   const [layout, setLayout] = useState<Layout | null>(null);
   const [pending, setPending] = useState(true);
   const [error, setError] = useState<string | null>(null);
-  const key = structureKey(snapshot);
+  const key = useMemo(() => structureKey(snapshot), [snapshot]);
   const latest = useRef(snapshot);
   latest.current = snapshot;
 
