@@ -267,6 +267,18 @@ describe("graph layout", () => {
     for (const [i, a] of boxes.entries()) for (const b of boxes.slice(i + 1)) expect(a.x1 <= b.x0 || b.x1 <= a.x0 || a.y1 <= b.y0 || b.y1 <= a.y0).toBe(true);
   });
 
+  it("draws a fan-out as a comb: one trunk from the source, a tooth into each target", async () => {
+    const layout = await layoutGraph(groupsTrace(80, 25), new Set(), elk);
+    const fan = layout.edges.filter((e) => e.source === "root-0");
+    expect(fan).toHaveLength(20);
+    expect(fan.every((e) => e.type === "bus")).toBe(true);
+    const trunks = fan.filter((e) => e.data?.bus !== "branch");
+    // Everything is below the root (level with its first child): one trunk, down to the shelf.
+    expect(trunks.map((e) => [e.data?.bus, e.target])).toEqual([["down", expect.stringMatching(/^shelf:/)]]);
+    // Two targets are not a comb; nor is the chord trace's single edge per source.
+    expect((await layoutGraph(chordTrace(), new Set(), elk)).edges.some((e) => e.type === "bus")).toBe(false);
+  });
+
   it("leaves joins, small traces and nested groups to elk", async () => {
     expect((await layoutGraph(chordTrace(), new Set(), elk)).engine).toBe("elk");
     // 600 tasks where one is spawned by two others (a join): not a tree.

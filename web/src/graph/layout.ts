@@ -75,7 +75,12 @@ export type ShelfGroup = { container: GraphContainer; counts: StateCount[] };
 export type ShelfNodeData = { kind: "shelf"; foldKey: string; groups: ShelfGroup[]; tasks: number; counts: StateCount[]; ports: Ports; cells: Cell[] };
 export type FlowNodeData = TaskNodeData | ContainerNodeData | MoreNodeData | ShelfNodeData;
 export type FlowNode = Node<FlowNodeData>;
-export type FlowEdgeData = { kind: EdgeKind; count: number };
+/**
+ * `bus`: the edge is one of a fan-out drawn as a comb (see `withBuses`): "down"/"up" draw the
+ * trunk from the source to the farthest target below/above, "branch" only the tooth into its
+ * target.
+ */
+export type FlowEdgeData = { kind: EdgeKind; count: number; bus?: "up" | "down" | "branch" };
 export type FlowEdge = Edge<FlowEdgeData>;
 export type StateCount = [GraphNode["state"], number];
 
@@ -432,10 +437,52 @@ export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet
   const v = visibleGraph(snapshot, expanded);
   if (snapshot.nodes.length > TREE_OVER) {
     const tree = treeLayout(snapshot, v);
-    if (tree) return tree;
+    if (tree) return withBuses(tree);
   }
   const { graph, boxes } = elkGraph(v);
-  if ((graph.children?.length ?? 0) > ELK_LIMIT) return linearLayout(snapshot, v);
+  if ((graph.children?.length ?? 0) > ELK_LIMIT) return withBuses(linearLayout(snapshot, v));
+  return withBuses(await elkLayout(snapshot, v, graph, boxes, elk));
+}
+
+/** Fan-outs of at least this many edges (one source, one kind, targets to its right) are combs. */
+export const BUS_MIN = 3;
+
+/**
+ * Draws each big fan-out as a comb: one trunk beside the source, a short tooth into each target,
+ * instead of one curve per target all the way from the source. It reads better, and it is what
+ * keeps large traces fast: Chromium's software rasterizer dashes the whole length of every path
+ * it draws (spawn edges are dashed), and 80 curves from one task down a 40,000 px column of
+ * groups took it seconds per frame; a comb is one long path and short teeth.
+ */
+export function withBuses(layout: Layout): Layout {
+  const boxes = new Map<string, { x: number; cy: number; right: number }>();
+  for (const n of layout.nodes) if (!n.parentId) boxes.set(n.id, { x: n.position.x, cy: n.position.y + (n.height ?? 0) / 2, right: n.position.x + (n.width ?? 0) });
+  const fans = new Map<string, FlowEdge[]>();
+  for (const e of layout.edges) if (e.data && boxes.has(e.source) && boxes.has(e.target)) push(fans, `${e.source}|${e.data.kind}`, e);
+  const roles = new Map<string, "up" | "down" | "branch">();
+  for (const list of fans.values()) {
+    if (list.length < BUS_MIN) continue;
+    const from = boxes.get(list[0]!.source)!;
+    if (!list.every((e) => boxes.get(e.target)!.x > from.right + BUS_OFFSET)) continue;
+    const y = (e: FlowEdge) => boxes.get(e.target)!.cy;
+    const lowest = list.reduce((a, e) => (y(e) > y(a) ? e : a));
+    const highest = list.reduce((a, e) => (y(e) < y(a) ? e : a));
+    for (const e of list) roles.set(e.id, "branch");
+    if (y(lowest) > from.cy) roles.set(lowest.id, "down");
+    if (y(highest) < from.cy) roles.set(highest.id, "up");
+  }
+  if (roles.size === 0) return layout;
+  const edges = layout.edges.map((e) => {
+    const bus = roles.get(e.id);
+    return bus && e.data ? { ...e, type: "bus", data: { ...e.data, bus } } : e;
+  });
+  return { ...layout, edges };
+}
+
+/** How far right of its source a comb's trunk runs. */
+export const BUS_OFFSET = 24;
+
+async function elkLayout(snapshot: TraceSnapshot, v: Visible, graph: ElkNode, boxes: Map<string, Box>, elk: ElkLike): Promise<Layout> {
   const root = await elk.layout(graph);
   const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
   const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));

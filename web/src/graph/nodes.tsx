@@ -1,10 +1,10 @@
 /** React Flow node types, memoized and declared at module scope so renders stay cheap. */
-import { Handle, Position, type NodeProps } from "@xyflow/react";
+import { BaseEdge, Handle, Position, type EdgeProps, type NodeProps } from "@xyflow/react";
 import { createContext, memo, useContext, type ReactNode } from "react";
 import type { GraphNode } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
-import { MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type Cell, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
+import { BUS_OFFSET, MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type Cell, type FlowEdge, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
 
 /** What grid cells inside containers need from the page: the selection and the two actions. */
 export interface GraphActions {
@@ -198,3 +198,21 @@ export const ShelfNode = memo(function ShelfNode({ data }: NodeProps<FlowNode>) 
 });
 
 export const nodeTypes = { task: TaskNode, container: ContainerNode, more: MoreNode, shelf: ShelfNode };
+
+const R = 8;
+
+/** One edge of a fan-out drawn as a comb (layout.ts `withBuses`): the trunk, or a tooth. */
+export const BusEdge = memo(function BusEdge({ id, sourceX, sourceY, targetX, targetY, data }: EdgeProps<FlowEdge>) {
+  const x = sourceX + BUS_OFFSET;
+  const dy = targetY - sourceY;
+  const r = Math.min(R, Math.abs(dy) / 2);
+  const turn = dy >= 0 ? r : -r;
+  const tooth = `Q${x},${targetY} ${x + r},${targetY} L${targetX},${targetY}`;
+  const path =
+    data?.bus === "branch"
+      ? `M${x},${targetY - turn} ${tooth}`
+      : `M${sourceX},${sourceY} L${x - r},${sourceY} Q${x},${sourceY} ${x},${sourceY + turn} L${x},${targetY - turn} ${tooth}`;
+  return <BaseEdge id={id} path={path} interactionWidth={0} />;
+});
+
+export const edgeTypes = { bus: BusEdge };

@@ -21,7 +21,7 @@ import { Timeline } from "../components/Timeline";
 import { dateTime, duration, shortId, shortName } from "../format";
 import { elkInWorker } from "../graph/elk";
 import { containerCounts, layoutGraph, stateCounts, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
-import { GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
+import { edgeTypes, GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
 import { STATE_STYLES } from "../states";
@@ -160,6 +160,7 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
         nodes={nodes}
         edges={layout.edges}
         nodeTypes={nodeTypes}
+        edgeTypes={edgeTypes}
         onNodeClick={onNodeClick}
         onPaneClick={() => undefined}
         nodesDraggable={false}
