@@ -114,6 +114,50 @@ describe("stemtrace UI", () => {
     await screenshot(page, "11-big-trace-expanded");
   });
 
+  it("keeps a trace of many groups within the card budget: later groups on a shelf that opens them", async () => {
+    const traceId = "shelf-ui-trace";
+    let n = 0;
+    const ev = (task_id: string, type: string, extra: object = {}) => ({ v: 1, id: `shelf-${n++}`, kind: "task", type, ts: 1_795_000_000 + n / 1000, seq: n, host: type === "published" ? null : "w1@host", pid: 1, task_id, name: task_id === traceId ? "app.fan_out" : "app.work", trace_id: traceId, ...extra });
+    const events = [ev(traceId, "published"), ev(traceId, "started"), ev(traceId, "succeeded"), ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 4 })];
+    // 12 groups of 50: nine fit the 500-card budget with the root, three go on the shelf.
+    for (let g = 0; g < 12; g++)
+      for (let i = 0; i < 50; i++) {
+        const id = `sg${g}-${i}`;
+        const x = { group_id: `shelf-g${g}`, group_index: i, parent_id: traceId };
+        const failed = g === 10 && i === 4;
+        events.push(ev(id, "published", x), ev(id, "started", x), ev(id, failed ? "failed" : "succeeded", x), ev(id, "postrun", { ...x, state: failed ? "FAILURE" : "SUCCESS", runtime_ms: 3 }));
+      }
+    await ingest(server.base, events);
+    await page.goto(`${server.base}/traces/${traceId}`);
+    await page.locator('[data-container-id="shelf-g0"]').waitFor();
+    expect(await page.locator(".graph-status").textContent()).toMatch(/451 of 601 tasks drawn/);
+    // The shelf is further down: move there through the overview.
+    const spot = (await page.locator('.overview rect[data-id^="shelf:"]').boundingBox())!;
+    await page.mouse.click(spot.x + spot.width / 2, spot.y + spot.height / 2);
+    await page.locator('[data-summary-id="shelf-g10"][data-state="FAILURE"]').waitFor();
+    expect(await page.locator("[data-summary-id]").count()).toBe(3);
+    expect(await page.locator('[data-summary-id="shelf-g10"]').textContent()).toMatch(/50 tasks.*1 failed/);
+    await screenshot(page, "14-shelf");
+    // Live: a member of a shelved group fails; its summary says so without a reload.
+    await page.locator(".connection.live").waitFor();
+    const late = { group_id: "shelf-g11", group_index: 3, parent_id: traceId };
+    await ingest(server.base, [ev("sg11-3", "retried", late), ev("sg11-3", "failed", { ...late, retries: 1 }), ev("sg11-3", "postrun", { ...late, retries: 1, state: "FAILURE", runtime_ms: 3 })]);
+    await page.locator('[data-summary-id="shelf-g11"]', { hasText: "1 failed" }).waitFor({ timeout: 10_000 });
+    await page.locator('[data-summary-id="shelf-g10"]').click();
+    await page.locator('[data-container-id="shelf-g10"] [data-task-id="sg10-49"]').waitFor();
+    expect(await page.locator(".graph-status").textContent()).toMatch(/501 of 601 tasks drawn/);
+    await screenshot(page, "15-shelf-group-opened");
+    // The view moved to the opened group; back on the shelf, two groups are left.
+    const rest = (await page.locator('.overview rect[data-id^="shelf:"]').boundingBox())!;
+    await page.mouse.click(rest.x + rest.width / 2, rest.y + rest.height / 2);
+    await page.locator('[data-summary-id="shelf-g11"]').waitFor();
+    expect(await page.locator("[data-summary-id]").count()).toBe(2);
+    await page.locator(".shelf-open-all").click();
+    await page.locator('.overview rect[data-id="shelf-g11"]').waitFor({ state: "attached" });
+    expect(await page.locator('.overview rect[data-id^="shelf:"]').count()).toBe(0);
+    expect(await page.locator(".graph-status").textContent()).not.toMatch(/tasks drawn/);
+  });
+
   it("reads well in the dark theme, and shows the timeline by worker", async () => {
     await page.goto(`${server.base}/traces/${CHORD_GROUP}?task=${CHORD_CALLBACK}`);
     await page.evaluate(() => localStorage.setItem("stemtrace-theme", "dark"));

@@ -15,6 +15,7 @@ import {
   TraceSnapshot,
   WorkerList,
 } from "../../../shared/api";
+import { JSON_HEADERS, takePrefetched } from "./early";
 
 export class ApiError extends Error {
   constructor(
@@ -26,7 +27,7 @@ export class ApiError extends Error {
 }
 
 async function fetchJson<T extends z.ZodType>(path: string, schema: T): Promise<z.infer<T>> {
-  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const res = await (takePrefetched(path) ?? fetch(path, { headers: JSON_HEADERS }));
   const body: unknown = await res.json().catch(() => null);
   if (!res.ok) {
     const message =

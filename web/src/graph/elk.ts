@@ -1,7 +1,11 @@
 /**
  * elk runs in a Web Worker (its own worker script, a separate asset): a layout never blocks
- * scrolling, clicks or live updates. The worker starts when a trace page mounts, in parallel with
- * the snapshot request, and is reused for every later layout. elk-api itself is 4 kB.
+ * scrolling, clicks or live updates. The worker starts when a trace page is opened (main.tsx, in
+ * parallel with the snapshot request) or mounts, and is reused for every later layout. elk-api
+ * itself is 4 kB.
+ *
+ * A fresh worker's first layout is slow (~200 ms for 20 boxes, elk's code compiling on first use,
+ * after ~150–350 ms compiling the script): large traces that are trees skip elk (layout.ts).
  */
 import Elk from "elkjs/lib/elk-api.js";
 import workerUrl from "elkjs/lib/elk-worker.min.js?url";
@@ -17,3 +21,4 @@ export function elkInWorker(): Promise<ElkLike> {
   }
   return Promise.resolve(instance);
 }
+

@@ -1,16 +1,17 @@
 /** React Flow node types, memoized and declared at module scope so renders stay cheap. */
-import { Handle, Position, type NodeProps } from "@xyflow/react";
-import { createContext, memo, useContext, type CSSProperties, type ReactNode } from "react";
+import { BaseEdge, Handle, Position, type EdgeProps, type NodeProps } from "@xyflow/react";
+import { createContext, memo, useContext, type ReactNode } from "react";
 import type { GraphNode } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
-import { MORE_H, TASK_H, TASK_W, type ContainerNodeData, type FlowNode, type MoreNodeData, type StateCount, type TaskNodeData } from "./layout";
+import { BUS_OFFSET, MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type Cell, type FlowEdge, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
 
 /** What grid cells inside containers need from the page: the selection and the two actions. */
 export interface GraphActions {
   selected: string | null;
   select(taskId: string): void;
-  expand(foldKey: string): void;
+  /** Opens a fold; the view then moves to `focusId` (by default, what the fold key names). */
+  expand(foldKey: string, focusId?: string): void;
 }
 export const GraphActionsContext = createContext<GraphActions>({ selected: null, select: () => undefined, expand: () => undefined });
 
@@ -27,17 +28,21 @@ function whenText(task: GraphNode): string {
   return STATE_STYLES[task.state].label;
 }
 
-/** The task box: state colour and icon, short name, id prefix, start and duration, retries. */
-export const TaskCard = memo(function TaskCard({ task, selected, className = "", style: extra, onClick, children }: { task: GraphNode; selected: boolean; className?: string; style?: CSSProperties; onClick?: () => void; children?: ReactNode }) {
+/**
+ * The task box: state colour and icon, short name, id prefix, start and duration, retries.
+ * Props are primitives or stable callbacks, so a grid of cards re-renders only the cards that
+ * changed (a click selects one: two cards re-render, not the whole group).
+ */
+export const TaskCard = memo(function TaskCard({ task, selected, className = "", cell, onSelect, children }: { task: GraphNode; selected: boolean; className?: string; cell?: Cell; onSelect?: (taskId: string) => void; children?: ReactNode }) {
   const style = STATE_STYLES[task.state];
   return (
     <div
       className={`task-node state-${task.state.toLowerCase()}${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""} ${className}`}
-      style={{ ["--state" as string]: style.color, ...extra }}
+      style={{ ["--state" as string]: style.color, ...(cell ? { left: cell.x, top: cell.y, width: TASK_W, height: TASK_H } : {}) }}
       title={`${task.name ?? "(unknown name)"}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}${task.anomaly ? `\n⚠ ${task.anomaly}` : ""}`}
       data-state={task.state}
       data-task-id={task.id}
-      onClick={onClick}
+      onClick={onSelect ? () => onSelect(task.id) : undefined}
     >
       {children}
       <div className="task-node-top">
@@ -120,7 +125,7 @@ export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<Flo
               <span className="more-hint">expand</span>
             </div>
           );
-        return <TaskCard key={cell.id} task={task} selected={actions.selected === task.id} className="cell" style={{ ...at, height: TASK_H }} onClick={() => actions.select(task.id)} />;
+        return <TaskCard key={cell.id} task={task} selected={actions.selected === task.id} className="cell" cell={cell} onSelect={actions.select} />;
       })}
       {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
     </div>
@@ -141,4 +146,73 @@ export const MoreNode = memo(function MoreNode({ data }: NodeProps<FlowNode>) {
   );
 });
 
-export const nodeTypes = { task: TaskNode, container: ContainerNode, more: MoreNode };
+/**
+ * Groups collapsed past the card budget that are entered the same way (e.g. 60 groups spawned by
+ * one task): one box of summaries, each with its state, size and state bar; a click opens that
+ * group (it is then drawn in full, beside the shelf), "open all" opens every one.
+ */
+export const ShelfNode = memo(function ShelfNode({ data }: NodeProps<FlowNode>) {
+  const { foldKey, groups, tasks, counts, ports, cells } = data as ShelfNodeData;
+  const actions = useContext(GraphActionsContext);
+  return (
+    <div className="shelf-node" data-shelf={groups.length} title={`${groups.length} groups not drawn, to keep this large trace fast: click one to open it`}>
+      {ports.in && <Handle type="target" position={Position.Left} isConnectable={false} />}
+      <div className="container-title">
+        <span className="container-kind">{groups.length.toLocaleString()} more groups</span>
+        <span className="muted">{tasks.toLocaleString()} tasks · click one to draw it</span>
+        <StateBar counts={counts} total={tasks} />
+        <button className="link-button shelf-open-all" onClick={() => actions.expand(foldKey, groups[0]?.container.id)}>
+          open all
+        </button>
+      </div>
+      {cells.map((cell, i) => {
+        const g = groups[i];
+        if (!g) return null;
+        const { container } = g;
+        const style = STATE_STYLES[container.state];
+        const total = container.members.length;
+        const failed = g.counts.find(([s]) => s === "FAILURE")?.[1] ?? 0;
+        return (
+          <div
+            key={cell.id}
+            className={`group-summary cell kind-${container.kind.toLowerCase()}`}
+            style={{ left: cell.x, top: cell.y, width: SUMMARY_W, height: SUMMARY_H, ["--state" as string]: style.color }}
+            data-summary-id={container.id}
+            data-state={container.state}
+            title={`${container.kind} ${container.id}\n${style.label}: ${total} tasks\nClick to draw its tasks`}
+            onClick={() => actions.expand(container.id)}
+          >
+            <div className="group-summary-top">
+              <span className="state-icon">{style.icon}</span>
+              <span className="container-kind">{container.kind}</span>
+              <span>{total.toLocaleString()} tasks</span>
+              {failed > 0 && <span className="bad">{failed} failed</span>}
+            </div>
+            <StateBar counts={g.counts} total={total} />
+          </div>
+        );
+      })}
+      {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
+    </div>
+  );
+});
+
+export const nodeTypes = { task: TaskNode, container: ContainerNode, more: MoreNode, shelf: ShelfNode };
+
+const R = 8;
+
+/** One edge of a fan-out drawn as a comb (layout.ts `withBuses`): the trunk, or a tooth. */
+export const BusEdge = memo(function BusEdge({ id, sourceX, sourceY, targetX, targetY, data }: EdgeProps<FlowEdge>) {
+  const x = sourceX + BUS_OFFSET;
+  const dy = targetY - sourceY;
+  const r = Math.min(R, Math.abs(dy) / 2);
+  const turn = dy >= 0 ? r : -r;
+  const tooth = `Q${x},${targetY} ${x + r},${targetY} L${targetX},${targetY}`;
+  const path =
+    data?.bus === "branch"
+      ? `M${x},${targetY - turn} ${tooth}`
+      : `M${sourceX},${sourceY} L${x - r},${sourceY} Q${x},${sourceY} ${x},${sourceY + turn} L${x},${targetY - turn} ${tooth}`;
+  return <BaseEdge id={id} path={path} interactionWidth={0} />;
+});
+
+export const edgeTypes = { bus: BusEdge };

@@ -17,8 +17,10 @@ const viewSelector = (s: ReactFlowState) => ({ x: s.transform[0], y: s.transform
 function color(n: FlowNode): string {
   if (n.data.kind === "task") return STATE_STYLES[n.data.task.state].color;
   if (n.data.kind === "container") return STATE_STYLES[n.data.container.state].color;
-  return "var(--accent)";
+  return "var(--accent)"; // fold stubs and shelves
 }
+
+const boxed = (n: FlowNode) => n.data.kind === "container" || n.data.kind === "shelf";
 
 const Boxes = memo(function Boxes({ nodes }: { nodes: FlowNode[] }) {
   return (
@@ -27,15 +29,16 @@ const Boxes = memo(function Boxes({ nodes }: { nodes: FlowNode[] }) {
         n.parentId ? null : (
           <rect
             key={n.id}
+            data-id={n.id}
             x={n.position.x}
             y={n.position.y}
             width={n.width ?? 0}
             height={n.height ?? 0}
-            rx={n.data.kind === "container" ? 14 : 6}
+            rx={boxed(n) ? 14 : 6}
             fill={color(n)}
-            fillOpacity={n.data.kind === "container" ? 0.22 : 0.75}
-            stroke={n.data.kind === "container" ? color(n) : "none"}
-            strokeWidth={n.data.kind === "container" ? 1.5 : 0}
+            fillOpacity={boxed(n) ? 0.22 : 0.75}
+            stroke={boxed(n) ? color(n) : "none"}
+            strokeWidth={boxed(n) ? 1.5 : 0}
             vectorEffect="non-scaling-stroke"
           />
         ),

@@ -20,8 +20,8 @@ import { TaskDetailLoader } from "../components/TaskDetailView";
 import { Timeline } from "../components/Timeline";
 import { dateTime, duration, shortId, shortName } from "../format";
 import { elkInWorker } from "../graph/elk";
-import { containerCounts, layoutGraph, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
-import { GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
+import { containerCounts, layoutGraph, stateCounts, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
+import { edgeTypes, GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
 import { STATE_STYLES } from "../states";
@@ -42,7 +42,7 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   const [layout, setLayout] = useState<Layout | null>(null);
   const [pending, setPending] = useState(true);
   const [error, setError] = useState<string | null>(null);
-  const key = structureKey(snapshot);
+  const key = useMemo(() => structureKey(snapshot), [snapshot]);
   const latest = useRef(snapshot);
   latest.current = snapshot;
 
@@ -86,6 +86,16 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
         const same = prevData !== null && prevData.container === c && (tasks === undefined || tasks.every((t, i) => t === prevData.tasks?.[i]));
         if (same && prev) node = prev;
         else node = { ...n, data: { ...n.data, container: c, counts: containerCounts(c, byId), ...(tasks ? { tasks } : {}) } };
+      } else if (n.data.kind === "shelf") {
+        // Summaries show member states: recount (cheap), keep the node when nothing moved.
+        const groups = n.data.groups.map((g) => {
+          const c = containers.get(g.container.id) ?? g.container;
+          return { container: c, counts: containerCounts(c, byId) };
+        });
+        const prevData = prev?.position === n.position && prev.data.kind === "shelf" ? prev.data : null;
+        const same = prevData !== null && groups.every((g, i) => g.container === prevData.groups[i]?.container && sameCounts(g.counts, prevData.groups[i]!.counts));
+        if (same && prev) node = prev;
+        else node = { ...n, data: { ...n.data, groups, counts: stateCounts(groups.flatMap((g) => g.container.members), byId) } };
       }
       next.set(n.id, node);
       return node;
@@ -111,9 +121,9 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   const focus = useRef<string | null>(null);
   const containerIds = useMemo(() => new Set(snapshot.containers.map((c) => c.id)), [snapshot.containers]);
   const expand = useCallback(
-    (foldKey: string) => {
+    (foldKey: string, focusId?: string) => {
       // A container's fold key is its id; a fan-out's is "<parent id>:<edge kind>".
-      focus.current = containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":"));
+      focus.current = focusId ?? (containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":")));
       setExpanded((e) => new Set([...e, foldKey]));
     },
     [containerIds],
@@ -150,6 +160,7 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
         nodes={nodes}
         edges={layout.edges}
         nodeTypes={nodeTypes}
+        edgeTypes={edgeTypes}
         onNodeClick={onNodeClick}
         onPaneClick={() => undefined}
         nodesDraggable={false}
@@ -176,6 +187,10 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
       </div>
     </GraphActionsContext.Provider>
   );
+}
+
+function sameCounts(a: StateCount[], b: StateCount[]): boolean {
+  return a.length === b.length && a.every(([s, n], i) => b[i]![0] === s && b[i]![1] === n);
 }
 
 /**
@@ -206,7 +221,9 @@ export function initialViewport(layout: Layout, width: number, height: number): 
   }
   const zoom = 0.7;
   const rootH = Math.min(root.height ?? TASK_H, height / zoom);
-  return { viewport: { x: pad - root.position.x * zoom, y: height / 2 - (root.position.y + rootH / 2) * zoom, zoom }, big: true };
+  // A root at the top of the graph (the tree layout) starts at the top; otherwise it is centred.
+  const y = root.position.y <= minY ? pad + 16 - root.position.y * zoom : height / 2 - (root.position.y + rootH / 2) * zoom;
+  return { viewport: { x: pad - root.position.x * zoom, y, zoom }, big: true };
 }
 
 function traceCounts(s: TraceSnapshot): StateCount[] {
