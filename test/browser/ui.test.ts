@@ -181,7 +181,7 @@ describe("stemtrace UI", () => {
     await page.locator('tr[data-task-name="app.add"]').waitFor();
     await screenshot(page, "08-registry");
     await page.goto(`${server.base}/dashboard`);
-    await page.locator(".stat-cards").waitFor();
+    await page.locator(".stat-cards .throughput").first().waitFor();
     await screenshot(page, "09-dashboard");
   });
 });
