@@ -6,13 +6,23 @@ server's tests run on exactly what the producer sends.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Callable, Dict, List, Optional
+import json
+import math
+from json.encoder import encode_basestring_ascii as _esc
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .scrub import Scrubber
 from .trace import TRACE_HEADER
 
 Record = Dict[str, Any]
 Event = Dict[str, Any]
+#: A hot event already written as JSON (``fastpath``): everything after ``"seq":N,``, or that
+#: without its closing brace plus the (key, value) pairs still to be scrubbed.
+Fragment = Union[str, Tuple[str, Tuple[Tuple[str, Any], ...]]]
+
+#: Events → compact JSON, the same encoder for the events of ``__call__`` and the values a fragment
+#: leaves to the sender thread. Anything JSON cannot encode (a stray datetime) becomes its str().
+encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 TASK_TYPES = {
     "before_task_publish": "published",
@@ -42,6 +52,23 @@ _DESCRIBING = frozenset({"published", "received", "unknown", "rejected", "revoke
 #: (request/header key, event field) of the linking fields.
 _LINKS = (("root_id", "root_id"), ("parent_id", "parent_id"), ("group", "group_id"), ("group_index", "group_index"))
 _POSTRUN_STATES = {"SUCCESS", "FAILURE", "RETRY", "REJECTED", "IGNORED"}
+
+
+def scalar(value: Any) -> Optional[str]:
+    """The JSON of a str, None, bool, int or finite float exactly as ``encode`` writes it; None
+    for anything else."""
+    t = type(value)
+    if t is str:
+        return _esc(value)
+    if value is None:
+        return "null"
+    if t is int:
+        return int.__repr__(value)
+    if t is bool:
+        return "true" if value else "false"
+    if t is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
 
 
 def _exception_type(name: Any) -> str:
@@ -145,6 +172,19 @@ def unique_ids() -> Callable[[], str]:
     return next_id
 
 
+def plain(value: Any, cap: int) -> Optional[str]:
+    """The JSON of a value the scrubber would return as it is (None, scalars, short strings,
+    empty containers); None when the scrubber has work to do."""
+    t = type(value)
+    if t is str:
+        return _esc(value) if cap <= 0 or len(value) <= cap else None
+    if (t is list or t is tuple) and not value:
+        return "[]"
+    if t is dict and not value:
+        return "{}"
+    return scalar(value)
+
+
 class Mapper:
     """Maps records to events, stamping the event id and per-process sequence."""
 
@@ -162,6 +202,19 @@ class Mapper:
         if signal in WORKER_TYPES:
             return self._worker(rec, WORKER_TYPES[signal], seq)
         return None
+
+    # ---- the hot path's events (fastpath), already JSON ----
+
+    def finish(self, fragment: Fragment, seq: int) -> str:
+        """A fragment (``fastpath``) → the event's JSON with its id and sequence, in the sender thread;
+        the values it left (arguments, results) are scrubbed here, as ``__call__`` scrubs them."""
+        if type(fragment) is str:
+            tail = fragment
+        else:
+            head, later = fragment
+            tail = head + "".join(f',"{key}":{encode(self.scrub(value))}' for key, value in later) + "}"
+        event_id = self.new_id()
+        return f'{{"v":1,"id":{scalar(event_id) or encode(event_id)},"seq":{seq},{tail}'
 
     def _base(self, rec: Record, kind: str, type_: str, seq: int) -> Event:
         return {"v": 1, "id": self.new_id(), "kind": kind, "type": type_, "ts": rec["ts"], "seq": seq,

@@ -1,0 +1,201 @@
+"""The hot path: the four events every task sends (published, received, started, succeeded), written
+as JSON straight from Celery's signal arguments, in the signal handler.
+
+The general path builds a record (``extract``), keeps it in the queue and maps it in the sender
+thread (``mapping``), then encodes the event dict. For these four events, in their common shape,
+that costs several times more than writing the dozen fields they carry, and the records are what
+the garbage collector keeps walking while they wait. A fragment is a str (or a str and the values
+the scrubber still has to walk, which wait for the sender thread as before, so a handler's cost
+does not grow with argument sizes). ``started`` and ``succeeded`` share the attempt's fields,
+written once at prerun.
+
+Every function here writes exactly what ``extract`` + ``Mapper.__call__`` would send (the tests
+hold them to that on Celery's real objects) and returns None wherever that path would do more than
+these fields (eager runs, chains, chords, callbacks, values of other types): the handler then takes
+the general path. Ids and sequence numbers are added in the sender thread (``Mapper.finish``).
+"""
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii as _esc
+from typing import Any, List, Optional, Tuple
+
+from . import extract
+from .mapping import Fragment, Mapper, plain, scalar, trace_key
+from .trace import TRACE_HEADER
+
+#: What an announcing event reads from the embed; with any of these set, the general path announces it.
+_EMBED_KEYS = ("chord", "chain", "callbacks", "errbacks")
+#: (message header, event field) of the linking fields that published and received carry.
+_LINKS = (("root_id", ',"root_id":'), ("parent_id", ',"parent_id":'), ("group", ',"group_id":'),
+          ("group_index", ',"group_index":'))
+
+
+class Unwritable(Exception):
+    """A value this path does not write itself: the handler takes the general path."""
+
+
+def _ts(ts: Any) -> str:
+    return float.__repr__(ts) if type(ts) is float else _j(ts)
+
+
+def _j(value: Any) -> str:
+    text = scalar(value)
+    if text is None:
+        raise Unwritable(type(value).__name__)
+    return text
+
+
+class FastPath:
+    """Writes the hot events with the mapper's options (capture flags, the scrubber's size cap)."""
+
+    def __init__(self, mapper: Mapper) -> None:
+        self.capture_args = mapper.capture_args
+        self.capture_result = mapper.capture_result
+        self.cap = mapper.scrub.cap
+        self._where_key: Any = None
+        self._where_json = ""
+
+    def _where(self) -> str:
+        """host and pid: written again only when the node name is learnt or the process forks."""
+        key = (extract.NODE["name"], extract.PID["pid"])
+        if key != self._where_key:
+            self._where_json = f',"host":{_j(key[0])},"pid":{_j(key[1])}'
+            self._where_key = key
+        return self._where_json
+
+    def _links(self, out: List[str], src: dict) -> None:
+        """root/parent/group and eta/expires, as ``_task`` copies them for the describing events."""
+        for key, field in _LINKS:
+            value = src.get(key)
+            if value is not None:
+                out += (field, _j(value))
+        for key in ("eta", "expires"):
+            value = src.get(key)
+            if value:
+                if type(value) is not str:
+                    raise Unwritable(key)  # mapping._iso's datetime and str() cases
+                out += (f',"{key}":', _esc(value))
+
+    def _close(self, out: List[str], values: List[Tuple[str, Any]]) -> Fragment:
+        """Values the scrubber returns as they are go in now; the others wait for ``finish``."""
+        later = []
+        for key, value in values:
+            text = plain(value, self.cap)
+            if text is None:
+                later.append((key, value))
+            else:
+                out += (f',"{key}":', text)
+        if later:
+            return "".join(out), tuple(later)
+        out.append("}")
+        return "".join(out)
+
+    def published(self, ts: float, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
+                  name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
+        """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
+        if isinstance(embed, dict):
+            for key in _EMBED_KEYS:
+                if embed.get(key):
+                    return None
+        task_id = headers.get("id")
+        if type(task_id) is not str or not task_id:
+            return None
+        out = ['"kind":"task","type":"published","ts":', _ts(ts), self._where(), ',"task_id":', _esc(task_id),
+               ',"name":', _j(name or None)]
+        if trace:
+            out += (',"trace_id":', _j(trace))
+        retries = headers.get("retries")
+        if retries is not None:
+            out += (',"retries":', _j(retries))
+        if routing_key:
+            out += (',"queue":', _j(routing_key))
+        if publisher_id:
+            out += (',"publisher_task_id":', _j(publisher_id))
+        self._links(out, headers)
+        values = []
+        if self.capture_args:
+            if args is not None:
+                values.append(("args", args))
+            if kwargs is not None:
+                values.append(("kwargs", kwargs))
+        return self._close(out, values)
+
+    def received(self, ts: float, request: Any) -> Optional[Fragment]:
+        """task_received, as ``extract.received`` + ``_task``/``_announce`` write it."""
+        rd = request.request_dict
+        payload = request._payload
+        embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
+        if embed is not None:
+            if type(embed) is not dict:
+                return None
+            for key in _EMBED_KEYS:
+                if embed.get(key):
+                    return None
+        task_id = request.id or rd.get("id")
+        if type(task_id) is not str or not task_id:
+            return None
+        carried = rd.get(TRACE_HEADER)
+        trace = carried or trace_key(rd, embed, None, None)
+        out = ['"kind":"task","type":"received","ts":', _ts(ts), self._where(), ',"task_id":', _esc(task_id),
+               ',"name":', _j(request.name or None)]
+        if trace:
+            out += (',"trace_id":', _j(trace))
+        retries = rd.get("retries")
+        if retries is not None:
+            out += (',"retries":', _j(retries))
+        delivery = rd.get("delivery_info")
+        if isinstance(delivery, dict) and delivery:
+            if delivery.get("is_eager"):
+                return None
+            if delivery.get("redelivered"):
+                out.append(',"redelivered":true')
+            if delivery.get("routing_key"):
+                out += (',"queue":', _j(delivery["routing_key"]))
+        self._links(out, rd)
+        values = []
+        if self.capture_args and not carried:
+            # Published by an uninstrumented client: the worker sends the arguments.
+            args, kwargs = rd.get("args"), rd.get("kwargs")
+            if args is not None:
+                values.append(("args", args))
+            if kwargs is not None:
+                values.append(("kwargs", kwargs))
+        return self._close(out, values)
+
+    def attempt(self, task_id: Any, name: Any, req: Any) -> Optional[str]:
+        """What started and succeeded both say about the attempt (from prerun's ``task.request``),
+        as ``extract.context_dict(full=False)`` + ``_task`` write it; None for eager runs."""
+        if req.is_eager:
+            return None
+        task_id = task_id or req.id
+        if type(task_id) is not str or not task_id:
+            return None
+        out = [self._where(), ',"task_id":', _esc(task_id), ',"name":', _j(name or None)]
+        trace = extract.request_trace(req)
+        if trace:
+            out += (',"trace_id":', _j(trace))
+        retries = req.retries
+        if retries is not None:
+            out += (',"retries":', _j(retries))
+        delivery = req.delivery_info
+        if isinstance(delivery, dict) and delivery:
+            if delivery.get("is_eager"):
+                return None
+            if delivery.get("redelivered"):
+                out.append(',"redelivered":true')
+            if delivery.get("routing_key"):
+                out += (',"queue":', _j(delivery["routing_key"]))
+        return "".join(out)
+
+    @staticmethod
+    def started(ts: float, attempt: str) -> str:
+        """task_prerun of a non-eager run."""
+        return f'"kind":"task","type":"started","ts":{_ts(ts)}{attempt}}}'
+
+    def succeeded(self, ts: float, attempt: str, runtime_s: float, retval: Any) -> Fragment:
+        """task_postrun[SUCCESS] after a hot prerun: result, state and runtime (signals.on_postrun)."""
+        # f"{:.3f}" is round(runtime_ms, 3) (both correctly rounded by the same dtoa), written without
+        # rounding to a float and printing that again; "0.040" and round()'s 0.04 parse to the same number.
+        out = ['"kind":"task","type":"succeeded","ts":', _ts(ts), attempt, ',"state":"SUCCESS","runtime_ms":',
+               f"{runtime_s * 1000:.3f}" if type(runtime_s) is float and 0 <= runtime_s < 1e9 else _j(round(runtime_s * 1000, 3))]
+        return self._close(out, [("result", retval)] if self.capture_result else [])
