@@ -33,10 +33,16 @@ def free_port():
 
 class Sink(BaseHTTPRequestHandler):
     """Stands in for stemtrace: accepts every batch and counts its events (proof the producer
-    really did its work, not dropped it)."""
+    really did its work, not dropped it). HTTP/1.1 with keep-alive, as the Workers runtime answers."""
 
+    protocol_version = "HTTP/1.1"
     received = 0
     events = 0
+    connections = 0
+
+    def setup(self):
+        Sink.connections += 1
+        super().setup()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -45,6 +51,7 @@ class Sink(BaseHTTPRequestHandler):
         Sink.events += len(json.loads(body)["events"])
         Sink.received += 1
         self.send_response(202)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *args):
@@ -132,6 +139,7 @@ def main():
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, Celery {celery.__version__}",
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "tasks": args.tasks, "rounds": args.rounds, "sink_batches": Sink.received, "sink_events": Sink.events,
+        "sink_connections": Sink.connections,
         # Per instrumented round: 1 published per task (client) + received, started, succeeded (worker).
         "expected_events": args.rounds * args.tasks * 4,
         "worker_per_s": {"plain": round(med("plain", "worker_per_s")), "instrumented": round(med("instrumented", "worker_per_s"))},
@@ -189,7 +197,8 @@ Target: an instrumented Celery worker and client keep at least {target}x of thei
   (the machine is shared with other test runs: rounds alternate and the medians are compared)
 - Setup: redis-server on loopback, `-P solo`, a no-op task, {s['tasks']} tasks per round, {s['rounds']} rounds per mode;
   instrumented = `stemtrace.init(app)` with its real mapping, scrubbing, trace key, batching and gzip,
-  POSTing to a loopback sink that received {s["sink_events"]} events in {s["sink_batches"]} batches (expected: {s["expected_events"]} task events plus the worker lifecycle events).
+  POSTing to a loopback HTTP/1.1 sink that received {s["sink_events"]} events in {s["sink_batches"]} batches over {s["sink_connections"]} connections
+  (expected: {s["expected_events"]} task events plus the worker lifecycle events).
 
 | median | uninstrumented | instrumented | ratio | target |
 |---|---|---|---|---|

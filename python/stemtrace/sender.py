@@ -144,6 +144,9 @@ class Sender:
     def _send_capped(self, events: List[str]) -> None:
         """Events (JSON each) → POSTs of at most MAX_BATCH_CHARS of JSON (the server's per-batch limit;
         an event larger than that alone goes out alone, and the server rejects it)."""
+        if sum(map(len, events)) + len(events) + 12 <= MAX_BATCH_CHARS:
+            self._send(events)  # the usual case
+            return
         start, size = 0, 12  # len('{"events":[]}') - 1
         for i, text in enumerate(events):
             if size + len(text) + 1 > MAX_BATCH_CHARS and i > start:

@@ -19,7 +19,7 @@ from .trace import TRACE_HEADER
 log = logging.getLogger("stemtrace")
 
 _time = time.time
-_monotonic = time.monotonic
+_monotonic_ns = time.monotonic_ns
 
 
 def _safe(fn: Callable[..., None]) -> Callable[..., None]:
@@ -70,16 +70,15 @@ class SignalHandlers:
             if not isinstance(headers, dict) or not headers.get("id"):
                 return  # protocol 1 or foreign messages: nothing we can attach
             args, kwargs, embed, publisher_id, trace = extract.publish_context(body, headers)
-            ts = _time()
             event = None
             if self.fast is not None:
                 try:
-                    event = self.fast.published(ts, headers, args, kwargs, embed, routing_key,
+                    event = self.fast.published(headers, args, kwargs, embed, routing_key,
                                                 headers.get("task") or sender, publisher_id, trace)
                 except Exception:
                     event = None  # the general path below says the same
             if event is None:
-                event = extract.publish_record(ts, sender, headers, args, kwargs, embed, routing_key, publisher_id, trace)
+                event = extract.publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id, trace)
             self.sender.enqueue(event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_publish", exc_info=True)
@@ -91,7 +90,7 @@ class SignalHandlers:
             event = None
             if self.fast is not None:
                 try:
-                    event = self.fast.received(_time(), request)
+                    event = self.fast.received(request)
                 except Exception:
                     event = None
             self.sender.enqueue(extract.received(request) if event is None else event)
@@ -106,7 +105,7 @@ class SignalHandlers:
                 try:
                     attempt = self.fast.attempt(task_id, task.name, req)
                     if attempt is not None:
-                        event = self.fast.started(_time(), attempt)
+                        event = self.fast.started(attempt)
                 except Exception:
                     attempt = None
             if attempt is None:
@@ -118,7 +117,7 @@ class SignalHandlers:
                 attempt["trace_id"] = extract.request_trace(req)
                 if eager:
                     attempt["args"], attempt["kwargs"] = args, kwargs
-            self._started[task_id] = (_monotonic(), attempt)
+            self._started[task_id] = (_monotonic_ns(), attempt)
             self.sender.enqueue(event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_prerun", exc_info=True)
@@ -153,12 +152,12 @@ class SignalHandlers:
             started = self._started.pop(task_id, None) if task_id else None
             if started is not None:
                 t0, attempt = started
-                runtime_s = _monotonic() - t0
+                runtime_ns = _monotonic_ns() - t0
                 if type(attempt) is str:  # the hot path's prerun
                     event = None
                     if success:
                         try:
-                            event = self.fast.succeeded(_time(), attempt, runtime_s, retval)
+                            event = self.fast.succeeded(attempt, runtime_ns, retval)
                         except Exception:
                             event = None
                     if event is not None:
@@ -170,7 +169,7 @@ class SignalHandlers:
                     # The attempt as prerun saw it: no second walk through task.request.
                     rec = extract.base("task_success" if success else "task_postrun", task_id, attempt["task_name"])
                     rec["request"], rec["trace_id"] = attempt["request"], attempt["trace_id"]
-                rec["runtime_s"] = runtime_s
+                rec["runtime_s"] = runtime_ns / 1e9
             else:
                 rec = extract.task_signal("task_success" if success else "task_postrun", task or sender, task_id, full=False)
             rec["state"] = state
