@@ -71,16 +71,18 @@ class FastPath:
 
     def _links(self, out: List[str], src: dict) -> None:
         """root/parent/group and eta/expires, as ``_task`` copies them for the describing events."""
+        get = src.get
         for key, field in _LINKS:
-            value = src.get(key)
+            value = get(key)
             if value is not None:
                 out += (field, _esc(value) if type(value) is str else _j(value))
-        for key in ("eta", "expires"):
-            value = src.get(key)
-            if value:
-                if type(value) is not str:
-                    raise Unwritable(key)  # mapping._iso's datetime and str() cases
-                out += (f',"{key}":', _esc(value))
+        eta, expires = get("eta"), get("expires")
+        if eta or expires:
+            for key, value in (("eta", eta), ("expires", expires)):
+                if value:
+                    if type(value) is not str:
+                        raise Unwritable(key)  # mapping._iso's datetime and str() cases
+                    out += (f',"{key}":', _esc(value))
 
     def _close(self, out: List[str], values: List[Tuple[str, Any]]) -> Fragment:
         """Values the scrubber returns as they are go in now; the others wait for ``finish``."""
@@ -152,7 +154,7 @@ class FastPath:
             out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
         retries = rd.get("retries")
         if retries is not None:
-            out += (',"retries":', _j(retries))
+            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
         delivery = rd.get("delivery_info")
         if delivery:
             if type(delivery) is not dict:
@@ -165,14 +167,16 @@ class FastPath:
             if queue:
                 out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
         self._links(out, rd)
+        if carried or not self.capture_args:
+            out.append("}")  # the instrumented publisher sent the arguments
+            return "".join(out)
+        # Published by an uninstrumented client: the worker sends the arguments.
         values = []
-        if self.capture_args and not carried:
-            # Published by an uninstrumented client: the worker sends the arguments.
-            args, kwargs = rd.get("args"), rd.get("kwargs")
-            if args is not None:
-                values.append(("args", args))
-            if kwargs is not None:
-                values.append(("kwargs", kwargs))
+        args, kwargs = rd.get("args"), rd.get("kwargs")
+        if args is not None:
+            values.append(("args", args))
+        if kwargs is not None:
+            values.append(("kwargs", kwargs))
         return self._close(out, values)
 
     def attempt(self, task_id: Any, name: Any, req: Any) -> Optional[str]:
@@ -190,7 +194,7 @@ class FastPath:
             out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
         retries = req.retries
         if retries is not None:
-            out += (',"retries":', _j(retries))
+            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
         delivery = req.delivery_info
         if delivery:
             if type(delivery) is not dict:
@@ -213,6 +217,9 @@ class FastPath:
         """task_postrun[SUCCESS] after a hot prerun: result, state and runtime (signals.on_postrun).
         ``runtime_ms`` to the µs, rounded in integers (the general path: ``round(seconds * 1000, 3)``)."""
         us = (runtime_ns + 500) // 1000
-        out = ['"kind":"task","type":"succeeded","ts":', _now(), attempt,
-               f',"state":"SUCCESS","runtime_ms":{us // 1000}.{us % 1000:03d}']
-        return self._close(out, [("result", retval)] if self.capture_result else [])
+        head = f'"kind":"task","type":"succeeded","ts":{_now()}{attempt},"state":"SUCCESS","runtime_ms":{us // 1000}.{us % 1000:03d}'
+        if not self.capture_result:
+            return head + "}"
+        if retval is None:
+            return head + ',"result":null}'
+        return self._close([head], [("result", retval)])
