@@ -112,14 +112,14 @@ class FastPath:
         if type(task_id) is not str or not task_id:
             return None
         out = ['"kind":"task","type":"published","ts":', _now(), self._where(), ',"task_id":', _esc(task_id),
-               ',"name":', _j(name or None)]
+               ',"name":', _esc(name) if type(name) is str and name else _j(name or None)]
         if trace:
-            out += (',"trace_id":', _j(trace))
+            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
         retries = headers.get("retries")
         if retries is not None:
-            out += (',"retries":', _j(retries))
+            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
         if routing_key:
-            out += (',"queue":', _j(routing_key))
+            out += (',"queue":', _esc(routing_key) if type(routing_key) is str else _j(routing_key))
         if publisher_id:
             out += (',"publisher_task_id":', _j(publisher_id))
         self._links(out, headers)
