@@ -12,7 +12,7 @@ import datetime as _dt
 import os
 import time
 import traceback as _tb
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from celery._state import get_current_task
 
@@ -88,9 +88,10 @@ def request_trace(req: Any) -> Optional[str]:
                      {"chain": getattr(req, "chain", None)}, None, None)
 
 
-def publish(sender: Any, body: Any, headers: Dict[str, Any], routing_key: Any) -> Dict[str, Any]:
-    """before_task_publish. Computes the trace key (DESIGN.md "The trace key") and writes it into
-    the outgoing message's headers, so every process that sees this task agrees on its trace."""
+def publish_context(body: Any, headers: Dict[str, Any]) -> Tuple[Any, Any, Any, Optional[str], str]:
+    """before_task_publish: the body's (args, kwargs, embed), the publishing task's id and the trace
+    key (DESIGN.md "The trace key"), which it writes into the outgoing message's headers, so every
+    process that sees this task agrees on its trace."""
     if isinstance(body, (tuple, list)) and len(body) == 3:
         args, kwargs, embed = body
     else:
@@ -101,7 +102,19 @@ def publish(sender: Any, body: Any, headers: Dict[str, Any], routing_key: Any) -
     trace = trace_key(headers, embed if isinstance(embed, dict) else None,
                       request_trace(req) if publisher_id else None, current_trace())
     headers[TRACE_HEADER] = trace
-    return {"signal": "before_task_publish", "ts": _time(), "pid": PID["pid"], "nodename": NODE["name"],
+    return args, kwargs, embed, publisher_id, trace
+
+
+def publish(sender: Any, body: Any, headers: Dict[str, Any], routing_key: Any) -> Dict[str, Any]:
+    """before_task_publish → its record (``publish_context`` writes the trace header)."""
+    args, kwargs, embed, publisher_id, trace = publish_context(body, headers)
+    return publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id, trace)
+
+
+def publish_record(ts: float, sender: Any, headers: Dict[str, Any], args: Any, kwargs: Any, embed: Any,
+                   routing_key: Any, publisher_id: Optional[str], trace: str) -> Dict[str, Any]:
+    """The record of a publish whose context ``publish_context`` worked out."""
+    return {"signal": "before_task_publish", "ts": ts, "pid": PID["pid"], "nodename": NODE["name"],
             "task_id": headers.get("id"), "task_name": headers.get("task") or sender,
             # References, not copies: Celery builds these per message and never changes them again.
             "headers": headers, "body": {"args": args, "kwargs": kwargs, "embed": embed}, "routing_key": routing_key,

@@ -6,13 +6,24 @@ server's tests run on exactly what the producer sends.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Callable, Dict, List, Optional
+import json
+import math
+import os
+from json.encoder import encode_basestring_ascii as _esc
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .scrub import Scrubber
 from .trace import TRACE_HEADER
 
 Record = Dict[str, Any]
 Event = Dict[str, Any]
+#: A hot event already written as JSON (``fastpath``): everything after ``"seq":N,``, or that
+#: without its closing brace plus the (key, value) pairs still to be scrubbed.
+Fragment = Union[str, Tuple[str, Tuple[Tuple[str, Any], ...]]]
+
+#: Events → compact JSON, the same encoder for the events of ``__call__`` and the values a fragment
+#: leaves to the sender thread. Anything JSON cannot encode (a stray datetime) becomes its str().
+encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 TASK_TYPES = {
     "before_task_publish": "published",
@@ -42,6 +53,23 @@ _DESCRIBING = frozenset({"published", "received", "unknown", "rejected", "revoke
 #: (request/header key, event field) of the linking fields.
 _LINKS = (("root_id", "root_id"), ("parent_id", "parent_id"), ("group", "group_id"), ("group_index", "group_index"))
 _POSTRUN_STATES = {"SUCCESS", "FAILURE", "RETRY", "REJECTED", "IGNORED"}
+
+
+def scalar(value: Any) -> Optional[str]:
+    """The JSON of a str, None, bool, int or finite float exactly as ``encode`` writes it; None
+    for anything else."""
+    t = type(value)
+    if t is str:
+        return _esc(value)
+    if value is None:
+        return "null"
+    if t is int:
+        return int.__repr__(value)
+    if t is bool:
+        return "true" if value else "false"
+    if t is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
 
 
 def _exception_type(name: Any) -> str:
@@ -129,20 +157,34 @@ def trace_key(headers: Dict[str, Any], embed: Optional[Dict[str, Any]], publishi
     return headers.get("root_id") or headers.get("id")
 
 
-def unique_ids() -> Callable[[], str]:
-    """Event ids: 96 random bits per process plus a counter (a uuid4 per event costs 5 µs).
-    A forked child draws a new prefix (so it never repeats its parent's ids)."""
-    import itertools
-    import os
+class IdPrefix:
+    """The per-process half of event ids: 96 random bits (a uuid4 per event costs 5 µs); the other
+    half is the event's seq, which the sender numbers per process. A forked child draws a new
+    prefix (its seq starts again at 1), so ids never repeat across processes."""
 
-    state = {"prefix": os.urandom(12).hex()}
-    os.register_at_fork(after_in_child=lambda: state.__setitem__("prefix", os.urandom(12).hex()))
-    counter = itertools.count(1)
+    def __init__(self) -> None:
+        self.value = self._draw()
+        os.register_at_fork(after_in_child=self._renew)
 
-    def next_id() -> str:
-        return f"{state['prefix']}-{next(counter)}"
+    @staticmethod
+    def _draw() -> str:
+        return os.urandom(12).hex() + "-"
 
-    return next_id
+    def _renew(self) -> None:
+        self.value = self._draw()
+
+
+def plain(value: Any, cap: int) -> Optional[str]:
+    """The JSON of a value the scrubber would return as it is (None, scalars, short strings,
+    empty containers); None when the scrubber has work to do."""
+    t = type(value)
+    if t is str:
+        return _esc(value) if cap <= 0 or len(value) <= cap else None
+    if (t is list or t is tuple) and not value:
+        return "[]"
+    if t is dict and not value:
+        return "{}"
+    return scalar(value)
 
 
 class Mapper:
@@ -153,7 +195,9 @@ class Mapper:
         self.scrub = scrub
         self.capture_args = capture_args
         self.capture_result = capture_result
-        self.new_id = new_id or unique_ids()
+        #: Ids from a callable (the recordings' deterministic ones), else prefix + seq.
+        self.new_id = new_id
+        self._prefix = IdPrefix() if new_id is None else None
 
     def __call__(self, rec: Record, seq: int) -> Optional[Event]:
         signal = rec.get("signal")
@@ -163,8 +207,26 @@ class Mapper:
             return self._worker(rec, WORKER_TYPES[signal], seq)
         return None
 
+    # ---- the hot path's events (fastpath), already JSON ----
+
+    def finish(self, fragment: Fragment, seq: int) -> str:
+        """A fragment (``fastpath``) → the event's JSON with its id and sequence, in the sender thread;
+        the values it left (arguments, results) are scrubbed here, as ``__call__`` scrubs them."""
+        if type(fragment) is str:
+            tail = fragment
+        else:
+            head, later = fragment
+            tail = head + "".join(f',"{key}":{encode(self.scrub(value))}' for key, value in later) + "}"
+        if self._prefix is not None:
+            return f'{{"v":1,"id":"{self._prefix.value}{seq}","seq":{seq},{tail}'  # the prefix is hex
+        event_id = self.new_id()
+        return f'{{"v":1,"id":{scalar(event_id) or encode(event_id)},"seq":{seq},{tail}'
+
+    def _id(self, seq: int) -> str:
+        return f"{self._prefix.value}{seq}" if self._prefix is not None else self.new_id()
+
     def _base(self, rec: Record, kind: str, type_: str, seq: int) -> Event:
-        return {"v": 1, "id": self.new_id(), "kind": kind, "type": type_, "ts": rec["ts"], "seq": seq,
+        return {"v": 1, "id": self._id(seq), "kind": kind, "type": type_, "ts": rec["ts"], "seq": seq,
                 "host": rec.get("nodename"), "pid": rec.get("pid")}
 
     def _task(self, rec: Record, type_: str, seq: int) -> Optional[Event]:
@@ -191,7 +253,7 @@ class Mapper:
         task_id = rec.get("task_id") or src.get("id") or request.get("id")
         if not task_id:
             return None  # e.g. a rejected message without an id: nothing to attach it to
-        ev: Event = {"v": 1, "id": self.new_id(), "kind": "task", "type": type_, "ts": rec["ts"], "seq": seq,
+        ev: Event = {"v": 1, "id": self._id(seq), "kind": "task", "type": type_, "ts": rec["ts"], "seq": seq,
                      "host": rec.get("nodename"), "pid": rec.get("pid"), "task_id": task_id,
                      "name": rec.get("task_name") or headers.get("task") or request.get("name") or request.get("task")}
         trace = rec.get("trace_id")

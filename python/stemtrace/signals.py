@@ -11,11 +11,15 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from celery import signals
 
 from . import extract
-from .mapping import trace_key
+from .fastpath import FastPath
+from .mapping import Mapper, trace_key
 from .sender import Sender
 from .trace import TRACE_HEADER
 
 log = logging.getLogger("stemtrace")
+
+_time = time.time
+_monotonic_ns = time.monotonic_ns
 
 
 def _safe(fn: Callable[..., None]) -> Callable[..., None]:
@@ -36,8 +40,11 @@ class SignalHandlers:
         self.app = app
         self.sender = sender
         self.heartbeat_interval = heartbeat_interval
-        #: task id → (monotonic start, prerun record), from prerun to postrun in the same process.
-        self._started: Dict[str, Tuple[float, Dict[str, Any]]] = {}
+        #: The hot events written directly as JSON (``fastpath``); None: every event is a record.
+        self.fast: Optional[FastPath] = FastPath(sender.mapper) if isinstance(sender.mapper, Mapper) else None
+        #: task id → (monotonic start, the attempt: its JSON from the hot path, else prerun's record),
+        #: from prerun to postrun in the same process.
+        self._started: Dict[str, Tuple[float, Any]] = {}
         self._heartbeat: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -62,30 +69,56 @@ class SignalHandlers:
         try:
             if not isinstance(headers, dict) or not headers.get("id"):
                 return  # protocol 1 or foreign messages: nothing we can attach
-            self.sender.enqueue(extract.publish(sender, body, headers, routing_key))
+            args, kwargs, embed, publisher_id, trace = extract.publish_context(body, headers)
+            event = None
+            if self.fast is not None:
+                try:
+                    event = self.fast.published(headers, args, kwargs, embed, routing_key,
+                                                headers.get("task") or sender, publisher_id, trace)
+                except Exception:
+                    event = None  # the general path below says the same
+            if event is None:
+                event = extract.publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id, trace)
+            self.sender.enqueue(event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_publish", exc_info=True)
 
     def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
         try:
-            if request is not None:
-                self.sender.enqueue(extract.received(request))
+            if request is None:
+                return
+            event = None
+            if self.fast is not None:
+                try:
+                    event = self.fast.received(request)
+                except Exception:
+                    event = None
+            self.sender.enqueue(extract.received(request) if event is None else event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_received", exc_info=True)
 
     def on_prerun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
         try:
             req = task.request
-            # The worker's `received` already described the message; an eager run has no received (and
-            # no publish), so only then does the start carry the links and the arguments.
-            eager = bool(req.is_eager)
-            rec = extract.base("task_prerun", task_id, task.name)
-            rec["request"] = extract.context_dict(req, eager)
-            rec["trace_id"] = extract.request_trace(req)
-            if eager:
-                rec["args"], rec["kwargs"] = args, kwargs
-            self._started[task_id] = (time.monotonic(), rec)
-            self.sender.enqueue(rec)
+            attempt = None
+            if self.fast is not None:
+                try:
+                    attempt = self.fast.attempt(task_id, task.name, req)
+                    if attempt is not None:
+                        event = self.fast.started(attempt)
+                except Exception:
+                    attempt = None
+            if attempt is None:
+                # The worker's `received` already described the message; an eager run has no received (and
+                # no publish), so only then does the start carry the links and the arguments.
+                eager = bool(req.is_eager)
+                event = attempt = extract.base("task_prerun", task_id, task.name)
+                attempt["request"] = extract.context_dict(req, eager)
+                attempt["trace_id"] = extract.request_trace(req)
+                if eager:
+                    attempt["args"], attempt["kwargs"] = args, kwargs
+            self._started[task_id] = (_monotonic_ns(), attempt)
+            self.sender.enqueue(event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_prerun", exc_info=True)
 
@@ -115,18 +148,32 @@ class SignalHandlers:
             # carries the return value too, so a success is ONE `succeeded` event with result, state
             # and runtime (one signal dispatch and one event fewer per task on the hot path).
             # The signal is chosen by postrun's state, which is SUCCESS exactly when task_success fired.
-            signal = "task_success" if state == "SUCCESS" else "task_postrun"
+            success = state == "SUCCESS"
             started = self._started.pop(task_id, None) if task_id else None
             if started is not None:
-                # The attempt as prerun saw it: no second walk through task.request.
-                t0, prerun = started
-                rec = extract.base(signal, task_id, prerun["task_name"])
-                rec["request"], rec["trace_id"] = prerun["request"], prerun["trace_id"]
-                rec["runtime_s"] = time.monotonic() - t0
+                t0, attempt = started
+                runtime_ns = _monotonic_ns() - t0
+                if type(attempt) is str:  # the hot path's prerun
+                    event = None
+                    if success:
+                        try:
+                            event = self.fast.succeeded(attempt, runtime_ns, retval)
+                        except Exception:
+                            event = None
+                    if event is not None:
+                        self.sender.enqueue(event)
+                        return
+                    # Other outcomes take the general path; the task's request is still this attempt's.
+                    rec = extract.task_signal("task_success" if success else "task_postrun", task or sender, task_id, full=False)
+                else:
+                    # The attempt as prerun saw it: no second walk through task.request.
+                    rec = extract.base("task_success" if success else "task_postrun", task_id, attempt["task_name"])
+                    rec["request"], rec["trace_id"] = attempt["request"], attempt["trace_id"]
+                rec["runtime_s"] = runtime_ns / 1e9
             else:
-                rec = extract.task_signal(signal, task or sender, task_id, full=False)
+                rec = extract.task_signal("task_success" if success else "task_postrun", task or sender, task_id, full=False)
             rec["state"] = state
-            if signal == "task_success":
+            if success:
                 rec["result"] = retval
             self.sender.enqueue(rec)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)

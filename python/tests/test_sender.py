@@ -48,6 +48,45 @@ class Sink:
         self.server.server_close()
 
 
+class KeepAliveSink:
+    """An HTTP/1.1 server that counts the connections it accepts; ``hang_up`` closes each one after
+    its first response without saying so (as an idle timeout on the server's side would)."""
+
+    def __init__(self, hang_up=False):
+        self.connections = 0
+        self.events = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                sink.connections += 1
+                super().setup()
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.events.extend(json.loads(gzip.decompress(body))["events"])
+                reply = b'{"accepted":1,"duplicates":0,"rejected":[]}'
+                self.send_response(202)
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+                self.close_connection = hang_up
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def identity(rec, seq):
     return dict(rec, seq=seq)
 
@@ -116,6 +155,29 @@ class SenderTest(unittest.TestCase):
         self.assertGreaterEqual(len(self.sink.batches), 4)
         for batch in self.sink.batches:
             self.assertLessEqual(len(json.dumps(batch, separators=(",", ":"))), 1024 * 1024)
+
+    def test_batches_share_one_kept_alive_connection(self):
+        sink = KeepAliveSink()
+        self.addCleanup(sink.close)
+        sender = Sender(load_config(url=sink.url, flush_interval=0.05), identity)
+        for batch in range(3):
+            for i in range(10):
+                sender.enqueue({"n": batch * 10 + i})
+            self.assertTrue(sender.flush(5))
+        self.assertEqual([e["n"] for e in sink.events], list(range(30)))
+        self.assertEqual(sink.connections, 1)
+
+    def test_a_connection_the_server_closed_is_replaced_without_losing_the_batch(self):
+        sink = KeepAliveSink(hang_up=True)
+        self.addCleanup(sink.close)
+        sender = Sender(load_config(url=sink.url, flush_interval=0.05), identity)
+        for batch in range(3):
+            sender.enqueue({"n": batch})
+            self.assertTrue(sender.flush(5))
+            time.sleep(0.05)  # let the server's hang-up land before the next batch
+        self.assertEqual([e["n"] for e in sink.events], [0, 1, 2])
+        self.assertEqual(sender.failed_batches, 0)
+        self.assertEqual(sink.connections, 3)
 
     def test_a_forked_child_sends_only_its_own_events(self):
         import os

@@ -1,0 +1,225 @@
+"""The hot path: the four events every task sends (published, received, started, succeeded), written
+as JSON straight from Celery's signal arguments, in the signal handler.
+
+The general path builds a record (``extract``), keeps it in the queue and maps it in the sender
+thread (``mapping``), then encodes the event dict. For these four events, in their common shape,
+that costs several times more than writing the dozen fields they carry, and the records are what
+the garbage collector keeps walking while they wait. A fragment is a str (or a str and the values
+the scrubber still has to walk, which wait for the sender thread as before, so a handler's cost
+does not grow with argument sizes). ``started`` and ``succeeded`` share the attempt's fields,
+written once at prerun.
+
+Every function here writes exactly what ``extract`` + ``Mapper.__call__`` would send (the tests
+hold them to that on Celery's real objects) and returns None wherever that path would do more than
+these fields (eager runs, chains, chords, callbacks, values of other types): the handler then takes
+the general path. Ids and sequence numbers are added in the sender thread (``Mapper.finish``).
+"""
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii as _esc
+from time import time_ns as _time_ns
+from typing import Any, List, Optional, Tuple
+
+from . import extract
+from .mapping import Fragment, Mapper, plain, scalar, trace_key
+from .trace import TRACE_HEADER
+
+#: What an announcing event reads from the embed; with any of these set, the general path announces it.
+_EMBED_KEYS = ("chord", "chain", "callbacks", "errbacks")
+#: (message header, event field) of the linking fields that published and received carry.
+_LINKS = (("root_id", ',"root_id":'), ("parent_id", ',"parent_id":'), ("group", ',"group_id":'),
+          ("group_index", ',"group_index":'))
+
+
+class Unwritable(Exception):
+    """A value this path does not write itself: the handler takes the general path."""
+
+
+def _now() -> str:
+    """The wall clock as the event's ``ts``: seconds with 6 decimals, written from ``time_ns()``
+    with integer arithmetic (the same clock as ``time.time()``, whose float the general path sends
+    with ~7 decimals, a quarter of which is float noise; printing a float costs ten times more)."""
+    ns = _time_ns()
+    return f"{ns // 1_000_000_000}.{ns // 1000 % 1_000_000:06d}"
+
+
+def _j(value: Any) -> str:
+    text = scalar(value)
+    if text is None:
+        raise Unwritable(type(value).__name__)
+    return text
+
+
+class FastPath:
+    """Writes the hot events with the mapper's options (capture flags, the scrubber's size cap)."""
+
+    def __init__(self, mapper: Mapper) -> None:
+        self.capture_args = mapper.capture_args
+        self.capture_result = mapper.capture_result
+        self.cap = mapper.scrub.cap
+        self._node: Any = object()
+        self._pid: Any = None
+        self._where_json = ""
+
+    def _where(self) -> str:
+        """host and pid: written again only when the node name is learnt or the process forks."""
+        node, pid = extract.NODE["name"], extract.PID["pid"]
+        if node is not self._node or pid != self._pid:
+            self._where_json = f',"host":{_j(node)},"pid":{_j(pid)}'
+            self._node, self._pid = node, pid
+        return self._where_json
+
+    def _links(self, out: List[str], src: dict) -> None:
+        """root/parent/group and eta/expires, as ``_task`` copies them for the describing events."""
+        get = src.get
+        for key, field in _LINKS:
+            value = get(key)
+            if value is not None:
+                out += (field, _esc(value) if type(value) is str else _j(value))
+        eta, expires = get("eta"), get("expires")
+        if eta or expires:
+            for key, value in (("eta", eta), ("expires", expires)):
+                if value:
+                    if type(value) is not str:
+                        raise Unwritable(key)  # mapping._iso's datetime and str() cases
+                    out += (f',"{key}":', _esc(value))
+
+    def _close(self, out: List[str], values: List[Tuple[str, Any]]) -> Fragment:
+        """Values the scrubber returns as they are go in now; the others wait for ``finish``."""
+        if not values:
+            out.append("}")
+            return "".join(out)
+        later = []
+        for key, value in values:
+            text = plain(value, self.cap)
+            if text is None:
+                later.append((key, value))
+            else:
+                out += (f',"{key}":', text)
+        if later:
+            return "".join(out), tuple(later)
+        out.append("}")
+        return "".join(out)
+
+    def published(self, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
+                  name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
+        """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
+        if isinstance(embed, dict):
+            for key in _EMBED_KEYS:
+                if embed.get(key):
+                    return None
+        task_id = headers.get("id")
+        if type(task_id) is not str or not task_id:
+            return None
+        out = ['"kind":"task","type":"published","ts":', _now(), self._where(), ',"task_id":', _esc(task_id),
+               ',"name":', _esc(name) if type(name) is str and name else _j(name or None)]
+        if trace:
+            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
+        retries = headers.get("retries")
+        if retries is not None:
+            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
+        if routing_key:
+            out += (',"queue":', _esc(routing_key) if type(routing_key) is str else _j(routing_key))
+        if publisher_id:
+            out += (',"publisher_task_id":', _j(publisher_id))
+        self._links(out, headers)
+        values = []
+        if self.capture_args:
+            if args is not None:
+                values.append(("args", args))
+            if kwargs is not None:
+                values.append(("kwargs", kwargs))
+        return self._close(out, values)
+
+    def received(self, request: Any) -> Optional[Fragment]:
+        """task_received, as ``extract.received`` + ``_task``/``_announce`` write it."""
+        rd = request.request_dict
+        payload = request._payload
+        embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
+        if embed is not None:
+            if type(embed) is not dict:
+                return None
+            get = embed.get
+            if get("chain") or get("chord") or get("callbacks") or get("errbacks"):  # _EMBED_KEYS
+                return None
+        task_id = request.id or rd.get("id")
+        if type(task_id) is not str or not task_id:
+            return None
+        carried = rd.get(TRACE_HEADER)
+        trace = carried or trace_key(rd, embed, None, None)
+        name = request.name
+        out = ['"kind":"task","type":"received","ts":', _now(), self._where(), ',"task_id":', _esc(task_id),
+               ',"name":', _esc(name) if type(name) is str and name else _j(name or None)]
+        if trace:
+            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
+        retries = rd.get("retries")
+        if retries is not None:
+            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
+        delivery = rd.get("delivery_info")
+        if delivery:
+            if type(delivery) is not dict:
+                return None
+            if delivery.get("is_eager"):
+                return None
+            if delivery.get("redelivered"):
+                out.append(',"redelivered":true')
+            queue = delivery.get("routing_key")
+            if queue:
+                out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
+        self._links(out, rd)
+        if carried or not self.capture_args:
+            out.append("}")  # the instrumented publisher sent the arguments
+            return "".join(out)
+        # Published by an uninstrumented client: the worker sends the arguments.
+        values = []
+        args, kwargs = rd.get("args"), rd.get("kwargs")
+        if args is not None:
+            values.append(("args", args))
+        if kwargs is not None:
+            values.append(("kwargs", kwargs))
+        return self._close(out, values)
+
+    def attempt(self, task_id: Any, name: Any, req: Any) -> Optional[str]:
+        """What started and succeeded both say about the attempt (from prerun's ``task.request``),
+        as ``extract.context_dict(full=False)`` + ``_task`` write it; None for eager runs."""
+        if req.is_eager:
+            return None
+        task_id = task_id or req.id
+        if type(task_id) is not str or not task_id:
+            return None
+        out = [self._where(), ',"task_id":', _esc(task_id), ',"name":',
+               _esc(name) if type(name) is str and name else _j(name or None)]
+        trace = extract.request_trace(req)
+        if trace:
+            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
+        retries = req.retries
+        if retries is not None:
+            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
+        delivery = req.delivery_info
+        if delivery:
+            if type(delivery) is not dict:
+                return None
+            if delivery.get("is_eager"):
+                return None
+            if delivery.get("redelivered"):
+                out.append(',"redelivered":true')
+            queue = delivery.get("routing_key")
+            if queue:
+                out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
+        return "".join(out)
+
+    @staticmethod
+    def started(attempt: str) -> str:
+        """task_prerun of a non-eager run."""
+        return f'"kind":"task","type":"started","ts":{_now()}{attempt}}}'
+
+    def succeeded(self, attempt: str, runtime_ns: int, retval: Any) -> Fragment:
+        """task_postrun[SUCCESS] after a hot prerun: result, state and runtime (signals.on_postrun).
+        ``runtime_ms`` to the µs, rounded in integers (the general path: ``round(seconds * 1000, 3)``)."""
+        us = (runtime_ns + 500) // 1000
+        head = f'"kind":"task","type":"succeeded","ts":{_now()}{attempt},"state":"SUCCESS","runtime_ms":{us // 1000}.{us % 1000:03d}'
+        if not self.capture_result:
+            return head + "}"
+        if retval is None:
+            return head + ',"result":null}'
+        return self._close([head], [("result", retval)])
