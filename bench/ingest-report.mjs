@@ -34,7 +34,10 @@ function graphSection(g) {
   ];
   if (ingest)
     lines.push(`| apply 100-event batches, ${n(ingest.trace_tasks)}-task trace (median of ${ingest.runs_events_per_s.length} runs: ${ingest.runs_events_per_s.map(n).join(", ")}) | ${n(ingest.median_events_per_s)} events/s | ≥ 20,000 events/s | ${ok(ingest.median_events_per_s >= 20_000)} |`);
-  if (snap) lines.push(`| snapshot of a 10,000-task trace (${snap.via}, median of ${snap.runs}, max ${snap.max_ms} ms) | ${snap.median_ms} ms | < 200 ms | ${ok(snap.median_ms < 200)} |`);
+  // The API's path is the JSON one (GET /api/traces/:id); the object RPC is kept for comparison.
+  const snapJson = by("snapshot10k_json")[0];
+  if (snapJson) lines.push(`| snapshot of a 10,000-task trace (${snapJson.via}, median of ${snapJson.runs}, max ${snapJson.max_ms} ms) | ${snapJson.median_ms} ms | < 200 ms | ${ok(snapJson.median_ms < 200)} |`);
+  if (snap) lines.push(`| the same as objects (${snap.via}, median of ${snap.runs}, max ${snap.max_ms} ms), for comparison | ${snap.median_ms} ms | | |`);
   if (tenths.length) {
     const rates = tenths.map((t) => t.events_per_s);
     lines.push(`| 100,000-task trace: slowest tenth / last tenth | ${n(Math.min(...rates))} / ${n(rates[rates.length - 1])} events/s | flat (no per-batch work that grows with the trace) | |`);
