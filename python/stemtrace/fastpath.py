@@ -50,6 +50,24 @@ def _j(value: Any) -> str:
     return text
 
 
+def _attempt_fields(out: list, trace: Any, retries: Any, delivery: Any) -> bool:
+    """Appends trace_id, retries, redelivered and queue, as received and the attempt both write
+    them; False when the delivery says the run is eager or is not a dict (the slow path decides)."""
+    if trace:
+        out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
+    if retries is not None:
+        out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
+    if delivery:
+        if type(delivery) is not dict or delivery.get("is_eager"):
+            return False
+        if delivery.get("redelivered"):
+            out.append(',"redelivered":true')
+        queue = delivery.get("routing_key")
+        if queue:
+            out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
+    return True
+
+
 class FastPath:
     """Writes the hot events with the mapper's options (capture flags, the scrubber's size cap)."""
 
@@ -150,22 +168,8 @@ class FastPath:
         name = request.name
         out = ['"kind":"task","type":"received","ts":', _now(), self._where(), ',"task_id":', _esc(task_id),
                ',"name":', _esc(name) if type(name) is str and name else _j(name or None)]
-        if trace:
-            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
-        retries = rd.get("retries")
-        if retries is not None:
-            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
-        delivery = rd.get("delivery_info")
-        if delivery:
-            if type(delivery) is not dict:
-                return None
-            if delivery.get("is_eager"):
-                return None
-            if delivery.get("redelivered"):
-                out.append(',"redelivered":true')
-            queue = delivery.get("routing_key")
-            if queue:
-                out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
+        if not _attempt_fields(out, trace, rd.get("retries"), rd.get("delivery_info")):
+            return None
         self._links(out, rd)
         if carried or not self.capture_args:
             out.append("}")  # the instrumented publisher sent the arguments
@@ -189,23 +193,8 @@ class FastPath:
             return None
         out = [self._where(), ',"task_id":', _esc(task_id), ',"name":',
                _esc(name) if type(name) is str and name else _j(name or None)]
-        trace = extract.request_trace(req)
-        if trace:
-            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
-        retries = req.retries
-        if retries is not None:
-            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
-        delivery = req.delivery_info
-        if delivery:
-            if type(delivery) is not dict:
-                return None
-            if delivery.get("is_eager"):
-                return None
-            if delivery.get("redelivered"):
-                out.append(',"redelivered":true')
-            queue = delivery.get("routing_key")
-            if queue:
-                out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
+        if not _attempt_fields(out, extract.request_trace(req), req.retries, req.delivery_info):
+            return None
         return "".join(out)
 
     @staticmethod
