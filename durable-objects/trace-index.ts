@@ -69,6 +69,8 @@ export interface IndexBackend {
 
 const FAILED_STATES = ["FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST", "REJECTED"];
 const FINISHED_STATES = ["SUCCESS", "REVOKED", "IGNORED", "REPLACED", ...FAILED_STATES];
+/** FAILED_STATES for SQL (`state IN (SELECT value FROM json_each(...))`): one list for JS and SQL. */
+const FAILED_STATES_JSON = JSON.stringify(FAILED_STATES);
 
 const MIGRATIONS = [
   `CREATE TABLE traces (
@@ -261,7 +263,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   async finishedSince(since: number): Promise<{ finished: number; failed: number }> {
     const row = this.sql<{ finished: number; failed: number }>`
-      SELECT COUNT(*) AS finished, SUM(CASE WHEN state IN ('FAILURE','UNREGISTERED','INTERRUPTED','LOST','REJECTED') THEN 1 ELSE 0 END) AS failed
+      SELECT COUNT(*) AS finished, SUM(CASE WHEN state IN (SELECT value FROM json_each(${FAILED_STATES_JSON})) THEN 1 ELSE 0 END) AS failed
       FROM tasks WHERE finished_at >= ${since}`.one();
     return { finished: row.finished, failed: row.failed ?? 0 };
   }
@@ -272,7 +274,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     const start = end - bucketS * buckets;
     const rows = this.sql<{ bucket: number; finished: number; failed: number }>`
       SELECT CAST((finished_at - ${start}) / ${bucketS} AS INTEGER) AS bucket, COUNT(*) AS finished,
-             SUM(CASE WHEN state IN ('FAILURE','UNREGISTERED','INTERRUPTED','LOST','REJECTED') THEN 1 ELSE 0 END) AS failed
+             SUM(CASE WHEN state IN (SELECT value FROM json_each(${FAILED_STATES_JSON})) THEN 1 ELSE 0 END) AS failed
       FROM tasks WHERE finished_at >= ${start} GROUP BY bucket`.toArray();
     const byBucket = new Map(rows.map((r) => [r.bucket, r]));
     return Array.from({ length: buckets }, (_, i) => ({

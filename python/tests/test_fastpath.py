@@ -3,7 +3,6 @@ sends exactly the events of the general path (``extract`` records mapped by ``Ma
 scenario runs through Celery's real objects twice, with and without it, and the two event streams
 must be equal but for ids, sequence numbers and clocks."""
 import datetime
-import gzip
 import json
 import re
 import unittest
@@ -17,7 +16,7 @@ from stemtrace import extract
 from stemtrace.fastpath import FastPath
 from stemtrace.trace import TRACE_HEADER
 
-from .test_worker_side import FakeMessage
+from .test_worker_side import Capture, FakeMessage
 
 #: What differs between two runs of the same scenario (and task ids, see ``same_ids``).
 _VOLATILE = ("id", "seq", "ts", "runtime_ms")
@@ -29,15 +28,6 @@ def same_ids(events):
     seen = {}
     text = _UUID.sub(lambda m: f"task-{seen.setdefault(m.group(0), len(seen))}", json.dumps(events))
     return json.loads(text)
-
-
-class Capture:
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, body):
-        self.events.extend(json.loads(gzip.decompress(body))["events"])
-        return 202
 
 
 def make_app(name, **options):

@@ -8,6 +8,8 @@ from celery import Celery
 import stemtrace
 from stemtrace.trace import TRACE_HEADER
 
+from .test_worker_side import Capture
+
 
 def make_app(name):
     app = Celery(name, broker="memory://", backend="cache+memory://")
@@ -23,18 +25,6 @@ def make_app(name):
         raise ValueError("boom")
 
     return app, add, boom
-
-
-class Capture:
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, body):
-        import gzip
-        import json
-
-        self.events.extend(json.loads(gzip.decompress(body))["events"])
-        return 202
 
 
 class SignalsTest(unittest.TestCase):

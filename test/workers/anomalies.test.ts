@@ -55,6 +55,9 @@ async function forceDue(traceId: string, keyPattern: string) {
   await runAlarm(traceId);
 }
 
+/** When the trace's alarm is set (ms), or null. */
+const alarmOf = (traceId: string) => runInDurableObject(graph(traceId), (_o: TraceGraph, state) => state.storage.getAlarm());
+
 async function anomaliesOf(traceId: string, status: "open" | "resolved" | "all" = "open"): Promise<Anomaly[]> {
   return (await get(`/api/anomalies?trace_id=${traceId}&status=${status}`, AnomalyList)).anomalies;
 }
@@ -88,10 +91,9 @@ describe("stuck pending", () => {
     const id = "stuck-pending-alarm";
     const published = now() - 10;
     await post([ev(id, "published", { ts: published + 9, host: null })]); // 1 s old: the registry check comes first
-    const alarmAt = () => runInDurableObject(graph(id), (_o: TraceGraph, state) => state.storage.getAlarm());
-    expect(await alarmAt()).toBe(Math.ceil((published + 9 + 3) * 1000));
+    expect(await alarmOf(id)).toBe(Math.ceil((published + 9 + 3) * 1000));
     await forceDue(id, "watch:%"); // the check runs (nothing unregistered), then the stuck watch is armed
-    expect(await alarmAt()).toBe(Math.ceil((published + 9 + 300) * 1000));
+    expect(await alarmOf(id)).toBe(Math.ceil((published + 9 + 300) * 1000));
     expect(await anomaliesOf(id)).toEqual([]);
   });
 
@@ -128,8 +130,7 @@ describe("stuck received and scheduled", () => {
     expect((await nodeOf(id, id)).state).toBe("SCHEDULED");
     await forceDue(id, "none");
     expect(await anomaliesOf(id)).toEqual([]);
-    const alarm = await runInDurableObject(graph(id), (_o: TraceGraph, state) => state.storage.getAlarm());
-    expect(alarm).toBe(Math.ceil((received + 800 + 300) * 1000));
+    expect(await alarmOf(id)).toBe(Math.ceil((received + 800 + 300) * 1000));
 
     const late = "stuck-scheduled-2";
     await post([ev(late, "received", { ts: now() - 2000, eta: new Date((now() - 1500) * 1000).toISOString() })]);
@@ -175,8 +176,7 @@ describe("stuck started", () => {
     await post([ev(early, "started", { name: "app.hist", ts: started })]);
     await runAlarm(early);
     expect(await anomaliesOf(early)).toEqual([]);
-    const alarm = await runInDurableObject(graph(early), (_o: TraceGraph, state) => state.storage.getAlarm());
-    expect(alarm).toBe(Math.ceil((started + 120) * 1000));
+    expect(await alarmOf(early)).toBe(Math.ceil((started + 120) * 1000));
 
     const late = "stuck-started-hist-late";
     await post([ev(late, "started", { name: "app.hist", ts: now() - 130 })]);
