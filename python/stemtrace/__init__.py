@@ -36,7 +36,7 @@ class Producer:
         self.config = config
         scrub = Scrubber(config.scrub_sensitive_data, config.additional_sensitive_keys, config.safe_keys, config.max_data_size)
         self.sender = Sender(config, Mapper(scrub, config.capture_args, config.capture_result))
-        self.handlers = SignalHandlers(app, self.sender, config.heartbeat_interval)
+        self.handlers = SignalHandlers(app, self.sender, config.heartbeat_interval, config.cache_signal_receivers)
         self.handlers.connect()
 
     def flush(self, timeout: float = 2.0) -> bool:

@@ -45,6 +45,9 @@ class Config:
     #: The OSS stemtrace's option (a digit = ``args[i]``, else ``kwargs[key]``); accepted, not sent
     #: (no wire field; inert in the OSS producer too, its issue #69).
     node_alias_from_arguments: Optional[str] = None
+    #: Turn on Celery's own per-sender receiver cache for the signals every task sends
+    #: (``signals.ReceiverCache``); off leaves Celery's signals exactly as they were.
+    cache_signal_receivers: bool = True
     enabled: bool = True
 
     @property
@@ -76,5 +79,6 @@ def load_config(**options: Any) -> Config:
         node_alias=options.get("node_alias") or os.environ.get("STEMTRACE_NODE_ALIAS") or None,
         node_alias_from_arguments=(str(options["node_alias_from_arguments"])
                                    if options.get("node_alias_from_arguments") is not None else None),
+        cache_signal_receivers=options.get("cache_signal_receivers", _env_bool("STEMTRACE_CACHE_SIGNAL_RECEIVERS", True)),
         enabled=options.get("enabled", _env_bool("STEMTRACE_ENABLED", True)),
     )

@@ -16,19 +16,22 @@ the general path. Ids and sequence numbers are added in the sender thread (``Map
 """
 from __future__ import annotations
 
+import os
 from json.encoder import encode_basestring_ascii as _esc
 from time import time_ns as _time_ns
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import extract
 from .mapping import Fragment, Mapper, plain, scalar, trace_key
 from .trace import TRACE_HEADER
 
-#: What an announcing event reads from the embed; with any of these set, the general path announces it.
+#: What an announcing event reads from the embed (written out where it is read); with any of these
+#: set, the general path announces it.
 _EMBED_KEYS = ("chord", "chain", "callbacks", "errbacks")
-#: (message header, event field) of the linking fields that published and received carry.
-_LINKS = (("root_id", ',"root_id":'), ("parent_id", ',"parent_id":'), ("group", ',"group_id":'),
-          ("group_index", ',"group_index":'))
+
+
+#: Attempts kept from received for prerun (``FastPath.attempts``): a few seconds of a busy worker's prefetch.
+ATTEMPTS_KEPT = 4096
 
 
 class Unwritable(Exception):
@@ -36,11 +39,11 @@ class Unwritable(Exception):
 
 
 def _now() -> str:
-    """The wall clock as the event's ``ts``: seconds with 6 decimals, written from ``time_ns()``
-    with integer arithmetic (the same clock as ``time.time()``, whose float the general path sends
-    with ~7 decimals, a quarter of which is float noise; printing a float costs ten times more)."""
-    ns = _time_ns()
-    return f"{ns // 1_000_000_000}.{ns // 1000 % 1_000_000:06d}"
+    """The wall clock as the event's ``ts``: seconds with 6 decimals, cut from ``time_ns()``'s digits
+    (the same clock as ``time.time()``, whose float the general path sends with ~7 decimals, a
+    quarter of which is float noise; printing a float costs more than cutting a string)."""
+    s = str(_time_ns())
+    return f"{s[:-9]}.{s[-9:-3]}"
 
 
 def _j(value: Any) -> str:
@@ -50,22 +53,29 @@ def _j(value: Any) -> str:
     return text
 
 
-def _attempt_fields(out: list, trace: Any, retries: Any, delivery: Any) -> bool:
-    """Appends trace_id, retries, redelivered and queue, as received and the attempt both write
-    them; False when the delivery says the run is eager or is not a dict (the slow path decides)."""
-    if trace:
-        out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
-    if retries is not None:
-        out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
-    if delivery:
-        if type(delivery) is not dict or delivery.get("is_eager"):
-            return False
-        if delivery.get("redelivered"):
-            out.append(',"redelivered":true')
-        queue = delivery.get("routing_key")
-        if queue:
-            out += (',"queue":', _esc(queue) if type(queue) is str else _j(queue))
-    return True
+def _links(get: Any) -> str:
+    """root/parent/group and eta/expires (``get`` of the headers or the request dict), as ``_task``
+    copies them for the describing events."""
+    out = ""
+    value = get("root_id")
+    if value is not None:
+        out = ',"root_id":' + (_esc(value) if type(value) is str else _j(value))
+    value = get("parent_id")
+    if value is not None:
+        out += ',"parent_id":' + (_esc(value) if type(value) is str else _j(value))
+    value = get("group")
+    if value is not None:
+        out += ',"group_id":' + (_esc(value) if type(value) is str else _j(value))
+    value = get("group_index")
+    if value is not None:
+        out += ',"group_index":' + (int.__repr__(value) if type(value) is int else _j(value))
+    for key in ("eta", "expires"):
+        value = get(key)
+        if value:
+            if type(value) is not str:
+                raise Unwritable(key)  # mapping._iso's datetime and str() cases
+            out += f',"{key}":' + _esc(value)
+    return out
 
 
 class FastPath:
@@ -78,6 +88,12 @@ class FastPath:
         self._node: Any = object()
         self._pid: Any = None
         self._where_json = ""
+        #: task id → (name, the attempt's JSON) written at received, for a prerun in the same process
+        #: (-P solo, threads): it then skips ``task.request`` (a thread-local stack walk) and the
+        #: writing. Only for a carried trace (prerun would read the same header); a forked child
+        #: starts empty (its pid differs); capped, since a revoked task never starts.
+        self.attempts: Dict[str, Tuple[Any, str]] = {}
+        os.register_at_fork(after_in_child=self.attempts.clear)
 
     def _where(self) -> str:
         """host and pid: written again only when the node name is learnt or the process forks."""
@@ -87,72 +103,80 @@ class FastPath:
             self._node, self._pid = node, pid
         return self._where_json
 
-    def _links(self, out: List[str], src: dict) -> None:
-        """root/parent/group and eta/expires, as ``_task`` copies them for the describing events."""
-        get = src.get
-        for key, field in _LINKS:
-            value = get(key)
-            if value is not None:
-                out += (field, _esc(value) if type(value) is str else _j(value))
-        eta, expires = get("eta"), get("expires")
-        if eta or expires:
-            for key, value in (("eta", eta), ("expires", expires)):
-                if value:
-                    if type(value) is not str:
-                        raise Unwritable(key)  # mapping._iso's datetime and str() cases
-                    out += (f',"{key}":', _esc(value))
+    def _attempt(self, task_id: str, name: Any, trace: Any, retries: Any, delivery: Any) -> Optional[str]:
+        """host, pid, task_id, name, trace_id, retries, redelivered and queue: what received, started
+        and succeeded all write, in this order; None when the delivery says the run is eager or is
+        not a dict (the general path decides)."""
+        out = f'{self._where()},"task_id":{_esc(task_id)},"name":' + (
+            _esc(name) if type(name) is str and name else _j(name or None))
+        if trace:
+            out += ',"trace_id":' + (_esc(trace) if type(trace) is str else _j(trace))
+        if retries is not None:
+            out += ',"retries":' + (int.__repr__(retries) if type(retries) is int else _j(retries))
+        if delivery:
+            if type(delivery) is not dict or delivery.get("is_eager"):
+                return None
+            if delivery.get("redelivered"):
+                out += ',"redelivered":true'
+            queue = delivery.get("routing_key")
+            if queue:
+                out += ',"queue":' + (_esc(queue) if type(queue) is str else _j(queue))
+        return out
 
-    def _close(self, out: List[str], values: List[Tuple[str, Any]]) -> Fragment:
+    def _close(self, out: str, values: List[Tuple[str, Any]]) -> Fragment:
         """Values the scrubber returns as they are go in now; the others wait for ``finish``."""
-        if not values:
-            out.append("}")
-            return "".join(out)
         later = []
         for key, value in values:
             text = plain(value, self.cap)
             if text is None:
                 later.append((key, value))
             else:
-                out += (f',"{key}":', text)
+                out += f',"{key}":{text}'
         if later:
-            return "".join(out), tuple(later)
-        out.append("}")
-        return "".join(out)
+            return out, tuple(later)
+        return out + "}"
 
     def published(self, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
                   name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
         """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
-        if isinstance(embed, dict):
-            for key in _EMBED_KEYS:
-                if embed.get(key):
-                    return None
-        task_id = headers.get("id")
+        if type(embed) is dict:
+            get = embed.get
+            if get("chain") or get("chord") or get("callbacks") or get("errbacks"):  # _EMBED_KEYS
+                return None
+        elif embed is not None and isinstance(embed, dict):
+            return None  # a dict subclass: the general path reads it
+        get = headers.get
+        task_id = get("id")
         if type(task_id) is not str or not task_id:
             return None
-        out = ['"kind":"task","type":"published","ts":', _now(), self._where(), ',"task_id":', _esc(task_id),
-               ',"name":', _esc(name) if type(name) is str and name else _j(name or None)]
+        out = f'"kind":"task","type":"published","ts":{_now()}{self._where()},"task_id":{_esc(task_id)},"name":' + (
+            _esc(name) if type(name) is str and name else _j(name or None))
         if trace:
-            out += (',"trace_id":', _esc(trace) if type(trace) is str else _j(trace))
-        retries = headers.get("retries")
+            out += ',"trace_id":' + (_esc(trace) if type(trace) is str else _j(trace))
+        retries = get("retries")
         if retries is not None:
-            out += (',"retries":', int.__repr__(retries) if type(retries) is int else _j(retries))
+            out += ',"retries":' + (int.__repr__(retries) if type(retries) is int else _j(retries))
         if routing_key:
-            out += (',"queue":', _esc(routing_key) if type(routing_key) is str else _j(routing_key))
+            out += ',"queue":' + (_esc(routing_key) if type(routing_key) is str else _j(routing_key))
         if publisher_id:
-            out += (',"publisher_task_id":', _j(publisher_id))
-        self._links(out, headers)
-        values = []
-        if self.capture_args:
-            if args is not None:
-                values.append(("args", args))
-            if kwargs is not None:
-                values.append(("kwargs", kwargs))
-        return self._close(out, values)
+            out += ',"publisher_task_id":' + _j(publisher_id)
+        out += _links(get)
+        if not self.capture_args or (args is None and kwargs is None):
+            return out + "}"
+        if kwargs is None:
+            return self._close(out, [("args", args)])
+        if args is None:
+            return self._close(out, [("kwargs", kwargs)])
+        return self._close(out, [("args", args), ("kwargs", kwargs)])
 
     def received(self, request: Any) -> Optional[Fragment]:
-        """task_received, as ``extract.received`` + ``_task``/``_announce`` write it."""
+        """task_received, as ``extract.received`` + ``_task``/``_announce`` write it: the attempt's
+        fields (``_attempt``) and the message's links."""
         rd = request.request_dict
-        payload = request._payload
+        try:
+            payload = request._Request__payload  # the slot behind the cached_property (which takes a lock)
+        except AttributeError:
+            payload = request._payload
         embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
         if embed is not None:
             if type(embed) is not dict:
@@ -163,25 +187,30 @@ class FastPath:
         task_id = request.id or rd.get("id")
         if type(task_id) is not str or not task_id:
             return None
-        carried = rd.get(TRACE_HEADER)
-        trace = carried or trace_key(rd, embed, None, None)
-        name = request.name
-        out = ['"kind":"task","type":"received","ts":', _now(), self._where(), ',"task_id":', _esc(task_id),
-               ',"name":', _esc(name) if type(name) is str and name else _j(name or None)]
-        if not _attempt_fields(out, trace, rd.get("retries"), rd.get("delivery_info")):
+        get = rd.get
+        carried = get(TRACE_HEADER)
+        attempt = self._attempt(task_id, request.name, carried or trace_key(rd, embed, None, None), get("retries"),
+                                get("delivery_info"))
+        if attempt is None:
             return None
-        self._links(out, rd)
+        if carried and len(self.attempts) < ATTEMPTS_KEPT:
+            self.attempts[task_id] = (request.name, attempt)
+        out = f'"kind":"task","type":"received","ts":{_now()}{attempt}' + _links(get)
         if carried or not self.capture_args:
-            out.append("}")  # the instrumented publisher sent the arguments
-            return "".join(out)
+            return out + "}"  # the instrumented publisher sent the arguments
         # Published by an uninstrumented client: the worker sends the arguments.
+        args, kwargs = get("args"), get("kwargs")
         values = []
-        args, kwargs = rd.get("args"), rd.get("kwargs")
         if args is not None:
             values.append(("args", args))
         if kwargs is not None:
             values.append(("kwargs", kwargs))
         return self._close(out, values)
+
+    def received_attempt(self, task_id: Any, name: Any) -> Optional[str]:
+        """The attempt this process wrote at received, if it did, for a prerun of the same name."""
+        kept = self.attempts.pop(task_id, None) if self.attempts else None
+        return kept[1] if kept is not None and kept[0] == name else None
 
     def attempt(self, task_id: Any, name: Any, req: Any) -> Optional[str]:
         """What started and succeeded both say about the attempt (from prerun's ``task.request``),
@@ -191,11 +220,7 @@ class FastPath:
         task_id = task_id or req.id
         if type(task_id) is not str or not task_id:
             return None
-        out = [self._where(), ',"task_id":', _esc(task_id), ',"name":',
-               _esc(name) if type(name) is str and name else _j(name or None)]
-        if not _attempt_fields(out, extract.request_trace(req), req.retries, req.delivery_info):
-            return None
-        return "".join(out)
+        return self._attempt(task_id, name, extract.request_trace(req), req.retries, req.delivery_info)
 
     @staticmethod
     def started(attempt: str) -> str:
@@ -211,4 +236,4 @@ class FastPath:
             return head + "}"
         if retval is None:
             return head + ',"result":null}'
-        return self._close([head], [("result", retval)])
+        return self._close(head, [("result", retval)])
