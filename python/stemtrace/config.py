@@ -36,7 +36,8 @@ class Config:
     max_data_size: int = 10_000
     heartbeat_interval: float = 2.0
     queue_size: int = 10_000
-    batch_size: int = 500
+    #: The wire format's largest batch: half the POSTs (and Workers requests) of 500 on a busy worker.
+    batch_size: int = 1000
     flush_interval: float = 0.5
     timeout: float = 5.0
     #: A display name for this process's node. The wire format has no field for it yet: kept for
@@ -73,7 +74,7 @@ def load_config(**options: Any) -> Config:
         max_data_size=int(options.get("max_data_size", _env_float("STEMTRACE_MAX_DATA_SIZE", 10_000))),
         heartbeat_interval=float(options.get("heartbeat_interval", _env_float("STEMTRACE_HEARTBEAT_INTERVAL", 2.0))),
         queue_size=int(options.get("queue_size", _env_float("STEMTRACE_QUEUE_SIZE", 10_000))),
-        batch_size=int(options.get("batch_size", 500)),
+        batch_size=max(1, min(1000, int(options.get("batch_size", 1000)))),  # the server takes 1..1000
         flush_interval=float(options.get("flush_interval", 0.5)),
         timeout=float(options.get("timeout", 5.0)),
         node_alias=options.get("node_alias") or os.environ.get("STEMTRACE_NODE_ALIAS") or None,

@@ -69,12 +69,16 @@ def _links(get: Any) -> str:
     value = get("group_index")
     if value is not None:
         out += ',"group_index":' + (int.__repr__(value) if type(value) is int else _j(value))
-    for key in ("eta", "expires"):
-        value = get(key)
-        if value:
-            if type(value) is not str:
-                raise Unwritable(key)  # mapping._iso's datetime and str() cases
-            out += f',"{key}":' + _esc(value)
+    value = get("eta")
+    if value:
+        if type(value) is not str:
+            raise Unwritable("eta")  # mapping._iso's datetime and str() cases
+        out += ',"eta":' + _esc(value)
+    value = get("expires")
+    if value:
+        if type(value) is not str:
+            raise Unwritable("expires")
+        out += ',"expires":' + _esc(value)
     return out
 
 
@@ -163,6 +167,8 @@ class FastPath:
         out += _links(get)
         if not self.capture_args or (args is None and kwargs is None):
             return out + "}"
+        if not args and not kwargs and type(args) in (tuple, list) and type(kwargs) is dict:
+            return out + ',"args":[],"kwargs":{}}'  # what plain() writes for both, the common case
         if kwargs is None:
             return self._close(out, [("args", args)])
         if args is None:

@@ -28,23 +28,16 @@ class ReceiverCache(dict):
     the receiver list (a third of what a dispatch costs). Celery's own cache is a WeakKeyDictionary,
     which raises for a sender that cannot be weakly referenced (before_task_publish's is a str);
     this one holds its senders (task objects, the consumer: few and long-lived), so it is capped.
-    ``connect``/``disconnect`` clear it, as they clear Celery's."""
+    ``connect``/``disconnect`` clear it, as they clear Celery's. Lookups stay dict's own (C) ``get``:
+    an unhashable sender raises there exactly as it does with Celery's default ``{}``."""
 
     LIMIT = 512
 
     def __setitem__(self, sender: Any, receivers: Any) -> None:
         if len(self) >= self.LIMIT:
             self.clear()
-        try:
-            super().__setitem__(sender, receivers)
-        except TypeError:
-            pass  # unhashable: this sender's sends rebuild the list, as without a cache
+        super().__setitem__(sender, receivers)
 
-    def get(self, sender: Any, default: Any = None) -> Any:
-        try:
-            return super().get(sender, default)
-        except TypeError:
-            return default
 
 
 def cache_receivers(signal: Any) -> None:
@@ -135,6 +128,7 @@ class SignalHandlers:
 
     def on_prerun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
         try:
+            extract.TASKS_STARTED["any"] = True
             attempt = None
             fast = self.fast
             if fast is not None:

@@ -179,5 +179,30 @@ class FastPathTest(unittest.TestCase):
         self.assertNotIn("result", events[3])
 
 
+    def test_prerun_takes_the_attempt_received_wrote_and_leaves_nothing_behind(self):
+        fast = self.producer.handlers.fast
+        events, kinds = self.both(lambda app: self.run_task(app, app.tasks["fp.none"].s()))
+        self.assertEqual([e["type"] for e in events], ["published", "received", "started", "succeeded"])
+        self.assertEqual(fast.attempts, {})
+
+    def test_a_name_that_differs_at_prerun_is_not_given_the_received_attempt(self):
+        fast = self.producer.handlers.fast
+        fast.attempts["t-1"] = ("shadow.name", ',"task_id":"t-1"')
+        self.assertIsNone(fast.received_attempt("t-1", "fp.none"))
+        self.assertEqual(fast.attempts, {})
+        fast.attempts["t-2"] = ("fp.none", ',"task_id":"t-2"')
+        self.assertEqual(fast.received_attempt("t-2", "fp.none"), ',"task_id":"t-2"')
+
+    def test_a_revoked_task_drops_its_kept_attempt(self):
+        fast = self.producer.handlers.fast
+        fast.attempts["gone"] = ("fp.none", "x")
+
+        class Req:
+            id = "gone"
+
+        signals.task_revoked.send(sender=self.app.tasks["fp.none"], request=Req(), terminated=False, signum=None, expired=False)
+        self.assertNotIn("gone", fast.attempts)
+
+
 if __name__ == "__main__":
     unittest.main()
