@@ -1,4 +1,5 @@
-"""Celery app for bench/producer_throughput.py: one no-op task, instrumented when BENCH_INSTRUMENT=1."""
+"""Celery app for bench/producer_throughput.py: one no-op task, instrumented when BENCH_INSTRUMENT=1
+(BENCH_VARIANT: a diagnostic variant of the instrumented side)."""
 import os
 
 from celery import Celery
@@ -10,7 +11,13 @@ app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=1, worker_hi
 if os.environ.get("BENCH_INSTRUMENT") == "1":
     import stemtrace
 
-    stemtrace.init(app, url=os.environ["BENCH_SINK"])
+    producer = stemtrace.init(app, url=os.environ["BENCH_SINK"])
+    # Diagnostic variants (producer_throughput.py --variant): which part of the producer costs what.
+    variant = os.environ.get("BENCH_VARIANT", "")
+    if variant == "handlers-only":
+        producer.sender.enqueue = lambda item: None  # the handlers' work, no sender thread
+    elif variant == "no-post":
+        producer.sender._post = lambda body: 202  # everything but the HTTP request
 
 
 @app.task(name="bench.noop")

@@ -80,16 +80,15 @@ def main():
     parser.add_argument("--large", type=int, default=1200)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
-    from http.server import ThreadingHTTPServer
     import threading
     from producer_throughput import Sink
 
     redis_port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL, start_new_session=True)
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    sink = Sink()
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+    sink_url = sink.url
     counts = {}
     started = time.monotonic()
     try:

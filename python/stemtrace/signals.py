@@ -39,7 +39,6 @@ class ReceiverCache(dict):
         super().__setitem__(sender, receivers)
 
 
-
 def cache_receivers(signal: Any) -> None:
     """Turns Celery's receiver cache on for ``signal`` (nothing when it already has one)."""
     if not signal.use_caching:
