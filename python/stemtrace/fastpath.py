@@ -25,11 +25,6 @@ from . import extract
 from .mapping import Fragment, Mapper, plain, scalar, trace_key
 from .trace import TRACE_HEADER
 
-#: What an announcing event reads from the embed (written out where it is read); with any of these
-#: set, the general path announces it.
-_EMBED_KEYS = ("chord", "chain", "callbacks", "errbacks")
-
-
 #: Attempts kept from received for prerun (``FastPath.attempts``): a few seconds of a busy worker's prefetch.
 ATTEMPTS_KEPT = 4096
 
@@ -51,6 +46,17 @@ def _j(value: Any) -> str:
     if text is None:
         raise Unwritable(type(value).__name__)
     return text
+
+
+def _announces(embed: Any) -> bool:
+    """Whether the message's embed links other tasks (chain, chord, callbacks, errbacks): the
+    general path writes those announcements; a missing or empty embed links nothing."""
+    if embed is None:
+        return False
+    if not isinstance(embed, dict):
+        return True  # not Celery's shape: the general path reads it
+    get = embed.get
+    return bool(get("chain") or get("chord") or get("callbacks") or get("errbacks"))
 
 
 def _links(get: Any) -> str:
@@ -140,15 +146,17 @@ class FastPath:
             return out, tuple(later)
         return out + "}"
 
+    def _with_arguments(self, out: str, args: Any, kwargs: Any) -> Fragment:
+        """``out`` with the args and kwargs that are present, closed."""
+        if not args and not kwargs and type(args) in (tuple, list) and type(kwargs) is dict:
+            return out + ',"args":[],"kwargs":{}}'  # what plain() writes for both, the common case
+        return self._close(out, [(key, value) for key, value in (("args", args), ("kwargs", kwargs)) if value is not None])
+
     def published(self, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
                   name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
         """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
-        if type(embed) is dict:
-            get = embed.get
-            if get("chain") or get("chord") or get("callbacks") or get("errbacks"):  # _EMBED_KEYS
-                return None
-        elif embed is not None and isinstance(embed, dict):
-            return None  # a dict subclass: the general path reads it
+        if _announces(embed):
+            return None
         get = headers.get
         task_id = get("id")
         if type(task_id) is not str or not task_id:
@@ -165,15 +173,9 @@ class FastPath:
         if publisher_id:
             out += ',"publisher_task_id":' + _j(publisher_id)
         out += _links(get)
-        if not self.capture_args or (args is None and kwargs is None):
+        if not self.capture_args:
             return out + "}"
-        if not args and not kwargs and type(args) in (tuple, list) and type(kwargs) is dict:
-            return out + ',"args":[],"kwargs":{}}'  # what plain() writes for both, the common case
-        if kwargs is None:
-            return self._close(out, [("args", args)])
-        if args is None:
-            return self._close(out, [("kwargs", kwargs)])
-        return self._close(out, [("args", args), ("kwargs", kwargs)])
+        return self._with_arguments(out, args, kwargs)
 
     def received(self, request: Any) -> Optional[Fragment]:
         """task_received, as ``extract.received`` + ``_task``/``_announce`` write it: the attempt's
@@ -184,12 +186,8 @@ class FastPath:
         except AttributeError:
             payload = request._payload
         embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
-        if embed is not None:
-            if type(embed) is not dict:
-                return None
-            get = embed.get
-            if get("chain") or get("chord") or get("callbacks") or get("errbacks"):  # _EMBED_KEYS
-                return None
+        if _announces(embed):
+            return None
         task_id = request.id or rd.get("id")
         if type(task_id) is not str or not task_id:
             return None
@@ -205,13 +203,7 @@ class FastPath:
         if carried or not self.capture_args:
             return out + "}"  # the instrumented publisher sent the arguments
         # Published by an uninstrumented client: the worker sends the arguments.
-        args, kwargs = get("args"), get("kwargs")
-        values = []
-        if args is not None:
-            values.append(("args", args))
-        if kwargs is not None:
-            values.append(("kwargs", kwargs))
-        return self._close(out, values)
+        return self._with_arguments(out, get("args"), get("kwargs"))
 
     def received_attempt(self, task_id: Any, name: Any) -> Optional[str]:
         """The attempt this process wrote at received, if it did, for a prerun of the same name."""
