@@ -79,6 +79,7 @@ def main():
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=1200)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--keep", metavar="DIR", help="keep the callgrind outputs there (for callgrind_annotate)")
     args = parser.parse_args()
     import threading
     from producer_throughput import Sink
@@ -95,7 +96,8 @@ def main():
         time.sleep(0.5)
         queue_length = QueueLength(redis_port)
         with tempfile.TemporaryDirectory(prefix="stemtrace-callgrind-") as tmp:
-            workdir = Path(tmp)
+            workdir = Path(args.keep or tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
             for instrument in (False, True):
                 mode = "instrumented" if instrument else "plain"
                 for n in (args.small, args.large):

@@ -93,7 +93,7 @@ class Sink:
         """(batches, events, task events by type) of everything received."""
         types = {}
         for gzipped, body in Sink.bodies:
-            for event in json.loads(gzip.decompress(body) if gzipped else body)["events"]:
+            for event in json.loads(gzip.decompress(body) if gzipped and body[:2] == b"\x1f\x8b" else body)["events"]:
                 key = f"{event['kind']}.{event['type']}"
                 types[key] = types.get(key, 0) + 1
         return len(Sink.bodies), sum(types.values()), types
@@ -136,6 +136,20 @@ for _ in range(n - 1):
 print(time.perf_counter() - t)
 """
 
+#: The shared-core layout's client: connects, waits for the common start, publishes until the common end.
+PUBLISH_WINDOW = """
+import sys, time, producer_app
+start, end = float(sys.argv[1]), float(sys.argv[2])
+delay = producer_app.noop.delay
+delay()  # connect first
+time.sleep(max(0.0, start - time.time()))
+n = 0
+while time.time() < end:
+    delay()
+    n += 1
+print(n)
+"""
+
 
 class Side:
     """One side of the side-by-side run: its own redis and its own core, for the client and then the
@@ -143,16 +157,17 @@ class Side:
     speed of a core moves by up to 2x within a minute (the host's other tenants), which, measured
     one mode after the other, buried a 7 % difference in noise."""
 
-    def __init__(self, cpu, sink_url):
+    def __init__(self, cpu, sink_url, redis_cpu=None):
         self.cpu = cpu
         self.sink_url = sink_url
         self.redis_port = free_port()
         self.redis = subprocess.Popen(self.pinned(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                                    "--save", "", "--appendonly", "no"]),
+                                                    "--save", "", "--appendonly", "no"], redis_cpu if redis_cpu is not None else cpu),
                                       stdout=subprocess.DEVNULL, start_new_session=True)
 
-    def pinned(self, cmd):
-        return (["taskset", "-c", str(self.cpu)] if self.cpu is not None else []) + cmd
+    def pinned(self, cmd, cpu=None):
+        cpu = self.cpu if cpu is None else cpu
+        return (["taskset", "-c", str(cpu)] if cpu is not None else []) + cmd
 
     def env(self, instrument):
         return dict(os.environ, BENCH_BROKER=f"redis://127.0.0.1:{self.redis_port}/0", BENCH_SINK=self.sink_url,
@@ -160,7 +175,11 @@ class Side:
 
     def start_publish(self, instrument, tasks):
         return subprocess.Popen(self.pinned([sys.executable, "-c", PUBLISH.format(tasks=tasks)]), env=self.env(instrument),
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+    def start_publish_window(self, instrument, start, end):
+        return subprocess.Popen(self.pinned([sys.executable, "-c", PUBLISH_WINDOW, repr(start), repr(end)]),
+                                env=self.env(instrument), stdout=subprocess.PIPE, text=True, start_new_session=True)
 
     def start_worker(self, instrument):
         return subprocess.Popen(
@@ -169,6 +188,11 @@ class Side:
                          "--loglevel=WARNING"]),
             env=self.env(instrument), cwd=ROOT / "bench", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
+
+    def flush(self):
+        with socket.create_connection(("127.0.0.1", self.redis_port)) as conn:
+            conn.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+            conn.recv(64)
 
     def stop(self):
         self.redis.terminate()
@@ -210,31 +234,99 @@ def run_pair(sides, modes, tasks):
              "cpu": sides[i].cpu} for i in range(2)]
 
 
+def run_shared_core(sides, modes, seconds):
+    """Runs ``modes[i]`` on ``sides[i]``, both at once on ONE core, each in its own session (so its own
+    autogroup: the scheduler shares the core equally between the two processes, sender thread
+    included, whatever their thread counts). Whatever the host does to that core, it does to both
+    sides within a few milliseconds of each other, so the ratio of what they get done in the same
+    window is the ratio of their costs per task. Redis, the sink and this script run on the other core.
+
+    The clients publish during the same ``seconds`` window; then both workers drain, counted over the
+    window in which both are taking tasks (from each having taken ``TRIM`` to either having ``TRIM``
+    left), so that neither ever has the core to itself."""
+    start = time.time() + 2.5  # both imported and connected by then
+    publishers = [side.start_publish_window(mode, start, start + seconds) for side, mode in zip(sides, modes)]
+    published = [int(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in publishers]
+    if any(p.returncode for p in publishers):
+        raise RuntimeError("a publishing client failed")
+    lengths = [QueueLength(side.redis_port) for side in sides]
+    full = [length() for length in lengths]
+    workers = [side.start_worker(mode) for side, mode in zip(sides, modes)]
+    begin = end = None
+    try:
+        deadline = time.monotonic() + 300
+        while end is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not drain their queues")
+            t, n = time.perf_counter(), [length() for length in lengths]
+            if begin is None and all(full[i] - n[i] >= TRIM for i in range(2)):
+                begin = (t, n, [cpu_seconds(w.pid) for w in workers])
+            elif begin is not None and min(n) <= TRIM:
+                end = (t, n, [cpu_seconds(w.pid) for w in workers])
+            time.sleep(0.005)
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, 15)
+        for worker in workers:
+            worker.wait(30)
+    span = end[0] - begin[0]
+    out = []
+    for i in range(2):
+        done = begin[1][i] - end[1][i]
+        cpu = {k: end[2][i][k] - begin[2][i][k] for k in ("main", "others")}
+        out.append({"published": published[i], "publish_per_s": published[i] / seconds, "worker_per_s": done / span,
+                    "worker_cpu_us_per_task": (cpu["main"] + cpu["others"]) / done * 1e6,
+                    "worker_main_thread_cpu_us_per_task": cpu["main"] / done * 1e6,
+                    "worker_window_tasks": done, "worker_window_s": span, "cpu": sides[i].cpu})
+    return out
+
+
+#: Tasks left out at each end of the shared-core drain window (start-up and the last stragglers).
+TRIM = 300
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--layout", choices=("shared-core", "own-cores"), default="shared-core",
+                        help="shared-core (default): both sides at once on one core, each its own session; own-cores: "
+                             "both at once, each pinned to its own core with its own redis (swapped every pair)")
+    parser.add_argument("--tasks", type=int, default=5000, help="own-cores: tasks per side and pair")
+    parser.add_argument("--seconds", type=float, default=3.0, help="shared-core: the publish window of each pair")
     parser.add_argument("--rounds", type=int, default=12, help="pairs: a plain and an instrumented side, run at the same time")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where producer.json and producer.md go")
-    parser.add_argument("--variant", choices=("handlers-only", "no-post"),
+    parser.add_argument("--variant", choices=("dispatch-only", "handlers-only", "no-post", "no-gzip"),
                         help="diagnosis: the instrumented side drops every event in the handlers (handlers-only) or "
                              "does everything but the POST (no-post); writes producer-<variant>.json/.md")
     args = parser.parse_args()
     if args.variant:
         os.environ["BENCH_VARIANT"] = args.variant
     pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    shared = args.layout == "shared-core"
+    if shared:
+        if not pin:
+            sys.exit("--layout shared-core needs two cores and taskset (or use --layout own-cores)")
+        if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+            print("warning: sched_autogroup is off, so the core is shared per thread, not per side", file=sys.stderr)
+        os.sched_setaffinity(0, {0})  # this script, its sink threads and both redis on core 0; the sides on core 1
     sink = Sink()
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     sink_url = sink.url
-    sides = [Side(0 if pin else None, sink_url), Side(1 if pin else None, sink_url)]
+    if shared:
+        sides = [Side(1, sink_url, redis_cpu=0), Side(1, sink_url, redis_cpu=0)]
+    else:
+        sides = [Side(0 if pin else None, sink_url), Side(1 if pin else None, sink_url)]
     results = {"plain": [], "instrumented": []}
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     try:
         time.sleep(0.5)
         for i in range(args.rounds):
-            # Swap the cores every pair: neither mode keeps the core with more of the host's noise.
+            # Swap every pair: neither mode keeps the core (own-cores) or the redis and start order (shared-core).
             modes = (False, True) if i % 2 == 0 else (True, False)
-            for mode, result in zip(modes, run_pair(sides, modes, args.tasks)):
+            pair = run_shared_core(sides, modes, args.seconds) if shared else run_pair(sides, modes, args.tasks)
+            for side in sides:
+                side.flush()  # shared-core leaves tasks in the queues
+            for mode, result in zip(modes, pair):
                 results["instrumented" if mode else "plain"].append(result)
             p, q = results["plain"][-1], results["instrumented"][-1]
             print(f"pair {i + 1}/{args.rounds} ({time.monotonic() - started:.0f} s): worker {p['worker_per_s']:.0f} → "
@@ -249,6 +341,7 @@ def main():
     batches, events, types = Sink.count()
     summary = summarize(results, args, load_before, batches, events, types)
     summary["pinned"] = pin
+    summary["layout"] = args.layout
     summary["variant"] = args.variant
     if args.variant:
         summary["expected_task_events"] = 0  # the events are dropped (handlers-only) or never posted (no-post)
@@ -281,8 +374,10 @@ def summarize(results, args, load_before, batches, events, types):
         "tasks": args.tasks, "rounds": args.rounds, "sink_batches": batches, "sink_events": events,
         "sink_connections": Sink.connections, "events_by_type": types,
         "task_events": sum(n for t, n in types.items() if t.startswith("task.")),
-        # Per instrumented round: 1 published per task (client) + received, started, succeeded (worker).
-        "expected_task_events": args.rounds * args.tasks * 4,
+        # Per instrumented round: 1 published per task (client) + received, started, succeeded (worker);
+        # shared-core: every task published, and at least the drain window's tasks run.
+        "expected_task_events": args.rounds * args.tasks * 4 if args.layout == "own-cores" else sum(
+            r["published"] + 3 * r["worker_window_tasks"] for r in results["instrumented"]),
         "worker_per_s": {"plain": round(med("plain", "worker_per_s")), "instrumented": round(med("instrumented", "worker_per_s"))},
         "publish_per_s": {"plain": round(med("plain", "publish_per_s")), "instrumented": round(med("instrumented", "publish_per_s"))},
         # The target's measure: the median over pairs of instrumented / plain, and its quartiles.
