@@ -106,8 +106,45 @@ export const TaskEvent = EventBase.extend({
   /** `task_retry`: why, and when the next attempt is due (ISO-8601). */
   reason: z.string().max(100_000).nullable().optional(),
   next_eta: z.string().max(64).nullable().optional(),
+  /**
+   * On an attempt's end event that also stands for its `received` and/or `started` events, which
+   * the producer did not send because the task ended first: when those happened. Ingest expands
+   * such an event back into the events it stands for (`expandCoalesced`).
+   */
+  received_ts: z.number().finite().nonnegative().optional(),
+  started_ts: z.number().finite().nonnegative().optional(),
 });
 export type TaskEvent = z.infer<typeof TaskEvent>;
+
+/** What the message said (links, arguments, announcements): carried by `received`, not by `started` or the end. */
+const MESSAGE_FIELDS = [
+  "root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
+  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name",
+] as const;
+/** What the run produced: carried by the end event only. */
+const OUTCOME_FIELDS = ["state", "runtime_ms", "result", "exception", "traceback"] as const;
+
+function without(e: TaskEvent, keys: readonly string[]): TaskEvent {
+  const out: Record<string, unknown> = { ...e };
+  for (const k of keys) delete out[k];
+  return out as TaskEvent;
+}
+
+/**
+ * A coalesced end event (`received_ts` / `started_ts`) → the events it stands for, in lifecycle
+ * order: `received` (the attempt and the message's fields), `started` (the attempt), the end event
+ * (the attempt and the outcome). Their ids are derived from its id, so a batch sent twice still
+ * dedupes. Any other event → itself.
+ */
+export function expandCoalesced(e: TaskEvent): TaskEvent[] {
+  if (e.received_ts === undefined && e.started_ts === undefined) return [e];
+  const { received_ts, started_ts, ...end } = e;
+  const out: TaskEvent[] = [];
+  if (received_ts !== undefined) out.push({ ...without(end, OUTCOME_FIELDS), id: `${e.id}:received`, type: "received", ts: received_ts });
+  if (started_ts !== undefined) out.push({ ...without(end, [...OUTCOME_FIELDS, ...MESSAGE_FIELDS]), id: `${e.id}:started`, type: "started", ts: started_ts });
+  out.push(without(end, MESSAGE_FIELDS));
+  return out;
+}
 
 export const RegisteredTask = z.object({
   name: z.string().min(1).max(300),

@@ -3,6 +3,7 @@ import { numberVar, FLEET_NAME, type Env } from "../durable-objects/env";
 import {
   describeIssues,
   EventBatch,
+  expandCoalesced,
   MAX_BATCH_BYTES,
   MAX_EVENTS_PER_BATCH,
   parseEvent,
@@ -85,8 +86,10 @@ export function validateEvents(raw: unknown[]): { tasks: TaskEvent[]; workers: W
       return;
     }
     ids.add(parsed.data.id);
-    if (parsed.data.kind === "task") tasks.push(parsed.data);
-    else workers.push(parsed.data);
+    if (parsed.data.kind === "task") {
+      if (parsed.data.received_ts === undefined && parsed.data.started_ts === undefined) tasks.push(parsed.data);
+      else tasks.push(...expandCoalesced(parsed.data)); // one event for received + started + end
+    } else workers.push(parsed.data);
   });
   return { tasks, workers, rejected, duplicates };
 }

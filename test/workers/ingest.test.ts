@@ -83,6 +83,23 @@ describe("POST /v1/events", () => {
     expect(tooBig.status).toBe(413);
   });
 
+  it("expands a coalesced end event into the received, started and succeeded it stands for", async () => {
+    const end = taskEvent({
+      type: "succeeded", host: "w1@h", task_id: "co-1", trace_id: "trace-co", root_id: "co-1", queue: "celery", retries: 0,
+      received_ts: 1795334500.5, started_ts: 1795334500.75, ts: 1795334501, state: "SUCCESS", runtime_ms: 250, result: 7,
+    });
+    const first = IngestResponse.parse(await (await post(JSON.stringify({ events: [end] }))).json());
+    expect(first).toEqual({ accepted: 3, duplicates: 0, rejected: [] });
+    // Sent again (a retried POST): the derived ids dedupe like the event's own.
+    const again = IngestResponse.parse(await (await post(JSON.stringify({ events: [end] }))).json());
+    expect(again).toEqual({ accepted: 0, duplicates: 3, rejected: [] });
+    const snapshot = (await (await exports.default.fetch("http://127.0.0.1/api/traces/trace-co")).json()) as {
+      nodes: { id: string; state: string; worker: string; received_at: number; started_at: number; finished_at: number }[];
+    };
+    const node = snapshot.nodes.find((n) => n.id === "co-1")!;
+    expect(node).toMatchObject({ state: "SUCCESS", worker: "w1@h", received_at: 1795334500.5, started_at: 1795334500.75, finished_at: 1795334501 });
+  });
+
   it("routes by trace_id ?? root_id ?? task_id", async () => {
     await post(
       JSON.stringify({
