@@ -43,6 +43,7 @@ class Sink:
 
     bodies: list = []
     connections = 0
+    coalesced: dict = {}
 
     def __init__(self):
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -96,6 +97,11 @@ class Sink:
             for event in json.loads(gzip.decompress(body) if gzipped and body[:2] == b"\x1f\x8b" else body)["events"]:
                 key = f"{event['kind']}.{event['type']}"
                 types[key] = types.get(key, 0) + 1
+                # An end event that stands for its received and started too (the server expands it).
+                for part in ("received", "started"):
+                    if f"{part}_ts" in event:
+                        types[f"task.{part}"] = types.get(f"task.{part}", 0) + 1
+                        Sink.coalesced[part] = Sink.coalesced.get(part, 0) + 1
         return len(Sink.bodies), sum(types.values()), types
 
 
@@ -372,7 +378,7 @@ def summarize(results, args, load_before, batches, events, types):
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, Celery {celery.__version__}",
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "tasks": args.tasks, "rounds": args.rounds, "sink_batches": batches, "sink_events": events,
-        "sink_connections": Sink.connections, "events_by_type": types,
+        "sink_connections": Sink.connections, "events_by_type": types, "coalesced": Sink.coalesced,
         "task_events": sum(n for t, n in types.items() if t.startswith("task.")),
         # Per instrumented round: 1 published per task (client) + received, started, succeeded (worker);
         # shared-core: every task published, and at least the drain window's tasks run.

@@ -13,6 +13,14 @@ Every function here writes exactly what ``extract`` + ``Mapper.__call__`` would 
 hold them to that on Celery's real objects) and returns None wherever that path would do more than
 these fields (eager runs, chains, chords, callbacks, values of other types): the handler then takes
 the general path. Ids and sequence numbers are added in the sender thread (``Mapper.finish``).
+
+**Held events.** Where tasks start in the process that receives them (-P solo, threads), an
+attempt's received and started are held (``FastPath.held``) instead of queued, and a task that
+succeeds sends one event that stands for all three: ``succeeded`` with ``received_ts`` and
+``started_ts`` (DESIGN.md; the server's ingest expands it back). A third of the events to write,
+compress and send. Whatever is still held a flush interval later (a long task, an ETA, a task that
+never starts) goes out as it would have (``FastPath.release``), as does an attempt that ends any
+other way (``release_task``): holding delays an event by at most two flush intervals, never loses it.
 """
 from __future__ import annotations
 
@@ -25,8 +33,16 @@ from . import extract
 from .mapping import Fragment, Mapper, plain, scalar, trace_key
 from .trace import TRACE_HEADER
 
-#: Attempts kept from received for prerun (``FastPath.attempts``): a few seconds of a busy worker's prefetch.
-ATTEMPTS_KEPT = 4096
+#: Attempts held at once (``FastPath.held``): far more than a worker's prefetch; past it, events go out unheld.
+HELD_MAX = 4096
+
+#: A held attempt: (task name, the attempt's JSON, received's ts and the message's links or None,
+#: started's ts or None).
+Held = Tuple[Any, str, Optional[str], Optional[str], Optional[str]]
+
+
+#: What ``received`` returns for an event it holds (nothing to queue now).
+HELD: Any = object()
 
 
 class Unwritable(Exception):
@@ -98,12 +114,19 @@ class FastPath:
         self._node: Any = object()
         self._pid: Any = None
         self._where_json = ""
-        #: task id → (name, the attempt's JSON) written at received, for a prerun in the same process
-        #: (-P solo, threads): it then skips ``task.request`` (a thread-local stack walk) and the
-        #: writing. Only for a carried trace (prerun would read the same header); a forked child
-        #: starts empty (its pid differs); capped, since a revoked task never starts.
-        self.attempts: Dict[str, Tuple[Any, str]] = {}
-        os.register_at_fork(after_in_child=self.attempts.clear)
+        #: task id → its held events (``Held``), from received or prerun to postrun in this process;
+        #: prerun also reuses the attempt received wrote (no ``task.request`` walk, no writing).
+        #: Only for a carried trace (prerun would read the same header). A forked child starts empty:
+        #: the parent's held events are the parent's to send. Handlers and the sender thread both
+        #: take entries with ``dict.pop``, atomic under the GIL, so each is sent exactly once.
+        self.held: Dict[str, Held] = {}
+        #: The keys held at the previous ``release``: still held now, they have waited a whole interval.
+        self._seen: List[str] = []
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self.held.clear()
+        self._seen = []
 
     def _where(self) -> str:
         """host and pid: written again only when the node name is learnt or the process forks."""
@@ -197,18 +220,71 @@ class FastPath:
                                 get("delivery_info"))
         if attempt is None:
             return None
-        if carried and len(self.attempts) < ATTEMPTS_KEPT:
-            self.attempts[task_id] = (request.name, attempt)
-        out = f'"kind":"task","type":"received","ts":{_now()}{attempt}' + _links(get)
+        ts, links = _now(), _links(get)
+        if carried and extract.TASKS_STARTED["any"] and len(self.held) < HELD_MAX:
+            # Tasks start in this process: hold it for the attempt's end (the module docstring).
+            self.held[task_id] = (request.name, attempt, ts, links, None)
+            return HELD
+        out = f'"kind":"task","type":"received","ts":{ts}{attempt}' + links
         if carried or not self.capture_args:
             return out + "}"  # the instrumented publisher sent the arguments
         # Published by an uninstrumented client: the worker sends the arguments.
         return self._with_arguments(out, get("args"), get("kwargs"))
 
-    def received_attempt(self, task_id: Any, name: Any) -> Optional[str]:
-        """The attempt this process wrote at received, if it did, for a prerun of the same name."""
-        kept = self.attempts.pop(task_id, None) if self.attempts else None
-        return kept[1] if kept is not None and kept[0] == name else None
+    def start(self, task_id: Any, task: Any) -> Tuple[Optional[str], List[Fragment]]:
+        """task_prerun: (the attempt, or None for the general path; fragments to queue now). The
+        started event is held, with the received one or alone; what was held for another name
+        under this id, or for a run the general path takes, is handed back to be queued."""
+        name = task.name
+        kept = self.held.pop(task_id, None) if self.held else None
+        try:
+            if kept is not None and kept[0] == name:
+                attempt: Optional[str] = kept[1]
+                received_ts, links = kept[2], kept[3]
+            else:
+                # task.request only now: a thread-local stack walk that the held attempt saves.
+                attempt = self.attempt(task_id, name, task.request)
+                received_ts = links = None
+            if attempt is None:
+                return None, self.render(kept) if kept is not None else []
+            started: Held = (name, attempt, received_ts, links, _now())
+        except BaseException:
+            if kept is not None:
+                self.held[task_id] = kept  # for the general path's release_task
+            raise
+        ready = self.render(kept) if kept is not None and kept[0] != name else []
+        if len(self.held) < HELD_MAX:
+            self.held[task_id] = started
+        else:
+            ready += self.render(started)
+        return attempt, ready
+
+    def render(self, kept: Held) -> List[Fragment]:
+        """A held attempt's events, as they would have been queued."""
+        _, attempt, received_ts, links, started_ts = kept
+        out: List[Fragment] = []
+        if received_ts is not None:
+            out.append(f'"kind":"task","type":"received","ts":{received_ts}{attempt}{links}}}')
+        if started_ts is not None:
+            out.append(f'"kind":"task","type":"started","ts":{started_ts}{attempt}}}')
+        return out
+
+    def release_task(self, task_id: Any) -> List[Fragment]:
+        """The held events of a task whose attempt ends other than by success (or is revoked)."""
+        kept = self.held.pop(task_id, None) if self.held else None
+        return self.render(kept) if kept is not None else []
+
+    def release(self, everything: bool = False) -> List[Fragment]:
+        """In the sender thread, at every wake-up: the held events that were already held at the
+        previous one (so each waits one to two flush intervals), or all of them (a flush)."""
+        held = self.held
+        out: List[Fragment] = []
+        for task_id in (list(held) if everything else self._seen):
+            kept = held.pop(task_id, None)
+            if kept is not None:
+                out += self.render(kept)
+        self._seen = list(held)
+        return out
 
     def attempt(self, task_id: Any, name: Any, req: Any) -> Optional[str]:
         """What started and succeeded both say about the attempt (from prerun's ``task.request``),
@@ -220,18 +296,25 @@ class FastPath:
             return None
         return self._attempt(task_id, name, extract.request_trace(req), req.retries, req.delivery_info)
 
-    @staticmethod
-    def started(attempt: str) -> str:
-        """task_prerun of a non-eager run."""
-        return f'"kind":"task","type":"started","ts":{_now()}{attempt}}}'
-
-    def succeeded(self, attempt: str, runtime_ns: int, retval: Any) -> Fragment:
-        """task_postrun[SUCCESS] after a hot prerun: result, state and runtime (signals.on_postrun).
+    def succeeded(self, task_id: Any, attempt: str, runtime_ns: int, retval: Any) -> Fragment:
+        """task_postrun[SUCCESS] after a hot prerun: result, state and runtime (signals.on_postrun),
+        and the attempt's held events (``received_ts``, ``started_ts`` and the message's links).
         ``runtime_ms`` to the µs, rounded in integers (the general path: ``round(seconds * 1000, 3)``)."""
         us = (runtime_ns + 500) // 1000
         head = f'"kind":"task","type":"succeeded","ts":{_now()}{attempt},"state":"SUCCESS","runtime_ms":{us // 1000}.{us % 1000:03d}'
-        if not self.capture_result:
-            return head + "}"
-        if retval is None:
-            return head + ',"result":null}'
-        return self._close(head, [("result", retval)])
+        kept = self.held.pop(task_id, None) if self.held else None
+        try:
+            if kept is not None:
+                if kept[2] is not None:
+                    head += f',"received_ts":{kept[2]}{kept[3]}'
+                if kept[4] is not None:
+                    head += f',"started_ts":{kept[4]}'
+            if not self.capture_result:
+                return head + "}"
+            if retval is None:
+                return head + ',"result":null}'
+            return self._close(head, [("result", retval)])
+        except BaseException:
+            if kept is not None:
+                self.held[task_id] = kept  # for the general path's release_task
+            raise

@@ -65,6 +65,8 @@ class Sender:
         self._thread: Optional[threading.Thread] = None
         self._seq = itertools.count(1)  # per process: itertools.count is atomic under the GIL
         self._flush_requested = False
+        #: Events the hot path holds back (``fastpath.FastPath``: ``held``, ``release``), set by the handlers.
+        self.holds: Any = None
         self.dropped = 0
         self.sent = 0
         self.failed_batches = 0
@@ -85,6 +87,12 @@ class Sender:
             # A full batch is waiting: wake the sender once, at the crossing (Event.set takes a
             # lock; the sender drains everything above a batch before it sleeps again).
             self._wake.set()
+
+    def ensure_thread(self) -> None:
+        """Starts this process's sender thread if it has none yet (the hot path holds events without
+        queueing anything, and only the thread releases them)."""
+        if self._pid != _PID["pid"]:
+            self._start()
 
     def _start(self) -> None:
         with self._lock:
@@ -117,6 +125,10 @@ class Sender:
         busy process sends a few large batches a second instead of many small ones."""
         queue = self._queue
         mapper, finish = self.mapper, self._finish
+        holds = self.holds
+        if holds is not None and holds.held:
+            self._idle.clear()  # before they leave `held`: flush() waits while either holds anything
+            queue.extend(holds.release(everything))
         first = True
         while queue and (first or everything or len(queue) >= self.config.batch_size):
             first = False
@@ -234,7 +246,7 @@ class Sender:
     def flush(self, timeout: float = 2.0) -> bool:
         """Sends what is queued, waiting at most ``timeout`` seconds. True when everything went out."""
         try:
-            if not self._queue and self._idle.is_set():
+            if not self._queue and not self._holding() and self._idle.is_set():
                 return True
             if self._pid != _PID["pid"] or not (self._thread and self._thread.is_alive()):
                 self._start()
@@ -243,10 +255,13 @@ class Sender:
             while time.monotonic() < deadline:
                 self._wake.set()
                 # The queue first: the sender clears _idle before it takes anything off the queue.
-                if not self._queue and self._idle.wait(0.05):
+                if not self._queue and not self._holding() and self._idle.wait(0.05):
                     return True
                 if self._queue:
                     time.sleep(0.001)  # not taken yet: do not spin on the GIL the sender needs
-            return not self._queue
+            return not self._queue and not self._holding()
         except Exception:
             return False
+
+    def _holding(self) -> bool:
+        return self.holds is not None and bool(self.holds.held)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from celery import signals
 
 from . import extract
-from .fastpath import FastPath
+from .fastpath import HELD, FastPath
 from .mapping import Mapper, trace_key
 from .sender import Sender
 from .trace import TRACE_HEADER
@@ -67,6 +67,8 @@ class SignalHandlers:
         self.heartbeat_interval = heartbeat_interval
         #: The hot events written directly as JSON (``fastpath``); None: every event is a record.
         self.fast: Optional[FastPath] = FastPath(sender.mapper) if isinstance(sender.mapper, Mapper) else None
+        # The sender releases what the hot path holds (fastpath's "Held events") when it wakes and flushes.
+        sender.holds = self.fast
         #: task id → (monotonic start, the attempt: its JSON from the hot path, else prerun's record),
         #: from prerun to postrun in the same process.
         self._started: Dict[str, Tuple[float, Any]] = {}
@@ -121,6 +123,8 @@ class SignalHandlers:
                     event = self.fast.received(request)
                 except Exception:
                     event = None
+                if event is HELD:
+                    return
             self.sender.enqueue(extract.received(request) if event is None else event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_received", exc_info=True)
@@ -132,11 +136,16 @@ class SignalHandlers:
             fast = self.fast
             if fast is not None:
                 try:
-                    attempt = fast.received_attempt(task_id, task.name) or fast.attempt(task_id, task.name, task.request)
-                    if attempt is not None:
-                        event = fast.started(attempt)
+                    attempt, ready = fast.start(task_id, task)  # the started event is held (fastpath)
+                    for fragment in ready:
+                        self.sender.enqueue(fragment)
+                    self.sender.ensure_thread()  # a pool child's first task: nothing queued yet
                 except Exception:
                     attempt = None
+                if attempt is not None:
+                    self._started[task_id] = (_monotonic_ns(), attempt)
+                    return
+                self._release(task_id)
             if attempt is None:
                 req = task.request
                 # The worker's `received` already described the message; an eager run has no received (and
@@ -152,8 +161,15 @@ class SignalHandlers:
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_prerun", exc_info=True)
 
+    def _release(self, task_id: Any) -> None:
+        """Queues what the hot path holds for a task whose attempt takes the general path from here."""
+        if self.fast is not None and self.fast.held:
+            for fragment in self.fast.release_task(task_id):
+                self.sender.enqueue(fragment)
+
     @_safe
     def on_failure(self, sender: Any = None, task_id: Optional[str] = None, exception: Any = None, traceback: Any = None, einfo: Any = None, **_: Any) -> None:
+        self._release(task_id)
         # In the worker main process (WorkerLostError, hard time limit) sender.request is not this task's.
         rec = extract.task_signal("task_failure", sender, task_id, full=False)
         rec["exception"] = extract.exception_info(exception)
@@ -162,6 +178,7 @@ class SignalHandlers:
 
     @_safe
     def on_retry(self, sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+        self._release(getattr(request, "id", None))
         rec = extract.base("task_retry", getattr(request, "id", None), getattr(sender, "name", None))
         if request is not None:
             rec["request"] = extract.context_dict(request, full=False)
@@ -187,12 +204,13 @@ class SignalHandlers:
                     event = None
                     if success:
                         try:
-                            event = self.fast.succeeded(attempt, runtime_ns, retval)
+                            event = self.fast.succeeded(task_id, attempt, runtime_ns, retval)
                         except Exception:
                             event = None
                     if event is not None:
                         self.sender.enqueue(event)
                         return
+                    self._release(task_id)
                     # Other outcomes take the general path; the task's request is still this attempt's.
                     rec = extract.task_signal("task_success" if success else "task_postrun", task or sender, task_id, full=False)
                 else:
@@ -212,8 +230,7 @@ class SignalHandlers:
     @_safe
     def on_revoked(self, sender: Any = None, request: Any = None, terminated: Any = None, signum: Any = None, expired: Any = None, **_: Any) -> None:
         rec = extract.base("task_revoked", getattr(request, "id", None), getattr(sender, "name", None))
-        if self.fast is not None and rec["task_id"]:
-            self.fast.attempts.pop(rec["task_id"], None)  # it will not start
+        self._release(rec["task_id"])  # its received, held for a start that will not come
         if request is not None:
             rec["request"] = extract.context_dict(request)
             rec["trace_id"] = extract.request_trace(request)

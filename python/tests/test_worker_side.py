@@ -27,12 +27,41 @@ class FakeMessage:
         return self.payload
 
 
+#: As shared/wire.ts expandCoalesced: what the message said (received's), what the run produced (the end's).
+MESSAGE_FIELDS = ("root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
+                  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name")
+OUTCOME_FIELDS = ("state", "runtime_ms", "result", "exception", "traceback")
+
+
+def expand_coalesced(event):
+    """What the server's ingest makes of an end event that stands for received and started too."""
+    if event.get("kind") != "task" or ("received_ts" not in event and "started_ts" not in event):
+        return [event]
+    end = {k: v for k, v in event.items() if k not in ("received_ts", "started_ts")}
+    out = []
+    if "received_ts" in event:
+        out.append({**{k: v for k, v in end.items() if k not in OUTCOME_FIELDS}, "id": f"{event['id']}:received",
+                    "type": "received", "ts": event["received_ts"]})
+    if "started_ts" in event:
+        out.append({**{k: v for k, v in end.items() if k not in OUTCOME_FIELDS + MESSAGE_FIELDS},
+                    "id": f"{event['id']}:started", "type": "started", "ts": event["started_ts"]})
+    out.append({k: v for k, v in end.items() if k not in MESSAGE_FIELDS})
+    return out
+
+
 class Capture:
+    """Stands in for the server: keeps the events of every batch, expanded as ingest expands them
+    (``coalesced`` counts the events that stood for more than themselves)."""
+
     def __init__(self):
         self.events = []
+        self.coalesced = 0
 
     def __call__(self, body):
-        self.events.extend(json.loads(gzip.decompress(body))["events"])
+        for event in json.loads(gzip.decompress(body))["events"]:
+            expanded = expand_coalesced(event)
+            self.coalesced += len(expanded) > 1
+            self.events.extend(expanded)
         return 202
 
 
