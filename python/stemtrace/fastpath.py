@@ -75,13 +75,29 @@ def _announces(embed: Any) -> bool:
     return bool(get("chain") or get("chord") or get("callbacks") or get("errbacks"))
 
 
-def _links(get: Any) -> str:
+#: The JSON of task and queue names seen (few distinct values, written in every event).
+_NAMES: Dict[str, str] = {}
+
+
+def _name(value: Any) -> str:
+    """The JSON of a task or queue name, each distinct one escaped once (use as
+    ``_NAMES.get(value) or _name(value)``: the lookup alone is what most events pay)."""
+    if type(value) is str and value:
+        text = _NAMES[value] = _esc(value)
+        if len(_NAMES) > 4096:
+            _NAMES.clear()  # names made up per task: do not keep them all
+        return text
+    return _j(value or None)
+
+
+def _links(get: Any, task_id: str, task_json: str) -> str:
     """root/parent/group and eta/expires (``get`` of the headers or the request dict), as ``_task``
-    copies them for the describing events."""
+    copies them for the describing events. ``task_json``: the task id's JSON, which a fresh task's
+    root id repeats."""
     out = ""
     value = get("root_id")
     if value is not None:
-        out = ',"root_id":' + (_esc(value) if type(value) is str else _j(value))
+        out = ',"root_id":' + (task_json if value == task_id else _esc(value) if type(value) is str else _j(value))
     value = get("parent_id")
     if value is not None:
         out += ',"parent_id":' + (_esc(value) if type(value) is str else _j(value))
@@ -136,14 +152,13 @@ class FastPath:
             self._node, self._pid = node, pid
         return self._where_json
 
-    def _attempt(self, task_id: str, name: Any, trace: Any, retries: Any, delivery: Any) -> Optional[str]:
+    def _attempt(self, task_id: str, task_json: str, name: Any, trace: Any, retries: Any, delivery: Any) -> Optional[str]:
         """host, pid, task_id, name, trace_id, retries, redelivered and queue: what received, started
         and succeeded all write, in this order; None when the delivery says the run is eager or is
         not a dict (the general path decides)."""
-        out = f'{self._where()},"task_id":{_esc(task_id)},"name":' + (
-            _esc(name) if type(name) is str and name else _j(name or None))
+        out = f'{self._where()},"task_id":{task_json},"name":' + (_NAMES.get(name) or _name(name))
         if trace:
-            out += ',"trace_id":' + (_esc(trace) if type(trace) is str else _j(trace))
+            out += ',"trace_id":' + (task_json if trace == task_id else _esc(trace) if type(trace) is str else _j(trace))
         if retries is not None:
             out += ',"retries":' + (int.__repr__(retries) if type(retries) is int else _j(retries))
         if delivery:
@@ -153,7 +168,7 @@ class FastPath:
                 out += ',"redelivered":true'
             queue = delivery.get("routing_key")
             if queue:
-                out += ',"queue":' + (_esc(queue) if type(queue) is str else _j(queue))
+                out += ',"queue":' + (_NAMES.get(queue) or _name(queue))
         return out
 
     def _close(self, out: str, values: List[Tuple[str, Any]]) -> Fragment:
@@ -184,18 +199,19 @@ class FastPath:
         task_id = get("id")
         if type(task_id) is not str or not task_id:
             return None
-        out = f'"kind":"task","type":"published","ts":{_now()}{self._where()},"task_id":{_esc(task_id)},"name":' + (
-            _esc(name) if type(name) is str and name else _j(name or None))
+        task_json = _esc(task_id)
+        out = f'"kind":"task","type":"published","ts":{_now()}{self._where()},"task_id":{task_json},"name":' + (
+            _NAMES.get(name) or _name(name))
         if trace:
-            out += ',"trace_id":' + (_esc(trace) if type(trace) is str else _j(trace))
+            out += ',"trace_id":' + (task_json if trace == task_id else _esc(trace) if type(trace) is str else _j(trace))
         retries = get("retries")
         if retries is not None:
             out += ',"retries":' + (int.__repr__(retries) if type(retries) is int else _j(retries))
         if routing_key:
-            out += ',"queue":' + (_esc(routing_key) if type(routing_key) is str else _j(routing_key))
+            out += ',"queue":' + (_NAMES.get(routing_key) or _name(routing_key))
         if publisher_id:
             out += ',"publisher_task_id":' + _j(publisher_id)
-        out += _links(get)
+        out += _links(get, task_id, task_json)
         if not self.capture_args:
             return out + "}"
         return self._with_arguments(out, args, kwargs)
@@ -216,11 +232,12 @@ class FastPath:
             return None
         get = rd.get
         carried = get(TRACE_HEADER)
-        attempt = self._attempt(task_id, request.name, carried or trace_key(rd, embed, None, None), get("retries"),
-                                get("delivery_info"))
+        task_json = _esc(task_id)
+        attempt = self._attempt(task_id, task_json, request.name, carried or trace_key(rd, embed, None, None),
+                                get("retries"), get("delivery_info"))
         if attempt is None:
             return None
-        ts, links = _now(), _links(get)
+        ts, links = _now(), _links(get, task_id, task_json)
         if carried and extract.TASKS_STARTED["any"] and len(self.held) < HELD_MAX:
             # Tasks start in this process: hold it for the attempt's end (the module docstring).
             self.held[task_id] = (request.name, attempt, ts, links, None)
@@ -294,7 +311,7 @@ class FastPath:
         task_id = task_id or req.id
         if type(task_id) is not str or not task_id:
             return None
-        return self._attempt(task_id, name, extract.request_trace(req), req.retries, req.delivery_info)
+        return self._attempt(task_id, _esc(task_id), name, extract.request_trace(req), req.retries, req.delivery_info)
 
     def succeeded(self, task_id: Any, attempt: str, runtime_ns: int, retval: Any) -> Fragment:
         """task_postrun[SUCCESS] after a hot prerun: result, state and runtime (signals.on_postrun),
