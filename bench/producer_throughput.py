@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -205,6 +206,20 @@ class Side:
         self.redis.wait(10)
 
 
+def stop_workers(workers):
+    """A warm shutdown (SIGTERM), as a real stop; a worker that has not exited 30 s later is killed
+    (Celery 5.2's warm shutdown of a worker that is still starting up can hang)."""
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            print(f"warning: worker {worker.pid} ignored SIGTERM for 30 s; killed", file=sys.stderr)
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(30)
+
+
 def run_pair(sides, modes, tasks):
     """Runs ``modes[i]`` (True: instrumented) on ``sides[i]``, both at once: the publish, then the drain,
     timed per side from its worker taking its first message to its queue being empty."""
@@ -230,10 +245,7 @@ def run_pair(sides, modes, tasks):
                     t1[i], cpu1[i] = time.perf_counter(), cpu_seconds(worker.pid)
             time.sleep(0.002)
     finally:
-        for worker in workers:
-            os.killpg(worker.pid, 15)
-        for worker in workers:
-            worker.wait(30)
+        stop_workers(workers)
     return [{"publish_per_s": (tasks - 1) / publish_s[i], "worker_per_s": tasks / (t1[i] - t0[i]),
              "worker_cpu_us_per_task": (cpu1[i]["main"] + cpu1[i]["others"] - cpu0[i]["main"] - cpu0[i]["others"]) / tasks * 1e6,
              "worker_main_thread_cpu_us_per_task": (cpu1[i]["main"] - cpu0[i]["main"]) / tasks * 1e6,
@@ -271,10 +283,7 @@ def run_shared_core(sides, modes, seconds):
                 end = (t, n, [cpu_seconds(w.pid) for w in workers])
             time.sleep(0.005)
     finally:
-        for worker in workers:
-            os.killpg(worker.pid, 15)
-        for worker in workers:
-            worker.wait(30)
+        stop_workers(workers)
     span = end[0] - begin[0]
     out = []
     for i in range(2):
