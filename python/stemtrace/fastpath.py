@@ -156,7 +156,8 @@ class FastPath:
         """host, pid, task_id, name, trace_id, retries, redelivered and queue: what received, started
         and succeeded all write, in this order; None when the delivery says the run is eager or is
         not a dict (the general path decides)."""
-        out = f'{self._where()},"task_id":{task_json},"name":' + (_NAMES.get(name) or _name(name))
+        where = self._where_json if extract.NODE["name"] is self._node and extract.PID["pid"] == self._pid else self._where()
+        out = f'{where},"task_id":{task_json},"name":' + (_NAMES.get(name) or _name(name))
         if trace:
             out += ',"trace_id":' + (task_json if trace == task_id else _esc(trace) if type(trace) is str else _j(trace))
         if retries is not None:
@@ -193,14 +194,18 @@ class FastPath:
     def published(self, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
                   name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
         """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
-        if _announces(embed):
+        # (Inlined here, the hot path's busiest function: _announces, _now, _with_arguments' common case.)
+        if embed is not None and (not isinstance(embed, dict) or embed.get("chain") or embed.get("chord")
+                                  or embed.get("callbacks") or embed.get("errbacks")):
             return None
         get = headers.get
         task_id = get("id")
         if type(task_id) is not str or not task_id:
             return None
         task_json = _esc(task_id)
-        out = f'"kind":"task","type":"published","ts":{_now()}{self._where()},"task_id":{task_json},"name":' + (
+        now = str(_time_ns())
+        where = self._where_json if extract.NODE["name"] is self._node and extract.PID["pid"] == self._pid else self._where()
+        out = f'"kind":"task","type":"published","ts":{now[:-9]}.{now[-9:-3]}{where},"task_id":{task_json},"name":' + (
             _NAMES.get(name) or _name(name))
         if trace:
             out += ',"trace_id":' + (task_json if trace == task_id else _esc(trace) if type(trace) is str else _j(trace))
@@ -214,6 +219,8 @@ class FastPath:
         out += _links(get, task_id, task_json)
         if not self.capture_args:
             return out + "}"
+        if not args and not kwargs and type(args) is tuple and type(kwargs) is dict:
+            return out + ',"args":[],"kwargs":{}}'
         return self._with_arguments(out, args, kwargs)
 
     def received(self, request: Any) -> Optional[Fragment]:
@@ -225,8 +232,9 @@ class FastPath:
         except AttributeError:
             payload = request._payload
         embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
-        if _announces(embed):
-            return None
+        if embed is not None and (not isinstance(embed, dict) or embed.get("chain") or embed.get("chord")
+                                  or embed.get("callbacks") or embed.get("errbacks")):
+            return None  # (_announces, inlined)
         task_id = request.id or rd.get("id")
         if type(task_id) is not str or not task_id:
             return None
@@ -237,7 +245,8 @@ class FastPath:
                                 get("retries"), get("delivery_info"))
         if attempt is None:
             return None
-        ts, links = _now(), _links(get, task_id, task_json)
+        now = str(_time_ns())  # (_now, inlined)
+        ts, links = f"{now[:-9]}.{now[-9:-3]}", _links(get, task_id, task_json)
         if carried and extract.TASKS_STARTED["any"] and len(self.held) < HELD_MAX:
             # Tasks start in this process: hold it for the attempt's end (the module docstring).
             self.held[task_id] = (request.name, attempt, ts, links, None)
@@ -264,7 +273,8 @@ class FastPath:
                 received_ts = links = None
             if attempt is None:
                 return None, self.render(kept) if kept is not None else []
-            started: Held = (name, attempt, received_ts, links, _now())
+            now = str(_time_ns())  # (_now, inlined)
+            started: Held = (name, attempt, received_ts, links, f"{now[:-9]}.{now[-9:-3]}")
         except BaseException:
             if kept is not None:
                 self.held[task_id] = kept  # for the general path's release_task
@@ -318,7 +328,9 @@ class FastPath:
         and the attempt's held events (``received_ts``, ``started_ts`` and the message's links).
         ``runtime_ms`` to the µs, rounded in integers (the general path: ``round(seconds * 1000, 3)``)."""
         us = (runtime_ns + 500) // 1000
-        head = f'"kind":"task","type":"succeeded","ts":{_now()}{attempt},"state":"SUCCESS","runtime_ms":{us // 1000}.{us % 1000:03d}'
+        now = str(_time_ns())  # (_now, inlined)
+        head = (f'"kind":"task","type":"succeeded","ts":{now[:-9]}.{now[-9:-3]}{attempt},"state":"SUCCESS",'
+                f'"runtime_ms":{us // 1000}.{us % 1000:03d}')
         kept = self.held.pop(task_id, None) if self.held else None
         try:
             if kept is not None:
