@@ -95,7 +95,12 @@ class SignalHandlers:
 
     # ---- tasks ----
 
-    def on_publish(self, sender: Any = None, body: Any = None, headers: Any = None, routing_key: Any = None, **_: Any) -> None:
+    # The four per-task receivers name every argument Celery 5.2 sends them (signal included): binding
+    # them costs less than collecting them in **_ (about 0.3 µs a dispatch); **_ stays for other versions.
+
+    def on_publish(self, signal: Any = None, sender: Any = None, body: Any = None, exchange: Any = None,
+                   routing_key: Any = None, headers: Any = None, properties: Any = None, declare: Any = None,
+                   retry_policy: Any = None, **_: Any) -> None:
         try:
             if not isinstance(headers, dict) or not headers.get("id"):
                 return  # protocol 1 or foreign messages: nothing we can attach
@@ -113,7 +118,7 @@ class SignalHandlers:
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_publish", exc_info=True)
 
-    def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+    def on_received(self, signal: Any = None, sender: Any = None, request: Any = None, **_: Any) -> None:
         try:
             if request is None:
                 return
@@ -129,7 +134,8 @@ class SignalHandlers:
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_received", exc_info=True)
 
-    def on_prerun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    def on_prerun(self, signal: Any = None, sender: Any = None, task_id: Optional[str] = None, task: Any = None,
+                  args: Any = None, kwargs: Any = None, **_: Any) -> None:
         try:
             extract.TASKS_STARTED["any"] = True
             attempt = None
@@ -189,7 +195,8 @@ class SignalHandlers:
                          "when": when if isinstance(when, (int, float)) else extract._iso(when)}
         self.sender.enqueue(rec)
 
-    def on_postrun(self, sender: Any = None, task_id: Optional[str] = None, task: Any = None, retval: Any = None, state: Any = None, **_: Any) -> None:
+    def on_postrun(self, signal: Any = None, sender: Any = None, task_id: Optional[str] = None, task: Any = None,
+                   args: Any = None, kwargs: Any = None, retval: Any = None, state: Any = None, **_: Any) -> None:
         try:
             # task_success is not connected: postrun fires right after it in the same process and
             # carries the return value too, so a success is ONE `succeeded` event with result, state
