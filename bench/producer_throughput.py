@@ -310,8 +310,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=12, help="pairs: a plain and an instrumented side, run at the same time")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="where producer.json and producer.md go")
     parser.add_argument("--variant", choices=("dispatch-only", "handlers-only", "no-post", "no-gzip"),
-                        help="diagnosis: the instrumented side drops every event in the handlers (handlers-only) or "
-                             "does everything but the POST (no-post); writes producer-<variant>.json/.md")
+                        help="diagnosis: the instrumented side is Celery's dispatch to receivers that do nothing "
+                             "(dispatch-only), the handlers dropping every event (handlers-only), everything but "
+                             "gzip (no-gzip) or but the POST (no-post); writes producer-<variant>.json/.md")
     args = parser.parse_args()
     if args.variant:
         os.environ["BENCH_VARIANT"] = args.variant
