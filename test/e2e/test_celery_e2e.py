@@ -98,18 +98,23 @@ class Stack:
         self.start_worker()
 
     def start_worker(self):
-        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}", E2E_HEARTBEAT=str(HEARTBEAT_S))
-        self.worker = subprocess.Popen(
-            [PYTHON, "-m", "celery", "-A", "e2e_app", "worker", "-P", "prefork", "-c", "2", "-n", "e2e@localhost",
-             "--without-gossip", "--without-mingle", "--loglevel=INFO"],
-            cwd=HERE, env=env, stdout=self.log("celery"), stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append(self.worker)
-        # This process's own session (a restarted worker keeps its row, with a new pid).
-        wait_for("the worker to come online", lambda: self.worker_info() == ("ONLINE", self.worker.pid), timeout=60)
+        self.worker = self.start_celery("e2e@localhost", ["-P", "prefork", "-c", "2"])
 
-    def worker_info(self):
+    def start_celery(self, hostname, options):
+        """A Celery worker of e2e_app with the producer, once stemtrace has it online."""
+        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}", E2E_HEARTBEAT=str(HEARTBEAT_S))
+        worker = subprocess.Popen(
+            [PYTHON, "-m", "celery", "-A", "e2e_app", "worker", *options, "-n", hostname,
+             "--without-gossip", "--without-mingle", "--loglevel=INFO"],
+            cwd=HERE, env=env, stdout=self.log(hostname.split("@")[0]), stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(worker)
+        # This process's own session (a restarted worker keeps its row, with a new pid).
+        wait_for(f"{hostname} to come online", lambda: self.worker_info(hostname) == ("ONLINE", worker.pid), timeout=60)
+        return worker
+
+    def worker_info(self, hostname="e2e@localhost"):
         for w in self.get("/api/workers")["workers"]:
-            if w["hostname"] == "e2e@localhost":
+            if w["hostname"] == hostname:
                 return w["status"], w["pid"]
         return None
 
@@ -140,13 +145,18 @@ class Stack:
 STACK = None
 
 
+def task_detail(task_id, until, timeout=30):
+    """The task detail once `until` holds for it."""
+    return wait_for(f"task {task_id}", lambda: (lambda d: d if d and until(d) else None)(STACK.get(f"/api/tasks/{task_id}")), timeout)
+
+
 def setUpModule():
     global STACK
     STACK = Stack()
     try:
         STACK.start()
     except Exception:
-        for name in ("wrangler", "celery"):
+        for name in ("wrangler", "e2e"):
             path = os.path.join(STACK.tmp, f"{name}.log")
             if os.path.exists(path):
                 print(f"--- {name} log ---\n" + open(path, errors="replace").read()[-3000:], file=sys.stderr)
@@ -172,8 +182,7 @@ class CeleryEndToEnd(unittest.TestCase):
         cls.app = e2e_app
 
     def task(self, task_id, until=lambda t: t["task"]["state"] in ("SUCCESS", "FAILURE"), timeout=30):
-        """The task detail once `until` holds for it."""
-        return wait_for(f"task {task_id}", lambda: (lambda d: d if d and until(d) else None)(STACK.get(f"/api/tasks/{task_id}")), timeout)
+        return task_detail(task_id, until, timeout)
 
     def trace(self, task_id, until, timeout=30):
         """The snapshot of the trace holding `task_id`, once `until` holds for it."""
@@ -370,3 +379,43 @@ class CeleryEndToEnd(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SoloWorkerEndToEnd(unittest.TestCase):
+    """A `-P solo` worker on its own queue: tasks start in the process that receives them, so the
+    producer sends a success as one event that stands for received, started and succeeded, and
+    stemtrace's ingest expands it back. The read API must not be able to tell."""
+
+    @classmethod
+    def setUpClass(cls):
+        import e2e_app
+
+        cls.app = e2e_app
+        cls.worker = STACK.start_celery("solo@localhost", ["-P", "solo", "-Q", "solo"])
+
+    def test_a_chain_has_every_event_and_time(self):
+        from celery import chain
+
+        r = chain(self.app.add.s(1, 2).set(queue="solo"), self.app.add.s(3).set(queue="solo"),
+                  self.app.mul.s(2).set(queue="solo")).apply_async()
+        self.assertEqual(r.get(timeout=20), 12)
+        for task_id in (r.parent.parent.id, r.parent.id, r.id):
+            detail = task_detail(task_id, lambda d: d["task"]["state"] == "SUCCESS")
+            self.assertEqual(detail["task"]["worker"], "solo@localhost")
+            self.assertEqual(sorted(e["type"] for e in detail["events"]), ["published", "received", "started", "succeeded"])
+            (attempt,) = detail["attempts"]
+            self.assertLessEqual(attempt["published_at"], attempt["received_at"])
+            self.assertLessEqual(attempt["received_at"], attempt["started_at"])
+            self.assertLessEqual(attempt["started_at"], attempt["finished_at"])
+        snap = STACK.get(f"/api/traces/{STACK.get(f'/api/tasks/{r.id}')['trace_id']}")
+        ids = [r.parent.parent.id, r.parent.id, r.id]
+        self.assertEqual({(e["source"], e["target"]): e["kind"] for e in snap["edges"]},
+                         {(ids[0], ids[1]): "chain", (ids[1], ids[2]): "chain"})
+
+    def test_a_long_task_is_seen_running_before_it_ends(self):
+        self.app.add.apply_async((0, 0), queue="solo").get(timeout=20)  # not the worker's first task
+        r = self.app.sleeper.apply_async((4,), queue="solo")
+        running = task_detail(r.id, lambda d: d["task"]["state"] in ("STARTED", "SUCCESS"))
+        self.assertEqual(running["task"]["state"], "STARTED")  # its held events went out while it ran
+        done = task_detail(r.id, lambda d: d["task"]["state"] == "SUCCESS")
+        self.assertEqual(sorted(e["type"] for e in done["events"]), ["published", "received", "started", "succeeded"])
