@@ -49,12 +49,13 @@ class Unwritable(Exception):
     """A value this path does not write itself: the handler takes the general path."""
 
 
-def _now() -> str:
-    """The wall clock as the event's ``ts``: seconds with 6 decimals, cut from ``time_ns()``'s digits
-    (the same clock as ``time.time()``, whose float the general path sends with ~7 decimals, a
-    quarter of which is float noise; printing a float costs more than cutting a string)."""
-    s = str(_time_ns())
-    return f"{s[:-9]}.{s[-9:-3]}"
+# Written inline where events are made (a call costs about as much as the work, in the busiest code):
+# - ``ts``: the wall clock as seconds with 6 decimals, cut from ``time_ns()``'s digits
+#   (``now = str(_time_ns())`` → ``{now[:-9]}.{now[-9:-3]}``): the same clock as ``time.time()``,
+#   whose float the general path sends with ~7 decimals, a quarter of them float noise; printing a
+#   float costs more than cutting a string.
+# - the embed check: a message whose embed links other tasks (chain, chord, callbacks, errbacks), or
+#   is not Celery's dict, goes to the general path, which writes those announcements.
 
 
 def _j(value: Any) -> str:
@@ -62,17 +63,6 @@ def _j(value: Any) -> str:
     if text is None:
         raise Unwritable(type(value).__name__)
     return text
-
-
-def _announces(embed: Any) -> bool:
-    """Whether the message's embed links other tasks (chain, chord, callbacks, errbacks): the
-    general path writes those announcements; a missing or empty embed links nothing."""
-    if embed is None:
-        return False
-    if not isinstance(embed, dict):
-        return True  # not Celery's shape: the general path reads it
-    get = embed.get
-    return bool(get("chain") or get("chord") or get("callbacks") or get("errbacks"))
 
 
 #: The JSON of task and queue names seen (few distinct values, written in every event).
@@ -194,7 +184,7 @@ class FastPath:
     def published(self, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
                   name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
         """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
-        # (Inlined here, the hot path's busiest function: _announces, _now, _with_arguments' common case.)
+        # The embed check, ts and _with_arguments' common case, inline (see "Written inline" above).
         if embed is not None and (not isinstance(embed, dict) or embed.get("chain") or embed.get("chord")
                                   or embed.get("callbacks") or embed.get("errbacks")):
             return None
@@ -234,7 +224,7 @@ class FastPath:
         embed = payload[2] if isinstance(payload, (tuple, list)) and len(payload) == 3 else None
         if embed is not None and (not isinstance(embed, dict) or embed.get("chain") or embed.get("chord")
                                   or embed.get("callbacks") or embed.get("errbacks")):
-            return None  # (_announces, inlined)
+            return None  # the embed check (see "Written inline" above)
         task_id = request.id or rd.get("id")
         if type(task_id) is not str or not task_id:
             return None
@@ -245,7 +235,7 @@ class FastPath:
                                 get("retries"), get("delivery_info"))
         if attempt is None:
             return None
-        now = str(_time_ns())  # (_now, inlined)
+        now = str(_time_ns())  # ts (see "Written inline" above)
         ts, links = f"{now[:-9]}.{now[-9:-3]}", _links(get, task_id, task_json)
         if carried and extract.TASKS_STARTED["any"] and len(self.held) < HELD_MAX:
             # Tasks start in this process: hold it for the attempt's end (the module docstring).
@@ -273,7 +263,7 @@ class FastPath:
                 received_ts = links = None
             if attempt is None:
                 return None, self.render(kept) if kept is not None else []
-            now = str(_time_ns())  # (_now, inlined)
+            now = str(_time_ns())  # ts (see "Written inline" above)
             started: Held = (name, attempt, received_ts, links, f"{now[:-9]}.{now[-9:-3]}")
         except BaseException:
             if kept is not None:
@@ -328,7 +318,7 @@ class FastPath:
         and the attempt's held events (``received_ts``, ``started_ts`` and the message's links).
         ``runtime_ms`` to the µs, rounded in integers (the general path: ``round(seconds * 1000, 3)``)."""
         us = (runtime_ns + 500) // 1000
-        now = str(_time_ns())  # (_now, inlined)
+        now = str(_time_ns())  # ts (see "Written inline" above)
         head = (f'"kind":"task","type":"succeeded","ts":{now[:-9]}.{now[-9:-3]}{attempt},"state":"SUCCESS",'
                 f'"runtime_ms":{us // 1000}.{us % 1000:03d}')
         kept = self.held.pop(task_id, None) if self.held else None
