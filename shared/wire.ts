@@ -117,7 +117,7 @@ export const TaskEvent = EventBase.extend({
 export type TaskEvent = z.infer<typeof TaskEvent>;
 
 /** What the message said (links, arguments, announcements): carried by `received`, not by `started` or the end. */
-const MESSAGE_FIELDS = [
+export const MESSAGE_FIELDS = [
   "root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
   "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name",
 ] as const;

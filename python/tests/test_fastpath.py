@@ -282,7 +282,8 @@ class HeldEventsInAWorkerTest(unittest.TestCase):
         extract.TASKS_STARTED["any"] = True
         self.capture.events.clear()
 
-    def receive_and_start(self, name):
+    def receive(self, name):
+        """A task published and received in this process (as -P solo does): its task and request."""
         task = self.app.tasks[name]
         sig = task.s()
         sig.freeze()
@@ -291,51 +292,54 @@ class HeldEventsInAWorkerTest(unittest.TestCase):
                                          properties=properties, declare=[], retry_policy=None)
         req = Request(FakeMessage(headers, properties, body), app=self.app, task=task, hostname="held@test")
         signals.task_received.send(sender=None, request=req)
+        return task, req
+
+    def receive_and_start(self, name):
+        task, req = self.receive(name)
         task.push_request(req.request_dict)
         self.addCleanup(task.pop_request)
         signals.task_prerun.send(sender=task, task_id=req.id, task=task, args=(), kwargs={})
         return req.id
 
+    def types_sent(self, task_id):
+        return [e["type"] for e in self.capture.events if e.get("task_id") == task_id]
+
+    def flush_rarely(self):
+        """Only a flush (or a full batch) sends anything during the test."""
+        self.producer.sender.config = stemtrace.config.load_config(url="http://127.0.0.1:9", flush_interval=60)
+        self.addCleanup(setattr, self.producer.sender, "config", self.producer.config)
+
     def test_a_long_task_is_seen_started_within_two_flush_intervals(self):
         task_id = self.receive_and_start("held.none")
         self.assertIn(task_id, self.producer.handlers.fast.held)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len([e for e in self.capture.events if e.get("task_id") == task_id]) < 3:
+        while time.monotonic() < deadline and len(self.types_sent(task_id)) < 3:
             time.sleep(0.02)
-        self.assertEqual([e["type"] for e in self.capture.events if e.get("task_id") == task_id],
+        self.assertEqual(self.types_sent(task_id),
                          ["published", "received", "started"])
         self.assertNotIn(task_id, self.producer.handlers.fast.held)
         # It then ends: a plain succeeded (nothing is held any more).
         task = self.app.tasks["held.none"]
         signals.task_postrun.send(sender=task, task_id=task_id, task=task, args=(), kwargs={}, retval=None, state="SUCCESS")
         self.assertTrue(self.producer.flush(5))
-        self.assertEqual([e["type"] for e in self.capture.events if e.get("task_id") == task_id],
+        self.assertEqual(self.types_sent(task_id),
                          ["published", "received", "started", "succeeded"])
 
     def test_a_revoked_task_sends_its_held_received(self):
-        self.producer.sender.config = stemtrace.config.load_config(url="http://127.0.0.1:9", flush_interval=60)
-        self.addCleanup(setattr, self.producer.sender, "config", self.producer.config)
-        task = self.app.tasks["held.none"]
-        sig = task.s()
-        sig.freeze()
-        headers, properties, body, _ = self.app.amqp.as_task_v2(sig.options["task_id"], sig.task, args=(), kwargs={})
-        signals.before_task_publish.send(sender=sig.task, body=body, headers=headers, routing_key="celery", exchange="",
-                                         properties=properties, declare=[], retry_policy=None)
-        req = Request(FakeMessage(headers, properties, body), app=self.app, task=task, hostname="held@test")
-        signals.task_received.send(sender=None, request=req)
+        self.flush_rarely()
+        task, req = self.receive("held.none")
         self.assertIn(req.id, self.producer.handlers.fast.held)
         signals.task_revoked.send(sender=task, request=req, terminated=False, signum=None, expired=False)
         self.assertNotIn(req.id, self.producer.handlers.fast.held)
         self.assertTrue(self.producer.flush(5))
-        self.assertEqual([e["type"] for e in self.capture.events if e.get("task_id") == req.id],
+        self.assertEqual(self.types_sent(req.id),
                          ["published", "received", "revoked"])
 
     def test_a_flush_sends_what_is_held(self):
-        self.producer.sender.config = stemtrace.config.load_config(url="http://127.0.0.1:9", flush_interval=60)
-        self.addCleanup(setattr, self.producer.sender, "config", self.producer.config)
+        self.flush_rarely()
         task_id = self.receive_and_start("held.none")
         self.assertTrue(self.producer.flush(5))
-        self.assertEqual([e["type"] for e in self.capture.events if e.get("task_id") == task_id],
+        self.assertEqual(self.types_sent(task_id),
                          ["published", "received", "started"])
         self.assertEqual(self.producer.handlers.fast.held, {})
 

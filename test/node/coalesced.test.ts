@@ -4,24 +4,9 @@
  * sent). Property: over every recorded scenario, coalescing each attempt that way and expanding it
  * at ingest (`expandCoalesced`) gives the same events and the same graph as the events themselves.
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { buildGraph } from "../../shared/graph";
-import { foldTask } from "../../shared/task-fold";
-import { expandCoalesced, type Event, type TaskEvent } from "../../shared/wire";
-
-const dir = fileURLToPath(new URL("../fixtures/wire/", import.meta.url));
-const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
-
-function graphOf(events: TaskEvent[]) {
-  const byTask = new Map<string, TaskEvent[]>();
-  for (const e of events) byTask.set(e.task_id, [...(byTask.get(e.task_id) ?? []), e]);
-  return buildGraph([...byTask].map(([id, evs]) => foldTask(id, evs)));
-}
-
-const MESSAGE_FIELDS = ["root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
-  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name"] as const;
+import { expandCoalesced, MESSAGE_FIELDS, type TaskEvent } from "../../shared/wire";
+import { graphOf, scenarios, taskEventsOf } from "./wire-fixtures";
 
 /** What the Python producer does: an attempt's succeeded event, in the process that started it, also
  * carries its started (and, in the same process, its received) event. The others stay as they are. */
@@ -52,10 +37,8 @@ const canonical = (e: TaskEvent) =>
 
 describe("coalesced end events", () => {
   let total = 0;
-  for (const file of files) {
-    const events = (JSON.parse(readFileSync(dir + file, "utf8")) as { events: Event[] }).events.filter(
-      (e): e is TaskEvent => e.kind === "task",
-    );
+  for (const { file, events: recorded } of scenarios) {
+    const events = taskEventsOf(recorded);
     const { events: sent, coalesced } = coalesce(events);
     total += coalesced;
     if (!coalesced) continue;

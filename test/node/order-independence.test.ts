@@ -3,29 +3,15 @@
  * (DESIGN.md "TraceGraph": idempotent, order-independent). Runs over all recorded scenarios.
  */
 import fc from "fast-check";
-import { readdirSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { buildGraph } from "../../shared/graph";
-import { foldTask } from "../../shared/task-fold";
-import { traceKeyOf, type Event, type TaskEvent } from "../../shared/wire";
-
-const dir = fileURLToPath(new URL("../fixtures/wire/", import.meta.url));
-const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
-
-function graphOf(events: TaskEvent[]) {
-  const byTask = new Map<string, TaskEvent[]>();
-  for (const e of events) byTask.set(e.task_id, [...(byTask.get(e.task_id) ?? []), e]);
-  return buildGraph([...byTask].map(([id, evs]) => foldTask(id, evs)));
-}
+import { traceKeyOf, type TaskEvent } from "../../shared/wire";
+import { graphOf, scenarios, taskEventsOf } from "./wire-fixtures";
 
 describe("order independence", () => {
-  it("has recorded scenarios to check", () => expect(files.length).toBeGreaterThanOrEqual(20));
+  it("has recorded scenarios to check", () => expect(scenarios.length).toBeGreaterThanOrEqual(20));
 
-  for (const file of files) {
-    const events = (JSON.parse(readFileSync(dir + file, "utf8")) as { events: Event[] }).events.filter(
-      (e): e is TaskEvent => e.kind === "task",
-    );
+  for (const { file, events: recorded } of scenarios) {
+    const events = taskEventsOf(recorded);
     const traces = new Map<string, TaskEvent[]>();
     for (const e of events) traces.set(traceKeyOf(e), [...(traces.get(traceKeyOf(e)) ?? []), e]);
     for (const [traceId, traceEvents] of traces) {

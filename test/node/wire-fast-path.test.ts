@@ -4,16 +4,12 @@
  * Checked on every recorded event and on many mutations of them around every limit of the schema.
  */
 import fc from "fast-check";
-import { readdirSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { describeIssues, Event, exactMatcher, parseEvent } from "../../shared/wire";
+import { scenarios } from "./wire-fixtures";
 
-const dir = fileURLToPath(new URL("../fixtures/wire/", import.meta.url));
-const recorded: unknown[] = readdirSync(dir)
-  .filter((f) => f.endsWith(".json"))
-  .flatMap((f) => (JSON.parse(readFileSync(dir + f, "utf8")) as { events: unknown[] }).events);
+const recorded: unknown[] = scenarios.flatMap((s) => s.events);
 
 function sameAnswer(value: unknown): void {
   const fast = parseEvent(value);
