@@ -3,7 +3,7 @@ import type { WorkerInfo, WorkerStatus } from "../shared/api";
 import type { RegisteredTask, WorkerEvent } from "../shared/wire";
 import type { LiveRegistry, WorkerChange } from "./anomaly-watch";
 import { INDEX_NAME, numberVar, type Env } from "./env";
-import { migrate, sqlFor, type Sql } from "./sql";
+import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 const DEFAULT_HEARTBEAT_S = 2;
 /** A worker whose status did not change is re-announced on `/api/live` at most this often. */
@@ -82,6 +82,11 @@ export class Fleet extends DurableObject<Env> {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
     ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+  }
+
+  /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
+  async storageStats(): Promise<StorageMeter> {
+    return this.sql.meter();
   }
 
   private get lostMultiplier(): number {
@@ -202,6 +207,7 @@ export class Fleet extends DurableObject<Env> {
     if (!afterFiring && this.alarmAt !== undefined && next !== null && this.alarmAt !== null && this.alarmAt <= next) return;
     if (next === this.alarmAt) return;
     this.alarmAt = next;
+    this.sql.countAlarmWrite();
     if (next === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(next);
   }

@@ -1,17 +1,47 @@
 /** One tagged-template helper for SQLite in Durable Objects: every interpolation is a bound parameter. */
 export type SqlValue = string | number | null | ArrayBuffer;
 
-export type Sql = <T extends Record<string, SqlStorageValue> = Record<string, SqlStorageValue>>(
+/** What an object's statements have cost since it started: rows written are what Cloudflare bills. */
+export interface StorageMeter {
+  rows_written: number;
+  rows_read: number;
+  statements: number;
+}
+
+export type Sql = (<T extends Record<string, SqlStorageValue> = Record<string, SqlStorageValue>>(
   strings: TemplateStringsArray,
   ...values: (SqlValue | boolean | undefined)[]
-) => SqlStorageCursor<T>;
+) => SqlStorageCursor<T>) & {
+  /** Rows written and read by every statement run through this helper (in memory, since the object started). */
+  meter(): StorageMeter;
+  /** `setAlarm()` and `deleteAlarm()` are billed as a row written each: count them with the statements. */
+  countAlarmWrite(): void;
+};
 
 export function sqlFor(storage: SqlStorage): Sql {
-  return (strings, ...values) =>
-    storage.exec(
-      strings.join("?"),
-      ...values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)),
-    );
+  // A cursor's counts are final once it is consumed, which is always before the next statement runs
+  // (objects are single-threaded and read their cursors synchronously): fold the previous one in then.
+  let done = { rows_written: 0, rows_read: 0, statements: 0 };
+  let last: SqlStorageCursor<Record<string, SqlStorageValue>> | null = null;
+  const settle = () => {
+    if (!last) return;
+    done = { rows_written: done.rows_written + last.rowsWritten, rows_read: done.rows_read + last.rowsRead, statements: done.statements + 1 };
+    last = null;
+  };
+  const sql = ((strings: TemplateStringsArray, ...values: (SqlValue | boolean | undefined)[]) => {
+    settle();
+    const cursor = storage.exec(strings.join("?"), ...values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)));
+    last = cursor;
+    return cursor;
+  }) as Sql;
+  sql.countAlarmWrite = () => {
+    done = { ...done, rows_written: done.rows_written + 1 };
+  };
+  sql.meter = () => {
+    settle();
+    return { ...done };
+  };
+  return sql;
 }
 
 /** Runs `migrations[i]` for every schema version above the stored one, recording the new version. */

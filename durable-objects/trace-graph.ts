@@ -7,7 +7,7 @@ import type { TaskEvent } from "../shared/wire";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { AnomalyWatch, type WorkerChange } from "./anomaly-watch";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
-import { migrate, sqlFor, type Sql } from "./sql";
+import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 /** What a TraceGraph reports to the index: its summary and the tasks that changed since last time. */
 export interface TraceReport {
@@ -75,6 +75,11 @@ export class TraceGraph extends DurableObject<Env> {
       index: () => this.env.INDEX.getByName(INDEX_NAME),
     });
     ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+  }
+
+  /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
+  async storageStats(): Promise<StorageMeter> {
+    return this.sql.meter();
   }
 
   private meta(key: string): string | null {
@@ -426,6 +431,7 @@ export class TraceGraph extends DurableObject<Env> {
     const next = due === null ? null : Math.ceil(due * 1000);
     if (next === this.alarmAt) return;
     this.alarmAt = next;
+    this.sql.countAlarmWrite();
     if (next === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(next);
   }

@@ -15,7 +15,7 @@ import type {
 import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
-import { migrate, sqlFor, type Sql } from "./sql";
+import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import type { TraceReport } from "./trace-graph";
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
@@ -123,6 +123,11 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
     ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+  }
+
+  /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
+  async storageStats(): Promise<StorageMeter> {
+    return this.sql.meter();
   }
 
   async report(report: TraceReport): Promise<void> {
