@@ -13,22 +13,8 @@ import {
 } from "../shared/anomalies";
 import type { TraceGraphView } from "../shared/graph";
 import { isBroken, type TaskRecord } from "../shared/task-fold";
+import type { LiveRegistry } from "./contracts";
 import type { Sql } from "./sql";
-
-/** What the Fleet tells a TraceGraph about one of its workers. */
-export interface WorkerChange {
-  host: string;
-  /** cold shutdown, heartbeats stopped, restarted with a new process, or came back (same process) */
-  kind: "cold" | "lost" | "restart" | "back";
-  ts: number;
-}
-
-/** The live workers as the Fleet sees them: who is online, what they consume and register. */
-export interface LiveRegistry {
-  online: { hostname: string; queues: string[]; registers: boolean }[];
-  /** task name → online workers that register it */
-  names: Record<string, string[]>;
-}
 
 /** The other objects the detector asks, only from alarms (never on the ingest path). */
 export interface AnomalyPeers {
@@ -37,6 +23,7 @@ export interface AnomalyPeers {
 }
 
 interface AnomalyRow extends Record<string, SqlStorageValue> {
+  trace_id: string;
   id: string;
   kind: string;
   task_id: string;
@@ -55,15 +42,32 @@ function subjectOfNode(n: GraphNode): AnomalySubject {
   return { ...n, task_id: n.id, last_started_at: null };
 }
 
+/** A task's watch as the shard stores it on the task's row (`watch_kind`, `due_at`). */
+export interface TaskWatch {
+  trace_id: string;
+  task_id: string;
+  record: TaskRecord;
+  kind: Watch["kind"];
+}
+
+/** Sets or clears the watch on a task's row; the caller owns the `tasks` table. */
+export type SetWatch = (traceId: string, taskId: string, watch: Watch | null) => void;
+
+const keyOf = (traceId: string, taskId: string) => `${traceId}\u0000${taskId}`;
+
 /**
- * The anomaly detector of one TraceGraph. It owns the `anomalies` table and the `watch:<task>`
- * deadline rows. Invariants: at most one open anomaly per (task, kind); an anomaly resolves itself
- * when its condition stops holding and stays in the table as history; the ingest path only
- * writes rows (no calls to other objects), the alarm path may ask the Fleet and the index.
+ * The anomaly detector of one TraceGraph shard (all of its traces). It owns the `anomalies` table
+ * and the `graph_check:<trace>` deadline rows; a task's watch (when its state must have moved on)
+ * lives on the task's own row. Invariants: at most one open anomaly per (trace, task, kind); an
+ * anomaly resolves itself when its condition stops holding and stays in the table as history; the
+ * ingest path only writes rows (no calls to other objects), the alarm path may ask the Fleet and
+ * the index.
  */
 export class AnomalyWatch {
-  /** task id → open kinds → anomaly id; loaded lazily, kept in step with the table. */
+  /** trace + task → open kinds → anomaly id; loaded lazily, kept in step with the table. */
   private openByTask: Map<string, Map<AnomalyKind, string>> | undefined;
+  /** trace → how many anomalies are open in it. */
+  private openByTrace = new Map<string, number>();
 
   constructor(
     private readonly sql: Sql,
@@ -71,132 +75,126 @@ export class AnomalyWatch {
     private readonly peers: AnomalyPeers,
   ) {}
 
-  /** Forgets the cache (the storage was deleted by retention). */
+  /** Forgets the cache (rows were deleted by retention). */
   reset(): void {
     this.openByTask = undefined;
+    this.openByTrace.clear();
   }
 
   private open(): Map<string, Map<AnomalyKind, string>> {
     if (!this.openByTask) {
       this.openByTask = new Map();
-      for (const row of this.sql<{ id: string; task_id: string; kind: string }>`SELECT id, task_id, kind FROM anomalies WHERE resolved_at IS NULL`)
-        this.remember(row.task_id, row.kind as AnomalyKind, row.id);
+      this.openByTrace.clear();
+      for (const row of this.sql<{ id: string; trace_id: string; task_id: string; kind: string }>`
+        SELECT id, trace_id, task_id, kind FROM anomalies WHERE resolved_at IS NULL`)
+        this.remember(row.trace_id, row.task_id, row.kind as AnomalyKind, row.id);
     }
     return this.openByTask;
   }
 
-  private remember(taskId: string, kind: AnomalyKind, id: string): void {
+  private remember(traceId: string, taskId: string, kind: AnomalyKind, id: string): void {
     const map = this.openByTask!;
-    const kinds = map.get(taskId) ?? new Map<AnomalyKind, string>();
+    const key = keyOf(traceId, taskId);
+    const kinds = map.get(key) ?? new Map<AnomalyKind, string>();
+    if (!kinds.has(kind)) this.openByTrace.set(traceId, (this.openByTrace.get(traceId) ?? 0) + 1);
     kinds.set(kind, id);
-    map.set(taskId, kinds);
+    map.set(key, kinds);
   }
 
-  private isOpen(taskId: string, kind: AnomalyKind): boolean {
-    return this.open().get(taskId)?.has(kind) ?? false;
+  private isOpen(traceId: string, taskId: string, kind: AnomalyKind): boolean {
+    return this.open().get(keyOf(traceId, taskId))?.has(kind) ?? false;
   }
 
-  openCount(): number {
-    let n = 0;
-    for (const kinds of this.open().values()) n += kinds.size;
-    return n;
+  openCount(traceId: string): number {
+    this.open();
+    return this.openByTrace.get(traceId) ?? 0;
   }
 
   /** Puts the kind of a node's open anomaly on it (the first, if several). */
-  decorate(nodes: GraphNode[]): void {
+  decorate(traceId: string, nodes: GraphNode[]): void {
     const open = this.open();
-    if (open.size === 0) return;
+    if (open.size === 0 || !this.openByTrace.get(traceId)) return;
     for (const node of nodes) {
-      const kinds = open.get(node.id);
+      const kinds = open.get(keyOf(traceId, node.id));
       if (kinds && kinds.size) node.anomaly = kinds.keys().next().value ?? null;
     }
   }
 
-  private openAnomaly(kind: AnomalyKind, subject: AnomalySubject, since: number, ctx: ExplainContext): void {
-    if (this.isOpen(subject.task_id, kind)) return;
+  private openAnomaly(traceId: string, kind: AnomalyKind, subject: AnomalySubject, since: number, ctx: ExplainContext): void {
+    if (this.isOpen(traceId, subject.task_id, kind)) return;
     const { explanation, fix } = explainAnomaly(kind, subject, ctx);
     const id = `${kind}:${subject.task_id}:${Math.round(ctx.now * 1000)}`;
-    this.sql`INSERT OR REPLACE INTO anomalies (id, kind, task_id, task_name, since, detected_at, resolved_at, explanation, fix, reported)
-             VALUES (${id}, ${kind}, ${subject.task_id}, ${subject.name}, ${since}, ${ctx.now}, NULL, ${explanation}, ${fix}, 0)`;
-    this.open();
-    this.remember(subject.task_id, kind, id);
+    this.sql`INSERT OR REPLACE INTO anomalies (trace_id, id, kind, task_id, task_name, since, detected_at, resolved_at, explanation, fix, reported)
+             VALUES (${traceId}, ${id}, ${kind}, ${subject.task_id}, ${subject.name}, ${since}, ${ctx.now}, NULL, ${explanation}, ${fix}, 0)`;
+    this.remember(traceId, subject.task_id, kind, id);
   }
 
-  private resolve(taskId: string, kind: AnomalyKind, id: string, now: number): void {
+  private resolve(traceId: string, taskId: string, kind: AnomalyKind, id: string, now: number): void {
     this.sql`UPDATE anomalies SET resolved_at = ${now}, reported = 0 WHERE id = ${id}`;
-    const kinds = this.open().get(taskId);
-    kinds?.delete(kind);
-    if (kinds && kinds.size === 0) this.openByTask!.delete(taskId);
+    const key = keyOf(traceId, taskId);
+    const kinds = this.open().get(key);
+    if (kinds?.delete(kind)) this.openByTrace.set(traceId, Math.max(0, (this.openByTrace.get(traceId) ?? 1) - 1));
+    if (kinds && kinds.size === 0) this.openByTask!.delete(key);
   }
 
   /**
-   * After tasks were re-folded: resolves what no longer holds, opens the state anomalies, and sets
-   * each task's watch deadline from its new state (two statements for the whole batch).
-   * Returns whether an anomaly opened or resolved.
+   * After a trace's tasks were re-folded: resolves what no longer holds, opens the state anomalies,
+   * and returns each task's watch (stored with the task's row). Returns whether an anomaly opened
+   * or resolved.
    */
-  onRecords(records: TaskRecord[], now: number): boolean {
+  onRecords(traceId: string, records: TaskRecord[], now: number): { changed: boolean; watches: (Watch | null)[] } {
     let changed = false;
     let broken = false;
-    const watches: { t: string; k: Watch["kind"]; d: number }[] = [];
-    const unwatched: string[] = [];
+    const watches: (Watch | null)[] = [];
     const open = this.open();
     for (const r of records) {
-      const watch = watchFor(r, this.config, now);
-      if (watch) watches.push({ t: r.task_id, k: watch.kind, d: watch.due_at });
-      else unwatched.push(r.task_id);
-      const kinds = open.get(r.task_id);
+      watches.push(watchFor(r, this.config, now));
+      const kinds = open.get(keyOf(traceId, r.task_id));
       if (kinds)
         for (const [kind, id] of [...kinds])
           if (!anomalyHolds(kind, r)) {
-            this.resolve(r.task_id, kind, id, now);
+            this.resolve(traceId, r.task_id, kind, id, now);
             changed = true;
           }
       const kind = stateAnomalyKind(r);
-      if (kind && !this.isOpen(r.task_id, kind)) {
-        this.openAnomaly(kind, r, r.finished_at ?? r.last_started_at ?? r.received_at ?? now, { now });
+      if (kind && !this.isOpen(traceId, r.task_id, kind)) {
+        this.openAnomaly(traceId, kind, r, r.finished_at ?? r.last_started_at ?? r.received_at ?? now, { now });
         changed = true;
       }
       if (isBroken(r.state)) broken = true;
     }
-    if (watches.length)
-      this.sql`INSERT INTO deadlines (key, kind, task_id, due_at)
-               SELECT 'watch:' || (value ->> '$.t'), value ->> '$.k', value ->> '$.t', value ->> '$.d' FROM json_each(${JSON.stringify(watches)}) WHERE true
-               ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, due_at = excluded.due_at`;
-    if (unwatched.length) this.sql`DELETE FROM deadlines WHERE key IN (SELECT 'watch:' || value FROM json_each(${JSON.stringify(unwatched)}))`;
     // NOT_RUN needs the whole graph: checked from the alarm, coalesced, only after something broke.
     if (broken)
-      this.sql`INSERT INTO deadlines (key, kind, task_id, due_at) VALUES ('graph_check', 'graph_check', NULL, ${now + GRAPH_CHECK_DELAY_S})
+      this.sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${"graph_check:" + traceId}, 'graph_check', ${traceId}, ${now + GRAPH_CHECK_DELAY_S})
                ON CONFLICT (key) DO UPDATE SET due_at = MIN(deadlines.due_at, excluded.due_at)`;
-    return changed;
+    return { changed, watches };
   }
 
   /** Chain steps and chord callbacks that can no longer run (NOT_RUN, known only to the whole graph). */
-  checkGraph(view: TraceGraphView, now: number): void {
+  checkGraph(traceId: string, view: TraceGraphView, now: number): void {
     const brokenAt = Math.max(0, ...view.nodes.filter((n) => isBroken(n.state) && n.state !== "NOT_RUN").map((n) => n.finished_at ?? 0));
     const notRun = new Set<string>();
     for (const node of view.nodes) {
       if (node.state !== "NOT_RUN") continue;
       notRun.add(node.id);
       const kind = stateAnomalyKind(node);
-      if (kind) this.openAnomaly(kind, subjectOfNode(node), brokenAt || now, { now });
+      if (kind) this.openAnomaly(traceId, kind, subjectOfNode(node), brokenAt || now, { now });
     }
-    for (const [taskId, kinds] of [...this.open()])
+    const prefix = keyOf(traceId, "");
+    for (const [key, kinds] of [...this.open()]) {
+      if (!key.startsWith(prefix)) continue;
+      const taskId = key.slice(prefix.length);
       for (const [kind, id] of [...kinds])
-        if ((kind === "chain_stopped" || kind === "chord_never_fired") && !notRun.has(taskId)) this.resolve(taskId, kind, id, now);
+        if ((kind === "chain_stopped" || kind === "chord_never_fired") && !notRun.has(taskId)) this.resolve(traceId, taskId, kind, id, now);
+    }
   }
 
   /**
    * Runs the watches that fell due: opens stuck anomalies whose condition still holds, asks the
    * Fleet (registries, queues) and the index (runtime history) at most once each.
    */
-  async runDueWatches(taskIds: string[], now: number): Promise<void> {
-    if (taskIds.length === 0) return;
-    const rows = this.sql<{ task_id: string; record: string; kind: string }>`
-      SELECT t.task_id, t.record, d.kind FROM deadlines d JOIN tasks t ON t.task_id = d.task_id
-      WHERE d.key IN (SELECT 'watch:' || value FROM json_each(${JSON.stringify(taskIds)}))`.toArray();
-    const found = new Set(rows.map((r) => r.task_id));
-    for (const id of taskIds) if (!found.has(id)) this.sql`DELETE FROM deadlines WHERE key = ${"watch:" + id}`;
-
+  async runDueWatches(due: TaskWatch[], setWatch: SetWatch, now: number): Promise<void> {
+    if (due.length === 0) return;
     let registry: LiveRegistry | null | undefined;
     const liveRegistry = async () => {
       if (registry === undefined) {
@@ -222,73 +220,74 @@ export class AnomalyWatch {
       }
       return profiles.get(name) ?? null;
     };
-    const setWatch = (taskId: string, watch: Watch | null) => {
-      if (watch) this.sql`UPDATE deadlines SET kind = ${watch.kind}, due_at = ${watch.due_at} WHERE key = ${"watch:" + taskId}`;
-      else this.sql`DELETE FROM deadlines WHERE key = ${"watch:" + taskId}`;
-    };
 
-    for (const row of rows) {
-      const r = JSON.parse(row.record) as TaskRecord;
+    for (const { trace_id: traceId, record: r, kind } of due) {
+      const set = (watch: Watch | null) => setWatch(traceId, r.task_id, watch);
       const current = watchFor(r, this.config, now);
       if (!current) {
-        setWatch(r.task_id, null);
+        set(null);
         continue;
       }
-      switch (row.kind) {
+      switch (kind) {
         case "check_registered":
         case "stuck_pending": {
           if (r.state !== "PENDING" || r.published_at === null) {
-            setWatch(r.task_id, current);
+            set(current);
             break;
           }
-          const due = r.published_at + this.config.pendingS;
+          const dueAt = r.published_at + this.config.pendingS;
           // Re-armed before the awaits below, which let other events in.
-          setWatch(r.task_id, due > now + 0.001 ? { kind: "stuck_pending", due_at: due } : null);
+          set(dueAt > now + 0.001 ? { kind: "stuck_pending", due_at: dueAt } : null);
           const live = await liveRegistry();
-          if (row.kind === "check_registered" && r.name && live) {
+          if (kind === "check_registered" && r.name && live) {
             const registering = live.online.filter((w) => w.registers);
             if (registering.length > 0 && !(live.names[r.name]?.length ?? 0))
-              this.openAnomaly("unregistered", r, r.published_at, { now, online: live.online });
+              this.openAnomaly(traceId, "unregistered", r, r.published_at, { now, online: live.online });
           }
-          if (due <= now + 0.001) this.openAnomaly("stuck_pending", r, r.published_at, { now, ...(live ? { online: live.online } : {}) });
+          if (dueAt <= now + 0.001) this.openAnomaly(traceId, "stuck_pending", r, r.published_at, { now, ...(live ? { online: live.online } : {}) });
           break;
         }
         case "stuck_received": {
           if (current.kind !== "stuck_received" || current.due_at > now + 0.001) {
-            setWatch(r.task_id, current);
+            set(current);
             break;
           }
-          setWatch(r.task_id, null);
-          this.openAnomaly("stuck_received", r, current.due_at - this.config.receivedS, { now });
+          set(null);
+          this.openAnomaly(traceId, "stuck_received", r, current.due_at - this.config.receivedS, { now });
           break;
         }
         case "stuck_started": {
           if (current.kind !== "stuck_started") {
-            setWatch(r.task_id, current);
+            set(current);
             break;
           }
           const start = r.last_started_at ?? r.started_at ?? now;
           const override = r.name ? this.config.startedByName[r.name] : undefined;
           const timeout = startedTimeout(r.name, this.config, override === undefined ? await profileOf(r.name) : null);
           if (start + timeout.seconds > now + 0.001) {
-            setWatch(r.task_id, { kind: "stuck_started", due_at: start + timeout.seconds });
+            set({ kind: "stuck_started", due_at: start + timeout.seconds });
             break;
           }
-          setWatch(r.task_id, null);
-          this.openAnomaly("stuck_started", r, start, { now, timeout });
+          set(null);
+          this.openAnomaly(traceId, "stuck_started", r, start, { now, timeout });
           break;
         }
         default:
-          setWatch(r.task_id, current);
+          set(current);
       }
     }
   }
 
   /** Anomalies not yet sent to the index; marked sent (the caller sends them before awaiting anything else). */
-  unreported(traceId: string): Anomaly[] {
+  unreported(): Anomaly[] {
     const rows = this.sql<AnomalyRow>`SELECT * FROM anomalies WHERE reported = 0`.toArray();
     if (rows.length) this.sql`UPDATE anomalies SET reported = 1 WHERE reported = 0`;
-    return rows.map((row) => toAnomaly(traceId, row));
+    return rows.map(toAnomaly);
+  }
+
+  /** Puts anomalies back in the outbox (their report did not reach the index). */
+  unsent(anomalies: Anomaly[]): void {
+    if (anomalies.length) this.sql`UPDATE anomalies SET reported = 0 WHERE id IN (SELECT value FROM json_each(${JSON.stringify(anomalies.map((a) => a.id))}))`;
   }
 
   hasUnreported(): boolean {
@@ -296,15 +295,15 @@ export class AnomalyWatch {
   }
 
   list(traceId: string): Anomaly[] {
-    return this.sql<AnomalyRow>`SELECT * FROM anomalies ORDER BY detected_at DESC LIMIT 1000`.toArray().map((row) => toAnomaly(traceId, row));
+    return this.sql<AnomalyRow>`SELECT * FROM anomalies WHERE trace_id = ${traceId} ORDER BY detected_at DESC LIMIT 1000`.toArray().map(toAnomaly);
   }
 }
 
-function toAnomaly(traceId: string, row: AnomalyRow): Anomaly {
+function toAnomaly(row: AnomalyRow): Anomaly {
   return {
     id: row.id,
     kind: row.kind as AnomalyKind,
-    trace_id: traceId,
+    trace_id: row.trace_id,
     task_id: row.task_id,
     task_name: row.task_name,
     since: row.since,

@@ -24,6 +24,10 @@ export interface Env {
   UNREGISTERED_GRACE_S?: string;
   WORKER_LOST_MULTIPLIER?: string;
   MAX_BATCH_BYTES?: string;
+  /** How many TraceGraph objects hold the traces (0: one per trace). See shards.ts. */
+  TRACE_SHARDS?: string;
+  /** How long a TraceGraph gathers changes before it writes task rows and reports to the index (seconds). */
+  FLUSH_INTERVAL_S?: string;
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
 }

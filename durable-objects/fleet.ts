@@ -1,7 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import type { WorkerInfo, WorkerStatus } from "../shared/api";
 import type { RegisteredTask, WorkerEvent } from "../shared/wire";
-import type { LiveRegistry, WorkerChange } from "./anomaly-watch";
+import type { LiveRegistry, WorkerChange } from "./contracts";
+import { groupByObject, shardCount } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
@@ -233,7 +234,9 @@ export class Fleet extends DurableObject<Env> {
     try {
       const active = JSON.parse(this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]?.active ?? "[]") as string[];
       const traces = await index.tracesRunningOn(change.host, active);
-      await Promise.all(traces.map((traceId) => this.env.TRACE_GRAPH.getByName(traceId).workerChanged(change)));
+      // One call per object that holds some of these traces.
+      const byObject = groupByObject(traces, (id) => id, shardCount(this.env));
+      await Promise.all([...byObject].map(([name, ids]) => this.env.TRACE_GRAPH.getByName(name).workerChanged(change, ids)));
     } catch (err) {
       console.error(`fleet: could not tell the traces of ${change.host} about ${change.kind}`, err);
     }

@@ -4,19 +4,21 @@
  */
 
 /** Accepts an upgrade (already authenticated by the Worker) and greets the client. */
-export function acceptLiveSocket(ctx: DurableObjectState, request: Request, hello: unknown): Response {
+export function acceptLiveSocket(ctx: DurableObjectState, request: Request, hello: unknown, tags: string[] = []): Response {
   if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
     return new Response("expected a WebSocket upgrade", { status: 426 });
   const pair = new WebSocketPair();
-  ctx.acceptWebSocket(pair[1]);
+  ctx.acceptWebSocket(pair[1], tags);
   pair[1].send(JSON.stringify(hello));
   return new Response(null, { status: 101, webSocket: pair[0] });
 }
 
-/** Sends one frame to every connected socket; a socket closing mid-send is not the sender's error. */
-export function broadcastFrame(ctx: DurableObjectState, message: unknown): void {
+/** Sends one frame to every connected socket (with `tag`: those of one trace); a socket closing mid-send is not the sender's error. */
+export function broadcastFrame(ctx: DurableObjectState, message: unknown, tag?: string): void {
+  const sockets = ctx.getWebSockets(tag);
+  if (sockets.length === 0) return;
   const frame = JSON.stringify(message);
-  for (const ws of ctx.getWebSockets()) {
+  for (const ws of sockets) {
     try {
       ws.send(frame);
     } catch {

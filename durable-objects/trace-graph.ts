@@ -1,32 +1,32 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Anomaly, TaskDetail, TaskLink, TraceLiveMessage, TraceSnapshot, TraceSummary } from "../shared/api";
-import { anomalyConfigFrom, type Outage } from "../shared/anomalies";
+import { anomalyConfigFrom, type Outage, type Watch } from "../shared/anomalies";
 import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
-import { foldAttempts, foldPayload, foldTask, compareTaskEvents, isTerminal, type TaskRecord } from "../shared/task-fold";
-import type { TaskEvent } from "../shared/wire";
+import { compareTaskEvents, foldAttempts, foldPayload, foldTask, isTerminal, type TaskRecord } from "../shared/task-fold";
+import { traceKeyOf, type TaskEvent } from "../shared/wire";
+import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
+import type { IndexedTask, IndexReport, IngestResult, WorkerChange } from "./contracts";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
-import { AnomalyWatch, type WorkerChange } from "./anomaly-watch";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
-/** What a TraceGraph reports to the index: its summary and the tasks that changed since last time. */
-export interface TraceReport {
-  summary: TraceSummary;
-  tasks: { task_id: string; name: string | null; state: string; runtime_ms: number | null; finished_at: number | null; worker: string | null }[];
-  /** Anomalies opened or resolved since the last report. */
-  anomalies: Anomaly[];
-}
+export type { IngestResult } from "./contracts";
 
-export interface IngestResult {
-  accepted: number;
-  duplicates: number;
-}
-
-const SUMMARY_INTERVAL_S = 1;
 /** Largest snapshot: about 10 MB of JSON, well under the RPC and response limits. */
 export const MAX_SNAPSHOT_TASKS = 20_000;
+/** Write-ahead slots: batches accepted since the last flush. The flush runs before the ring is full. */
+const LOG_SLOTS = 64;
+/** Tasks held in memory before a flush is forced, whatever the interval. */
+const MAX_PENDING_TASKS = 5_000;
+/** After a failed index report, try again this much later (seconds). */
+const REPORT_RETRY_S = 5;
+/** Trace ids per retention row (a row must stay well under SQLite's 2 MB value limit). */
+const RETENTION_CHUNK = 2_000;
+const DAY_S = 86_400;
 
 const MIGRATIONS = [
+  // v1, v2: the one-object-per-trace layout (before shards). Kept so that objects written then
+  // migrate in place (v3); a new object runs all three on empty tables.
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
    CREATE TABLE events (id TEXT PRIMARY KEY, task_id TEXT NOT NULL, body TEXT NOT NULL);
    CREATE INDEX events_by_task ON events (task_id);
@@ -40,7 +40,6 @@ const MIGRATIONS = [
      worker TEXT, started_at REAL, finished_at REAL, PRIMARY KEY (task_id, retries, delivery));
    CREATE TABLE deadlines (key TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT, due_at REAL NOT NULL);
    CREATE INDEX tasks_unreported ON tasks (reported) WHERE reported = 0;`,
-  // Anomaly detection: anomalies (open and resolved), worker outages, watch deadlines by time.
   `CREATE TABLE anomalies (
      id TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT NOT NULL, task_name TEXT, since REAL NOT NULL,
      detected_at REAL NOT NULL, resolved_at REAL, explanation TEXT NOT NULL, fix TEXT NOT NULL,
@@ -50,22 +49,126 @@ const MIGRATIONS = [
    CREATE TABLE outages (host TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (host, kind, ts));
    CREATE INDEX tasks_by_worker ON tasks (worker, state);
    CREATE INDEX deadlines_by_due ON deadlines (due_at);`,
+  // v3: trace shards. Every table is keyed by trace id. A task's events live in its row (one row
+  // written per flush that touches the task: rows written are the bill), secondary indexes only
+  // where a query needs one, partial where most rows never enter them (a task that is finished
+  // when it is written has no watch). A per-trace object's single trace becomes the one trace of
+  // the shard-shaped schema.
+  `CREATE TABLE tasks_v3 (
+     trace_id TEXT NOT NULL, task_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, parent_id TEXT, worker TEXT,
+     published_at REAL, started_at REAL, finished_at REAL, runtime_ms REAL, touched_at REAL NOT NULL,
+     watch_kind TEXT, due_at REAL, record TEXT NOT NULL, events TEXT NOT NULL,
+     PRIMARY KEY (trace_id, task_id)) WITHOUT ROWID;
+   INSERT INTO tasks_v3
+     SELECT m.value, t.task_id, t.name, t.state, t.parent_id, t.worker, t.published_at, t.started_at, t.finished_at, t.runtime_ms,
+            COALESCE((SELECT CAST(value AS REAL) FROM meta WHERE key = 'updated_at'), unixepoch()), d.kind, d.due_at, t.record,
+            (SELECT json_group_array(json(e.body)) FROM events e WHERE e.task_id = t.task_id)
+     FROM tasks t JOIN meta m ON m.key = 'trace_id' LEFT JOIN deadlines d ON d.key = 'watch:' || t.task_id;
+   DROP TABLE tasks; DROP TABLE events; DROP TABLE attempts;
+   ALTER TABLE tasks_v3 RENAME TO tasks;
+   CREATE INDEX tasks_watched ON tasks (due_at) WHERE due_at IS NOT NULL;
+
+   CREATE TABLE anomalies_v3 (
+     trace_id TEXT NOT NULL, id TEXT PRIMARY KEY, kind TEXT NOT NULL, task_id TEXT NOT NULL, task_name TEXT, since REAL NOT NULL,
+     detected_at REAL NOT NULL, resolved_at REAL, explanation TEXT NOT NULL, fix TEXT NOT NULL, reported INTEGER NOT NULL DEFAULT 0);
+   INSERT INTO anomalies_v3 SELECT m.value, a.id, a.kind, a.task_id, a.task_name, a.since, a.detected_at, a.resolved_at, a.explanation, a.fix, a.reported
+     FROM anomalies a JOIN meta m ON m.key = 'trace_id';
+   DROP TABLE anomalies;
+   ALTER TABLE anomalies_v3 RENAME TO anomalies;
+   CREATE INDEX anomalies_by_trace ON anomalies (trace_id, detected_at);
+   CREATE INDEX anomalies_open ON anomalies (trace_id) WHERE resolved_at IS NULL;
+   CREATE INDEX anomalies_unreported ON anomalies (reported) WHERE reported = 0;
+
+   CREATE TABLE outages_v3 (trace_id TEXT NOT NULL, host TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL,
+     PRIMARY KEY (trace_id, host, kind, ts)) WITHOUT ROWID;
+   INSERT INTO outages_v3 SELECT m.value, o.host, o.kind, o.ts FROM outages o JOIN meta m ON m.key = 'trace_id';
+   DROP TABLE outages;
+   ALTER TABLE outages_v3 RENAME TO outages;
+
+   CREATE TABLE deadlines_v3 (key TEXT PRIMARY KEY, kind TEXT NOT NULL, trace_id TEXT, due_at REAL NOT NULL);
+   INSERT INTO deadlines_v3 SELECT 'graph_check:' || m.value, 'graph_check', m.value, d.due_at
+     FROM deadlines d JOIN meta m ON m.key = 'trace_id' WHERE d.key = 'graph_check';
+   DROP TABLE deadlines;
+   ALTER TABLE deadlines_v3 RENAME TO deadlines;
+   CREATE INDEX deadlines_by_due ON deadlines (due_at);
+
+   CREATE TABLE log (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, events TEXT NOT NULL);
+   CREATE TABLE retention (day INTEGER NOT NULL, chunk INTEGER NOT NULL, trace_ids TEXT NOT NULL, PRIMARY KEY (day, chunk));
+   INSERT INTO retention SELECT CAST(unixepoch() / 86400 AS INTEGER), 0, json_array(value) FROM meta WHERE key = 'trace_id';
+   INSERT INTO deadlines SELECT 'retention:' || CAST(unixepoch() / 86400 AS INTEGER), 'retention', NULL, (CAST(unixepoch() / 86400 AS INTEGER) + 1) * 86400
+     FROM meta WHERE key = 'trace_id';
+   CREATE TABLE live_seq (trace_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+   INSERT INTO live_seq SELECT t.value, CAST(s.value AS INTEGER) FROM meta t JOIN meta s ON t.key = 'trace_id' AND s.key = 'seq';
+   DELETE FROM meta;`,
 ];
 
+/** A task whose events changed since the last flush: held in memory, its events in the write-ahead log. */
+interface PendingTask {
+  trace_id: string;
+  task_id: string;
+  events: TaskEvent[];
+  ids: Set<string>;
+  /** The folded record before this flush's changes (the stored row's), for live structure checks. */
+  stored: string | null;
+  record: TaskRecord;
+  watch: Watch | null;
+}
+
+const keyOf = (traceId: string, taskId: string) => `${traceId}\u0000${taskId}`;
+
+/** SQLite's BINARY order of TEXT (UTF-8 bytes, i.e. code points), not JS's UTF-16 order. */
+function compareBinary(a: string, b: string): number {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (code points above U+FFFF) sort after U+E000..U+FFFF in code-point order.
+    if (x >= 0xd800) x = x < 0xe000 ? x + 0x2000 : x - 0x800;
+    if (y >= 0xd800) y = y < 0xe000 ? y + 0x2000 : y - 0x800;
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
 /**
- * One Celery workflow (trace): its events, task records and attempts in SQLite.
- * Invariants: events are applied idempotently (dedupe by event id) and order-independently (each
- * touched task is re-folded from all of its events); one alarm, derived from `deadlines`.
+ * A shard of Celery traces (or, with `TRACE_SHARDS=0`, one trace): their task records, events and
+ * anomalies in SQLite, every table keyed by trace id.
+ *
+ * Invariants:
+ * - events are applied idempotently (dedupe by event id, exact) and order-independently (each
+ *   touched task is re-folded from all of its events);
+ * - an accepted batch is durable before `ingest` returns: it is one row of the write-ahead `log`;
+ *   the touched tasks are folded in memory at once (live deltas, anomalies) and written as rows
+ *   at the next flush (every `FLUSH_INTERVAL_S`, before any read, or when memory fills), so a task
+ *   whose events arrive in several batches is usually written once;
+ * - each flush reports every changed trace to the index in one call;
+ * - one alarm, the earliest of: the next flush, a task's watch (`tasks.due_at`), a trace's graph
+ *   check or a day's retention sweep (`deadlines`).
  */
 export class TraceGraph extends DurableObject<Env> {
   protected sql: Sql;
-  /** Write-through caches of hot meta values (a Durable Object is single-threaded). */
-  private metaCache = new Map<string, string | null>();
-  private alarmAt: number | null | undefined;
-  private retentionSetAt = 0;
-  private summaryScheduled = false;
-  private outagesCache: Outage[] | undefined;
   protected readonly anomalies: AnomalyWatch;
+  /** Tasks changed since the last flush, by trace + task. */
+  private pending = new Map<string, PendingTask>();
+  private pendingTraces = new Set<string>();
+  /** Traces flushed but not yet reported to the index (kept until the index has them). */
+  private unreportedTraces = new Set<string>();
+  private unreportedTasks = new Map<string, IndexedTask>();
+  private logSeq = 0;
+  private flushedSeq = 0;
+  private flushAt: number | null = null;
+  private reportRetryAt: number | null = null;
+  private alarmAt: number | null | undefined;
+  /** Traces that have worker outages recorded (rare): others fold with none, without a query. */
+  private outageTraces: Set<string> | undefined;
+  private outagesCache = new Map<string, Outage[]>();
+  /** The retention row trace ids are appended to, and the traces already in today's rows. */
+  private retentionDay = -1;
+  private retentionChunk = 0;
+  private retentionCount = 0;
+  private retainedToday = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -74,7 +177,14 @@ export class TraceGraph extends DurableObject<Env> {
       fleet: () => this.env.FLEET.getByName(FLEET_NAME),
       index: () => this.env.INDEX.getByName(INDEX_NAME),
     });
-    ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+    ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage.sql, MIGRATIONS);
+      this.recover();
+    });
+  }
+
+  private get flushIntervalS(): number {
+    return numberVar(this.env.FLUSH_INTERVAL_S, 1);
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
@@ -82,215 +192,426 @@ export class TraceGraph extends DurableObject<Env> {
     return this.sql.meter();
   }
 
-  private meta(key: string): string | null {
-    if (this.metaCache.has(key)) return this.metaCache.get(key) ?? null;
-    const value = this.sql<{ value: string }>`SELECT value FROM meta WHERE key = ${key}`.toArray()[0]?.value ?? null;
-    this.metaCache.set(key, value);
-    return value;
-  }
+  // ---- write path ----
 
-  private setMeta(key: string, value: string | number): void {
-    this.metaCache.set(key, String(value));
-    this.sql`INSERT INTO meta (key, value) VALUES (${key}, ${String(value)})
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
-  }
-
-  private get traceId(): string {
-    return this.meta("trace_id") ?? "";
-  }
-
-  private get seq(): number {
-    return Number(this.meta("seq") ?? 0);
-  }
-
-  /**
-   * Applies a batch of task events of this trace. Duplicates (same event id) are counted, not applied.
-   * Sends one delta frame to live sockets and reports to the index at most about once a second.
-   */
-  async ingest(traceId: string, events: TaskEvent[] | string): Promise<IngestResult> {
-    // The Worker sends the validated batch as one JSON string: cheaper over RPC than objects, and
-    // exactly what SQLite's json_each wants.
-    const eventsJson = typeof events === "string" ? events : JSON.stringify(events);
-    const firstIngest = this.meta("trace_id") === null;
-    if (firstIngest) this.setMeta("trace_id", traceId);
-    // One statement for the whole batch; RETURNING yields only the events that were new.
-    const inserted = this.sql<{ task_id: string }>`
-      INSERT OR IGNORE INTO events (id, task_id, body)
-      SELECT value ->> '$.id', value ->> '$.task_id', value FROM json_each(${eventsJson}) WHERE true
-      RETURNING task_id`.toArray();
-    const total = typeof events === "string" ? this.sql<{ n: number }>`SELECT json_array_length(${eventsJson}) AS n`.one().n : events.length;
-    const accepted = inserted.length;
-    if (accepted === 0) return { accepted, duplicates: total };
-    const touched = [...new Set(inserted.map((r) => r.task_id))];
-
-    // Only live viewers need to know whether the graph's shape changed; skip the extra read otherwise.
-    const watched = this.ctx.getWebSockets().length > 0;
-    const before = watched ? this.recordsOf(touched) : new Map<string, TaskRecord>();
-    const changed = this.refoldTasks(touched);
-    const structureChanged =
-      watched &&
-      changed.some((record) => {
-        const previous = before.get(record.task_id);
-        return (
-          !previous ||
-          previous.chain.length !== record.chain.length ||
-          previous.group_id !== record.group_id ||
-          previous.parent_id !== record.parent_id ||
-          previous.chord_callback_id !== record.chord_callback_id
-        );
-      });
-    await this.afterChange(changed, structureChanged, firstIngest);
-    return { accepted, duplicates: total - accepted };
-  }
-
-  /**
-   * After tasks were re-folded: anomalies and watches follow the new states, one delta goes to live
-   * sockets, and the index hears of it (at once for new anomalies, else coalesced to ~1/s).
-   */
-  private async afterChange(changed: TaskRecord[], structureChanged: boolean, reportNow = false): Promise<void> {
+  /** After a restart: batches accepted but not yet flushed are replayed from the log into memory. */
+  private recover(): void {
+    this.flushedSeq = Number(this.sql<{ value: string }>`SELECT value FROM meta WHERE key = 'flushed_seq'`.toArray()[0]?.value ?? 0);
+    const rows = this.sql<{ seq: number; events: string }>`SELECT seq, events FROM log ORDER BY seq`.toArray();
+    this.logSeq = Math.max(this.flushedSeq, ...rows.map((r) => r.seq));
+    const unflushed = rows.filter((r) => r.seq > this.flushedSeq);
+    if (unflushed.length === 0) return;
     const now = Date.now() / 1000;
-    const anomaliesChanged = this.anomalies.onRecords(changed, now);
-    const seq = this.seq + 1;
-    this.setMeta("seq", seq);
-    this.broadcastDelta(seq, changed, structureChanged);
-    if (reportNow || anomaliesChanged || this.summaryDue()) await this.reportToIndex();
-    else if (!this.summaryScheduled) {
-      this.scheduleDeadline("summary", "summary", null, Number(this.meta("reported_at") ?? 0) + SUMMARY_INTERVAL_S);
-      this.summaryScheduled = true;
+    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now);
+    this.flushAt = now; // flush at the first alarm
+  }
+
+  /**
+   * Applies a batch of task events of any traces of this shard (as JSON: cheaper over RPC than
+   * objects). Duplicates (same event id) are counted, not applied. Live viewers of a touched trace
+   * get one delta frame; the index hears of the traces at the next flush.
+   */
+  async ingest(eventsJson: string): Promise<IngestResult> {
+    const events = JSON.parse(eventsJson) as TaskEvent[];
+    const now = Date.now() / 1000;
+    const { accepted, changed, anomaliesChanged } = this.absorb(events, now);
+    if (accepted.length === 0) return { accepted: 0, duplicates: events.length };
+    // Durable before the answer: the accepted events are one row of the ring.
+    this.logSeq++;
+    this.sql`INSERT OR REPLACE INTO log (slot, seq, events) VALUES (${this.logSeq % LOG_SLOTS}, ${this.logSeq}, ${JSON.stringify(accepted)})`;
+    await this.afterChange(changed, now, anomaliesChanged);
+    return { accepted: accepted.length, duplicates: events.length - accepted.length };
+  }
+
+  /**
+   * Folds new events into the pending tasks: loads each touched task's stored events once, drops
+   * events already seen, re-folds what changed. Returns the accepted events and the changed tasks.
+   */
+  private absorb(events: TaskEvent[], now: number): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean } {
+    const missing: [string, string][] = [];
+    const seenKeys = new Set<string>();
+    for (const e of events) {
+      const key = keyOf(traceKeyOf(e), e.task_id);
+      if (!this.pending.has(key) && !seenKeys.has(key)) {
+        seenKeys.add(key);
+        missing.push([traceKeyOf(e), e.task_id]);
+      }
     }
-    this.ensureRetention();
+    if (missing.length) this.load(missing);
+    const accepted: TaskEvent[] = [];
+    const touched = new Map<string, PendingTask>();
+    for (const e of events) {
+      const traceId = traceKeyOf(e);
+      const key = keyOf(traceId, e.task_id);
+      let task = this.pending.get(key);
+      if (!task) {
+        task = { trace_id: traceId, task_id: e.task_id, events: [], ids: new Set(), stored: null, record: foldTask(e.task_id, []), watch: null };
+        this.pending.set(key, task);
+      }
+      if (task.ids.has(e.id)) continue;
+      task.ids.add(e.id);
+      task.events.push(e);
+      accepted.push(e);
+      touched.set(key, task);
+    }
+    const changed = [...touched.values()];
+    const anomaliesChanged = this.refold(changed, now);
+    return { accepted, changed, anomaliesChanged };
+  }
+
+  /** Reads stored tasks into the pending set (their events and record), one statement for all. */
+  private load(keys: [string, string][]): void {
+    const rows = this.sql<{ trace_id: string; task_id: string; events: string; record: string }>`
+      SELECT trace_id, task_id, events, record FROM tasks
+      WHERE (trace_id, task_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(keys)}))`.toArray();
+    for (const row of rows) {
+      const events = JSON.parse(row.events) as TaskEvent[];
+      const record = JSON.parse(row.record) as TaskRecord;
+      this.pending.set(keyOf(row.trace_id, row.task_id), {
+        trace_id: row.trace_id,
+        task_id: row.task_id,
+        events,
+        ids: new Set(events.map((e) => e.id)),
+        stored: row.record,
+        record,
+        watch: null,
+      });
+    }
+  }
+
+  /** Re-folds tasks from all of their events; anomalies and watches follow the new states. */
+  private refold(tasks: PendingTask[], now: number): boolean {
+    const byTrace = new Map<string, PendingTask[]>();
+    for (const task of tasks) {
+      task.record = foldTask(task.task_id, task.events, this.outagesOf(task.trace_id));
+      this.pendingTraces.add(task.trace_id);
+      const list = byTrace.get(task.trace_id);
+      if (list) list.push(task);
+      else byTrace.set(task.trace_id, [task]);
+    }
+    let anomaliesChanged = false;
+    for (const [traceId, list] of byTrace) {
+      const { changed, watches } = this.anomalies.onRecords(
+        traceId,
+        list.map((t) => t.record),
+        now,
+      );
+      list.forEach((t, i) => (t.watch = watches[i] ?? null));
+      anomaliesChanged ||= changed;
+    }
+    return anomaliesChanged;
+  }
+
+  /**
+   * After tasks changed: live viewers of their traces get one delta each (their traces are flushed
+   * first, so the summary they see is current), and the next flush is scheduled.
+   */
+  private async afterChange(changed: PendingTask[], now: number, anomaliesChanged: boolean): Promise<void> {
+    const watched = [...new Set(changed.map((t) => t.trace_id))].filter((id) => this.ctx.getWebSockets(id).length > 0);
+    if (watched.length) {
+      const byTrace = new Map(watched.map((id) => [id, changed.filter((t) => t.trace_id === id)]));
+      const structure = new Map(
+        [...byTrace].map(([id, tasks]) => [
+          id,
+          tasks.some((t) => {
+            const previous = t.stored === null ? null : (JSON.parse(t.stored) as TaskRecord);
+            const record = t.record;
+            return (
+              !previous ||
+              previous.chain.length !== record.chain.length ||
+              previous.group_id !== record.group_id ||
+              previous.parent_id !== record.parent_id ||
+              previous.chord_callback_id !== record.chord_callback_id
+            );
+          }),
+        ]),
+      );
+      this.materialize(now);
+      for (const [traceId, tasks] of byTrace) this.broadcastDelta(traceId, tasks.map((t) => t.record), structure.get(traceId) ?? false);
+    }
+    const full = this.pending.size >= MAX_PENDING_TASKS || this.logSeq - this.flushedSeq >= LOG_SLOTS - 1;
+    // An anomaly that opened or resolved is reported at once (rare, and what the dashboard is for).
+    if (full || anomaliesChanged || this.flushIntervalS === 0) await this.flush();
+    else {
+      if (this.pending.size > 0 || this.unreportedTraces.size > 0) this.flushAt ??= now + this.flushIntervalS;
+      await this.rearmAlarm();
+    }
+  }
+
+  /** Worker outages recorded in a trace (cold shutdowns, heartbeat losses, restarts). */
+  private outagesOf(traceId: string): Outage[] {
+    this.outageTraces ??= new Set(this.sql<{ trace_id: string }>`SELECT DISTINCT trace_id FROM outages`.toArray().map((r) => r.trace_id));
+    if (!this.outageTraces.has(traceId)) return [];
+    let list = this.outagesCache.get(traceId);
+    if (!list) {
+      list = this.sql<{ host: string; kind: string; ts: number }>`SELECT host, kind, ts FROM outages WHERE trace_id = ${traceId}`
+        .toArray()
+        .map((o) => ({ host: o.host, kind: o.kind as Outage["kind"], ts: o.ts }));
+      this.outagesCache.set(traceId, list);
+    }
+    return list;
+  }
+
+  /**
+   * The Fleet's news of a worker that has tasks in these traces: a cold shutdown, heartbeat loss or
+   * restart ends its running tasks (INTERRUPTED / LOST); `back` (heartbeats resumed, same process)
+   * takes a loss back.
+   */
+  async workerChanged(change: WorkerChange, traceIds: string[]): Promise<{ affected: number }> {
+    const now = Date.now() / 1000;
+    this.materialize(now);
+    const ids = JSON.stringify(traceIds);
+    const rows = this.sql<{ trace_id: string; task_id: string }>`
+      SELECT trace_id, task_id FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))
+        AND worker = ${change.host} AND state IN ('STARTED', 'INTERRUPTED', 'LOST')`.toArray();
+    const known = [...new Set(rows.map((r) => r.trace_id))];
+    if (change.kind === "back") this.sql`DELETE FROM outages WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND host = ${change.host} AND kind = 'lost'`;
+    else
+      this.sql`INSERT OR IGNORE INTO outages (trace_id, host, kind, ts)
+               SELECT value, ${change.host}, ${change.kind}, ${change.ts} FROM json_each(${JSON.stringify(known)})`;
+    this.outageTraces = undefined;
+    this.outagesCache.clear();
+    if (rows.length === 0) return { affected: 0 };
+    this.load(rows.map((r) => [r.trace_id, r.task_id]));
+    const tasks = rows.map((r) => this.pending.get(keyOf(r.trace_id, r.task_id))!);
+    await this.afterChange(tasks, now, this.refold(tasks, now));
+    return { affected: rows.length };
+  }
+
+  /**
+   * Writes every pending task's row (one statement), marks the log flushed and notes the traces
+   * for retention. Synchronous: no other call can interleave, and the writes commit together.
+   */
+  private materialize(now: number): void {
+    if (this.pending.size === 0) return;
+    const rows: unknown[] = [];
+    for (const t of this.pending.values()) {
+      const r = t.record;
+      rows.push({
+        a: t.trace_id, b: t.task_id, c: r.name, d: r.state, e: r.parent_id, f: r.worker, g: r.published_at, h: r.started_at,
+        i: r.finished_at, j: r.runtime_ms, k: t.watch?.kind ?? null, l: t.watch?.due_at ?? null, m: r, n: t.events,
+      });
+      this.unreportedTasks.set(keyOf(t.trace_id, t.task_id), {
+        trace_id: t.trace_id, task_id: t.task_id, name: r.name, state: r.state, runtime_ms: r.runtime_ms, finished_at: r.finished_at, worker: r.worker,
+      });
+    }
+    // jsonb: parsed once, not once per ->> (measured 0.45 → 0.2 ms for 20 records in workerd).
+    this.sql`
+      INSERT INTO tasks (trace_id, task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms,
+                         touched_at, watch_kind, due_at, record, events)
+      SELECT value ->> 'a', value ->> 'b', value ->> 'c', value ->> 'd', value ->> 'e', value ->> 'f', value ->> 'g', value ->> 'h',
+             value ->> 'i', value ->> 'j', ${now}, value ->> 'k', value ->> 'l', json(value -> 'm'), json(value -> 'n')
+      FROM jsonb_each(jsonb(${JSON.stringify(rows)})) WHERE true
+      ON CONFLICT (trace_id, task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
+        worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, touched_at = excluded.touched_at,
+        watch_kind = excluded.watch_kind, due_at = excluded.due_at, record = excluded.record, events = excluded.events`;
+    if (this.logSeq > this.flushedSeq) {
+      this.flushedSeq = this.logSeq;
+      this.sql`INSERT INTO meta (key, value) VALUES ('flushed_seq', ${String(this.flushedSeq)})
+               ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+    }
+    this.retain([...this.pendingTraces], now);
+    for (const id of this.pendingTraces) this.unreportedTraces.add(id);
+    this.pending.clear();
+    this.pendingTraces.clear();
+  }
+
+  /**
+   * Retention per trace: each day's touched traces are listed in a few rows; a day's sweep, due
+   * RETENTION_DAYS after it ends, deletes the listed traces that have not been touched since.
+   */
+  private retain(traceIds: string[], now: number): void {
+    const day = Math.floor(now / DAY_S);
+    if (day !== this.retentionDay) {
+      this.retentionDay = day;
+      this.retainedToday.clear();
+      const last = this.sql<{ chunk: number; n: number }>`
+        SELECT chunk, json_array_length(trace_ids) AS n FROM retention WHERE day = ${day} ORDER BY chunk DESC LIMIT 1`.toArray()[0];
+      this.retentionChunk = last?.chunk ?? 0;
+      this.retentionCount = last?.n ?? 0;
+      if (!last) {
+        const due = (day + 1) * DAY_S + numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
+        this.sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${"retention:" + day}, 'retention', NULL, ${due})`;
+      }
+    }
+    const fresh = traceIds.filter((id) => !this.retainedToday.has(id));
+    if (fresh.length === 0) return;
+    for (const id of fresh) this.retainedToday.add(id);
+    for (let i = 0; i < fresh.length; ) {
+      if (this.retentionCount >= RETENTION_CHUNK) {
+        this.retentionChunk++;
+        this.retentionCount = 0;
+      }
+      const part = fresh.slice(i, i + RETENTION_CHUNK - this.retentionCount);
+      i += part.length;
+      this.retentionCount += part.length;
+      this.sql`INSERT INTO retention (day, chunk, trace_ids) VALUES (${day}, ${this.retentionChunk}, ${JSON.stringify(part)})
+               ON CONFLICT (day, chunk) DO UPDATE SET trace_ids = (
+                 SELECT json_group_array(value) FROM (
+                   SELECT value FROM json_each(retention.trace_ids) UNION ALL SELECT value FROM json_each(excluded.trace_ids)))`;
+    }
+  }
+
+  /** Writes what is pending and reports every changed trace to the index in one call. */
+  async flush(): Promise<void> {
+    const now = Date.now() / 1000;
+    this.materialize(now);
+    this.flushAt = null;
+    await this.reportToIndex(now);
     await this.rearmAlarm();
   }
 
-  /** Worker outages recorded in this trace (cold shutdowns, heartbeat losses, restarts). */
-  private outages(): Outage[] {
-    this.outagesCache ??= this.sql<{ host: string; kind: string; ts: number }>`SELECT host, kind, ts FROM outages`
-      .toArray()
-      .map((o) => ({ host: o.host, kind: o.kind as Outage["kind"], ts: o.ts }));
-    return this.outagesCache;
-  }
-
-  /**
-   * The Fleet's news of a worker of this trace: a cold shutdown, heartbeat loss or restart ends its
-   * running tasks (INTERRUPTED / LOST); `back` (heartbeats resumed, same process) takes a loss back.
-   */
-  async workerChanged(change: WorkerChange): Promise<{ affected: number }> {
-    if (this.meta("trace_id") === null) return { affected: 0 };
-    if (change.kind === "back") this.sql`DELETE FROM outages WHERE host = ${change.host} AND kind = 'lost'`;
-    else this.sql`INSERT OR IGNORE INTO outages (host, kind, ts) VALUES (${change.host}, ${change.kind}, ${change.ts})`;
-    this.outagesCache = undefined;
-    const ids = this.sql<{ task_id: string }>`
-      SELECT task_id FROM tasks WHERE worker = ${change.host} AND state IN ('STARTED', 'INTERRUPTED', 'LOST')`
-      .toArray()
-      .map((r) => r.task_id);
-    if (ids.length === 0) return { affected: 0 };
-    await this.afterChange(this.refoldTasks(ids), false);
-    return { affected: ids.length };
-  }
-
-  private taskEvents(taskId: string): TaskEvent[] {
-    return this.sql<{ body: string }>`SELECT body FROM events WHERE task_id = ${taskId}`
-      .toArray()
-      .map((row) => JSON.parse(row.body) as TaskEvent);
-  }
-
-  private recordsOf(taskIds: string[]): Map<string, TaskRecord> {
-    const rows = this.sql<{ task_id: string; record: string }>`
-      SELECT task_id, record FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`.toArray();
-    return new Map(rows.map((r) => [r.task_id, JSON.parse(r.record) as TaskRecord]));
-  }
-
-  /**
-   * Re-derives the rows (and attempts) of these tasks from all of their events: one read and one
-   * write for the whole set, so a 100-event batch costs a handful of statements.
-   */
-  protected refoldTasks(taskIds: string[]): TaskRecord[] {
-    const eventsByTask = new Map<string, TaskEvent[]>(taskIds.map((id) => [id, []]));
-    for (const row of this.sql<{ task_id: string; body: string }>`
-      SELECT task_id, body FROM events WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`)
-      eventsByTask.get(row.task_id)?.push(JSON.parse(row.body) as TaskEvent);
-    const records: TaskRecord[] = [];
-    const attempts: unknown[] = [];
-    const outages = this.outages();
-    for (const [taskId, events] of eventsByTask) {
-      const record = foldTask(taskId, events, outages);
-      records.push(record);
-      if (record.attempt_count > 1 || events.some((e) => e.retries))
-        for (const a of foldAttempts(events.sort(compareTaskEvents)))
-          attempts.push({ task_id: taskId, retries: a.retries, delivery: a.delivery, state: a.state, worker: a.worker, started_at: a.started_at, finished_at: a.finished_at });
-    }
-    // reported = 0 puts the task in the next report to the index (the outbox is this column).
-    // jsonb: parsed once, not once per ->> (measured 0.45 → 0.2 ms for 20 records in workerd).
-    this.sql`
-      INSERT INTO tasks (task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms, record, reported)
-      SELECT value ->> '$.task_id', value ->> '$.name', value ->> '$.state', value ->> '$.parent_id', value ->> '$.worker',
-             value ->> '$.published_at', value ->> '$.started_at', value ->> '$.finished_at', value ->> '$.runtime_ms', json(value), 0
-      FROM jsonb_each(jsonb(${JSON.stringify(records)})) WHERE true
-      ON CONFLICT (task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
-        worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
-        finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, record = excluded.record, reported = 0`;
-    if (attempts.length)
-      this.sql`
-        INSERT OR REPLACE INTO attempts (task_id, retries, delivery, state, worker, started_at, finished_at)
-        SELECT value ->> '$.task_id', value ->> '$.retries', value ->> '$.delivery', value ->> '$.state', value ->> '$.worker',
-               value ->> '$.started_at', value ->> '$.finished_at'
-        FROM jsonb_each(jsonb(${JSON.stringify(attempts)}))`;
-    return records;
-  }
-
-  /**
-   * The task records in publish order (`published_at IS NULL, published_at, task_id`), at most `limit`.
-   * SQLite's sorter copies every whole record (10,000 tasks: ~10 MB, 40–90 ms), so when all rows are
-   * wanted they are read unsorted and ordered here by the same keys. (For a cut of a larger trace,
-   * sorting only rowids in SQL and then reading the kept records measured no faster: 90 ms either
-   * way for 20,000 of 100,000, the scan dominates.)
-   */
-  private records(limit = Number.MAX_SAFE_INTEGER): TaskRecord[] {
-    // SQLite's BINARY order of TEXT (UTF-8 bytes, i.e. code points), not JS's UTF-16 order.
-    const compareBinary = (a: string, b: string): number => {
-      if (a === b) return 0;
-      const n = Math.min(a.length, b.length);
-      for (let i = 0; i < n; i++) {
-        let x = a.charCodeAt(i);
-        let y = b.charCodeAt(i);
-        if (x === y) continue;
-        // Surrogates (code points above U+FFFF) sort after U+E000..U+FFFF in code-point order.
-        if (x >= 0xd800) x = x < 0xe000 ? x + 0x2000 : x - 0x800;
-        if (y >= 0xd800) y = y < 0xe000 ? y + 0x2000 : y - 0x800;
-        return x - y;
+  /** One report for all traces changed since the last one: summaries, tasks and anomalies. */
+  private async reportToIndex(now: number): Promise<void> {
+    const anomalies = this.anomalies.unreported();
+    if (this.unreportedTraces.size === 0 && anomalies.length === 0) return;
+    // A trace whose anomalies changed is re-summarized too (its anomaly count is in the list).
+    for (const a of anomalies) this.unreportedTraces.add(a.trace_id);
+    const traceIds = [...this.unreportedTraces];
+    const tasks = [...this.unreportedTasks.values()];
+    const report: IndexReport = { traces: this.summariesOf(traceIds, now), tasks, anomalies };
+    this.unreportedTraces.clear();
+    this.unreportedTasks.clear();
+    try {
+      await this.env.INDEX.getByName(INDEX_NAME).report(report);
+      this.reportRetryAt = null;
+    } catch (err) {
+      // Kept for the next flush: the index may be restarting. Newer changes win over these.
+      console.warn(`trace graph: the index did not take a report of ${traceIds.length} traces; retrying`, err);
+      for (const id of traceIds) this.unreportedTraces.add(id);
+      for (const t of tasks) {
+        const key = keyOf(t.trace_id, t.task_id);
+        if (!this.unreportedTasks.has(key)) this.unreportedTasks.set(key, t);
       }
-      return a.length - b.length;
-    };
-    const total = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n;
+      this.anomalies.unsent(anomalies);
+      this.reportRetryAt = now + REPORT_RETRY_S;
+    }
+  }
+
+  /** Summaries of these traces from SQL (five statements however many traces): cheap on 100,000-task traces. */
+  protected summariesOf(traceIds: string[], now: number): TraceSummary[] {
+    if (traceIds.length === 0) return [];
+    const ids = JSON.stringify(traceIds);
+    const counts = new Map<string, Map<string, number>>();
+    for (const row of this.sql<{ trace_id: string; state: string; n: number }>`
+      SELECT trace_id, state, COUNT(*) AS n FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) GROUP BY trace_id, state`) {
+      const m = counts.get(row.trace_id) ?? new Map<string, number>();
+      m.set(row.state, row.n);
+      counts.set(row.trace_id, m);
+    }
+    const times = new Map(
+      this.sql<{ trace_id: string; started: number | null; finished: number | null; touched: number }>`
+        SELECT trace_id, MIN(COALESCE(published_at, started_at)) AS started, MAX(finished_at) AS finished, MAX(touched_at) AS touched
+        FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) GROUP BY trace_id`
+        .toArray()
+        .map((r) => [r.trace_id, r]),
+    );
+    const roots = new Map(
+      this.sql<{ trace_id: string; task_id: string; name: string | null }>`
+        SELECT trace_id, task_id, name FROM (
+          SELECT trace_id, task_id, name, ROW_NUMBER() OVER (
+            PARTITION BY trace_id ORDER BY (task_id = trace_id) DESC, (parent_id IS NULL) DESC, published_at ASC) AS rn
+          FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))) WHERE rn = 1`
+        .toArray()
+        .map((r) => [r.trace_id, r]),
+    );
+    const workers = new Map<string, string[]>();
+    for (const row of this.sql<{ trace_id: string; worker: string }>`
+      SELECT DISTINCT trace_id, worker FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND worker IS NOT NULL ORDER BY trace_id, worker`) {
+      const list = workers.get(row.trace_id) ?? [];
+      if (list.length < 50) list.push(row.worker);
+      workers.set(row.trace_id, list);
+    }
+    const names = new Map<string, string[]>();
+    for (const row of this.sql<{ trace_id: string; name: string }>`
+      SELECT DISTINCT trace_id, name FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND name IS NOT NULL ORDER BY trace_id, name`) {
+      const list = names.get(row.trace_id) ?? [];
+      if (list.length < 50) list.push(row.name);
+      names.set(row.trace_id, list);
+    }
+    const summaries: TraceSummary[] = [];
+    for (const traceId of traceIds) {
+      const byState = counts.get(traceId);
+      if (!byState) continue; // deleted by retention meanwhile
+      const total = [...byState.values()].reduce((a, b) => a + b, 0);
+      const countOf = (...states: string[]) => states.reduce((sum, s) => sum + (byState.get(s) ?? 0), 0);
+      const failures = countOf("FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST");
+      const running = countOf("STARTED", "RETRY");
+      const waiting = countOf("PENDING", "RECEIVED", "SCHEDULED");
+      const state: TraceSummary["state"] =
+        running > 0 ? "STARTED" : waiting > 0 ? (waiting === total ? "PENDING" : "RECEIVED") : failures > 0 || countOf("REJECTED") > 0 ? "FAILURE" : countOf("REVOKED") > 0 ? "REVOKED" : "SUCCESS";
+      const t = times.get(traceId);
+      const started = t?.started ?? null;
+      const finishedAt = isTerminal(state) ? (t?.finished ?? null) : null;
+      const root = roots.get(traceId);
+      summaries.push({
+        trace_id: traceId,
+        state,
+        root_task_id: root?.task_id ?? null,
+        root_name: root?.name ?? null,
+        task_count: total,
+        failure_count: failures,
+        started_at: started,
+        updated_at: t?.touched ?? now,
+        finished_at: finishedAt,
+        duration_ms: started !== null && finishedAt !== null ? Math.round((finishedAt - started) * 1000) : null,
+        workers: workers.get(traceId) ?? [],
+        task_names: names.get(traceId) ?? [],
+        anomaly_count: this.anomalies.openCount(traceId),
+      });
+    }
+    return summaries;
+  }
+
+  // ---- read path (every read flushes what is pending first, so it sees every accepted event) ----
+
+  /** Writes the pending tasks of one trace's shard before a read of it. */
+  private readyFor(traceId: string): void {
+    if (this.pendingTraces.has(traceId)) this.materialize(Date.now() / 1000);
+  }
+
+  /**
+   * A trace's task records in publish order (`published_at IS NULL, published_at, task_id`), at
+   * most `limit`. SQLite's sorter copies every whole record (10,000 tasks: ~10 MB, 40–90 ms), so
+   * when all rows are wanted they are read unsorted and ordered here by the same keys.
+   */
+  private records(traceId: string, limit = Number.MAX_SAFE_INTEGER): { records: TaskRecord[]; total: number; touched: number } {
+    const stats = this.sql<{ n: number; touched: number | null }>`
+      SELECT COUNT(*) AS n, MAX(touched_at) AS touched FROM tasks WHERE trace_id = ${traceId}`.one();
+    const total = stats.n;
+    const touched = stats.touched ?? Date.now() / 1000;
     if (total <= limit) {
       const rows = this.sql<{ published_at: number | null; task_id: string; record: string }>`
-        SELECT published_at, task_id, record FROM tasks`.toArray();
+        SELECT published_at, task_id, record FROM tasks WHERE trace_id = ${traceId}`.toArray();
       rows.sort(
         (a, b) =>
           (a.published_at === null ? 1 : 0) - (b.published_at === null ? 1 : 0) ||
           (a.published_at ?? 0) - (b.published_at ?? 0) ||
           compareBinary(a.task_id, b.task_id),
       );
-      return rows.map((r) => JSON.parse(r.record) as TaskRecord);
+      return { records: rows.map((r) => JSON.parse(r.record) as TaskRecord), total, touched };
     }
-    return this.sql<{ record: string }>`SELECT record FROM tasks ORDER BY published_at IS NULL, published_at, task_id LIMIT ${limit}`
+    const records = this.sql<{ record: string }>`
+      SELECT record FROM tasks WHERE trace_id = ${traceId} ORDER BY published_at IS NULL, published_at, task_id LIMIT ${limit}`
       .toArray()
       .map((r) => JSON.parse(r.record) as TaskRecord);
+    return { records, total, touched };
   }
 
-  /** The whole graph, or null when this trace has never received an event. */
-  async snapshot(): Promise<TraceSnapshot | null> {
-    const traceId = this.meta("trace_id");
-    if (traceId === null) return null;
+  /** A trace's whole graph, or null when this object has never received an event of it. */
+  async snapshot(traceId: string): Promise<TraceSnapshot | null> {
+    this.readyFor(traceId);
     // A snapshot is one RPC result and one HTTP body: very large traces are cut to the earliest tasks.
-    const total = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n;
-    const view = buildGraph(this.records(MAX_SNAPSHOT_TASKS));
-    this.decorateNodes(view.nodes);
+    const { records, total, touched } = this.records(traceId, MAX_SNAPSHOT_TASKS);
+    if (total === 0) return null;
+    const view = buildGraph(records);
+    this.anomalies.decorate(traceId, view.nodes);
     return {
       ...(total > MAX_SNAPSHOT_TASKS ? { truncated: { shown: MAX_SNAPSHOT_TASKS, total } } : {}),
       trace_id: traceId,
-      seq: this.seq,
-      summary: summarizeGraph(traceId, view, Number(this.meta("updated_at") ?? Date.now() / 1000), this.anomalyCount()),
+      seq: this.liveSeq(traceId),
+      summary: summarizeGraph(traceId, view, touched, this.anomalies.openCount(traceId)),
       ...view,
     };
   }
@@ -299,32 +620,25 @@ export class TraceGraph extends DurableObject<Env> {
    * The snapshot as the JSON the API answers with: one string crosses the RPC boundary instead of
    * a structured clone of ~10 MB of objects that the Worker would then serialize again.
    */
-  async snapshotJson(): Promise<string | null> {
-    const snapshot = await this.snapshot();
+  async snapshotJson(traceId: string): Promise<string | null> {
+    const snapshot = await this.snapshot(traceId);
     return snapshot && JSON.stringify(snapshot);
   }
 
-  /** Marks nodes that have an open anomaly with its kind. */
-  protected decorateNodes(nodes: TraceSnapshot["nodes"]): void {
-    this.anomalies.decorate(nodes);
-  }
-
-  protected anomalyCount(): number {
-    return this.anomalies.openCount();
-  }
-
-  /** This trace's anomalies, open and resolved, newest first. */
-  async anomalyList(): Promise<Anomaly[]> {
-    return this.meta("trace_id") === null ? [] : this.anomalies.list(this.traceId);
+  /** A trace's anomalies, open and resolved, newest first. */
+  async anomalyList(traceId: string): Promise<Anomaly[]> {
+    return this.anomalies.list(traceId);
   }
 
   /** A task's detail: attempts, timeline, payload, parent and children; null if unknown here. */
-  async task(taskId: string): Promise<TaskDetail | null> {
-    const traceId = this.meta("trace_id");
-    if (traceId === null) return null;
-    const events = this.taskEvents(taskId).sort(compareTaskEvents);
-    const view = buildGraph(this.records());
-    this.decorateNodes(view.nodes);
+  async task(traceId: string, taskId: string): Promise<TaskDetail | null> {
+    this.readyFor(traceId);
+    const row = this.sql<{ events: string }>`SELECT events FROM tasks WHERE trace_id = ${traceId} AND task_id = ${taskId}`.toArray()[0];
+    const events = row ? (JSON.parse(row.events) as TaskEvent[]).sort(compareTaskEvents) : [];
+    const { records } = this.records(traceId);
+    if (records.length === 0) return null;
+    const view = buildGraph(records);
+    this.anomalies.decorate(traceId, view.nodes);
     const node = view.nodes.find((n) => n.id === taskId);
     if (!node) return null;
     const nodesById = new Map(view.nodes.map((n) => [n.id, n]));
@@ -351,84 +665,14 @@ export class TraceGraph extends DurableObject<Env> {
     };
   }
 
-  /** The summary pushed to the index: counts from SQL so it stays cheap on 100,000-task traces. */
-  protected summaryFromTable(): TraceSummary {
-    const traceId = this.traceId;
-    const counts = this.sql<{ state: string; n: number }>`SELECT state, COUNT(*) AS n FROM tasks GROUP BY state`.toArray();
-    const total = counts.reduce((sum, c) => sum + c.n, 0);
-    const countOf = (...states: string[]) => counts.filter((c) => states.includes(c.state)).reduce((s, c) => s + c.n, 0);
-    const times = this.sql<{ started: number | null; finished: number | null; unfinished: number }>`
-      SELECT MIN(COALESCE(published_at, started_at)) AS started, MAX(finished_at) AS finished,
-             SUM(CASE WHEN finished_at IS NULL THEN 1 ELSE 0 END) AS unfinished FROM tasks`.one();
-    const root = this.sql<{ task_id: string; name: string | null }>`
-      SELECT task_id, name FROM tasks ORDER BY (task_id = ${traceId}) DESC, (parent_id IS NULL) DESC, published_at ASC LIMIT 1`.toArray()[0];
-    const workers = this.sql<{ worker: string }>`SELECT DISTINCT worker FROM tasks WHERE worker IS NOT NULL ORDER BY worker LIMIT 50`.toArray();
-    const names = this.sql<{ name: string }>`SELECT DISTINCT name FROM tasks WHERE name IS NOT NULL ORDER BY name LIMIT 50`.toArray();
-    const failures = countOf("FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST");
-    const running = countOf("STARTED", "RETRY");
-    const waiting = countOf("PENDING", "RECEIVED", "SCHEDULED");
-    const state: TraceSummary["state"] =
-      running > 0 ? "STARTED" : waiting > 0 ? (waiting === total ? "PENDING" : "RECEIVED") : failures > 0 || countOf("REJECTED") > 0 ? "FAILURE" : countOf("REVOKED") > 0 ? "REVOKED" : "SUCCESS";
-    const finishedAt = isTerminal(state) ? times.finished : null;
-    return {
-      trace_id: traceId,
-      state,
-      root_task_id: root?.task_id ?? null,
-      root_name: root?.name ?? null,
-      task_count: total,
-      failure_count: failures,
-      started_at: times.started,
-      updated_at: Date.now() / 1000,
-      finished_at: finishedAt,
-      duration_ms: times.started !== null && finishedAt !== null ? Math.round((finishedAt - times.started) * 1000) : null,
-      workers: workers.map((w) => w.worker),
-      task_names: names.map((n) => n.name),
-      anomaly_count: this.anomalyCount(),
-    };
-  }
+  // ---- the alarm ----
 
-  private summaryDue(): boolean {
-    return Date.now() / 1000 - Number(this.meta("reported_at") ?? 0) >= SUMMARY_INTERVAL_S;
-  }
-
-  /** Sends the summary and the tasks changed since the last report to the index. */
-  protected async reportToIndex(): Promise<void> {
-    const now = Date.now() / 1000;
-    this.setMeta("reported_at", now);
-    this.setMeta("updated_at", now);
-    this.sql`DELETE FROM deadlines WHERE key = 'summary'`;
-    this.summaryScheduled = false;
-    const tasks = this.sql<TraceReport["tasks"][number]>`SELECT task_id, name, state, runtime_ms, finished_at, worker FROM tasks WHERE reported = 0`.toArray();
-    const report: TraceReport = { summary: this.summaryFromTable(), tasks, anomalies: this.anomalies.unreported(this.traceId) };
-    // Marked before the await: a task changed while the report is in flight gets reported = 0 again.
-    this.sql`UPDATE tasks SET reported = 1 WHERE reported = 0`;
-    await this.env.INDEX.getByName(INDEX_NAME).report(report);
-  }
-
-  protected scheduleDeadline(key: string, kind: string, taskId: string | null, dueAt: number): void {
-    this.sql`INSERT INTO deadlines (key, kind, task_id, due_at) VALUES (${key}, ${kind}, ${taskId}, ${dueAt})
-             ON CONFLICT (key) DO UPDATE SET due_at = MIN(deadlines.due_at, excluded.due_at)`;
-  }
-
-  protected clearDeadline(key: string): void {
-    this.sql`DELETE FROM deadlines WHERE key = ${key}`;
-  }
-
-  /** Pushes retention out to RETENTION_DAYS after the latest activity (refreshed at most once a minute). */
-  private ensureRetention(): void {
-    const now = Date.now() / 1000;
-    if (now - this.retentionSetAt < 60) return;
-    this.retentionSetAt = now;
-    const days = numberVar(this.env.RETENTION_DAYS, 7);
-    const due = now + days * 86400;
-    this.sql`INSERT INTO deadlines (key, kind, task_id, due_at) VALUES ('retention', 'retention', NULL, ${due})
-             ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at`;
-  }
-
-  /** One alarm: the earliest deadline, or none. */
+  /** One alarm: the earliest of the next flush, a watch, a graph check, a retention sweep. */
   protected async rearmAlarm(): Promise<void> {
-    const due = this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due;
-    const next = due === null ? null : Math.ceil(due * 1000);
+    const due = this.sql<{ due: number | null }>`
+      SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL UNION ALL SELECT MIN(due_at) FROM deadlines)`.one().due;
+    const times = [due, this.flushAt, this.reportRetryAt].filter((t): t is number => t !== null);
+    const next = times.length ? Math.ceil(Math.min(...times) * 1000) : null;
     if (next === this.alarmAt) return;
     this.alarmAt = next;
     this.sql.countAlarmWrite();
@@ -436,62 +680,100 @@ export class TraceGraph extends DurableObject<Env> {
     else await this.ctx.storage.setAlarm(next);
   }
 
-  /** Runs every due deadline; idempotent, re-arms from the table. */
+  /** Runs every due deadline; idempotent, re-arms from the tables. */
   async alarm(): Promise<void> {
-    this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the table
+    this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the tables
     const now = Date.now() / 1000;
-    const due = this.sql<{ key: string; kind: string; task_id: string | null }>`
-      SELECT key, kind, task_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
+    this.materialize(now);
+    this.flushAt = null;
+    const due = this.sql<{ key: string; kind: string; trace_id: string | null }>`
+      SELECT key, kind, trace_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
     for (const d of due) {
-      if (d.kind === "retention") {
-        const traceId = this.traceId;
-        await this.ctx.storage.deleteAlarm();
-        await this.ctx.storage.deleteAll();
-        // The object lives on (a late event may arrive): start again from an empty schema.
-        this.metaCache.clear();
-        this.alarmAt = undefined;
-        this.retentionSetAt = 0;
-        this.summaryScheduled = false;
-        this.outagesCache = undefined;
-        this.anomalies.reset();
-        migrate(this.ctx.storage.sql, MIGRATIONS);
-        // The list, task lookup and anomalies must not point at a trace that no longer exists.
-        await this.env.INDEX.getByName(INDEX_NAME).forgetTrace(traceId);
-        return;
-      }
-      if (d.kind === "summary") continue; // reported below, once
-      if (d.kind === "graph_check") {
-        this.clearDeadline(d.key);
-        this.anomalies.checkGraph(buildGraph(this.records()), now);
+      if (d.kind === "retention") await this.sweep(d.key, now);
+      else if (d.kind === "graph_check" && d.trace_id !== null) {
+        this.sql`DELETE FROM deadlines WHERE key = ${d.key}`;
+        this.anomalies.checkGraph(d.trace_id, buildGraph(this.records(d.trace_id).records), now);
       }
     }
     // Watches (stuck pending / received / started, registry checks) in one pass: one Fleet and one
     // index call at most, however many are due.
-    await this.anomalies.runDueWatches(due.filter((d) => d.key.startsWith("watch:")).map((d) => d.task_id!), now);
-    if (due.some((d) => d.kind === "summary") || this.anomalies.hasUnreported()) await this.reportToIndex();
+    const watches: TaskWatch[] = this.sql<{ trace_id: string; task_id: string; record: string; watch_kind: string }>`
+      SELECT trace_id, task_id, record, watch_kind FROM tasks WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001}`
+      .toArray()
+      .map((r) => ({ trace_id: r.trace_id, task_id: r.task_id, record: JSON.parse(r.record) as TaskRecord, kind: r.watch_kind as Watch["kind"] }));
+    await this.anomalies.runDueWatches(
+      watches,
+      (traceId, taskId, watch) => {
+        // A task re-folded meanwhile (pending) has its own watch; it is written at the flush.
+        if (this.pending.has(keyOf(traceId, taskId))) return;
+        this.sql`UPDATE tasks SET watch_kind = ${watch?.kind ?? null}, due_at = ${watch?.due_at ?? null} WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
+      },
+      now,
+    );
+    await this.reportToIndex(now);
     await this.rearmAlarm();
   }
 
-  // ---- live updates (WebSocket Hibernation API) ----
-
-  /** Accepts a live socket; the Worker has already authenticated the request. */
-  async fetch(request: Request): Promise<Response> {
-    return acceptLiveSocket(this.ctx, request, { type: "hello", trace_id: this.traceId, seq: this.seq } satisfies TraceLiveMessage);
+  /** A day's retention sweep: deletes the traces listed that day and untouched for RETENTION_DAYS. */
+  private async sweep(key: string, now: number): Promise<void> {
+    const day = Number(key.slice("retention:".length));
+    const cutoff = now - numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
+    const listed = new Set<string>();
+    for (const row of this.sql<{ trace_ids: string }>`SELECT trace_ids FROM retention WHERE day = ${day}`)
+      for (const id of JSON.parse(row.trace_ids) as string[]) listed.add(id);
+    const expired = [...listed].filter(
+      (id) => (this.sql<{ t: number | null }>`SELECT MAX(touched_at) AS t FROM tasks WHERE trace_id = ${id}`.one().t ?? 0) < cutoff,
+    );
+    const ids = JSON.stringify(expired);
+    this.sql`DELETE FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM outages WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM live_seq WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM retention WHERE day = ${day}`;
+    this.sql`DELETE FROM deadlines WHERE key = ${key}`;
+    this.anomalies.reset();
+    this.outageTraces = undefined;
+    this.outagesCache.clear();
+    if (day === this.retentionDay) this.retentionDay = -1;
+    for (const id of expired) this.unreportedTraces.delete(id);
+    // The list, task lookup and anomalies must not point at traces that no longer exist.
+    if (expired.length) await this.env.INDEX.getByName(INDEX_NAME).forgetTraces(expired);
+    if (this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n === 0 && this.pending.size === 0 && this.ctx.getWebSockets().length === 0) {
+      // Nothing left (always the case for a one-trace object): free the storage entirely. The object
+      // lives on (a late event may arrive) and starts again from an empty schema.
+      await this.ctx.storage.deleteAll();
+      this.alarmAt = undefined;
+      migrate(this.ctx.storage.sql, MIGRATIONS);
+      this.flushedSeq = this.logSeq = 0;
+    }
   }
 
-  private broadcastDelta(seq: number, changed: TaskRecord[], structureChanged: boolean): void {
-    if (this.ctx.getWebSockets().length === 0) return;
+  // ---- live updates (WebSocket Hibernation API; sockets tagged with their trace id) ----
+
+  /** The trace's live sequence: one more per delta frame sent to its viewers. */
+  private liveSeq(traceId: string): number {
+    return this.sql<{ seq: number }>`SELECT seq FROM live_seq WHERE trace_id = ${traceId}`.toArray()[0]?.seq ?? 0;
+  }
+
+  /** Accepts a live socket for `/api/traces/:traceId/live`; the Worker has already authenticated the request. */
+  async fetch(request: Request): Promise<Response> {
+    const match = /\/api\/traces\/([^/]+)\/live$/.exec(new URL(request.url).pathname);
+    if (!match) return new Response("expected /api/traces/:traceId/live", { status: 404 });
+    const traceId = decodeURIComponent(match[1]!);
+    this.readyFor(traceId);
+    return acceptLiveSocket(this.ctx, request, { type: "hello", trace_id: traceId, seq: this.liveSeq(traceId) } satisfies TraceLiveMessage, [traceId]);
+  }
+
+  private broadcastDelta(traceId: string, changed: TaskRecord[], structureChanged: boolean): void {
+    const seq = this.liveSeq(traceId) + 1;
+    this.sql`INSERT INTO live_seq (trace_id, seq) VALUES (${traceId}, ${seq}) ON CONFLICT (trace_id) DO UPDATE SET seq = excluded.seq`;
     const nodes = changed.map(toGraphNode);
-    this.decorateNodes(nodes);
-    const message = {
-      type: "delta",
-      trace_id: this.traceId,
-      seq,
-      nodes,
-      structure_changed: structureChanged,
-      summary: this.summaryFromTable(),
-    } satisfies TraceLiveMessage;
-    broadcastFrame(this.ctx, message);
+    this.anomalies.decorate(traceId, nodes);
+    const summary = this.summariesOf([traceId], Date.now() / 1000)[0];
+    if (!summary) return;
+    const message = { type: "delta", trace_id: traceId, seq, nodes, structure_changed: structureChanged, summary } satisfies TraceLiveMessage;
+    broadcastFrame(this.ctx, message, traceId);
   }
 
   async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {

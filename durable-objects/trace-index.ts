@@ -16,7 +16,7 @@ import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
-import type { TraceReport } from "./trace-graph";
+import type { IndexReport } from "./contracts";
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -51,8 +51,8 @@ export interface AnomalyQuery {
 
 /** The narrow interface both index backends implement (Durable Object, Upstash Redis). */
 export interface IndexBackend {
-  report(report: TraceReport): Promise<void>;
-  forgetTrace(traceId: string): Promise<void>;
+  report(report: IndexReport): Promise<void>;
+  forgetTraces(traceIds: string[]): Promise<void>;
   listAnomalies(query: AnomalyQuery): Promise<AnomalyList>;
   anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }>;
   tracesRunningOn(host: string, taskIds: string[]): Promise<string[]>;
@@ -130,38 +130,47 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     return this.sql.meter();
   }
 
-  async report(report: TraceReport): Promise<void> {
-    const s = report.summary;
+  /**
+   * One shard's coalesced report: every changed trace's summary, every changed task, anomalies
+   * opened or resolved. A statement per table for the whole report (per-row statements dominated
+   * the index's cost), so calls here grow with the number of shards, not of traces.
+   */
+  async report(report: IndexReport): Promise<void> {
     const now = Date.now() / 1000;
-    this.sql`INSERT INTO traces (trace_id, state, sort_at, started_at, updated_at, names, workers, summary)
-             VALUES (${s.trace_id}, ${s.state}, ${s.started_at ?? s.updated_at}, ${s.started_at}, ${s.updated_at},
-                     ${"|" + s.task_names.join("|") + "|"}, ${"|" + s.workers.join("|") + "|"}, ${JSON.stringify(s)})
-             ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, sort_at = excluded.sort_at,
-               started_at = excluded.started_at, updated_at = excluded.updated_at, names = excluded.names,
-               workers = excluded.workers, summary = excluded.summary`;
-    // One statement for all of the report's tasks: per-row statements dominate the index's cost.
+    if (report.traces.length) {
+      // Names and workers as "|a|b|": a LIKE '%|x|%' matches whole entries.
+      const rows = report.traces.map((s) => ({ s, n: "|" + s.task_names.join("|") + "|", w: "|" + s.workers.join("|") + "|" }));
+      this.sql`INSERT INTO traces (trace_id, state, sort_at, started_at, updated_at, names, workers, summary)
+               SELECT value ->> '$.s.trace_id', value ->> '$.s.state', COALESCE(value ->> '$.s.started_at', value ->> '$.s.updated_at'),
+                      value ->> '$.s.started_at', value ->> '$.s.updated_at', value ->> '$.n', value ->> '$.w', json(value -> '$.s')
+               FROM json_each(${JSON.stringify(rows)}) WHERE true
+               ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, sort_at = excluded.sort_at,
+                 started_at = excluded.started_at, updated_at = excluded.updated_at, names = excluded.names,
+                 workers = excluded.workers, summary = excluded.summary`;
+    }
     if (report.tasks.length)
       this.sql`INSERT INTO tasks (task_id, trace_id, name, state, runtime_ms, finished_at, worker, updated_at)
-               SELECT value ->> '$.task_id', ${s.trace_id}, value ->> '$.name', value ->> '$.state', value ->> '$.runtime_ms',
+               SELECT value ->> '$.task_id', value ->> '$.trace_id', value ->> '$.name', value ->> '$.state', value ->> '$.runtime_ms',
                       value ->> '$.finished_at', value ->> '$.worker', ${now}
                FROM json_each(${JSON.stringify(report.tasks)}) WHERE true
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
                  runtime_ms = excluded.runtime_ms, finished_at = excluded.finished_at, worker = excluded.worker,
                  updated_at = excluded.updated_at`;
-    for (const a of report.anomalies ?? []) {
+    for (const a of report.anomalies) {
       this.sql`INSERT INTO anomalies (id, trace_id, task_id, task_name, kind, detected_at, resolved_at, body)
                VALUES (${a.id}, ${a.trace_id}, ${a.task_id}, ${a.task_name}, ${a.kind}, ${a.detected_at}, ${a.resolved_at}, ${JSON.stringify(a)})
                ON CONFLICT (id) DO UPDATE SET resolved_at = excluded.resolved_at, body = excluded.body`;
       this.broadcast({ type: "anomaly", seq: ++this.liveSeq, anomaly: a });
     }
-    this.broadcast({ type: "trace", seq: ++this.liveSeq, summary: s });
+    for (const summary of report.traces) this.broadcast({ type: "trace", seq: ++this.liveSeq, summary });
   }
 
-  /** A trace deleted by retention: its summary, task lookups and anomalies go with it. */
-  async forgetTrace(traceId: string): Promise<void> {
-    this.sql`DELETE FROM traces WHERE trace_id = ${traceId}`;
-    this.sql`DELETE FROM tasks WHERE trace_id = ${traceId}`;
-    this.sql`DELETE FROM anomalies WHERE trace_id = ${traceId}`;
+  /** Traces deleted by retention: their summaries, task lookups and anomalies go with them. */
+  async forgetTraces(traceIds: string[]): Promise<void> {
+    const ids = JSON.stringify(traceIds);
+    this.sql`DELETE FROM traces WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
   }
 
   async listAnomalies(query: AnomalyQuery): Promise<AnomalyList> {

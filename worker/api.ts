@@ -3,6 +3,7 @@ import { z } from "zod";
 import { AnomalyKind, type AnomalyList, type Health, type Registry, type RegistryEntry, type Stats, type TraceList, type WorkerList } from "../shared/api";
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
 import { decodeCursor } from "../durable-objects/trace-index";
+import { legacyTraceGraphOf, traceGraphOf } from "../durable-objects/shards";
 import { authMode, requireAuth, type Caller } from "./auth";
 import { HttpError } from "./errors";
 
@@ -54,15 +55,19 @@ export const traces = new Hono<ApiEnv>()
     const list: TraceList = await index(c.env).listTraces(query);
     return c.json(list, 200);
   })
-  .get("/:traceId/live", (c) => upgrade(c.req.raw, c.env.TRACE_GRAPH.getByName(c.req.param("traceId"))))
+  .get("/:traceId/live", (c) => upgrade(c.req.raw, traceGraphOf(c.env, c.req.param("traceId"))))
   .get("/:traceId/anomalies", async (c) => {
-    const list: AnomalyList = { anomalies: await c.env.TRACE_GRAPH.getByName(c.req.param("traceId")).anomalyList() };
+    const traceId = c.req.param("traceId");
+    let anomalies = await traceGraphOf(c.env, traceId).anomalyList(traceId);
+    const legacy = legacyTraceGraphOf(c.env, traceId);
+    if (anomalies.length === 0 && legacy) anomalies = await legacy.anomalyList(traceId);
+    const list: AnomalyList = { anomalies };
     return c.json(list, 200);
   })
   .get("/:traceId", async (c) => {
     const traceId = c.req.param("traceId");
-    // A TraceSnapshot (shared/api.ts), serialized by the TraceGraph itself.
-    const json = await c.env.TRACE_GRAPH.getByName(traceId).snapshotJson();
+    // A TraceSnapshot (shared/api.ts), serialized by the object that holds the trace.
+    const json = (await traceGraphOf(c.env, traceId).snapshotJson(traceId)) ?? (await legacyTraceGraphOf(c.env, traceId)?.snapshotJson(traceId)) ?? null;
     if (json === null) throw notFound("trace", traceId);
     return c.body(json, 200, { "Content-Type": "application/json; charset=UTF-8" });
   });
@@ -77,7 +82,7 @@ export const tasks = new Hono<ApiEnv>()
     const taskId = c.req.param("taskId");
     // The index knows within about a second; a fresh task is usually the root of its own trace.
     const traceId = (await index(c.env).traceOfTask(taskId)) ?? taskId;
-    const detail = await c.env.TRACE_GRAPH.getByName(traceId).task(taskId);
+    const detail = (await traceGraphOf(c.env, traceId).task(traceId, taskId)) ?? (await legacyTraceGraphOf(c.env, traceId)?.task(traceId, taskId)) ?? null;
     if (!detail) throw notFound("task", taskId);
     return c.json(detail, 200);
   });

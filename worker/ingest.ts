@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { numberVar, FLEET_NAME, type Env } from "../durable-objects/env";
+import { groupByObject, shardCount } from "../durable-objects/shards";
 import {
   describeIssues,
   EventBatch,
@@ -116,16 +117,10 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
     }
     const { tasks, workers, rejected, duplicates } = validateEvents(batch.data.events);
 
-    // One RPC per trace per request, in parallel.
-    const byTrace = new Map<string, TaskEvent[]>();
-    for (const e of tasks) {
-      const key = traceKeyOf(e);
-      const list = byTrace.get(key);
-      if (list) list.push(e);
-      else byTrace.set(key, [e]);
-    }
+    // One RPC per object (shard) that holds some of the batch's traces, in parallel.
+    const byObject = groupByObject(tasks, traceKeyOf, shardCount(c.env));
     const results = await Promise.all([
-      ...[...byTrace].map(([traceId, events]) => c.env.TRACE_GRAPH.getByName(traceId).ingest(traceId, JSON.stringify(events))),
+      ...[...byObject].map(([name, events]) => c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(events))),
       ...(workers.length ? [c.env.FLEET.getByName(FLEET_NAME).ingest(workers)] : []),
     ]);
     const response: IngestResponse = {

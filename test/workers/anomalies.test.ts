@@ -10,6 +10,7 @@ import { AnomalyList, Registry, Stats, TaskDetail, TraceList, TraceSnapshot, typ
 import type { TaskEvent, WorkerEvent } from "../../shared/wire";
 import type { TraceGraph } from "../../durable-objects/trace-graph";
 import type { Fleet } from "../../durable-objects/fleet";
+import { graphOf, settle } from "./objects";
 import { scenario, taskEvents } from "./scenarios";
 
 let n = 0;
@@ -30,6 +31,7 @@ async function post(events: unknown[]) {
   expect(res.status).toBe(202);
   const body = (await res.json()) as { rejected: unknown[] };
   expect(body.rejected).toEqual([]);
+  await settle();
 }
 
 async function get<T>(path: string, schema: { parse(v: unknown): T }): Promise<T> {
@@ -38,7 +40,7 @@ async function get<T>(path: string, schema: { parse(v: unknown): T }): Promise<T
   return schema.parse(await res.json());
 }
 
-const graph = (traceId: string) => env.TRACE_GRAPH.getByName(traceId);
+const graph = graphOf;
 const fleet = () => env.FLEET.getByName("global");
 
 /** Runs the trace's alarm (its due deadlines). */
@@ -46,17 +48,32 @@ async function runAlarm(traceId: string) {
   expect(await runDurableObjectAlarm(graph(traceId))).toBe(true);
 }
 
-/** Makes deadlines of a trace due now (keys LIKE pattern) and runs its alarm. */
-async function forceDue(traceId: string, keyPattern: string) {
+/** Makes a trace's deadlines due now (`watch:%`: its tasks' watches; `graph_check`; `none`) and runs its object's alarm. */
+async function forceDue(traceId: string, which: "watch:%" | "graph_check" | "none") {
+  await graph(traceId).flush();
   await runInDurableObject(graph(traceId), async (_obj: TraceGraph, state) => {
-    state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key LIKE ?", keyPattern);
+    if (which === "watch:%") state.storage.sql.exec("UPDATE tasks SET due_at = 0 WHERE trace_id = ? AND due_at IS NOT NULL", traceId);
+    if (which === "graph_check") state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = ?", `graph_check:${traceId}`);
     await state.storage.setAlarm(Date.now());
   });
   await runAlarm(traceId);
 }
 
-/** When the trace's alarm is set (ms), or null. */
-const alarmOf = (traceId: string) => runInDurableObject(graph(traceId), (_o: TraceGraph, state) => state.storage.getAlarm());
+/**
+ * The trace's earliest deadline (ms, as the alarm would be set for it), after checking that its
+ * object's one alarm is set exactly at the earliest deadline of all the traces it holds.
+ */
+async function alarmOf(traceId: string): Promise<number | null> {
+  await graph(traceId).flush();
+  return runInDurableObject(graph(traceId), async (_o: TraceGraph, state) => {
+    const earliest = (where: string, ...args: string[]) =>
+      state.storage.sql.exec<{ due: number | null }>(`SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL ${where} UNION ALL SELECT MIN(due_at) FROM deadlines WHERE true ${where})`, ...args, ...args).one().due;
+    const all = earliest("");
+    expect(await state.storage.getAlarm()).toBe(all === null ? null : Math.ceil(all * 1000));
+    const own = earliest("AND trace_id = ?", traceId);
+    return own === null ? null : Math.ceil(own * 1000);
+  });
+}
 
 async function anomaliesOf(traceId: string, status: "open" | "resolved" | "all" = "open"): Promise<Anomaly[]> {
   return (await get(`/api/anomalies?trace_id=${traceId}&status=${status}`, AnomalyList)).anomalies;

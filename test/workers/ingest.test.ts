@@ -145,15 +145,19 @@ describe("TraceGraph task order", () => {
     );
     const res = await post(JSON.stringify({ events }));
     expect(res.status).toBe(202);
-    const stub = env.TRACE_GRAPH.getByName("trace-order");
+    const { shardCount, traceObjectName } = await import("../../durable-objects/shards");
+    const stub = env.TRACE_GRAPH.getByName(traceObjectName("trace-order", shardCount(env)));
+    await stub.flush();
     await runInDurableObject(stub, async (graph, state) => {
       const expected = state.storage.sql
-        .exec<{ task_id: string }>("SELECT task_id FROM tasks ORDER BY published_at IS NULL, published_at, task_id")
+        .exec<{ task_id: string }>("SELECT task_id FROM tasks WHERE trace_id = 'trace-order' ORDER BY published_at IS NULL, published_at, task_id")
         .toArray()
         .map((r) => r.task_id);
-      const records = (graph as unknown as { records(limit?: number): { task_id: string }[] }).records.bind(graph);
-      expect(records().map((r) => r.task_id)).toEqual(expected);
-      expect(records(4).map((r) => r.task_id)).toEqual(expected.slice(0, 4));
+      expect(expected).toHaveLength(ids.length);
+      type Records = (traceId: string, limit?: number) => { records: { task_id: string }[] };
+      const records = (graph as unknown as { records: Records }).records.bind(graph);
+      expect(records("trace-order").records.map((r) => r.task_id)).toEqual(expected);
+      expect(records("trace-order", 4).records.map((r) => r.task_id)).toEqual(expected.slice(0, 4));
     });
   });
 });

@@ -13,8 +13,8 @@ let run = 0;
 
 async function snapshotAfter(traceId: string, batches: TaskEvent[][]): Promise<Omit<TraceSnapshot, "seq" | "summary">> {
   const stub = env.TRACE_GRAPH.getByName(`perm-${run++}`);
-  for (const batch of batches) await stub.ingest(traceId, batch);
-  const snap = await stub.snapshot();
+  for (const batch of batches) await stub.ingest(JSON.stringify(batch));
+  const snap = await stub.snapshot(traceId);
   if (!snap) throw new Error("no snapshot");
   const { seq: _seq, summary: _summary, ...graph } = snap;
   return graph;

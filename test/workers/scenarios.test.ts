@@ -6,6 +6,7 @@ import { exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { TaskDetail, TraceSnapshot } from "../../shared/api";
 import { traceKeyOf } from "../../shared/wire";
+import { settle } from "./objects";
 import { expectedState, scenario, scenarios, taskEvents, type Scenario } from "./scenarios";
 
 const base = "http://127.0.0.1";
@@ -21,6 +22,7 @@ async function ingest(events: unknown[]) {
     const body = (await res.json()) as { rejected: unknown[] };
     expect(body.rejected).toEqual([]);
   }
+  await settle();
 }
 
 function traceOf(s: Scenario, taskId: string): string {
