@@ -24,7 +24,7 @@ const REPORT_RETRY_S = 5;
 const RETENTION_CHUNK = 2_000;
 const DAY_S = 86_400;
 
-const MIGRATIONS = [
+export const TRACE_GRAPH_MIGRATIONS = [
   // v1, v2: the one-object-per-trace layout (before shards). Kept so that objects written then
   // migrate in place (v3); a new object runs all three on empty tables.
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -177,10 +177,9 @@ export class TraceGraph extends DurableObject<Env> {
       fleet: () => this.env.FLEET.getByName(FLEET_NAME),
       index: () => this.env.INDEX.getByName(INDEX_NAME),
     });
-    ctx.blockConcurrencyWhile(async () => {
-      migrate(ctx.storage.sql, MIGRATIONS);
-      this.recover();
-    });
+    // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
+    migrate(ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
+    this.recover();
   }
 
   private get flushIntervalS(): number {
@@ -744,7 +743,7 @@ export class TraceGraph extends DurableObject<Env> {
       // lives on (a late event may arrive) and starts again from an empty schema.
       await this.ctx.storage.deleteAll();
       this.alarmAt = undefined;
-      migrate(this.ctx.storage.sql, MIGRATIONS);
+      migrate(this.ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
       this.flushedSeq = this.logSeq = 0;
     }
   }
