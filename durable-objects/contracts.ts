@@ -4,24 +4,38 @@
  */
 import type { Anomaly, TraceSummary } from "../shared/api";
 
-/** A task as the index keeps it: for the task → trace lookup, search and run statistics. */
+/** A task as the index keeps it for the task → trace lookup and search (not its trace's root). */
 export interface IndexedTask {
   trace_id: string;
   task_id: string;
   name: string | null;
   state: string;
-  runtime_ms: number | null;
-  finished_at: number | null;
   worker: string | null;
+}
+
+/** A run that finished: counted once, when its task first reaches a finished state. */
+export interface FinishedRun {
+  name: string | null;
+  state: string;
+  runtime_ms: number | null;
+  finished_at: number;
+}
+
+/** A trace's key in the index: `sort_at` is when it was first seen, and never changes. */
+export interface TraceRef {
+  trace_id: string;
+  sort_at: number;
 }
 
 /**
  * What a TraceGraph shard reports to the index, coalesced (about once per flush interval): the
- * summaries of every trace that changed, the tasks that changed, and anomalies opened or resolved.
+ * summaries of every trace that changed, the changed tasks that are not their trace's root,
+ * runs that finished, and anomalies opened or resolved.
  */
 export interface IndexReport {
-  traces: TraceSummary[];
+  traces: { sort_at: number; summary: TraceSummary }[];
   tasks: IndexedTask[];
+  runs: FinishedRun[];
   anomalies: Anomaly[];
 }
 

@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { WorkerInfo, WorkerStatus } from "../shared/api";
 import type { RegisteredTask, WorkerEvent } from "../shared/wire";
 import type { LiveRegistry, WorkerChange } from "./contracts";
-import { groupByObject, shardCount } from "./shards";
+import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
@@ -230,13 +230,17 @@ export class Fleet extends DurableObject<Env> {
    * ids of the worker's last heartbeat (the index can be about a second behind).
    */
   private async tellTraces(change: WorkerChange): Promise<void> {
-    const index = this.env.INDEX.getByName(INDEX_NAME);
     try {
+      const shards = shardCount(this.env);
+      if (shards > 0) {
+        // Each shard finds its own tasks running on the worker (a partial index): one call per shard.
+        await Promise.all(shardNames(shards).map((name) => this.env.TRACE_GRAPH.getByName(name).workerChanged(change, null)));
+        return;
+      }
+      const index = this.env.INDEX.getByName(INDEX_NAME);
       const active = JSON.parse(this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]?.active ?? "[]") as string[];
       const traces = await index.tracesRunningOn(change.host, active);
-      // One call per object that holds some of these traces.
-      const byObject = groupByObject(traces, (id) => id, shardCount(this.env));
-      await Promise.all([...byObject].map(([name, ids]) => this.env.TRACE_GRAPH.getByName(name).workerChanged(change, ids)));
+      await Promise.all(traces.map((traceId) => this.env.TRACE_GRAPH.getByName(traceObjectName(traceId, 0)).workerChanged(change, [traceId])));
     } catch (err) {
       console.error(`fleet: could not tell the traces of ${change.host} about ${change.kind}`, err);
     }

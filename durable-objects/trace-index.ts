@@ -16,7 +16,7 @@ import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
-import type { IndexReport } from "./contracts";
+import type { IndexReport, TraceRef } from "./contracts";
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -52,7 +52,7 @@ export interface AnomalyQuery {
 /** The narrow interface both index backends implement (Durable Object, Upstash Redis). */
 export interface IndexBackend {
   report(report: IndexReport): Promise<void>;
-  forgetTraces(traceIds: string[]): Promise<void>;
+  forgetTraces(traces: TraceRef[]): Promise<void>;
   listAnomalies(query: AnomalyQuery): Promise<AnomalyList>;
   anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }>;
   tracesRunningOn(host: string, taskIds: string[]): Promise<string[]>;
@@ -67,10 +67,8 @@ export interface IndexBackend {
   topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }>;
 }
 
+/** States that count as a failed run (the v3 migration's SQL lists the same). */
 const FAILED_STATES = ["FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST", "REJECTED"];
-const FINISHED_STATES = ["SUCCESS", "REVOKED", "IGNORED", "REPLACED", ...FAILED_STATES];
-/** FAILED_STATES for SQL (`state IN (SELECT value FROM json_each(...))`): one list for JS and SQL. */
-const FAILED_STATES_JSON = JSON.stringify(FAILED_STATES);
 
 const MIGRATIONS = [
   `CREATE TABLE traces (
@@ -88,7 +86,41 @@ const MIGRATIONS = [
    CREATE INDEX anomalies_by_time ON anomalies (detected_at DESC);
    CREATE INDEX anomalies_open ON anomalies (kind) WHERE resolved_at IS NULL;
    CREATE INDEX tasks_by_worker ON tasks (worker, state);`,
+  // v3 (trace shards): rows written are the bill, so every table is clustered by what its queries
+  // need and carries no secondary index that a report would have to update:
+  // - traces by (sort_at, trace_id), sort_at being the time the trace was first seen, which never
+  //   changes (the shard sends it with every report), so an update rewrites one row;
+  // - tasks only for the task → trace lookup of tasks that are not their trace's root (a root's
+  //   trace id is its own id), and for search;
+  // - runs: per task name and minute, the finished runs, failures and runtimes (run statistics,
+  //   throughput, runtime profiles), one row per name and minute however many tasks.
+  `CREATE TABLE traces_v3 (
+     sort_at REAL NOT NULL, trace_id TEXT NOT NULL, state TEXT NOT NULL, started_at REAL, updated_at REAL NOT NULL,
+     names TEXT NOT NULL, workers TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (sort_at, trace_id)) WITHOUT ROWID;
+   INSERT INTO traces_v3 SELECT sort_at, trace_id, state, started_at, updated_at, names, workers, summary FROM traces;
+   DROP TABLE traces;
+   ALTER TABLE traces_v3 RENAME TO traces;
+   CREATE TABLE runs (
+     name TEXT NOT NULL, minute INTEGER NOT NULL, finished INTEGER NOT NULL, failed INTEGER NOT NULL,
+     runtimes TEXT NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (name, minute)) WITHOUT ROWID;
+   INSERT INTO runs SELECT COALESCE(name, ''), CAST(finished_at / 60 AS INTEGER), COUNT(*),
+       SUM(state IN ('FAILURE', 'UNREGISTERED', 'INTERRUPTED', 'LOST', 'REJECTED')),
+       COALESCE(json_group_array(runtime_ms) FILTER (WHERE runtime_ms IS NOT NULL), '[]'), MAX(finished_at)
+     FROM tasks WHERE finished_at IS NOT NULL GROUP BY 1, 2;
+   CREATE INDEX runs_by_minute ON runs (minute);
+   CREATE TABLE counters (key TEXT PRIMARY KEY, value REAL NOT NULL);
+   INSERT INTO counters SELECT 'tasks', COUNT(*) FROM tasks;
+   CREATE TABLE tasks_v3 (task_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, worker TEXT,
+     updated_at REAL NOT NULL) WITHOUT ROWID;
+   INSERT INTO tasks_v3 SELECT task_id, trace_id, name, state, worker, updated_at FROM tasks WHERE task_id <> trace_id;
+   DROP TABLE tasks;
+   ALTER TABLE tasks_v3 RENAME TO tasks;`,
 ];
+
+/** Run statistics are kept per minute of finishing. */
+const MINUTE_S = 60;
+/** Runtimes kept per task name and minute (beyond it percentiles come from a sample). */
+const MAX_RUNTIMES_PER_MINUTE = 2_000;
 
 export function encodeCursor(sortAt: number, traceId: string): string {
   return btoa(JSON.stringify([sortAt, traceId]));
@@ -131,46 +163,93 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   /**
-   * One shard's coalesced report: every changed trace's summary, every changed task, anomalies
-   * opened or resolved. A statement per table for the whole report (per-row statements dominated
-   * the index's cost), so calls here grow with the number of shards, not of traces.
+   * One shard's coalesced report: every changed trace's summary, the changed tasks that are not
+   * their trace's root, newly finished runs, anomalies opened or resolved. One statement per table
+   * for the whole report, so calls and rows here grow with shards and traces, not with events.
    */
   async report(report: IndexReport): Promise<void> {
     const now = Date.now() / 1000;
     if (report.traces.length) {
+      // The task count of the whole deployment moves by the difference from what was stored.
+      const keys = JSON.stringify(report.traces.map((t) => [t.sort_at, t.summary.trace_id]));
+      const before = this.sql<{ n: number | null }>`
+        SELECT SUM(summary ->> '$.task_count') AS n FROM traces WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`.one().n ?? 0;
+      const after = report.traces.reduce((sum, t) => sum + t.summary.task_count, 0);
       // Names and workers as "|a|b|": a LIKE '%|x|%' matches whole entries.
-      const rows = report.traces.map((s) => ({ s, n: "|" + s.task_names.join("|") + "|", w: "|" + s.workers.join("|") + "|" }));
-      this.sql`INSERT INTO traces (trace_id, state, sort_at, started_at, updated_at, names, workers, summary)
-               SELECT value ->> '$.s.trace_id', value ->> '$.s.state', COALESCE(value ->> '$.s.started_at', value ->> '$.s.updated_at'),
-                      value ->> '$.s.started_at', value ->> '$.s.updated_at', value ->> '$.n', value ->> '$.w', json(value -> '$.s')
+      const rows = report.traces.map((t) => ({ t: t.sort_at, s: t.summary, n: "|" + t.summary.task_names.join("|") + "|", w: "|" + t.summary.workers.join("|") + "|" }));
+      this.sql`INSERT INTO traces (sort_at, trace_id, state, started_at, updated_at, names, workers, summary)
+               SELECT value ->> '$.t', value ->> '$.s.trace_id', value ->> '$.s.state', value ->> '$.s.started_at', value ->> '$.s.updated_at',
+                      value ->> '$.n', value ->> '$.w', json(value -> '$.s')
                FROM json_each(${JSON.stringify(rows)}) WHERE true
-               ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, sort_at = excluded.sort_at,
-                 started_at = excluded.started_at, updated_at = excluded.updated_at, names = excluded.names,
-                 workers = excluded.workers, summary = excluded.summary`;
+               ON CONFLICT (sort_at, trace_id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
+                 updated_at = excluded.updated_at, names = excluded.names, workers = excluded.workers, summary = excluded.summary`;
+      if (after !== before) this.addCounter("tasks", after - before);
     }
     if (report.tasks.length)
-      this.sql`INSERT INTO tasks (task_id, trace_id, name, state, runtime_ms, finished_at, worker, updated_at)
-               SELECT value ->> '$.task_id', value ->> '$.trace_id', value ->> '$.name', value ->> '$.state', value ->> '$.runtime_ms',
-                      value ->> '$.finished_at', value ->> '$.worker', ${now}
+      this.sql`INSERT INTO tasks (task_id, trace_id, name, state, worker, updated_at)
+               SELECT value ->> '$.task_id', value ->> '$.trace_id', value ->> '$.name', value ->> '$.state', value ->> '$.worker', ${now}
                FROM json_each(${JSON.stringify(report.tasks)}) WHERE true
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
-                 runtime_ms = excluded.runtime_ms, finished_at = excluded.finished_at, worker = excluded.worker,
-                 updated_at = excluded.updated_at`;
+                 worker = excluded.worker, updated_at = excluded.updated_at`;
+    if (report.runs.length) this.addRuns(report.runs);
     for (const a of report.anomalies) {
       this.sql`INSERT INTO anomalies (id, trace_id, task_id, task_name, kind, detected_at, resolved_at, body)
                VALUES (${a.id}, ${a.trace_id}, ${a.task_id}, ${a.task_name}, ${a.kind}, ${a.detected_at}, ${a.resolved_at}, ${JSON.stringify(a)})
                ON CONFLICT (id) DO UPDATE SET resolved_at = excluded.resolved_at, body = excluded.body`;
       this.broadcast({ type: "anomaly", seq: ++this.liveSeq, anomaly: a });
     }
-    for (const summary of report.traces) this.broadcast({ type: "trace", seq: ++this.liveSeq, summary });
+    for (const t of report.traces) this.broadcast({ type: "trace", seq: ++this.liveSeq, summary: t.summary });
+    this.pruneRuns(now);
+  }
+
+  private addCounter(key: string, delta: number): void {
+    this.sql`INSERT INTO counters (key, value) VALUES (${key}, ${delta}) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`;
+  }
+
+  /** Adds finished runs to their (name, minute) rows: one row written per name and minute in the report. */
+  private addRuns(runs: IndexReport["runs"]): void {
+    const groups = new Map<string, { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }>();
+    for (const r of runs) {
+      const minute = Math.floor(r.finished_at / MINUTE_S);
+      const key = `${r.name ?? ""}\u0000${minute}`;
+      const g = groups.get(key) ?? { name: r.name ?? "", minute, finished: 0, failed: 0, runtimes: [], last: 0 };
+      g.finished++;
+      if (FAILED_STATES.includes(r.state)) g.failed++;
+      if (r.runtime_ms !== null && g.runtimes.length < MAX_RUNTIMES_PER_MINUTE) g.runtimes.push(r.runtime_ms);
+      g.last = Math.max(g.last, r.finished_at);
+      groups.set(key, g);
+    }
+    this.sql`INSERT INTO runs (name, minute, finished, failed, runtimes, last_at)
+             SELECT value ->> '$.name', value ->> '$.minute', value ->> '$.finished', value ->> '$.failed', json(value -> '$.runtimes'), value ->> '$.last'
+             FROM json_each(${JSON.stringify([...groups.values()])}) WHERE true
+             ON CONFLICT (name, minute) DO UPDATE SET finished = finished + excluded.finished, failed = failed + excluded.failed,
+               last_at = MAX(last_at, excluded.last_at),
+               runtimes = CASE WHEN json_array_length(runtimes) >= ${MAX_RUNTIMES_PER_MINUTE} THEN runtimes ELSE (
+                 SELECT json_group_array(value) FROM (
+                   SELECT value FROM json_each(runs.runtimes) UNION ALL SELECT value FROM json_each(excluded.runtimes))) END`;
+  }
+
+  private prunedAt = 0;
+
+  /** Run statistics older than the retention period go, at most once an hour. */
+  private pruneRuns(now: number): void {
+    if (now - this.prunedAt < 3600) return;
+    this.prunedAt = now;
+    const days = Number(this.env.RETENTION_DAYS ?? 7) || 7;
+    this.sql`DELETE FROM runs WHERE minute < ${Math.floor((now - days * 86400) / MINUTE_S)}`;
   }
 
   /** Traces deleted by retention: their summaries, task lookups and anomalies go with them. */
-  async forgetTraces(traceIds: string[]): Promise<void> {
-    const ids = JSON.stringify(traceIds);
-    this.sql`DELETE FROM traces WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+  async forgetTraces(traces: TraceRef[]): Promise<void> {
+    const keys = JSON.stringify(traces.map((t) => [t.sort_at, t.trace_id]));
+    const ids = JSON.stringify(traces.map((t) => t.trace_id));
+    const removed = this.sql<{ n: number | null }>`
+      SELECT SUM(summary ->> '$.task_count') AS n FROM traces WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`.one().n ?? 0;
+    this.sql`DELETE FROM traces WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`;
+    // The lookup table has no index by trace: found through the task ids the shard knows, or a scan.
     this.sql`DELETE FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    if (removed) this.addCounter("tasks", -removed);
   }
 
   async listAnomalies(query: AnomalyQuery): Promise<AnomalyList> {
@@ -199,35 +278,54 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     return { open, by_kind: byKind, by_name: byName };
   }
 
-  /** Traces with tasks running (or about to) on a worker, plus the traces of the given task ids. */
+  /**
+   * Traces with tasks running (or about to) on a worker, plus the traces of the given task ids.
+   * Only used with one object per trace (shards are asked directly): a scan, on worker loss only.
+   * A task id the lookup does not know is a root task, whose trace id is its own.
+   */
   async tracesRunningOn(host: string, taskIds: string[]): Promise<string[]> {
-    return this.sql<{ trace_id: string }>`
-      SELECT DISTINCT trace_id FROM tasks WHERE worker = ${host} AND state IN ('STARTED', 'RECEIVED', 'SCHEDULED', 'RETRY')
-      UNION SELECT trace_id FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`
+    const running = this.sql<{ trace_id: string }>`
+      SELECT DISTINCT trace_id FROM tasks WHERE worker = ${host} AND state IN ('STARTED', 'RECEIVED', 'SCHEDULED', 'RETRY')`
       .toArray()
       .map((r) => r.trace_id);
+    const known = new Map(
+      this.sql<{ task_id: string; trace_id: string }>`SELECT task_id, trace_id FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`
+        .toArray()
+        .map((r) => [r.task_id, r.trace_id]),
+    );
+    const roots = this.sql<{ trace_id: string }>`
+      SELECT trace_id FROM traces WHERE workers LIKE ${"%|" + host + "|%"} AND state IN ('STARTED', 'RECEIVED', 'PENDING')`.toArray().map((r) => r.trace_id);
+    return [...new Set([...running, ...roots, ...taskIds.map((id) => known.get(id) ?? id)])];
+  }
+
+  /** Runtimes of a name's finished runs, newest minutes first, at most `limit`. */
+  private runtimesOf(name: string, limit: number): number[] {
+    const out: number[] = [];
+    for (const row of this.sql<{ runtimes: string }>`SELECT runtimes FROM runs WHERE name = ${name} ORDER BY minute DESC`) {
+      for (const v of JSON.parse(row.runtimes) as number[]) out.push(v);
+      if (out.length >= limit) break;
+    }
+    return out.slice(0, limit);
   }
 
   /** How long a task name usually runs: finished runs and their 99th percentile. */
   async runtimeProfile(name: string): Promise<RuntimeProfile> {
-    const runtimes = this.sql<{ runtime_ms: number }>`
-      SELECT runtime_ms FROM tasks WHERE name = ${name} AND runtime_ms IS NOT NULL ORDER BY finished_at DESC LIMIT 1000`
-      .toArray()
-      .map((r) => r.runtime_ms)
-      .sort((a, b) => a - b);
+    const runtimes = this.runtimesOf(name, 1000).sort((a, b) => a - b);
     return { runs: runtimes.length, p99_ms: percentile(runtimes, 99) };
   }
 
   async listTraces(query: TraceQuery): Promise<TraceList> {
     const limit = Math.min(Math.max(query.limit ?? 50, 1), 200);
     const cursor = query.cursor ? decodeCursor(query.cursor) : null;
+    // Newest first by the time each trace was first seen (the table's own order); from/to filter
+    // on when its first task was published or started.
     const rows = this.sql<{ summary: string; sort_at: number; trace_id: string }>`
       SELECT summary, sort_at, trace_id FROM traces
       WHERE (${query.state ?? null} IS NULL OR state = ${query.state ?? null})
         AND (${query.name ?? null} IS NULL OR names LIKE ${"%" + (query.name ?? "") + "%"})
         AND (${query.worker ?? null} IS NULL OR workers LIKE ${"%|" + (query.worker ?? "") + "|%"})
-        AND (${query.from ?? null} IS NULL OR sort_at >= ${query.from ?? null})
-        AND (${query.to ?? null} IS NULL OR sort_at <= ${query.to ?? null})
+        AND (${query.from ?? null} IS NULL OR COALESCE(started_at, sort_at) >= ${query.from ?? null})
+        AND (${query.to ?? null} IS NULL OR COALESCE(started_at, sort_at) <= ${query.to ?? null})
         AND (${query.q ?? null} IS NULL OR trace_id LIKE ${(query.q ?? "") + "%"} OR names LIKE ${"%" + (query.q ?? "") + "%"})
         AND (${cursor ? 1 : 0} = 0 OR sort_at < ${cursor?.[0] ?? 0} OR (sort_at = ${cursor?.[0] ?? 0} AND trace_id < ${cursor?.[1] ?? ""}))
       ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit + 1}`.toArray();
@@ -239,27 +337,33 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     };
   }
 
+  /** The trace of a task that is not its trace's root (null: it is a root, or not seen yet). */
   async traceOfTask(taskId: string): Promise<string | null> {
     return this.sql<{ trace_id: string }>`SELECT trace_id FROM tasks WHERE task_id = ${taskId}`.toArray()[0]?.trace_id ?? null;
   }
 
+  /** Tasks by id prefix or name: those in the lookup, and the traces' root tasks (from their summaries). */
   async searchTasks(q: string, limit: number): Promise<TaskSearch> {
-    const rows = this.sql<{ task_id: string; name: string | null; trace_id: string; state: string; updated_at: number }>`
+    const members = this.sql<{ task_id: string; name: string | null; trace_id: string; state: string; updated_at: number }>`
       SELECT task_id, name, trace_id, state, updated_at FROM tasks
       WHERE task_id LIKE ${q + "%"} OR name LIKE ${"%" + q + "%"} ORDER BY updated_at DESC LIMIT ${limit}`.toArray();
+    const roots = this.sql<{ task_id: string; name: string | null; trace_id: string; state: string; updated_at: number }>`
+      SELECT summary ->> '$.root_task_id' AS task_id, summary ->> '$.root_name' AS name, trace_id, state, updated_at FROM traces
+      WHERE summary ->> '$.root_task_id' = trace_id AND (trace_id LIKE ${q + "%"} OR summary ->> '$.root_name' LIKE ${"%" + q + "%"})
+      ORDER BY sort_at DESC LIMIT ${limit}`.toArray();
+    const rows = [...members, ...roots].sort((a, b) => b.updated_at - a.updated_at).slice(0, limit);
     return { tasks: rows.map((r) => ({ ...r, state: r.state as TaskState })) };
   }
 
   async runStats(): Promise<RunStats[]> {
-    const rows = this.sql<{ name: string; state: string; runtime_ms: number | null; finished_at: number | null }>`
-      SELECT name, state, runtime_ms, finished_at FROM tasks WHERE name IS NOT NULL`.toArray();
     const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; last: number | null }>();
-    for (const r of rows) {
+    for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string; last_at: number }>`
+      SELECT name, finished, failed, runtimes, last_at FROM runs WHERE name <> ''`) {
       const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], last: null };
-      if (FINISHED_STATES.includes(r.state)) s.runs++;
-      if (FAILED_STATES.includes(r.state)) s.failures++;
-      if (r.runtime_ms !== null) s.runtimes.push(r.runtime_ms);
-      if (r.finished_at !== null) s.last = Math.max(s.last ?? 0, r.finished_at);
+      s.runs += r.finished;
+      s.failures += r.failed;
+      for (const v of JSON.parse(r.runtimes) as number[]) s.runtimes.push(v);
+      s.last = Math.max(s.last ?? 0, r.last_at);
       byName.set(r.name, s);
     }
     return [...byName].map(([name, s]) => {
@@ -275,21 +379,20 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     });
   }
 
+  /** Runs finished since `since` (to the minute). */
   async finishedSince(since: number): Promise<{ finished: number; failed: number }> {
-    const row = this.sql<{ finished: number; failed: number }>`
-      SELECT COUNT(*) AS finished, SUM(CASE WHEN state IN (SELECT value FROM json_each(${FAILED_STATES_JSON})) THEN 1 ELSE 0 END) AS failed
-      FROM tasks WHERE finished_at >= ${since}`.one();
-    return { finished: row.finished, failed: row.failed ?? 0 };
+    const row = this.sql<{ finished: number | null; failed: number | null }>`
+      SELECT SUM(finished) AS finished, SUM(failed) AS failed FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)}`.one();
+    return { finished: row.finished ?? 0, failed: row.failed ?? 0 };
   }
 
-  /** Finished / failed tasks per bucket of `bucketS` seconds, `buckets` buckets ending now, oldest first. */
+  /** Finished / failed runs per bucket of `bucketS` seconds (a multiple of a minute), `buckets` buckets ending now, oldest first. */
   async throughput(bucketS: number, buckets: number): Promise<ThroughputBucket[]> {
     const end = Math.ceil(Date.now() / 1000 / bucketS) * bucketS;
     const start = end - bucketS * buckets;
     const rows = this.sql<{ bucket: number; finished: number; failed: number }>`
-      SELECT CAST((finished_at - ${start}) / ${bucketS} AS INTEGER) AS bucket, COUNT(*) AS finished,
-             SUM(CASE WHEN state IN (SELECT value FROM json_each(${FAILED_STATES_JSON})) THEN 1 ELSE 0 END) AS failed
-      FROM tasks WHERE finished_at >= ${start} GROUP BY bucket`.toArray();
+      SELECT CAST((minute * ${MINUTE_S} - ${start}) / ${bucketS} AS INTEGER) AS bucket, SUM(finished) AS finished, SUM(failed) AS failed
+      FROM runs WHERE minute >= ${Math.floor(start / MINUTE_S)} GROUP BY bucket`.toArray();
     const byBucket = new Map(rows.map((r) => [r.bucket, r]));
     return Array.from({ length: buckets }, (_, i) => ({
       start: start + i * bucketS,
@@ -298,15 +401,15 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     }));
   }
 
-  /** Over tasks finished since `since`: the names that ran most and the slowest by p95. */
+  /** Over runs finished since `since`: the names that ran most and the slowest by p95. */
   async topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }> {
     const byName = new Map<string, { runs: number; failures: number; runtimes: number[] }>();
-    for (const r of this.sql<{ name: string; state: string; runtime_ms: number | null }>`
-      SELECT name, state, runtime_ms FROM tasks WHERE finished_at >= ${since} AND name IS NOT NULL`) {
+    for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string }>`
+      SELECT name, finished, failed, runtimes FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)} AND name <> ''`) {
       const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [] };
-      s.runs++;
-      if (FAILED_STATES.includes(r.state)) s.failures++;
-      if (r.runtime_ms !== null) s.runtimes.push(r.runtime_ms);
+      s.runs += r.finished;
+      s.failures += r.failed;
+      for (const v of JSON.parse(r.runtimes) as number[]) s.runtimes.push(v);
       byName.set(r.name, s);
     }
     const stats: NameStat[] = [...byName].map(([name, s]) => ({
@@ -327,7 +430,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   async counts(): Promise<{ traces: number; tasks: number }> {
     return {
       traces: this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM traces`.one().n,
-      tasks: this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n,
+      tasks: this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'tasks'`.toArray()[0]?.value ?? 0,
     };
   }
 
