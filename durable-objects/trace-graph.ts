@@ -14,10 +14,21 @@ export type { IngestResult } from "./contracts";
 
 /** Largest snapshot: about 10 MB of JSON, well under the RPC and response limits. */
 export const MAX_SNAPSHOT_TASKS = 20_000;
-/** Write-ahead slots: batches accepted since the last flush. The flush runs before the ring is full. */
-const LOG_SLOTS = 64;
+/** Write-ahead slots: batches accepted since the last checkpoint, which runs before the ring is full. */
+const LOG_SLOTS = 256;
+/**
+ * How often the log's replay mark and the retention lists are written (seconds): after a restart
+ * the log is replayed from the mark (dedupe makes the replay exact), so writing it at every flush
+ * would only cost rows.
+ */
+const CHECKPOINT_S = 10;
 /** Tasks held in memory before a flush is forced, whatever the interval. */
 const MAX_PENDING_TASKS = 5_000;
+/**
+ * A task that is neither finished nor due for a check may wait this long in memory (its events
+ * safe in the log) before its row is written: most tasks finish within it and are written once.
+ */
+const HOLD_UNFINISHED_S = 5;
 /** After a failed index report, try again this much later (seconds). */
 const REPORT_RETRY_S = 5;
 /** Trace ids per retention row (a row must stay well under SQLite's 2 MB value limit). */
@@ -117,6 +128,11 @@ interface PendingTask {
   counted: boolean;
   record: TaskRecord;
   watch: Watch | null;
+  /** When it became pending, and the log entry its first unwritten event is in (the log keeps it until then). */
+  since: number;
+  firstSeq: number;
+  /** The watch deadline its stored row carries (the alarm reads watches from rows). */
+  storedDue: number | null;
 }
 
 const keyOf = (traceId: string, taskId: string) => `${traceId}\u0000${taskId}`;
@@ -163,7 +179,12 @@ export class TraceGraph extends DurableObject<Env> {
   private unreportedTasks = new Map<string, IndexedTask>();
   private unreportedRuns: FinishedRun[] = [];
   private logSeq = 0;
-  private flushedSeq = 0;
+  /** The log is replayed after this entry (stored), and every entry up to `materializedSeq` is written as rows. */
+  private checkpointSeq = 0;
+  private materializedSeq = 0;
+  private checkpointedAt = 0;
+  /** Traces written since the last checkpoint, to be listed for retention at the next one. */
+  private retainQueue = new Set<string>();
   private flushAt: number | null = null;
   private reportRetryAt: number | null = null;
   private alarmAt: number | null | undefined;
@@ -201,13 +222,19 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** After a restart: batches accepted but not yet flushed are replayed from the log into memory. */
   private recover(): void {
-    this.flushedSeq = Number(this.sql<{ value: string }>`SELECT value FROM meta WHERE key = 'flushed_seq'`.toArray()[0]?.value ?? 0);
-    const rows = this.sql<{ seq: number; events: string }>`SELECT seq, events FROM log ORDER BY seq`.toArray();
-    this.logSeq = Math.max(this.flushedSeq, ...rows.map((r) => r.seq));
-    const unflushed = rows.filter((r) => r.seq > this.flushedSeq);
-    if (unflushed.length === 0) return;
+    this.checkpointSeq = Number(this.sql<{ value: string }>`SELECT value FROM meta WHERE key = 'flushed_seq'`.toArray()[0]?.value ?? 0);
+    this.materializedSeq = this.checkpointSeq;
+    this.logSeq = Math.max(this.checkpointSeq, this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM log`.one().seq ?? 0);
+    if (this.logSeq === this.checkpointSeq) return;
+    // Only the slots after the mark are read (a slot may hold up to a whole batch).
+    const unflushed = this.sql<{ seq: number; events: string }>`SELECT seq, events FROM log WHERE seq > ${this.checkpointSeq} ORDER BY seq`.toArray();
     const now = Date.now() / 1000;
-    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now);
+    for (const row of unflushed) {
+      const events = JSON.parse(row.events) as TaskEvent[];
+      // Rows written after the mark may not be listed for retention yet: list their traces again.
+      for (const e of events) this.retainQueue.add(traceKeyOf(e));
+      this.absorb(events, now, row.seq);
+    }
     this.flushAt = now; // flush at the first alarm
   }
 
@@ -219,11 +246,12 @@ export class TraceGraph extends DurableObject<Env> {
   async ingest(eventsJson: string): Promise<IngestResult> {
     const events = JSON.parse(eventsJson) as TaskEvent[];
     const now = Date.now() / 1000;
-    const { accepted, changed, anomaliesChanged } = this.absorb(events, now);
+    const { accepted, changed, anomaliesChanged } = this.absorb(events, now, this.logSeq + 1);
     if (accepted.length === 0) return { accepted: 0, duplicates: events.length };
     // Durable before the answer: the accepted events are one row of the ring.
     this.logSeq++;
-    this.sql`INSERT OR REPLACE INTO log (slot, seq, events) VALUES (${this.logSeq % LOG_SLOTS}, ${this.logSeq}, ${JSON.stringify(accepted)})`;
+    this.sql`INSERT INTO log (slot, seq, events) VALUES (${this.logSeq % LOG_SLOTS}, ${this.logSeq}, ${JSON.stringify(accepted)})
+             ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, events = excluded.events`;
     await this.afterChange(changed, now, anomaliesChanged);
     return { accepted: accepted.length, duplicates: events.length - accepted.length };
   }
@@ -232,7 +260,7 @@ export class TraceGraph extends DurableObject<Env> {
    * Folds new events into the pending tasks: loads each touched task's stored events once, drops
    * events already seen, re-folds what changed. Returns the accepted events and the changed tasks.
    */
-  private absorb(events: TaskEvent[], now: number): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean } {
+  private absorb(events: TaskEvent[], now: number, seq: number): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean } {
     const missing: [string, string][] = [];
     const seenKeys = new Set<string>();
     for (const e of events) {
@@ -242,7 +270,7 @@ export class TraceGraph extends DurableObject<Env> {
         missing.push([traceKeyOf(e), e.task_id]);
       }
     }
-    if (missing.length) this.load(missing);
+    if (missing.length) this.load(missing, now, seq);
     const accepted: TaskEvent[] = [];
     const touched = new Map<string, PendingTask>();
     for (const e of events) {
@@ -250,7 +278,7 @@ export class TraceGraph extends DurableObject<Env> {
       const key = keyOf(traceId, e.task_id);
       let task = this.pending.get(key);
       if (!task) {
-        task = { trace_id: traceId, task_id: e.task_id, events: [], ids: new Set(), stored: null, counted: false, record: foldTask(e.task_id, []), watch: null };
+        task = { trace_id: traceId, task_id: e.task_id, events: [], ids: new Set(), stored: null, counted: false, record: foldTask(e.task_id, []), watch: null, since: now, firstSeq: seq, storedDue: null };
         this.pending.set(key, task);
       }
       if (task.ids.has(e.id)) continue;
@@ -259,15 +287,17 @@ export class TraceGraph extends DurableObject<Env> {
       accepted.push(e);
       touched.set(key, task);
     }
+    // Stored tasks that only got duplicates stay as they are (no row to rewrite).
+    for (const [key] of missing.map(([traceId, taskId]) => [keyOf(traceId, taskId)] as const)) if (!touched.has(key)) this.pending.delete(key);
     const changed = [...touched.values()];
     const anomaliesChanged = this.refold(changed, now);
     return { accepted, changed, anomaliesChanged };
   }
 
   /** Reads stored tasks into the pending set (their events and record), one statement for all. */
-  private load(keys: [string, string][]): void {
-    const rows = this.sql<{ trace_id: string; task_id: string; events: string; record: string; counted: number }>`
-      SELECT trace_id, task_id, events, record, counted FROM tasks
+  private load(keys: [string, string][], now: number, seq: number): void {
+    const rows = this.sql<{ trace_id: string; task_id: string; events: string; record: string; counted: number; due_at: number | null }>`
+      SELECT trace_id, task_id, events, record, counted, due_at FROM tasks
       WHERE (trace_id, task_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(keys)}))`.toArray();
     for (const row of rows) {
       const events = JSON.parse(row.events) as TaskEvent[];
@@ -281,6 +311,9 @@ export class TraceGraph extends DurableObject<Env> {
         counted: row.counted === 1,
         record,
         watch: null,
+        since: now,
+        firstSeq: seq,
+        storedDue: row.due_at,
       });
     }
   }
@@ -335,7 +368,7 @@ export class TraceGraph extends DurableObject<Env> {
       this.materialize(now);
       for (const [traceId, tasks] of byTrace) this.broadcastDelta(traceId, tasks.map((t) => t.record), structure.get(traceId) ?? false);
     }
-    const full = this.pending.size >= MAX_PENDING_TASKS || this.logSeq - this.flushedSeq >= LOG_SLOTS - 1;
+    const full = this.pending.size >= MAX_PENDING_TASKS || this.logSeq - this.checkpointSeq >= LOG_SLOTS / 2;
     // An anomaly that opened or resolved is reported at once (rare, and what the dashboard is for).
     if (full || anomaliesChanged || this.flushIntervalS === 0) await this.flush();
     else {
@@ -382,9 +415,12 @@ export class TraceGraph extends DurableObject<Env> {
     this.outageTraces = undefined;
     this.outagesCache.clear();
     if (rows.length === 0) return { affected: 0 };
-    this.load(rows.map((r) => [r.trace_id, r.task_id]));
+    // No log entry stands for these changes (outages are stored, events unchanged): written at once.
+    this.load(rows.map((r) => [r.trace_id, r.task_id]), now, Number.MAX_SAFE_INTEGER);
     const tasks = rows.map((r) => this.pending.get(keyOf(r.trace_id, r.task_id))!);
-    await this.afterChange(tasks, now, this.refold(tasks, now));
+    const anomaliesChanged = this.refold(tasks, now);
+    this.materialize(now);
+    await this.afterChange(tasks, now, anomaliesChanged);
     return { affected: rows.length };
   }
 
@@ -392,10 +428,19 @@ export class TraceGraph extends DurableObject<Env> {
    * Writes every pending task's row (one statement), marks the log flushed and notes the traces
    * for retention. Synchronous: no other call can interleave, and the writes commit together.
    */
-  private materialize(now: number): void {
+  private materialize(now: number, hold = false): void {
     if (this.pending.size === 0) return;
+    const ready: PendingTask[] = [];
+    let keepFrom = Number.MAX_SAFE_INTEGER;
+    for (const t of this.pending.values())
+      if (hold && this.mayHold(t, now)) keepFrom = Math.min(keepFrom, t.firstSeq);
+      else ready.push(t);
+    if (ready.length === 0) return;
     const rows: unknown[] = [];
-    for (const t of this.pending.values()) {
+    const traces = new Set<string>();
+    for (const t of ready) {
+      this.pending.delete(keyOf(t.trace_id, t.task_id));
+      traces.add(t.trace_id);
       const r = t.record;
       // A finished run is counted once, when its task first reaches a finished state.
       if (r.finished_at !== null && !t.counted) {
@@ -421,15 +466,27 @@ export class TraceGraph extends DurableObject<Env> {
         worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
         finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, touched_at = excluded.touched_at, counted = excluded.counted,
         watch_kind = excluded.watch_kind, due_at = excluded.due_at, record = excluded.record, events = excluded.events`;
-    if (this.logSeq > this.flushedSeq) {
-      this.flushedSeq = this.logSeq;
-      this.sql`INSERT INTO meta (key, value) VALUES ('flushed_seq', ${String(this.flushedSeq)})
-               ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+    // The log is still needed from the first entry a held task depends on.
+    this.materializedSeq = Math.max(this.materializedSeq, Math.min(this.logSeq, keepFrom - 1));
+    for (const id of traces) {
+      this.unreportedTraces.add(id);
+      this.retainQueue.add(id);
     }
-    this.retain([...this.pendingTraces], now);
-    for (const id of this.pendingTraces) this.unreportedTraces.add(id);
-    this.pending.clear();
-    this.pendingTraces.clear();
+    this.pendingTraces = new Set([...this.pending.values()].map((t) => t.trace_id));
+  }
+
+  /**
+   * Whether a task may stay in memory past this flush: it is not finished, became pending less
+   * than HOLD_UNFINISHED_S ago, has no check due before the next flush, and the log has room.
+   */
+  private mayHold(t: PendingTask, now: number): boolean {
+    return (
+      !isTerminal(t.record.state) &&
+      now - t.since < HOLD_UNFINISHED_S &&
+      (t.watch === null || t.watch.due_at > now + this.flushIntervalS + 0.5) &&
+      (t.storedDue === null || t.storedDue > now + this.flushIntervalS + 0.5) &&
+      this.logSeq - t.firstSeq < LOG_SLOTS / 2
+    );
   }
 
   /**
@@ -468,10 +525,34 @@ export class TraceGraph extends DurableObject<Env> {
     }
   }
 
-  /** Writes what is pending and reports every changed trace to the index in one call. */
+  /**
+   * Lists the traces written since the last checkpoint for retention and moves the log's replay
+   * mark past what is written: two rows, every CHECKPOINT_S (or sooner when the log fills).
+   * Synchronous, so both commit together.
+   */
+  private checkpoint(now: number, force = false): void {
+    if (this.materializedSeq <= this.checkpointSeq && this.retainQueue.size === 0) return;
+    if (!force && now - this.checkpointedAt < CHECKPOINT_S && this.logSeq - this.checkpointSeq < LOG_SLOTS / 4) return;
+    this.retain([...this.retainQueue], now);
+    this.retainQueue.clear();
+    if (this.materializedSeq > this.checkpointSeq) {
+      this.checkpointSeq = this.materializedSeq;
+      this.sql`INSERT INTO meta (key, value) VALUES ('flushed_seq', ${String(this.checkpointSeq)})
+               ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+    }
+    this.checkpointedAt = now;
+  }
+
+  /** When the next checkpoint is due, if anything waits for one. */
+  private checkpointDue(): number | null {
+    return this.materializedSeq > this.checkpointSeq || this.retainQueue.size > 0 ? this.checkpointedAt + CHECKPOINT_S : null;
+  }
+
+  /** Writes everything pending, checkpoints, and reports every changed trace to the index in one call. */
   async flush(): Promise<void> {
     const now = Date.now() / 1000;
     this.materialize(now);
+    this.checkpoint(now, true);
     this.flushAt = null;
     await this.reportToIndex(now);
     await this.rearmAlarm();
@@ -690,21 +771,25 @@ export class TraceGraph extends DurableObject<Env> {
   protected async rearmAlarm(): Promise<void> {
     const due = this.sql<{ due: number | null }>`
       SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL UNION ALL SELECT MIN(due_at) FROM deadlines)`.one().due;
-    const times = [due, this.flushAt, this.reportRetryAt].filter((t): t is number => t !== null);
+    const times = [due, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter((t): t is number => t !== null);
     const next = times.length ? Math.ceil(Math.min(...times) * 1000) : null;
-    if (next === this.alarmAt) return;
+    // Setting or deleting an alarm is a row written. So the alarm only ever moves earlier: an
+    // alarm that fires early finds nothing due and re-arms, and one that is no longer needed is
+    // left to fire once for nothing (cheaper than deleting it, then setting another).
+    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
+    if (next === null || (this.alarmAt !== null && this.alarmAt >= Date.now() && this.alarmAt <= next)) return;
     this.alarmAt = next;
     this.sql.countAlarmWrite();
-    if (next === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(next);
+    await this.ctx.storage.setAlarm(next);
   }
 
   /** Runs every due deadline; idempotent, re-arms from the tables. */
   async alarm(): Promise<void> {
     this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the tables
     const now = Date.now() / 1000;
-    this.materialize(now);
-    this.flushAt = null;
+    this.materialize(now, true);
+    this.checkpoint(now);
+    this.flushAt = this.pending.size > 0 ? now + this.flushIntervalS : null;
     const due = this.sql<{ key: string; kind: string; trace_id: string | null }>`
       SELECT key, kind, trace_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
     for (const d of due) {
@@ -767,7 +852,8 @@ export class TraceGraph extends DurableObject<Env> {
       await this.ctx.storage.deleteAll();
       this.alarmAt = undefined;
       migrate(this.ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
-      this.flushedSeq = this.logSeq = 0;
+      this.checkpointSeq = this.materializedSeq = this.logSeq = 0;
+      this.retainQueue.clear();
     }
   }
 

@@ -121,6 +121,8 @@ const MIGRATIONS = [
 const MINUTE_S = 60;
 /** Runtimes kept per task name and minute (beyond it percentiles come from a sample). */
 const MAX_RUNTIMES_PER_MINUTE = 2_000;
+/** Run statistics gathered from reports are written this often (seconds). */
+const RUNS_WRITE_S = 10;
 
 export function encodeCursor(sortAt: number, traceId: string): string {
   return btoa(JSON.stringify([sortAt, traceId]));
@@ -191,7 +193,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
                FROM json_each(${JSON.stringify(report.tasks)}) WHERE true
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
                  worker = excluded.worker, updated_at = excluded.updated_at`;
-    if (report.runs.length) this.addRuns(report.runs);
+    if (report.runs.length) await this.addRuns(report.runs);
     for (const a of report.anomalies) {
       this.sql`INSERT INTO anomalies (id, trace_id, task_id, task_name, kind, detected_at, resolved_at, body)
                VALUES (${a.id}, ${a.trace_id}, ${a.task_id}, ${a.task_name}, ${a.kind}, ${a.detected_at}, ${a.resolved_at}, ${JSON.stringify(a)})
@@ -206,22 +208,42 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     this.sql`INSERT INTO counters (key, value) VALUES (${key}, ${delta}) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`;
   }
 
-  /** Adds finished runs to their (name, minute) rows: one row written per name and minute in the report. */
-  private addRuns(runs: IndexReport["runs"]): void {
-    const groups = new Map<string, { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }>();
+  /**
+   * Adds finished runs to their (name, minute) groups in memory; the groups are written every
+   * RUNS_WRITE_S (and before any query of them): one row per name and minute however many shards
+   * report. A crash loses at most that many seconds of run statistics, never trace data.
+   */
+  private async addRuns(runs: IndexReport["runs"]): Promise<void> {
     for (const r of runs) {
       const minute = Math.floor(r.finished_at / MINUTE_S);
       const key = `${r.name ?? ""}\u0000${minute}`;
-      const g = groups.get(key) ?? { name: r.name ?? "", minute, finished: 0, failed: 0, runtimes: [], last: 0 };
+      const g = this.pendingRuns.get(key) ?? { name: r.name ?? "", minute, finished: 0, failed: 0, runtimes: [], last: 0 };
       g.finished++;
       if (FAILED_STATES.includes(r.state)) g.failed++;
       if (r.runtime_ms !== null && g.runtimes.length < MAX_RUNTIMES_PER_MINUTE) g.runtimes.push(r.runtime_ms);
       g.last = Math.max(g.last, r.finished_at);
-      groups.set(key, g);
+      this.pendingRuns.set(key, g);
     }
+    if (!this.runsAlarmSet) {
+      this.runsAlarmSet = true;
+      this.sql.countAlarmWrite();
+      await this.ctx.storage.setAlarm(Date.now() + RUNS_WRITE_S * 1000);
+    }
+  }
+
+  async alarm(): Promise<void> {
+    this.runsAlarmSet = false;
+    this.writeRuns();
+  }
+
+  /** Writes the run groups gathered in memory. */
+  private writeRuns(): void {
+    if (this.pendingRuns.size === 0) return;
+    const groups = [...this.pendingRuns.values()];
+    this.pendingRuns.clear();
     this.sql`INSERT INTO runs (name, minute, finished, failed, runtimes, last_at)
              SELECT value ->> '$.name', value ->> '$.minute', value ->> '$.finished', value ->> '$.failed', json(value -> '$.runtimes'), value ->> '$.last'
-             FROM json_each(${JSON.stringify([...groups.values()])}) WHERE true
+             FROM json_each(${JSON.stringify(groups)}) WHERE true
              ON CONFLICT (name, minute) DO UPDATE SET finished = finished + excluded.finished, failed = failed + excluded.failed,
                last_at = MAX(last_at, excluded.last_at),
                runtimes = CASE WHEN json_array_length(runtimes) >= ${MAX_RUNTIMES_PER_MINUTE} THEN runtimes ELSE (
@@ -230,6 +252,8 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   private prunedAt = 0;
+  private pendingRuns = new Map<string, { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }>();
+  private runsAlarmSet = false;
 
   /** Run statistics older than the retention period go, at most once an hour. */
   private pruneRuns(now: number): void {
@@ -310,6 +334,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** How long a task name usually runs: finished runs and their 99th percentile. */
   async runtimeProfile(name: string): Promise<RuntimeProfile> {
+    this.writeRuns();
     const runtimes = this.runtimesOf(name, 1000).sort((a, b) => a - b);
     return { runs: runtimes.length, p99_ms: percentile(runtimes, 99) };
   }
@@ -356,6 +381,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   async runStats(): Promise<RunStats[]> {
+    this.writeRuns();
     const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; last: number | null }>();
     for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string; last_at: number }>`
       SELECT name, finished, failed, runtimes, last_at FROM runs WHERE name <> ''`) {
@@ -381,6 +407,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** Runs finished since `since` (to the minute). */
   async finishedSince(since: number): Promise<{ finished: number; failed: number }> {
+    this.writeRuns();
     const row = this.sql<{ finished: number | null; failed: number | null }>`
       SELECT SUM(finished) AS finished, SUM(failed) AS failed FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)}`.one();
     return { finished: row.finished ?? 0, failed: row.failed ?? 0 };
@@ -388,6 +415,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** Finished / failed runs per bucket of `bucketS` seconds (a multiple of a minute), `buckets` buckets ending now, oldest first. */
   async throughput(bucketS: number, buckets: number): Promise<ThroughputBucket[]> {
+    this.writeRuns();
     const end = Math.ceil(Date.now() / 1000 / bucketS) * bucketS;
     const start = end - bucketS * buckets;
     const rows = this.sql<{ bucket: number; finished: number; failed: number }>`
@@ -403,6 +431,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** Over runs finished since `since`: the names that ran most and the slowest by p95. */
   async topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }> {
+    this.writeRuns();
     const byName = new Map<string, { runs: number; failures: number; runtimes: number[] }>();
     for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string }>`
       SELECT name, finished, failed, runtimes FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)} AND name <> ''`) {

@@ -61,15 +61,17 @@ async function forceDue(traceId: string, which: "watch:%" | "graph_check" | "non
 
 /**
  * The trace's earliest deadline (ms, as the alarm would be set for it), after checking that its
- * object's one alarm is set exactly at the earliest deadline of all the traces it holds.
+ * object's one alarm is set no later than the earliest deadline of all the traces it holds.
  */
 async function alarmOf(traceId: string): Promise<number | null> {
   await graph(traceId).flush();
   return runInDurableObject(graph(traceId), async (_o: TraceGraph, state) => {
     const earliest = (where: string, ...args: string[]) =>
       state.storage.sql.exec<{ due: number | null }>(`SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL ${where} UNION ALL SELECT MIN(due_at) FROM deadlines WHERE true ${where})`, ...args, ...args).one().due;
+    // Never late: the alarm is at the earliest deadline or before it (it only moves earlier, and
+    // one that fires early finds nothing due and re-arms).
     const all = earliest("");
-    expect(await state.storage.getAlarm()).toBe(all === null ? null : Math.ceil(all * 1000));
+    if (all !== null) expect(await state.storage.getAlarm()).toBeLessThanOrEqual(Math.ceil(all * 1000));
     const own = earliest("AND trace_id = ?", traceId);
     return own === null ? null : Math.ceil(own * 1000);
   });
@@ -104,7 +106,7 @@ describe("stuck pending", () => {
     expect((await nodeOf(id, id)).anomaly).toBeNull();
   });
 
-  it("arms the alarm exactly at the deadline: publish + grace for the registry check, then publish + STUCK_PENDING_S", async () => {
+  it("sets the deadline exactly (publish + grace for the registry check, then publish + STUCK_PENDING_S), the alarm never later", async () => {
     const id = "stuck-pending-alarm";
     const published = now() - 10;
     await post([ev(id, "published", { ts: published + 9, host: null })]); // 1 s old: the registry check comes first
