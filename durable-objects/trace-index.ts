@@ -185,7 +185,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
                FROM json_each(${JSON.stringify(rows)}) WHERE true
                ON CONFLICT (sort_at, trace_id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
                  updated_at = excluded.updated_at, names = excluded.names, workers = excluded.workers, summary = excluded.summary`;
-      if (after !== before) this.addCounter("tasks", after - before);
+      if (after !== before) await this.addCounter("tasks", after - before);
     }
     if (report.tasks.length)
       this.sql`INSERT INTO tasks (task_id, trace_id, name, state, worker, updated_at)
@@ -204,8 +204,18 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     this.pruneRuns(now);
   }
 
-  private addCounter(key: string, delta: number): void {
-    this.sql`INSERT INTO counters (key, value) VALUES (${key}, ${delta}) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`;
+  /** Counter changes are gathered in memory and written with the run statistics. */
+  private async addCounter(key: string, delta: number): Promise<void> {
+    this.pendingCounters.set(key, (this.pendingCounters.get(key) ?? 0) + delta);
+    await this.scheduleWrite();
+  }
+
+  /** One alarm RUNS_WRITE_S from the first change gathered in memory. */
+  private async scheduleWrite(): Promise<void> {
+    if (this.runsAlarmSet) return;
+    this.runsAlarmSet = true;
+    this.sql.countAlarmWrite();
+    await this.ctx.storage.setAlarm(Date.now() + RUNS_WRITE_S * 1000);
   }
 
   /**
@@ -224,11 +234,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       g.last = Math.max(g.last, r.finished_at);
       this.pendingRuns.set(key, g);
     }
-    if (!this.runsAlarmSet) {
-      this.runsAlarmSet = true;
-      this.sql.countAlarmWrite();
-      await this.ctx.storage.setAlarm(Date.now() + RUNS_WRITE_S * 1000);
-    }
+    await this.scheduleWrite();
   }
 
   async alarm(): Promise<void> {
@@ -236,8 +242,11 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     this.writeRuns();
   }
 
-  /** Writes the run groups gathered in memory. */
+  /** Writes the run groups and counter changes gathered in memory. */
   private writeRuns(): void {
+    for (const [key, delta] of this.pendingCounters)
+      if (delta !== 0) this.sql`INSERT INTO counters (key, value) VALUES (${key}, ${delta}) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`;
+    this.pendingCounters.clear();
     if (this.pendingRuns.size === 0) return;
     const groups = [...this.pendingRuns.values()];
     this.pendingRuns.clear();
@@ -254,6 +263,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   private prunedAt = 0;
   private pendingRuns = new Map<string, { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }>();
   private runsAlarmSet = false;
+  private pendingCounters = new Map<string, number>();
 
   /** Run statistics older than the retention period go, at most once an hour. */
   private pruneRuns(now: number): void {
@@ -273,7 +283,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     // The lookup table has no index by trace: found through the task ids the shard knows, or a scan.
     this.sql`DELETE FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
-    if (removed) this.addCounter("tasks", -removed);
+    if (removed) await this.addCounter("tasks", -removed);
   }
 
   async listAnomalies(query: AnomalyQuery): Promise<AnomalyList> {
@@ -457,6 +467,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   async counts(): Promise<{ traces: number; tasks: number }> {
+    this.writeRuns();
     return {
       traces: this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM traces`.one().n,
       tasks: this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'tasks'`.toArray()[0]?.value ?? 0,
