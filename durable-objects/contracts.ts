@@ -6,6 +6,8 @@ import type { Anomaly, TraceSummary } from "../shared/api";
 
 /** A task as the index keeps it for the task → trace lookup and search (not its trace's root). */
 export interface IndexedTask {
+  /** The day partition of its trace (see TraceGraph's partitions). */
+  day: number;
   trace_id: string;
   task_id: string;
   name: string | null;
@@ -21,19 +23,14 @@ export interface FinishedRun {
   finished_at: number;
 }
 
-/** A trace's key in the index: `sort_at` is when it was first seen, and never changes. */
-export interface TraceRef {
-  trace_id: string;
-  sort_at: number;
-}
-
 /**
  * What a TraceGraph shard reports to the index, coalesced (about once per flush interval): the
  * summaries of every trace that changed, the changed tasks that are not their trace's root,
  * runs that finished, and anomalies opened or resolved.
  */
 export interface IndexReport {
-  traces: { sort_at: number; summary: TraceSummary }[];
+  /** `sort_at`: when the trace was first written (never changes); `day`: its partition. */
+  traces: { sort_at: number; day: number; summary: TraceSummary }[];
   tasks: IndexedTask[];
   runs: FinishedRun[];
   anomalies: Anomaly[];

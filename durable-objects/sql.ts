@@ -8,9 +8,19 @@ export interface StorageMeter {
   statements: number;
 }
 
+/** A table or index name spliced into a statement (names cannot be bound); see `ident()`. */
+export class Ident {
+  constructor(readonly name: string) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a safe SQL identifier: ${name}`);
+  }
+}
+
+/** Marks a name (e.g. a partition table `tasks_20425`) to be spliced in rather than bound. */
+export const ident = (name: string) => new Ident(name);
+
 export type Sql = (<T extends Record<string, SqlStorageValue> = Record<string, SqlStorageValue>>(
   strings: TemplateStringsArray,
-  ...values: (SqlValue | boolean | undefined)[]
+  ...values: (SqlValue | boolean | undefined | Ident)[]
 ) => SqlStorageCursor<T>) & {
   /** Rows written and read by every statement run through this helper (in memory, since the object started). */
   meter(): StorageMeter;
@@ -28,9 +38,19 @@ export function sqlFor(storage: SqlStorage): Sql {
     done = { rows_written: done.rows_written + last.rowsWritten, rows_read: done.rows_read + last.rowsRead, statements: done.statements + 1 };
     last = null;
   };
-  const sql = ((strings: TemplateStringsArray, ...values: (SqlValue | boolean | undefined)[]) => {
+  const sql = ((strings: TemplateStringsArray, ...values: (SqlValue | boolean | undefined | Ident)[]) => {
     settle();
-    const cursor = storage.exec(strings.join("?"), ...values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)));
+    let query = strings[0] ?? "";
+    const bound: (SqlValue | boolean | undefined)[] = [];
+    values.forEach((v, i) => {
+      if (v instanceof Ident) query += v.name;
+      else {
+        query += "?";
+        bound.push(v);
+      }
+      query += strings[i + 1] ?? "";
+    });
+    const cursor = storage.exec(query, ...bound.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)));
     last = cursor;
     return cursor;
   }) as Sql;

@@ -5,10 +5,10 @@ import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
 import { compareTaskEvents, foldAttempts, foldPayload, foldTask, isTerminal, type TaskRecord } from "../shared/task-fold";
 import { traceKeyOf, type TaskEvent } from "../shared/wire";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
-import type { FinishedRun, IndexedTask, IndexReport, IngestResult, TraceRef, WorkerChange } from "./contracts";
+import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./contracts";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
-import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import { ident, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 export type { IngestResult } from "./contracts";
 
@@ -31,9 +31,26 @@ const MAX_PENDING_TASKS = 5_000;
 const HOLD_UNFINISHED_S = 5;
 /** After a failed index report, try again this much later (seconds). */
 const REPORT_RETRY_S = 5;
-/** Trace ids per retention row (a row must stay well under SQLite's 2 MB value limit). */
-const RETENTION_CHUNK = 2_000;
 const DAY_S = 86_400;
+
+/**
+ * Task rows are partitioned by the day (UTC) their trace was first written: `tasks_<day>`, with a
+ * view `tasks` over all of them for reads (SQLite pushes `trace_id` constraints into each branch).
+ * Retention drops a whole day's table, which writes no rows (measured: `DROP TABLE` reports 0
+ * rows written, a `DELETE` one per row and index entry), so a trace costs nothing to delete.
+ */
+const PARTITION_COLUMNS = `trace_id, task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms,
+  first_seen, touched_at, counted, watch_kind, due_at, record, events`;
+
+function partitionDdl(day: number): string {
+  return `CREATE TABLE IF NOT EXISTS tasks_${day} (
+     trace_id TEXT NOT NULL, task_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, parent_id TEXT, worker TEXT,
+     published_at REAL, started_at REAL, finished_at REAL, runtime_ms REAL, first_seen REAL NOT NULL, touched_at REAL NOT NULL,
+     counted INTEGER NOT NULL, watch_kind TEXT, due_at REAL, record TEXT NOT NULL, events TEXT NOT NULL,
+     PRIMARY KEY (trace_id, task_id)) WITHOUT ROWID;
+   CREATE INDEX IF NOT EXISTS tasks_${day}_watched ON tasks_${day} (due_at) WHERE due_at IS NOT NULL;
+   CREATE INDEX IF NOT EXISTS tasks_${day}_running ON tasks_${day} (worker) WHERE state IN ('STARTED', 'INTERRUPTED', 'LOST');`;
+}
 
 export const TRACE_GRAPH_MIGRATIONS = [
   // v1, v2: the one-object-per-trace layout (before shards). Kept so that objects written then
@@ -64,7 +81,8 @@ export const TRACE_GRAPH_MIGRATIONS = [
   // written per flush that touches the task: rows written are the bill), secondary indexes only
   // where a query needs one, partial where most rows never enter them (a task that is finished
   // when it is written has no watch). A per-trace object's single trace becomes the one trace of
-  // the shard-shaped schema.
+  // the shard-shaped schema. The `tasks` table made here then becomes a day's partition
+  // (`adoptUnpartitioned`): tasks live in one table per day (see partitionDdl).
   `CREATE TABLE tasks_v3 (
      trace_id TEXT NOT NULL, task_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, parent_id TEXT, worker TEXT,
      published_at REAL, started_at REAL, finished_at REAL, runtime_ms REAL, first_seen REAL NOT NULL, touched_at REAL NOT NULL,
@@ -107,10 +125,6 @@ export const TRACE_GRAPH_MIGRATIONS = [
    CREATE INDEX deadlines_by_due ON deadlines (due_at);
 
    CREATE TABLE log (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, events TEXT NOT NULL);
-   CREATE TABLE retention (day INTEGER NOT NULL, chunk INTEGER NOT NULL, trace_ids TEXT NOT NULL, PRIMARY KEY (day, chunk));
-   INSERT INTO retention SELECT CAST(unixepoch() / 86400 AS INTEGER), 0, json_array(value) FROM meta WHERE key = 'trace_id';
-   INSERT INTO deadlines SELECT 'retention:' || CAST(unixepoch() / 86400 AS INTEGER), 'retention', NULL, (CAST(unixepoch() / 86400 AS INTEGER) + 1) * 86400
-     FROM meta WHERE key = 'trace_id';
    CREATE TABLE live_seq (trace_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
    INSERT INTO live_seq SELECT t.value, CAST(s.value AS INTEGER) FROM meta t JOIN meta s ON t.key = 'trace_id' AND s.key = 'seq';
    DELETE FROM meta;`,
@@ -118,6 +132,8 @@ export const TRACE_GRAPH_MIGRATIONS = [
 
 /** A task whose events changed since the last flush: held in memory, its events in the write-ahead log. */
 interface PendingTask {
+  /** The day partition its trace's rows are in (null: its trace has no rows yet; today's at the flush). */
+  part: number | null;
   trace_id: string;
   task_id: string;
   events: TaskEvent[];
@@ -183,19 +199,15 @@ export class TraceGraph extends DurableObject<Env> {
   private checkpointSeq = 0;
   private materializedSeq = 0;
   private checkpointedAt = 0;
-  /** Traces written since the last checkpoint, to be listed for retention at the next one. */
-  private retainQueue = new Set<string>();
   private flushAt: number | null = null;
   private reportRetryAt: number | null = null;
   private alarmAt: number | null | undefined;
   /** Traces that have worker outages recorded (rare): others fold with none, without a query. */
   private outageTraces: Set<string> | undefined;
   private outagesCache = new Map<string, Outage[]>();
-  /** The retention row trace ids are appended to, and the traces already in today's rows. */
-  private retentionDay = -1;
-  private retentionChunk = 0;
-  private retentionCount = 0;
-  private retainedToday = new Set<string>();
+  /** The day partitions that exist (`tasks_<day>`), oldest first, and which partition a trace is in. */
+  private parts: number[] = [];
+  private partOfTrace = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -206,6 +218,7 @@ export class TraceGraph extends DurableObject<Env> {
     });
     // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
     migrate(ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
+    this.loadPartitions();
     this.recover();
   }
 
@@ -216,6 +229,63 @@ export class TraceGraph extends DurableObject<Env> {
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
   async storageStats(): Promise<StorageMeter> {
     return this.sql.meter();
+  }
+
+  // ---- day partitions ----
+
+  /** Finds the partitions; a `tasks` table from before partitions (v3) becomes today's. */
+  private loadPartitions(): void {
+    const tables = this.sql<{ name: string; type: string }>`
+      SELECT name, type FROM sqlite_master WHERE (type = 'table' AND name GLOB 'tasks_[0-9]*') OR name = 'tasks'`.toArray();
+    if (tables.some((t) => t.name === "tasks" && t.type === "table")) {
+      const today = Math.floor(Date.now() / 1000 / DAY_S);
+      if (this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n === 0) this.sql`DROP TABLE tasks`;
+      else if (tables.some((t) => t.name === `tasks_${today}`)) {
+        this.ctx.storage.sql.exec(`INSERT OR IGNORE INTO tasks_${today} (${PARTITION_COLUMNS}) SELECT ${PARTITION_COLUMNS} FROM tasks`);
+        this.sql`DROP TABLE tasks`;
+      } else {
+        this.sql`ALTER TABLE tasks RENAME TO ${ident(`tasks_${today}`)}`;
+        this.scheduleDrop(today);
+      }
+    }
+    this.parts = this.sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'tasks_[0-9]*'`
+      .toArray()
+      .map((t) => Number(t.name.slice("tasks_".length)))
+      .sort((a, b) => a - b);
+    if (this.parts.length === 0) this.ensurePartition(Math.floor(Date.now() / 1000 / DAY_S));
+    else this.rebuildView();
+  }
+
+  /** The view every read goes through: all partitions, each row with its partition's day. */
+  private rebuildView(): void {
+    this.sql`DROP VIEW IF EXISTS tasks`;
+    const branches = this.parts.map((day) => `SELECT ${day} AS part, ${PARTITION_COLUMNS} FROM tasks_${day}`).join(" UNION ALL ");
+    this.ctx.storage.sql.exec(`CREATE VIEW tasks AS ${branches}`);
+  }
+
+  /** Creates a day's partition (and its drop at retention) if it does not exist. */
+  private ensurePartition(day: number): void {
+    if (this.parts.includes(day)) return;
+    this.ctx.storage.sql.exec(partitionDdl(day));
+    this.parts = [...this.parts, day].sort((a, b) => a - b);
+    this.scheduleDrop(day);
+    this.rebuildView();
+  }
+
+  /** A day's partition is dropped RETENTION_DAYS after the day ends. */
+  private scheduleDrop(day: number): void {
+    const due = (day + 1) * DAY_S + numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
+    this.sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${"drop:" + day}, 'drop', NULL, ${due})`;
+  }
+
+  /** Which partition holds each of these traces (those with rows), one query for all. */
+  private locate(traceIds: string[]): void {
+    const unknown = traceIds.filter((id) => !this.partOfTrace.has(id));
+    if (unknown.length === 0) return;
+    if (this.partOfTrace.size > 200_000) this.partOfTrace.clear(); // a cache, not a copy of the table
+    for (const row of this.sql<{ trace_id: string; part: number }>`
+      SELECT DISTINCT trace_id, part FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${JSON.stringify(unknown)}))`)
+      this.partOfTrace.set(row.trace_id, row.part);
   }
 
   // ---- write path ----
@@ -229,12 +299,7 @@ export class TraceGraph extends DurableObject<Env> {
     // Only the slots after the mark are read (a slot may hold up to a whole batch).
     const unflushed = this.sql<{ seq: number; events: string }>`SELECT seq, events FROM log WHERE seq > ${this.checkpointSeq} ORDER BY seq`.toArray();
     const now = Date.now() / 1000;
-    for (const row of unflushed) {
-      const events = JSON.parse(row.events) as TaskEvent[];
-      // Rows written after the mark may not be listed for retention yet: list their traces again.
-      for (const e of events) this.retainQueue.add(traceKeyOf(e));
-      this.absorb(events, now, row.seq);
-    }
+    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now, row.seq);
     this.flushAt = now; // flush at the first alarm
   }
 
@@ -278,7 +343,7 @@ export class TraceGraph extends DurableObject<Env> {
       const key = keyOf(traceId, e.task_id);
       let task = this.pending.get(key);
       if (!task) {
-        task = { trace_id: traceId, task_id: e.task_id, events: [], ids: new Set(), stored: null, counted: false, record: foldTask(e.task_id, []), watch: null, since: now, firstSeq: seq, storedDue: null };
+        task = { part: null, trace_id: traceId, task_id: e.task_id, events: [], ids: new Set(), stored: null, counted: false, record: foldTask(e.task_id, []), watch: null, since: now, firstSeq: seq, storedDue: null };
         this.pending.set(key, task);
       }
       if (task.ids.has(e.id)) continue;
@@ -296,13 +361,15 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Reads stored tasks into the pending set (their events and record), one statement for all. */
   private load(keys: [string, string][], now: number, seq: number): void {
-    const rows = this.sql<{ trace_id: string; task_id: string; events: string; record: string; counted: number; due_at: number | null }>`
-      SELECT trace_id, task_id, events, record, counted, due_at FROM tasks
+    const rows = this.sql<{ part: number; trace_id: string; task_id: string; events: string; record: string; counted: number; due_at: number | null }>`
+      SELECT part, trace_id, task_id, events, record, counted, due_at FROM tasks
       WHERE (trace_id, task_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(keys)}))`.toArray();
     for (const row of rows) {
       const events = JSON.parse(row.events) as TaskEvent[];
       const record = JSON.parse(row.record) as TaskRecord;
+      this.partOfTrace.set(row.trace_id, row.part);
       this.pending.set(keyOf(row.trace_id, row.task_id), {
+        part: row.part,
         trace_id: row.trace_id,
         task_id: row.task_id,
         events,
@@ -436,9 +503,18 @@ export class TraceGraph extends DurableObject<Env> {
       if (hold && this.mayHold(t, now)) keepFrom = Math.min(keepFrom, t.firstSeq);
       else ready.push(t);
     if (ready.length === 0) return;
-    const rows: unknown[] = [];
+    // A trace's rows all live in the partition of the day it was first written.
+    this.locate([...new Set(ready.filter((t) => t.part === null).map((t) => t.trace_id))]);
+    const today = Math.floor(now / DAY_S);
+    const byPart = new Map<number, unknown[]>();
     const traces = new Set<string>();
     for (const t of ready) {
+      if (t.part === null) {
+        t.part = this.partOfTrace.get(t.trace_id) ?? today;
+        this.partOfTrace.set(t.trace_id, t.part);
+      }
+      const rows = byPart.get(t.part) ?? [];
+      byPart.set(t.part, rows);
       this.pending.delete(keyOf(t.trace_id, t.task_id));
       traces.add(t.trace_id);
       const r = t.record;
@@ -453,11 +529,13 @@ export class TraceGraph extends DurableObject<Env> {
       });
       // A root task needs no lookup row in the index: its trace id is its own id.
       if (t.task_id !== t.trace_id)
-        this.unreportedTasks.set(keyOf(t.trace_id, t.task_id), { trace_id: t.trace_id, task_id: t.task_id, name: r.name, state: r.state, worker: r.worker });
+        this.unreportedTasks.set(keyOf(t.trace_id, t.task_id), { day: t.part, trace_id: t.trace_id, task_id: t.task_id, name: r.name, state: r.state, worker: r.worker });
     }
-    // jsonb: parsed once, not once per ->> (measured 0.45 → 0.2 ms for 20 records in workerd).
-    this.sql`
-      INSERT INTO tasks (trace_id, task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms,
+    for (const [part, rows] of byPart) {
+      this.ensurePartition(part);
+      // jsonb: parsed once, not once per ->> (measured 0.45 → 0.2 ms for 20 records in workerd).
+      this.sql`
+      INSERT INTO ${ident(`tasks_${part}`)} (trace_id, task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms,
                          first_seen, touched_at, counted, watch_kind, due_at, record, events)
       SELECT value ->> 'a', value ->> 'b', value ->> 'c', value ->> 'd', value ->> 'e', value ->> 'f', value ->> 'g', value ->> 'h',
              value ->> 'i', value ->> 'j', ${now}, ${now}, value ->> 'o', value ->> 'k', value ->> 'l', json(value -> 'm'), json(value -> 'n')
@@ -466,12 +544,10 @@ export class TraceGraph extends DurableObject<Env> {
         worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
         finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, touched_at = excluded.touched_at, counted = excluded.counted,
         watch_kind = excluded.watch_kind, due_at = excluded.due_at, record = excluded.record, events = excluded.events`;
+    }
     // The log is still needed from the first entry a held task depends on.
     this.materializedSeq = Math.max(this.materializedSeq, Math.min(this.logSeq, keepFrom - 1));
-    for (const id of traces) {
-      this.unreportedTraces.add(id);
-      this.retainQueue.add(id);
-    }
+    for (const id of traces) this.unreportedTraces.add(id);
     this.pendingTraces = new Set([...this.pending.values()].map((t) => t.trace_id));
   }
 
@@ -489,63 +565,19 @@ export class TraceGraph extends DurableObject<Env> {
     );
   }
 
-  /**
-   * Retention per trace: each day's touched traces are listed in a few rows; a day's sweep, due
-   * RETENTION_DAYS after it ends, deletes the listed traces that have not been touched since.
-   */
-  private retain(traceIds: string[], now: number): void {
-    const day = Math.floor(now / DAY_S);
-    if (day !== this.retentionDay) {
-      this.retentionDay = day;
-      this.retainedToday.clear();
-      const last = this.sql<{ chunk: number; n: number }>`
-        SELECT chunk, json_array_length(trace_ids) AS n FROM retention WHERE day = ${day} ORDER BY chunk DESC LIMIT 1`.toArray()[0];
-      this.retentionChunk = last?.chunk ?? 0;
-      this.retentionCount = last?.n ?? 0;
-      if (!last) {
-        const due = (day + 1) * DAY_S + numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
-        this.sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${"retention:" + day}, 'retention', NULL, ${due})`;
-      }
-    }
-    const fresh = traceIds.filter((id) => !this.retainedToday.has(id));
-    if (fresh.length === 0) return;
-    for (const id of fresh) this.retainedToday.add(id);
-    for (let i = 0; i < fresh.length; ) {
-      if (this.retentionCount >= RETENTION_CHUNK) {
-        this.retentionChunk++;
-        this.retentionCount = 0;
-      }
-      const part = fresh.slice(i, i + RETENTION_CHUNK - this.retentionCount);
-      i += part.length;
-      this.retentionCount += part.length;
-      this.sql`INSERT INTO retention (day, chunk, trace_ids) VALUES (${day}, ${this.retentionChunk}, ${JSON.stringify(part)})
-               ON CONFLICT (day, chunk) DO UPDATE SET trace_ids = (
-                 SELECT json_group_array(value) FROM (
-                   SELECT value FROM json_each(retention.trace_ids) UNION ALL SELECT value FROM json_each(excluded.trace_ids)))`;
-    }
-  }
-
-  /**
-   * Lists the traces written since the last checkpoint for retention and moves the log's replay
-   * mark past what is written: two rows, every CHECKPOINT_S (or sooner when the log fills).
-   * Synchronous, so both commit together.
-   */
+  /** Moves the log's replay mark past what is written: one row, every CHECKPOINT_S (or sooner when the log fills). */
   private checkpoint(now: number, force = false): void {
-    if (this.materializedSeq <= this.checkpointSeq && this.retainQueue.size === 0) return;
+    if (this.materializedSeq <= this.checkpointSeq) return;
     if (!force && now - this.checkpointedAt < CHECKPOINT_S && this.logSeq - this.checkpointSeq < LOG_SLOTS / 4) return;
-    this.retain([...this.retainQueue], now);
-    this.retainQueue.clear();
-    if (this.materializedSeq > this.checkpointSeq) {
-      this.checkpointSeq = this.materializedSeq;
-      this.sql`INSERT INTO meta (key, value) VALUES ('flushed_seq', ${String(this.checkpointSeq)})
-               ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
-    }
+    this.checkpointSeq = this.materializedSeq;
+    this.sql`INSERT INTO meta (key, value) VALUES ('flushed_seq', ${String(this.checkpointSeq)})
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
     this.checkpointedAt = now;
   }
 
   /** When the next checkpoint is due, if anything waits for one. */
   private checkpointDue(): number | null {
-    return this.materializedSeq > this.checkpointSeq || this.retainQueue.size > 0 ? this.checkpointedAt + CHECKPOINT_S : null;
+    return this.materializedSeq > this.checkpointSeq ? this.checkpointedAt + CHECKPOINT_S : null;
   }
 
   /** Writes everything pending, checkpoints, and reports every changed trace to the index in one call. */
@@ -589,7 +621,7 @@ export class TraceGraph extends DurableObject<Env> {
   }
 
   /** Summaries of these traces from SQL (five statements however many traces): cheap on 100,000-task traces. */
-  protected summariesOf(traceIds: string[], now: number): { sort_at: number; summary: TraceSummary }[] {
+  protected summariesOf(traceIds: string[], now: number): IndexReport["traces"] {
     if (traceIds.length === 0) return [];
     const ids = JSON.stringify(traceIds);
     const counts = new Map<string, Map<string, number>>();
@@ -600,9 +632,9 @@ export class TraceGraph extends DurableObject<Env> {
       counts.set(row.trace_id, m);
     }
     const times = new Map(
-      this.sql<{ trace_id: string; started: number | null; finished: number | null; touched: number; first_seen: number }>`
+      this.sql<{ trace_id: string; started: number | null; finished: number | null; touched: number; first_seen: number; part: number }>`
         SELECT trace_id, MIN(COALESCE(published_at, started_at)) AS started, MAX(finished_at) AS finished, MAX(touched_at) AS touched,
-               MIN(first_seen) AS first_seen
+               MIN(first_seen) AS first_seen, MIN(part) AS part
         FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) GROUP BY trace_id`
         .toArray()
         .map((r) => [r.trace_id, r]),
@@ -630,7 +662,7 @@ export class TraceGraph extends DurableObject<Env> {
       if (list.length < 50) list.push(row.name);
       names.set(row.trace_id, list);
     }
-    const summaries: { sort_at: number; summary: TraceSummary }[] = [];
+    const summaries: IndexReport["traces"] = [];
     for (const traceId of traceIds) {
       const byState = counts.get(traceId);
       if (!byState) continue; // deleted by retention meanwhile
@@ -645,7 +677,7 @@ export class TraceGraph extends DurableObject<Env> {
       const started = t?.started ?? null;
       const finishedAt = isTerminal(state) ? (t?.finished ?? null) : null;
       const root = roots.get(traceId);
-      summaries.push({ sort_at: t?.first_seen ?? now, summary: {
+      summaries.push({ sort_at: t?.first_seen ?? now, day: t?.part ?? Math.floor(now / DAY_S), summary: {
         trace_id: traceId,
         state,
         root_task_id: root?.task_id ?? null,
@@ -769,9 +801,12 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** One alarm: the earliest of the next flush, a watch, a graph check, a retention sweep. */
   protected async rearmAlarm(): Promise<void> {
-    const due = this.sql<{ due: number | null }>`
-      SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL UNION ALL SELECT MIN(due_at) FROM deadlines)`.one().due;
-    const times = [due, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter((t): t is number => t !== null);
+    // Per partition: each MIN is one step down its partial index (through the view it is a scan).
+    const dues = [
+      this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due,
+      ...this.parts.map((day) => this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due),
+    ];
+    const times = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter((t): t is number => t !== null);
     const next = times.length ? Math.ceil(Math.min(...times) * 1000) : null;
     // Setting or deleting an alarm is a row written. So the alarm only ever moves earlier: an
     // alarm that fires early finds nothing due and re-arms, and one that is no longer needed is
@@ -793,7 +828,7 @@ export class TraceGraph extends DurableObject<Env> {
     const due = this.sql<{ key: string; kind: string; trace_id: string | null }>`
       SELECT key, kind, trace_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
     for (const d of due) {
-      if (d.kind === "retention") await this.sweep(d.key, now);
+      if (d.kind === "drop") await this.dropPartition(Number(d.key.slice("drop:".length)), d.key);
       else if (d.kind === "graph_check" && d.trace_id !== null) {
         this.sql`DELETE FROM deadlines WHERE key = ${d.key}`;
         this.anomalies.checkGraph(d.trace_id, buildGraph(this.records(d.trace_id).records), now);
@@ -801,16 +836,19 @@ export class TraceGraph extends DurableObject<Env> {
     }
     // Watches (stuck pending / received / started, registry checks) in one pass: one Fleet and one
     // index call at most, however many are due.
-    const watches: TaskWatch[] = this.sql<{ trace_id: string; task_id: string; record: string; watch_kind: string }>`
-      SELECT trace_id, task_id, record, watch_kind FROM tasks WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001}`
-      .toArray()
-      .map((r) => ({ trace_id: r.trace_id, task_id: r.task_id, record: JSON.parse(r.record) as TaskRecord, kind: r.watch_kind as Watch["kind"] }));
+    const watches: TaskWatch[] = [];
+    for (const day of this.parts)
+      for (const r of this.sql<{ trace_id: string; task_id: string; record: string; watch_kind: string }>`
+        SELECT trace_id, task_id, record, watch_kind FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001}`)
+        watches.push({ trace_id: r.trace_id, task_id: r.task_id, record: JSON.parse(r.record) as TaskRecord, kind: r.watch_kind as Watch["kind"] });
     await this.anomalies.runDueWatches(
       watches,
       (traceId, taskId, watch) => {
         // A task re-folded meanwhile (pending) has its own watch; it is written at the flush.
         if (this.pending.has(keyOf(traceId, taskId))) return;
-        this.sql`UPDATE tasks SET watch_kind = ${watch?.kind ?? null}, due_at = ${watch?.due_at ?? null} WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
+        const part = this.partOfTrace.get(traceId) ?? this.sql<{ part: number }>`SELECT part FROM tasks WHERE trace_id = ${traceId} LIMIT 1`.toArray()[0]?.part;
+        if (part !== undefined)
+          this.sql`UPDATE ${ident(`tasks_${part}`)} SET watch_kind = ${watch?.kind ?? null}, due_at = ${watch?.due_at ?? null} WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
       },
       now,
     );
@@ -818,43 +856,44 @@ export class TraceGraph extends DurableObject<Env> {
     await this.rearmAlarm();
   }
 
-  /** A day's retention sweep: deletes the traces listed that day and untouched for RETENTION_DAYS. */
-  private async sweep(key: string, now: number): Promise<void> {
-    const day = Number(key.slice("retention:".length));
-    const cutoff = now - numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
-    const listed = new Set<string>();
-    for (const row of this.sql<{ trace_ids: string }>`SELECT trace_ids FROM retention WHERE day = ${day}`)
-      for (const id of JSON.parse(row.trace_ids) as string[]) listed.add(id);
-    const expired: TraceRef[] = [];
-    for (const id of listed) {
-      const t = this.sql<{ touched: number | null; first: number | null }>`
-        SELECT MAX(touched_at) AS touched, MIN(first_seen) AS first FROM tasks WHERE trace_id = ${id}`.one();
-      if (t.touched !== null && t.first !== null && t.touched < cutoff) expired.push({ trace_id: id, sort_at: t.first });
-    }
-    const ids = JSON.stringify(expired.map((t) => t.trace_id));
-    this.sql`DELETE FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+  /**
+   * Retention: drops a day's partition (the traces first written that day) RETENTION_DAYS after
+   * the day ends. `DROP TABLE` writes no rows; the few rows kept per trace elsewhere (anomalies,
+   * outages, live sequence) go with it. The index drops its own day of the list at the same time.
+   */
+  private async dropPartition(day: number, key: string): Promise<void> {
+    this.sql`DELETE FROM deadlines WHERE key = ${key}`;
+    if (!this.parts.includes(day)) return;
+    // Pending changes of these traces would otherwise recreate rows in a dropped table.
+    this.materialize(Date.now() / 1000);
+    const table = ident(`tasks_${day}`);
+    const ids = JSON.stringify(this.sql<{ trace_id: string }>`SELECT DISTINCT trace_id FROM ${table}`.toArray().map((r) => r.trace_id));
     this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM outages WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM live_seq WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${ids}))`;
-    this.sql`DELETE FROM retention WHERE day = ${day}`;
-    this.sql`DELETE FROM deadlines WHERE key = ${key}`;
+    this.sql`DROP TABLE ${table}`;
+    this.parts = this.parts.filter((d) => d !== day);
+    for (const id of JSON.parse(ids) as string[]) {
+      this.partOfTrace.delete(id);
+      this.unreportedTraces.delete(id);
+    }
     this.anomalies.reset();
     this.outageTraces = undefined;
     this.outagesCache.clear();
-    if (day === this.retentionDay) this.retentionDay = -1;
-    for (const t of expired) this.unreportedTraces.delete(t.trace_id);
-    // The list, task lookup and anomalies must not point at traces that no longer exist.
-    if (expired.length) await this.env.INDEX.getByName(INDEX_NAME).forgetTraces(expired);
-    if (this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n === 0 && this.pending.size === 0 && this.ctx.getWebSockets().length === 0) {
+    // The list drops the same day (idempotent: every shard with traces of that day asks).
+    await this.env.INDEX.getByName(INDEX_NAME).forgetDay(day);
+    if (this.parts.length === 0 && this.pending.size === 0 && this.ctx.getWebSockets().length === 0) {
       // Nothing left (always the case for a one-trace object): free the storage entirely. The object
       // lives on (a late event may arrive) and starts again from an empty schema.
       await this.ctx.storage.deleteAll();
       this.alarmAt = undefined;
       migrate(this.ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
       this.checkpointSeq = this.materializedSeq = this.logSeq = 0;
-      this.retainQueue.clear();
-    }
+      this.partOfTrace.clear();
+      this.loadPartitions();
+    } else if (this.parts.length === 0) this.ensurePartition(Math.floor(Date.now() / 1000 / DAY_S));
+    else this.rebuildView();
   }
 
   // ---- live updates (WebSocket Hibernation API; sockets tagged with their trace id) ----

@@ -15,8 +15,8 @@ import type {
 import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
-import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
-import type { IndexReport, TraceRef } from "./contracts";
+import { ident, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import type { IndexReport } from "./contracts";
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -52,7 +52,7 @@ export interface AnomalyQuery {
 /** The narrow interface both index backends implement (Durable Object, Upstash Redis). */
 export interface IndexBackend {
   report(report: IndexReport): Promise<void>;
-  forgetTraces(traces: TraceRef[]): Promise<void>;
+  forgetDay(day: number): Promise<void>;
   listAnomalies(query: AnomalyQuery): Promise<AnomalyList>;
   anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }>;
   tracesRunningOn(host: string, taskIds: string[]): Promise<string[]>;
@@ -70,7 +70,7 @@ export interface IndexBackend {
 /** States that count as a failed run (the v3 migration's SQL lists the same). */
 const FAILED_STATES = ["FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST", "REJECTED"];
 
-const MIGRATIONS = [
+export const TRACE_INDEX_MIGRATIONS = [
   `CREATE TABLE traces (
      trace_id TEXT PRIMARY KEY, state TEXT NOT NULL, sort_at REAL NOT NULL, started_at REAL, updated_at REAL NOT NULL,
      names TEXT NOT NULL, workers TEXT NOT NULL, summary TEXT NOT NULL);
@@ -110,12 +110,31 @@ const MIGRATIONS = [
    CREATE INDEX runs_by_minute ON runs (minute);
    CREATE TABLE counters (key TEXT PRIMARY KEY, value REAL NOT NULL);
    INSERT INTO counters SELECT 'tasks', COUNT(*) FROM tasks;
+   INSERT INTO counters SELECT 'traces', COUNT(*) FROM traces;
    CREATE TABLE tasks_v3 (task_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, worker TEXT,
      updated_at REAL NOT NULL) WITHOUT ROWID;
    INSERT INTO tasks_v3 SELECT task_id, trace_id, name, state, worker, updated_at FROM tasks WHERE task_id <> trace_id;
    DROP TABLE tasks;
    ALTER TABLE tasks_v3 RENAME TO tasks;`,
 ];
+
+/**
+ * The list and the task lookup are partitioned like the shards' task rows: by the day (UTC) a
+ * trace was first written (`traces_<day>`, `tasks_<day>`, views `traces` and `tasks` for reads).
+ * A shard that drops a day's partition at retention tells the index to drop the same day
+ * (`forgetDay`): `DROP TABLE` writes no rows, so the list costs nothing to expire.
+ */
+const DAY_S = 86_400;
+const TRACE_COLUMNS = "sort_at, trace_id, state, started_at, updated_at, names, workers, summary";
+const TASK_COLUMNS = "task_id, trace_id, name, state, worker, updated_at";
+
+function partitionDdl(day: number): string {
+  return `CREATE TABLE IF NOT EXISTS traces_${day} (
+     sort_at REAL NOT NULL, trace_id TEXT NOT NULL, state TEXT NOT NULL, started_at REAL, updated_at REAL NOT NULL,
+     names TEXT NOT NULL, workers TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (sort_at, trace_id)) WITHOUT ROWID;
+   CREATE TABLE IF NOT EXISTS tasks_${day} (task_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, worker TEXT,
+     updated_at REAL NOT NULL) WITHOUT ROWID;`;
+}
 
 /** Run statistics are kept per minute of finishing. */
 const MINUTE_S = 60;
@@ -138,6 +157,17 @@ export function decodeCursor(cursor: string): [number, string] | null {
   return null;
 }
 
+function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const list = groups.get(key);
+    if (list) list.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+
 function percentile(sorted: number[], p: number): number | null {
   if (sorted.length === 0) return null;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
@@ -153,10 +183,69 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   private sql: Sql;
   private liveSeq = 0;
 
+  /** The day partitions that exist, oldest first. */
+  private days: number[] = [];
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
-    ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+    // Synchronous SQL finishes before the object takes any call.
+    migrate(ctx.storage.sql, TRACE_INDEX_MIGRATIONS);
+    this.loadPartitions();
+  }
+
+  /** Finds the day partitions; the `traces` and `tasks` tables from before partitions become today's. */
+  private loadPartitions(): void {
+    const legacy = this.sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('traces', 'tasks')`.toArray();
+    if (legacy.length) {
+      const today = Math.floor(Date.now() / 1000 / DAY_S);
+      this.ctx.storage.sql.exec(partitionDdl(today));
+      for (const { name } of legacy) {
+        const columns = name === "traces" ? TRACE_COLUMNS : TASK_COLUMNS;
+        this.ctx.storage.sql.exec(`INSERT OR IGNORE INTO ${name}_${today} (${columns}) SELECT ${columns} FROM ${name}`);
+        this.ctx.storage.sql.exec(`DROP TABLE ${name}`);
+      }
+    }
+    this.days = this.sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'traces_[0-9]*'`
+      .toArray()
+      .map((t) => Number(t.name.slice("traces_".length)))
+      .sort((a, b) => a - b);
+    if (this.days.length === 0) this.ensureDay(Math.floor(Date.now() / 1000 / DAY_S));
+    else this.rebuildViews();
+  }
+
+  private rebuildViews(): void {
+    this.sql`DROP VIEW IF EXISTS traces`;
+    this.sql`DROP VIEW IF EXISTS tasks`;
+    this.ctx.storage.sql.exec(`CREATE VIEW traces AS ${this.days.map((d) => `SELECT ${d} AS day, ${TRACE_COLUMNS} FROM traces_${d}`).join(" UNION ALL ")}`);
+    this.ctx.storage.sql.exec(`CREATE VIEW tasks AS ${this.days.map((d) => `SELECT ${d} AS day, ${TASK_COLUMNS} FROM tasks_${d}`).join(" UNION ALL ")}`);
+  }
+
+  private ensureDay(day: number): void {
+    if (this.days.includes(day)) return;
+    this.ctx.storage.sql.exec(partitionDdl(day));
+    this.days = [...this.days, day].sort((a, b) => a - b);
+    this.rebuildViews();
+  }
+
+  /**
+   * Retention: a shard dropped its partition of `day`, so the list and lookups of that day go too
+   * (with their anomalies). Idempotent: every shard that had traces that day asks.
+   */
+  async forgetDay(day: number): Promise<void> {
+    if (!this.days.includes(day)) return;
+    this.writeRuns();
+    const traces = ident(`traces_${day}`);
+    const gone = this.sql<{ traces: number; tasks: number | null }>`
+      SELECT COUNT(*) AS traces, SUM(summary ->> '$.task_count') AS tasks FROM ${traces}`.one();
+    this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT trace_id FROM ${traces})`;
+    this.sql`DROP TABLE ${traces}`;
+    this.sql`DROP TABLE ${ident(`tasks_${day}`)}`;
+    this.days = this.days.filter((d) => d !== day);
+    if (this.days.length === 0) this.ensureDay(Math.floor(Date.now() / 1000 / DAY_S));
+    else this.rebuildViews();
+    await this.addCounter("traces", -gone.traces);
+    await this.addCounter("tasks", -(gone.tasks ?? 0));
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
@@ -171,28 +260,34 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
    */
   async report(report: IndexReport): Promise<void> {
     const now = Date.now() / 1000;
-    if (report.traces.length) {
-      // The task count of the whole deployment moves by the difference from what was stored.
-      const keys = JSON.stringify(report.traces.map((t) => [t.sort_at, t.summary.trace_id]));
-      const before = this.sql<{ n: number | null }>`
-        SELECT SUM(summary ->> '$.task_count') AS n FROM traces WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`.one().n ?? 0;
-      const after = report.traces.reduce((sum, t) => sum + t.summary.task_count, 0);
+    for (const [day, traces] of groupBy(report.traces, (t) => t.day)) {
+      this.ensureDay(day);
+      const table = ident(`traces_${day}`);
+      // The deployment's trace and task counts move by the difference from what was stored.
+      const keys = JSON.stringify(traces.map((t) => [t.sort_at, t.summary.trace_id]));
+      const before = this.sql<{ n: number; tasks: number | null }>`
+        SELECT COUNT(*) AS n, SUM(summary ->> '$.task_count') AS tasks FROM ${table}
+        WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`.one();
+      const after = traces.reduce((sum, t) => sum + t.summary.task_count, 0);
       // Names and workers as "|a|b|": a LIKE '%|x|%' matches whole entries.
-      const rows = report.traces.map((t) => ({ t: t.sort_at, s: t.summary, n: "|" + t.summary.task_names.join("|") + "|", w: "|" + t.summary.workers.join("|") + "|" }));
-      this.sql`INSERT INTO traces (sort_at, trace_id, state, started_at, updated_at, names, workers, summary)
+      const rows = traces.map((t) => ({ t: t.sort_at, s: t.summary, n: "|" + t.summary.task_names.join("|") + "|", w: "|" + t.summary.workers.join("|") + "|" }));
+      this.sql`INSERT INTO ${table} (sort_at, trace_id, state, started_at, updated_at, names, workers, summary)
                SELECT value ->> '$.t', value ->> '$.s.trace_id', value ->> '$.s.state', value ->> '$.s.started_at', value ->> '$.s.updated_at',
                       value ->> '$.n', value ->> '$.w', json(value -> '$.s')
                FROM json_each(${JSON.stringify(rows)}) WHERE true
                ON CONFLICT (sort_at, trace_id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
                  updated_at = excluded.updated_at, names = excluded.names, workers = excluded.workers, summary = excluded.summary`;
-      if (after !== before) await this.addCounter("tasks", after - before);
+      if (after !== (before.tasks ?? 0)) await this.addCounter("tasks", after - (before.tasks ?? 0));
+      if (traces.length !== before.n) await this.addCounter("traces", traces.length - before.n);
     }
-    if (report.tasks.length)
-      this.sql`INSERT INTO tasks (task_id, trace_id, name, state, worker, updated_at)
+    for (const [day, tasks] of groupBy(report.tasks, (t) => t.day)) {
+      this.ensureDay(day);
+      this.sql`INSERT INTO ${ident(`tasks_${day}`)} (task_id, trace_id, name, state, worker, updated_at)
                SELECT value ->> '$.task_id', value ->> '$.trace_id', value ->> '$.name', value ->> '$.state', value ->> '$.worker', ${now}
-               FROM json_each(${JSON.stringify(report.tasks)}) WHERE true
+               FROM json_each(${JSON.stringify(tasks)}) WHERE true
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
                  worker = excluded.worker, updated_at = excluded.updated_at`;
+    }
     if (report.runs.length) await this.addRuns(report.runs);
     for (const a of report.anomalies) {
       this.sql`INSERT INTO anomalies (id, trace_id, task_id, task_name, kind, detected_at, resolved_at, body)
@@ -273,19 +368,6 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     this.sql`DELETE FROM runs WHERE minute < ${Math.floor((now - days * 86400) / MINUTE_S)}`;
   }
 
-  /** Traces deleted by retention: their summaries, task lookups and anomalies go with them. */
-  async forgetTraces(traces: TraceRef[]): Promise<void> {
-    const keys = JSON.stringify(traces.map((t) => [t.sort_at, t.trace_id]));
-    const ids = JSON.stringify(traces.map((t) => t.trace_id));
-    const removed = this.sql<{ n: number | null }>`
-      SELECT SUM(summary ->> '$.task_count') AS n FROM traces WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`.one().n ?? 0;
-    this.sql`DELETE FROM traces WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`;
-    // The lookup table has no index by trace: found through the task ids the shard knows, or a scan.
-    this.sql`DELETE FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
-    this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
-    if (removed) await this.addCounter("tasks", -removed);
-  }
-
   async listAnomalies(query: AnomalyQuery): Promise<AnomalyList> {
     const status = query.status ?? "all";
     const limit = Math.min(Math.max(query.limit ?? 200, 1), 1000);
@@ -354,8 +436,11 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     const cursor = query.cursor ? decodeCursor(query.cursor) : null;
     // Newest first by the time each trace was first seen (the table's own order); from/to filter
     // on when its first task was published or started.
-    const rows = this.sql<{ summary: string; sort_at: number; trace_id: string }>`
-      SELECT summary, sort_at, trace_id FROM traces
+    // Each day's partition gives its first limit+1 in order; merged, the first limit+1 of all.
+    const rows = this.days
+      .flatMap((day) =>
+        this.sql<{ summary: string; sort_at: number; trace_id: string }>`
+      SELECT summary, sort_at, trace_id FROM ${ident(`traces_${day}`)}
       WHERE (${query.state ?? null} IS NULL OR state = ${query.state ?? null})
         AND (${query.name ?? null} IS NULL OR names LIKE ${"%" + (query.name ?? "") + "%"})
         AND (${query.worker ?? null} IS NULL OR workers LIKE ${"%|" + (query.worker ?? "") + "|%"})
@@ -363,7 +448,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         AND (${query.to ?? null} IS NULL OR COALESCE(started_at, sort_at) <= ${query.to ?? null})
         AND (${query.q ?? null} IS NULL OR trace_id LIKE ${(query.q ?? "") + "%"} OR names LIKE ${"%" + (query.q ?? "") + "%"})
         AND (${cursor ? 1 : 0} = 0 OR sort_at < ${cursor?.[0] ?? 0} OR (sort_at = ${cursor?.[0] ?? 0} AND trace_id < ${cursor?.[1] ?? ""}))
-      ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit + 1}`.toArray();
+      ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit + 1}`.toArray(),
+      )
+      .sort((a, b) => b.sort_at - a.sort_at || (a.trace_id < b.trace_id ? 1 : a.trace_id > b.trace_id ? -1 : 0))
+      .slice(0, limit + 1);
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return {
@@ -469,7 +557,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   async counts(): Promise<{ traces: number; tasks: number }> {
     this.writeRuns();
     return {
-      traces: this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM traces`.one().n,
+      traces: this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'traces'`.toArray()[0]?.value ?? 0,
       tasks: this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'tasks'`.toArray()[0]?.value ?? 0,
     };
   }

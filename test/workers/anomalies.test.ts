@@ -52,7 +52,11 @@ async function runAlarm(traceId: string) {
 async function forceDue(traceId: string, which: "watch:%" | "graph_check" | "none") {
   await graph(traceId).flush();
   await runInDurableObject(graph(traceId), async (_obj: TraceGraph, state) => {
-    if (which === "watch:%") state.storage.sql.exec("UPDATE tasks SET due_at = 0 WHERE trace_id = ? AND due_at IS NOT NULL", traceId);
+    if (which === "watch:%") {
+      // Rows live in the trace's day partition (`tasks` is a view over them).
+      const { part } = state.storage.sql.exec<{ part: number }>("SELECT part FROM tasks WHERE trace_id = ? LIMIT 1", traceId).one();
+      state.storage.sql.exec(`UPDATE tasks_${part} SET due_at = 0 WHERE trace_id = ? AND due_at IS NOT NULL`, traceId);
+    }
     if (which === "graph_check") state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = ?", `graph_check:${traceId}`);
     await state.storage.setAlarm(Date.now());
   });

@@ -117,10 +117,9 @@ describe("alarms", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await listed()).toBe("STARTED");
     expect((await get("/api/anomalies?trace_id=alarm-trace", AnomalyList)).anomalies.map((a) => a.kind)).toEqual(["stuck_started"]);
-    // Retention: a day's sweep deletes the traces listed that day and untouched since.
+    // Retention: the day's partition (every trace first written that day) is dropped.
     await runInDurableObject(stub, async (_obj: TraceGraph, state) => {
-      state.storage.sql.exec("UPDATE tasks SET touched_at = 0 WHERE trace_id = 'alarm-trace'");
-      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE kind = 'retention'");
+      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE kind = 'drop'");
       await state.storage.setAlarm(Date.now());
     });
     expect(await runDurableObjectAlarm(stub)).toBe(true);

@@ -148,28 +148,34 @@ describe("unfinished tasks wait in memory", () => {
   });
 });
 
-describe("retention per trace", () => {
-  it("deletes the traces of a day untouched since, keeps those touched later, and forgets them in the index", async () => {
-    const [old, recent] = sameObjectIds("retain", 2) as [string, string];
-    await post([ev(old, "published"), ev(old, "succeeded"), ev(recent, "published"), ev(recent, "succeeded")]);
+describe("retention by day partitions", () => {
+  it("drops the traces first written on a day, with no rows written for them, and the list drops that day too", async () => {
+    const { runDurableObjectAlarm } = await import("cloudflare:test");
+    const [gone, kept] = sameObjectIds("retain", 2) as [string, string];
+    await post([ev(gone, "published"), ev(gone, "succeeded")]);
     await settle();
-    await graphOf(old).flush();
-    const cutoff = Date.now() / 1000 - 8 * 86400;
-    await runInDurableObject(graphOf(old), async (_g: TraceGraph, state) => {
-      state.storage.sql.exec("UPDATE tasks SET touched_at = ? WHERE trace_id = ?", cutoff, old);
-      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE kind = 'retention'");
+    await graphOf(gone).flush();
+    const today = Math.floor(Date.now() / 1000 / 86400);
+    // The trace that stays was first written on a later day: its own partition.
+    await runInDurableObject(graphOf(kept), async (_g: TraceGraph, state) => {
+      const sql = state.storage.sql;
+      sql.exec(`CREATE TABLE tasks_${today + 1} AS SELECT * FROM tasks_${today} WHERE 0`);
+    });
+    const before = await graphOf(gone).storageStats();
+    await runInDurableObject(graphOf(gone), async (_g: TraceGraph, state) => {
+      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = ?", `drop:${today}`);
       await state.storage.setAlarm(Date.now());
     });
-    const { runDurableObjectAlarm } = await import("cloudflare:test");
-    expect(await runDurableObjectAlarm(graphOf(old))).toBe(true);
-    expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${old}`)).status).toBe(404);
+    expect(await runDurableObjectAlarm(graphOf(gone))).toBe(true);
+    const written = (await graphOf(gone).storageStats()).rows_written - before.rows_written;
+    expect(written).toBeLessThan(10); // the deadline row, the view, an alarm: not a row per task
+    expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${gone}`)).status).toBe(404);
     const listed = TraceList.parse(await (await exports.default.fetch("http://127.0.0.1/api/traces?q=retain-")).json());
-    expect(listed.traces.map((t) => t.trace_id)).not.toContain(old);
-    if (shards !== 0) {
-      // Same object: the recent trace stays, and so does its storage.
-      expect(listed.traces.map((t) => t.trace_id)).toContain(recent);
-      expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${recent}`)).status).toBe(200);
-    }
+    expect(listed.traces.map((t) => t.trace_id)).not.toContain(gone);
+    // A trace arriving afterwards starts again in a partition that exists.
+    await post([ev(kept, "published")]);
+    await settle();
+    expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${kept}`)).status).toBe(200);
   });
 });
 
@@ -181,7 +187,9 @@ describe("objects written before shards", () => {
     await runInDurableObject(env.TRACE_GRAPH.getByName(traceId), async (_g: TraceGraph, state) => {
       const sql = state.storage.sql;
       // Back to the v2 schema with the rows the per-trace TraceGraph wrote.
-      for (const t of ["tasks", "anomalies", "outages", "deadlines", "log", "retention", "live_seq", "meta", "schema_version"]) sql.exec(`DROP TABLE IF EXISTS ${t}`);
+      sql.exec("DROP VIEW IF EXISTS tasks");
+      const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'").toArray();
+      for (const t of tables) sql.exec(`DROP TABLE IF EXISTS ${t.name}`);
       migrate(sql, TRACE_GRAPH_MIGRATIONS.slice(0, 2));
       sql.exec("INSERT INTO meta (key, value) VALUES ('trace_id', ?), ('seq', '4'), ('updated_at', ?)", traceId, String(Date.now() / 1000));
       for (const e of events) sql.exec("INSERT INTO events (id, task_id, body) VALUES (?, ?, ?)", e.id, e.task_id, JSON.stringify(e));
@@ -201,7 +209,10 @@ describe("objects written before shards", () => {
       expect(row.n).toBe(3);
       expect(row.due_at).toBeGreaterThan(Date.now() / 1000);
       expect(sql.exec<{ seq: number }>("SELECT seq FROM live_seq WHERE trace_id = ?", traceId).one().seq).toBe(4);
-      expect(sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM retention").one().n).toBe(1);
+      // What the class does next when it starts: the table becomes today's partition.
+      const restarted = new TraceGraph(state, env);
+      expect((await restarted.snapshot(traceId))!.nodes).toHaveLength(2);
+      expect(sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'tasks'").one().n).toBe(0);
     });
     // Read through the API: from the shard it would live in now, falling back to its own object.
     const res = await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}`);
@@ -215,5 +226,31 @@ describe("objects written before shards", () => {
     expect(detail.status).toBe(200);
     const anomalies = (await (await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}/anomalies`)).json()) as { anomalies: { id: string }[] };
     expect(anomalies.anomalies.map((a) => a.id)).toEqual(["a1"]);
+  });
+});
+
+describe("an index written before shards", () => {
+  it("migrates its list, lookups and run statistics in place (schema v2 → v3 and today's partition)", async () => {
+    const { TRACE_INDEX_MIGRATIONS, TraceIndex } = await import("../../durable-objects/trace-index");
+    await runInDurableObject(env.INDEX.getByName("legacy-index"), async (_i: InstanceType<typeof TraceIndex>, state) => {
+      const sql = state.storage.sql;
+      for (const v of sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'view'").toArray()) sql.exec(`DROP VIEW ${v.name}`);
+      for (const t of sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf%'").toArray()) sql.exec(`DROP TABLE IF EXISTS ${t.name}`);
+      migrate(sql, TRACE_INDEX_MIGRATIONS.slice(0, 2));
+      const now = Date.now() / 1000;
+      const summary = { trace_id: "old-trace", state: "SUCCESS", root_task_id: "old-trace", root_name: "app.old", task_count: 2, failure_count: 0, started_at: now - 60, updated_at: now - 50, finished_at: now - 50, duration_ms: 10000, workers: ["w@h"], task_names: ["app.old", "app.child"], anomaly_count: 0 };
+      sql.exec("INSERT INTO traces VALUES ('old-trace', 'SUCCESS', ?, ?, ?, '|app.old|app.child|', '|w@h|', ?)", now - 60, now - 60, now - 50, JSON.stringify(summary));
+      sql.exec("INSERT INTO tasks VALUES ('old-trace', 'old-trace', 'app.old', 'SUCCESS', 12, ?, 'w@h', ?), ('old-child', 'old-trace', 'app.child', 'FAILURE', 30, ?, 'w@h', ?)", now - 55, now - 50, now - 50, now - 50);
+      const index = new TraceIndex(state, env);
+      const list = await index.listTraces({ q: "old-" });
+      expect(list.traces.map((t) => t.trace_id)).toEqual(["old-trace"]);
+      expect(await index.traceOfTask("old-child")).toBe("old-trace");
+      const stats = (await index.runStats()).filter((r) => r.name === "app.old" || r.name === "app.child").sort((a, b) => a.name.localeCompare(b.name));
+      expect(stats.map((r) => [r.name, r.runs, r.failures, r.runtime_p50_ms])).toEqual([
+        ["app.child", 1, 1, 30],
+        ["app.old", 1, 0, 12],
+      ]);
+      expect(await index.counts()).toEqual({ traces: 1, tasks: 2 });
+    });
   });
 });
