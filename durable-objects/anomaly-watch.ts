@@ -120,11 +120,18 @@ export class AnomalyWatch {
     }
   }
 
-  private openAnomaly(traceId: string, kind: AnomalyKind, subject: AnomalySubject, since: number, ctx: ExplainContext): void {
+  private openAnomaly(
+    traceId: string,
+    kind: AnomalyKind,
+    subject: AnomalySubject,
+    since: number,
+    ctx: ExplainContext,
+  ): void {
     if (this.isOpen(traceId, subject.task_id, kind)) return;
     const { explanation, fix } = explainAnomaly(kind, subject, ctx);
     const id = `${kind}:${subject.task_id}:${Math.round(ctx.now * 1000)}`;
-    this.sql`INSERT OR REPLACE INTO anomalies (trace_id, id, kind, task_id, task_name, since, detected_at, resolved_at, explanation, fix, reported)
+    this
+      .sql`INSERT OR REPLACE INTO anomalies (trace_id, id, kind, task_id, task_name, since, detected_at, resolved_at, explanation, fix, reported)
              VALUES (${traceId}, ${id}, ${kind}, ${subject.task_id}, ${subject.name}, ${since}, ${ctx.now}, NULL, ${explanation}, ${fix}, 0)`;
     this.remember(traceId, subject.task_id, kind, id);
   }
@@ -133,7 +140,8 @@ export class AnomalyWatch {
     this.sql`UPDATE anomalies SET resolved_at = ${now}, reported = 0 WHERE id = ${id}`;
     const key = keyOf(traceId, taskId);
     const kinds = this.open().get(key);
-    if (kinds?.delete(kind)) this.openByTrace.set(traceId, Math.max(0, (this.openByTrace.get(traceId) ?? 1) - 1));
+    if (kinds?.delete(kind))
+      this.openByTrace.set(traceId, Math.max(0, (this.openByTrace.get(traceId) ?? 1) - 1));
     if (kinds && kinds.size === 0) this.openByTask!.delete(key);
   }
 
@@ -142,7 +150,11 @@ export class AnomalyWatch {
    * and returns each task's watch (stored with the task's row). Returns whether an anomaly opened
    * or resolved.
    */
-  onRecords(traceId: string, records: TaskRecord[], now: number): { changed: boolean; watches: (Watch | null)[] } {
+  onRecords(
+    traceId: string,
+    records: TaskRecord[],
+    now: number,
+  ): { changed: boolean; watches: (Watch | null)[] } {
     let changed = false;
     let broken = false;
     const watches: (Watch | null)[] = [];
@@ -158,21 +170,27 @@ export class AnomalyWatch {
           }
       const kind = stateAnomalyKind(r);
       if (kind && !this.isOpen(traceId, r.task_id, kind)) {
-        this.openAnomaly(traceId, kind, r, r.finished_at ?? r.last_started_at ?? r.received_at ?? now, { now });
+        this.openAnomaly(traceId, kind, r, r.finished_at ?? r.last_started_at ?? r.received_at ?? now, {
+          now,
+        });
         changed = true;
       }
       if (isBroken(r.state)) broken = true;
     }
     // NOT_RUN needs the whole graph: checked from the alarm, coalesced, only after something broke.
     if (broken)
-      this.sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${"graph_check:" + traceId}, 'graph_check', ${traceId}, ${now + GRAPH_CHECK_DELAY_S})
+      this
+        .sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${"graph_check:" + traceId}, 'graph_check', ${traceId}, ${now + GRAPH_CHECK_DELAY_S})
                ON CONFLICT (key) DO UPDATE SET due_at = MIN(deadlines.due_at, excluded.due_at)`;
     return { changed, watches };
   }
 
   /** Chain steps and chord callbacks that can no longer run (NOT_RUN, known only to the whole graph). */
   checkGraph(traceId: string, view: TraceGraphView, now: number): void {
-    const brokenAt = Math.max(0, ...view.nodes.filter((n) => isBroken(n.state) && n.state !== "NOT_RUN").map((n) => n.finished_at ?? 0));
+    const brokenAt = Math.max(
+      0,
+      ...view.nodes.filter((n) => isBroken(n.state) && n.state !== "NOT_RUN").map((n) => n.finished_at ?? 0),
+    );
     const notRun = new Set<string>();
     for (const node of view.nodes) {
       if (node.state !== "NOT_RUN") continue;
@@ -185,7 +203,8 @@ export class AnomalyWatch {
       if (!key.startsWith(prefix)) continue;
       const taskId = key.slice(prefix.length);
       for (const [kind, id] of [...kinds])
-        if ((kind === "chain_stopped" || kind === "chord_never_fired") && !notRun.has(taskId)) this.resolve(traceId, taskId, kind, id, now);
+        if ((kind === "chain_stopped" || kind === "chord_never_fired") && !notRun.has(taskId))
+          this.resolve(traceId, taskId, kind, id, now);
     }
   }
 
@@ -244,7 +263,11 @@ export class AnomalyWatch {
             if (registering.length > 0 && !(live.names[r.name]?.length ?? 0))
               this.openAnomaly(traceId, "unregistered", r, r.published_at, { now, online: live.online });
           }
-          if (dueAt <= now + 0.001) this.openAnomaly(traceId, "stuck_pending", r, r.published_at, { now, ...(live ? { online: live.online } : {}) });
+          if (dueAt <= now + 0.001)
+            this.openAnomaly(traceId, "stuck_pending", r, r.published_at, {
+              now,
+              ...(live ? { online: live.online } : {}),
+            });
           break;
         }
         case "stuck_received": {
@@ -263,7 +286,11 @@ export class AnomalyWatch {
           }
           const start = r.last_started_at ?? r.started_at ?? now;
           const override = r.name ? this.config.startedByName[r.name] : undefined;
-          const timeout = startedTimeout(r.name, this.config, override === undefined ? await profileOf(r.name) : null);
+          const timeout = startedTimeout(
+            r.name,
+            this.config,
+            override === undefined ? await profileOf(r.name) : null,
+          );
           if (start + timeout.seconds > now + 0.001) {
             set({ kind: "stuck_started", due_at: start + timeout.seconds });
             break;
@@ -287,7 +314,9 @@ export class AnomalyWatch {
 
   /** Puts anomalies back in the outbox (their report did not reach the index). */
   unsent(anomalies: Anomaly[]): void {
-    if (anomalies.length) this.sql`UPDATE anomalies SET reported = 0 WHERE id IN (SELECT value FROM json_each(${JSON.stringify(anomalies.map((a) => a.id))}))`;
+    if (anomalies.length)
+      this
+        .sql`UPDATE anomalies SET reported = 0 WHERE id IN (SELECT value FROM json_each(${JSON.stringify(anomalies.map((a) => a.id))}))`;
   }
 
   hasUnreported(): boolean {
@@ -295,7 +324,10 @@ export class AnomalyWatch {
   }
 
   list(traceId: string): Anomaly[] {
-    return this.sql<AnomalyRow>`SELECT * FROM anomalies WHERE trace_id = ${traceId} ORDER BY detected_at DESC LIMIT 1000`.toArray().map(toAnomaly);
+    return this
+      .sql<AnomalyRow>`SELECT * FROM anomalies WHERE trace_id = ${traceId} ORDER BY detected_at DESC LIMIT 1000`
+      .toArray()
+      .map(toAnomaly);
   }
 }
 

@@ -29,7 +29,8 @@ const MIGRATIONS = [
 ];
 
 /** A worker row with its registry (kept in its own table). */
-const WORKER = "SELECT w.hostname, w.status, w.pid, w.pool, w.concurrency, w.queues, w.sw_ver, w.first_seen, w.last_seen, w.freq, w.sessions, w.active, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)";
+const WORKER =
+  "SELECT w.hostname, w.status, w.pid, w.pool, w.concurrency, w.queues, w.sw_ver, w.first_seen, w.last_seen, w.freq, w.sessions, w.active, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)";
 
 interface WorkerState extends Record<string, SqlStorageValue> {
   hostname: string;
@@ -86,8 +87,8 @@ export class Fleet extends DurableObject<Env> {
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
-  async storageStats(): Promise<StorageMeter> {
-    return this.sql.meter();
+  async storageStats(): Promise<StorageMeter & { db_bytes: number }> {
+    return { ...this.sql.meter(), db_bytes: this.ctx.storage.sql.databaseSize };
   }
 
   private get lostMultiplier(): number {
@@ -104,7 +105,8 @@ export class Fleet extends DurableObject<Env> {
     const changed = new Map<string, boolean>(); // host → status or session changed
     const transitions: WorkerChange[] = [];
     for (const e of [...events].sort((a, b) => a.ts - b.ts || a.seq - b.seq)) {
-      if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${e.ts})`.rowsWritten === 0) continue;
+      if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${e.ts})`.rowsWritten === 0)
+        continue;
       accepted++;
       const result = this.apply(e);
       changed.set(e.host, (changed.get(e.host) ?? false) || result.statusChanged);
@@ -117,7 +119,9 @@ export class Fleet extends DurableObject<Env> {
     }
     await this.rearmAlarm();
     // Heartbeats are most of the traffic: re-announce an unchanged worker only every few seconds.
-    const announce = [...changed].filter(([host, statusChanged]) => statusChanged || now - (this.announcedAt.get(host) ?? 0) >= ANNOUNCE_EVERY_S);
+    const announce = [...changed].filter(
+      ([host, statusChanged]) => statusChanged || now - (this.announcedAt.get(host) ?? 0) >= ANNOUNCE_EVERY_S,
+    );
     if (announce.length) await this.announce(announce.map(([host]) => host));
     for (const t of transitions) await this.tellTraces(t);
     return { accepted, duplicates: events.length - accepted };
@@ -127,14 +131,22 @@ export class Fleet extends DurableObject<Env> {
     const existing = this.sql<WorkerState>`
       SELECT hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active FROM workers WHERE hostname = ${e.host}`.toArray()[0];
     if (e.registered)
-      this.sql`INSERT INTO worker_registry (hostname, registered) VALUES (${e.host}, ${JSON.stringify(e.registered)})
+      this
+        .sql`INSERT INTO worker_registry (hostname, registered) VALUES (${e.host}, ${JSON.stringify(e.registered)})
                ON CONFLICT (hostname) DO UPDATE SET registered = excluded.registered`;
-    if (existing && e.ts < existing.last_seen - 0.001 && e.type !== "online") return { statusChanged: false, transition: null }; // stale
+    if (existing && e.ts < existing.last_seen - 0.001 && e.type !== "online")
+      return { statusChanged: false, transition: null }; // stale
     const freq = e.freq ?? existing?.freq ?? DEFAULT_HEARTBEAT_S;
-    const status: WorkerStatus = e.type === "offline" ? "OFFLINE" : e.type === "shutting_down" ? (existing?.status as WorkerStatus) ?? "ONLINE" : "ONLINE";
+    const status: WorkerStatus =
+      e.type === "offline"
+        ? "OFFLINE"
+        : e.type === "shutting_down"
+          ? ((existing?.status as WorkerStatus) ?? "ONLINE")
+          : "ONLINE";
     const lostDue = status === "ONLINE" ? e.ts + freq * this.lostMultiplier : null;
     if (!existing) {
-      this.sql`INSERT INTO workers (hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active, lost_due_at)
+      this
+        .sql`INSERT INTO workers (hostname, status, pid, pool, concurrency, queues, sw_ver, first_seen, last_seen, freq, sessions, active, lost_due_at)
                VALUES (${e.host}, ${status}, ${e.pid ?? null}, ${e.pool ?? null}, ${e.concurrency ?? null}, ${JSON.stringify(e.queues ?? [])},
                        ${e.sw_ver ?? null}, ${e.ts}, ${e.ts}, ${freq}, 1, ${JSON.stringify(e.active ?? [])}, ${lostDue})`;
       return { statusChanged: true, transition: null };
@@ -152,7 +164,8 @@ export class Fleet extends DurableObject<Env> {
             : existing.status === "LOST" && newSession
               ? { host: e.host, kind: "restart", ts: e.ts }
               : null;
-    this.sql`UPDATE workers SET status = ${status}, pid = ${e.pid ?? existing.pid}, pool = ${e.pool ?? existing.pool},
+    this
+      .sql`UPDATE workers SET status = ${status}, pid = ${e.pid ?? existing.pid}, pool = ${e.pool ?? existing.pool},
                concurrency = ${e.concurrency ?? existing.concurrency}, queues = ${e.queues ? JSON.stringify(e.queues) : existing.queues},
                sw_ver = ${e.sw_ver ?? existing.sw_ver}, last_seen = ${Math.max(e.ts, existing.last_seen)}, freq = ${freq},
                sessions = ${existing.sessions + (newSession ? 1 : 0)},
@@ -163,7 +176,10 @@ export class Fleet extends DurableObject<Env> {
   }
 
   async list(): Promise<WorkerInfo[]> {
-    return this.ctx.storage.sql.exec<WorkerRow>(`${WORKER} ORDER BY w.status = 'ONLINE' DESC, w.hostname`).toArray().map(toInfo);
+    return this.ctx.storage.sql
+      .exec<WorkerRow>(`${WORKER} ORDER BY w.status = 'ONLINE' DESC, w.hostname`)
+      .toArray()
+      .map(toInfo);
   }
 
   async worker(hostname: string): Promise<WorkerInfo | null> {
@@ -192,7 +208,11 @@ export class Fleet extends DurableObject<Env> {
     const workers = online.map((row) => {
       const defs = JSON.parse(row.registered) as RegisteredTask[];
       for (const def of defs) (names[def.name] ??= []).push(row.hostname);
-      return { hostname: row.hostname, queues: JSON.parse(row.queues) as string[], registers: defs.length > 0 };
+      return {
+        hostname: row.hostname,
+        queues: JSON.parse(row.queues) as string[],
+        registers: defs.length > 0,
+      };
     });
     return { online: workers, names };
   }
@@ -203,9 +223,18 @@ export class Fleet extends DurableObject<Env> {
    * it finds nothing due and re-arms (about once per loss window instead of a write per heartbeat).
    */
   private async rearmAlarm(afterFiring = false): Promise<void> {
-    const due = this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
+    const due = this.sql<{
+      due: number | null;
+    }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
     const next = due === null ? null : Math.ceil(due * 1000);
-    if (!afterFiring && this.alarmAt !== undefined && next !== null && this.alarmAt !== null && this.alarmAt <= next) return;
+    if (
+      !afterFiring &&
+      this.alarmAt !== undefined &&
+      next !== null &&
+      this.alarmAt !== null &&
+      this.alarmAt <= next
+    )
+      return;
     if (next === this.alarmAt) return;
     this.alarmAt = next;
     this.sql.countAlarmWrite();
@@ -219,7 +248,8 @@ export class Fleet extends DurableObject<Env> {
     const now = Date.now() / 1000;
     const lost = this.sql<{ hostname: string }>`
       SELECT hostname FROM workers WHERE status = 'ONLINE' AND lost_due_at IS NOT NULL AND lost_due_at <= ${now + 0.001}`.toArray();
-    for (const w of lost) this.sql`UPDATE workers SET status = 'LOST', lost_due_at = NULL WHERE hostname = ${w.hostname}`;
+    for (const w of lost)
+      this.sql`UPDATE workers SET status = 'LOST', lost_due_at = NULL WHERE hostname = ${w.hostname}`;
     await this.rearmAlarm(true);
     if (lost.length) await this.announce(lost.map((w) => w.hostname));
     for (const w of lost) await this.tellTraces({ host: w.hostname, kind: "lost", ts: now });
@@ -234,13 +264,22 @@ export class Fleet extends DurableObject<Env> {
       const shards = shardCount(this.env);
       if (shards > 0) {
         // Each shard finds its own tasks running on the worker (a partial index): one call per shard.
-        await Promise.all(shardNames(shards).map((name) => this.env.TRACE_GRAPH.getByName(name).workerChanged(change, null)));
+        await Promise.all(
+          shardNames(shards).map((name) => this.env.TRACE_GRAPH.getByName(name).workerChanged(change, null)),
+        );
         return;
       }
       const index = this.env.INDEX.getByName(INDEX_NAME);
-      const active = JSON.parse(this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]?.active ?? "[]") as string[];
+      const active = JSON.parse(
+        this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]
+          ?.active ?? "[]",
+      ) as string[];
       const traces = await index.tracesRunningOn(change.host, active);
-      await Promise.all(traces.map((traceId) => this.env.TRACE_GRAPH.getByName(traceObjectName(traceId, 0)).workerChanged(change, [traceId])));
+      await Promise.all(
+        traces.map((traceId) =>
+          this.env.TRACE_GRAPH.getByName(traceObjectName(traceId, 0)).workerChanged(change, [traceId]),
+        ),
+      );
     } catch (err) {
       console.error(`fleet: could not tell the traces of ${change.host} about ${change.kind}`, err);
     }

@@ -4,7 +4,12 @@
  */
 
 /** Accepts an upgrade (already authenticated by the Worker) and greets the client. */
-export function acceptLiveSocket(ctx: DurableObjectState, request: Request, hello: unknown, tags: string[] = []): Response {
+export function acceptLiveSocket(
+  ctx: DurableObjectState,
+  request: Request,
+  hello: unknown,
+  tags: string[] = [],
+): Response {
   if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket")
     return new Response("expected a WebSocket upgrade", { status: 426 });
   const pair = new WebSocketPair();

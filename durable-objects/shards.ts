@@ -57,7 +57,11 @@ export function legacyTraceGraphOf(env: Env, traceKey: string) {
 }
 
 /** Groups keys by the object that holds them: one call per object. */
-export function groupByObject<T>(items: Iterable<T>, keyOf: (item: T) => string, shards: number): Map<string, T[]> {
+export function groupByObject<T>(
+  items: Iterable<T>,
+  keyOf: (item: T) => string,
+  shards: number,
+): Map<string, T[]> {
   const groups = new Map<string, T[]>();
   for (const item of items) {
     const name = traceObjectName(keyOf(item), shards);

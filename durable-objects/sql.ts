@@ -35,7 +35,11 @@ export function sqlFor(storage: SqlStorage): Sql {
   let last: SqlStorageCursor<Record<string, SqlStorageValue>> | null = null;
   const settle = () => {
     if (!last) return;
-    done = { rows_written: done.rows_written + last.rowsWritten, rows_read: done.rows_read + last.rowsRead, statements: done.statements + 1 };
+    done = {
+      rows_written: done.rows_written + last.rowsWritten,
+      rows_read: done.rows_read + last.rowsRead,
+      statements: done.statements + 1,
+    };
     last = null;
   };
   const sql = ((strings: TemplateStringsArray, ...values: (SqlValue | boolean | undefined | Ident)[]) => {
@@ -50,7 +54,10 @@ export function sqlFor(storage: SqlStorage): Sql {
       }
       query += strings[i + 1] ?? "";
     });
-    const cursor = storage.exec(query, ...bound.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)));
+    const cursor = storage.exec(
+      query,
+      ...bound.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)),
+    );
     last = cursor;
     return cursor;
   }) as Sql;
@@ -71,5 +78,32 @@ export function migrate(storage: SqlStorage, migrations: readonly string[]): voi
   const current = row?.version ?? 0;
   for (let v = current; v < migrations.length; v++) storage.exec(migrations[v]!);
   if (!row) storage.exec("INSERT INTO schema_version (version) VALUES (?)", migrations.length);
-  else if (current < migrations.length) storage.exec("UPDATE schema_version SET version = ?", migrations.length);
+  else if (current < migrations.length)
+    storage.exec("UPDATE schema_version SET version = ?", migrations.length);
+}
+
+/**
+ * SQLite in Durable Objects refuses a string or BLOB over 2 MB (SQLITE_TOOBIG). Values passed as
+ * one JSON array (batched statements) are cut into arrays of at most this many UTF-16 units,
+ * which is at most ~1.8 MB of UTF-8 whatever the text.
+ */
+export const MAX_JSON_CHARS = 600_000;
+
+/** Serializes items as JSON arrays, each under `maxChars` (an item larger than that stands alone). */
+export function jsonChunks(items: readonly unknown[], maxChars = MAX_JSON_CHARS): string[] {
+  const chunks: string[] = [];
+  let parts: string[] = [];
+  let size = 2;
+  for (const item of items) {
+    const json = JSON.stringify(item);
+    if (parts.length && size + json.length + 1 > maxChars) {
+      chunks.push(`[${parts.join(",")}]`);
+      parts = [];
+      size = 2;
+    }
+    parts.push(json);
+    size += json.length + 1;
+  }
+  if (parts.length) chunks.push(`[${parts.join(",")}]`);
+  return chunks;
 }

@@ -1,14 +1,28 @@
 import { DurableObject } from "cloudflare:workers";
-import type { Anomaly, TaskDetail, TaskLink, TraceLiveMessage, TraceSnapshot, TraceSummary } from "../shared/api";
+import type {
+  Anomaly,
+  TaskDetail,
+  TaskLink,
+  TraceLiveMessage,
+  TraceSnapshot,
+  TraceSummary,
+} from "../shared/api";
 import { anomalyConfigFrom, type Outage, type Watch } from "../shared/anomalies";
 import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
-import { compareTaskEvents, foldAttempts, foldPayload, foldTask, isTerminal, type TaskRecord } from "../shared/task-fold";
+import {
+  compareTaskEvents,
+  foldAttempts,
+  foldPayload,
+  foldTask,
+  isTerminal,
+  type TaskRecord,
+} from "../shared/task-fold";
 import { traceKeyOf, type TaskEvent } from "../shared/wire";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
 import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./contracts";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
-import { ident, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 export type { IngestResult } from "./contracts";
 
@@ -212,10 +226,14 @@ export class TraceGraph extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
-    this.anomalies = new AnomalyWatch(this.sql, anomalyConfigFrom(env as unknown as Record<string, string | undefined>), {
-      fleet: () => this.env.FLEET.getByName(FLEET_NAME),
-      index: () => this.env.INDEX.getByName(INDEX_NAME),
-    });
+    this.anomalies = new AnomalyWatch(
+      this.sql,
+      anomalyConfigFrom(env as unknown as Record<string, string | undefined>),
+      {
+        fleet: () => this.env.FLEET.getByName(FLEET_NAME),
+        index: () => this.env.INDEX.getByName(INDEX_NAME),
+      },
+    );
     // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
     migrate(ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
     this.loadPartitions();
@@ -227,8 +245,8 @@ export class TraceGraph extends DurableObject<Env> {
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
-  async storageStats(): Promise<StorageMeter> {
-    return this.sql.meter();
+  async storageStats(): Promise<StorageMeter & { db_bytes: number }> {
+    return { ...this.sql.meter(), db_bytes: this.ctx.storage.sql.databaseSize };
   }
 
   // ---- day partitions ----
@@ -241,14 +259,18 @@ export class TraceGraph extends DurableObject<Env> {
       const today = Math.floor(Date.now() / 1000 / DAY_S);
       if (this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM tasks`.one().n === 0) this.sql`DROP TABLE tasks`;
       else if (tables.some((t) => t.name === `tasks_${today}`)) {
-        this.ctx.storage.sql.exec(`INSERT OR IGNORE INTO tasks_${today} (${PARTITION_COLUMNS}) SELECT ${PARTITION_COLUMNS} FROM tasks`);
+        this.ctx.storage.sql.exec(
+          `INSERT OR IGNORE INTO tasks_${today} (${PARTITION_COLUMNS}) SELECT ${PARTITION_COLUMNS} FROM tasks`,
+        );
         this.sql`DROP TABLE tasks`;
       } else {
         this.sql`ALTER TABLE tasks RENAME TO ${ident(`tasks_${today}`)}`;
         this.scheduleDrop(today);
       }
     }
-    this.parts = this.sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'tasks_[0-9]*'`
+    this.parts = this.sql<{
+      name: string;
+    }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'tasks_[0-9]*'`
       .toArray()
       .map((t) => Number(t.name.slice("tasks_".length)))
       .sort((a, b) => a - b);
@@ -259,7 +281,9 @@ export class TraceGraph extends DurableObject<Env> {
   /** The view every read goes through: all partitions, each row with its partition's day. */
   private rebuildView(): void {
     this.sql`DROP VIEW IF EXISTS tasks`;
-    const branches = this.parts.map((day) => `SELECT ${day} AS part, ${PARTITION_COLUMNS} FROM tasks_${day}`).join(" UNION ALL ");
+    const branches = this.parts
+      .map((day) => `SELECT ${day} AS part, ${PARTITION_COLUMNS} FROM tasks_${day}`)
+      .join(" UNION ALL ");
     this.ctx.storage.sql.exec(`CREATE VIEW tasks AS ${branches}`);
   }
 
@@ -275,7 +299,8 @@ export class TraceGraph extends DurableObject<Env> {
   /** A day's partition is dropped RETENTION_DAYS after the day ends. */
   private scheduleDrop(day: number): void {
     const due = (day + 1) * DAY_S + numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
-    this.sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${"drop:" + day}, 'drop', NULL, ${due})`;
+    this
+      .sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${"drop:" + day}, 'drop', NULL, ${due})`;
   }
 
   /** Which partition holds each of these traces (those with rows), one query for all. */
@@ -292,12 +317,20 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** After a restart: batches accepted but not yet flushed are replayed from the log into memory. */
   private recover(): void {
-    this.checkpointSeq = Number(this.sql<{ value: string }>`SELECT value FROM meta WHERE key = 'flushed_seq'`.toArray()[0]?.value ?? 0);
+    this.checkpointSeq = Number(
+      this.sql<{ value: string }>`SELECT value FROM meta WHERE key = 'flushed_seq'`.toArray()[0]?.value ?? 0,
+    );
     this.materializedSeq = this.checkpointSeq;
-    this.logSeq = Math.max(this.checkpointSeq, this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM log`.one().seq ?? 0);
+    this.logSeq = Math.max(
+      this.checkpointSeq,
+      this.sql<{ seq: number | null }>`SELECT MAX(seq) AS seq FROM log`.one().seq ?? 0,
+    );
     if (this.logSeq === this.checkpointSeq) return;
     // Only the slots after the mark are read (a slot may hold up to a whole batch).
-    const unflushed = this.sql<{ seq: number; events: string }>`SELECT seq, events FROM log WHERE seq > ${this.checkpointSeq} ORDER BY seq`.toArray();
+    const unflushed = this.sql<{
+      seq: number;
+      events: string;
+    }>`SELECT seq, events FROM log WHERE seq > ${this.checkpointSeq} ORDER BY seq`.toArray();
     const now = Date.now() / 1000;
     for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now, row.seq);
     this.flushAt = now; // flush at the first alarm
@@ -313,10 +346,13 @@ export class TraceGraph extends DurableObject<Env> {
     const now = Date.now() / 1000;
     const { accepted, changed, anomaliesChanged } = this.absorb(events, now, this.logSeq + 1);
     if (accepted.length === 0) return { accepted: 0, duplicates: events.length };
-    // Durable before the answer: the accepted events are one row of the ring.
-    this.logSeq++;
-    this.sql`INSERT INTO log (slot, seq, events) VALUES (${this.logSeq % LOG_SLOTS}, ${this.logSeq}, ${JSON.stringify(accepted)})
-             ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, events = excluded.events`;
+    // Durable before the answer: the accepted events are a row of the ring (more if very large).
+    for (const chunk of jsonChunks(accepted)) {
+      this.logSeq++;
+      this
+        .sql`INSERT INTO log (slot, seq, events) VALUES (${this.logSeq % LOG_SLOTS}, ${this.logSeq}, ${chunk})
+               ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, events = excluded.events`;
+    }
     await this.afterChange(changed, now, anomaliesChanged);
     return { accepted: accepted.length, duplicates: events.length - accepted.length };
   }
@@ -325,7 +361,11 @@ export class TraceGraph extends DurableObject<Env> {
    * Folds new events into the pending tasks: loads each touched task's stored events once, drops
    * events already seen, re-folds what changed. Returns the accepted events and the changed tasks.
    */
-  private absorb(events: TaskEvent[], now: number, seq: number): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean } {
+  private absorb(
+    events: TaskEvent[],
+    now: number,
+    seq: number,
+  ): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean } {
     const missing: [string, string][] = [];
     const seenKeys = new Set<string>();
     for (const e of events) {
@@ -343,7 +383,20 @@ export class TraceGraph extends DurableObject<Env> {
       const key = keyOf(traceId, e.task_id);
       let task = this.pending.get(key);
       if (!task) {
-        task = { part: null, trace_id: traceId, task_id: e.task_id, events: [], ids: new Set(), stored: null, counted: false, record: foldTask(e.task_id, []), watch: null, since: now, firstSeq: seq, storedDue: null };
+        task = {
+          part: null,
+          trace_id: traceId,
+          task_id: e.task_id,
+          events: [],
+          ids: new Set(),
+          stored: null,
+          counted: false,
+          record: foldTask(e.task_id, []),
+          watch: null,
+          since: now,
+          firstSeq: seq,
+          storedDue: null,
+        };
         this.pending.set(key, task);
       }
       if (task.ids.has(e.id)) continue;
@@ -353,7 +406,8 @@ export class TraceGraph extends DurableObject<Env> {
       touched.set(key, task);
     }
     // Stored tasks that only got duplicates stay as they are (no row to rewrite).
-    for (const [key] of missing.map(([traceId, taskId]) => [keyOf(traceId, taskId)] as const)) if (!touched.has(key)) this.pending.delete(key);
+    for (const [key] of missing.map(([traceId, taskId]) => [keyOf(traceId, taskId)] as const))
+      if (!touched.has(key)) this.pending.delete(key);
     const changed = [...touched.values()];
     const anomaliesChanged = this.refold(changed, now);
     return { accepted, changed, anomaliesChanged };
@@ -361,7 +415,15 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Reads stored tasks into the pending set (their events and record), one statement for all. */
   private load(keys: [string, string][], now: number, seq: number): void {
-    const rows = this.sql<{ part: number; trace_id: string; task_id: string; events: string; record: string; counted: number; due_at: number | null }>`
+    const rows = this.sql<{
+      part: number;
+      trace_id: string;
+      task_id: string;
+      events: string;
+      record: string;
+      counted: number;
+      due_at: number | null;
+    }>`
       SELECT part, trace_id, task_id, events, record, counted, due_at FROM tasks
       WHERE (trace_id, task_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(keys)}))`.toArray();
     for (const row of rows) {
@@ -413,7 +475,9 @@ export class TraceGraph extends DurableObject<Env> {
    * first, so the summary they see is current), and the next flush is scheduled.
    */
   private async afterChange(changed: PendingTask[], now: number, anomaliesChanged: boolean): Promise<void> {
-    const watched = [...new Set(changed.map((t) => t.trace_id))].filter((id) => this.ctx.getWebSockets(id).length > 0);
+    const watched = [...new Set(changed.map((t) => t.trace_id))].filter(
+      (id) => this.ctx.getWebSockets(id).length > 0,
+    );
     if (watched.length) {
       const byTrace = new Map(watched.map((id) => [id, changed.filter((t) => t.trace_id === id)]));
       const structure = new Map(
@@ -433,7 +497,12 @@ export class TraceGraph extends DurableObject<Env> {
         ]),
       );
       this.materialize(now);
-      for (const [traceId, tasks] of byTrace) this.broadcastDelta(traceId, tasks.map((t) => t.record), structure.get(traceId) ?? false);
+      for (const [traceId, tasks] of byTrace)
+        this.broadcastDelta(
+          traceId,
+          tasks.map((t) => t.record),
+          structure.get(traceId) ?? false,
+        );
     }
     const full = this.pending.size >= MAX_PENDING_TASKS || this.logSeq - this.checkpointSeq >= LOG_SLOTS / 2;
     // An anomaly that opened or resolved is reported at once (rare, and what the dashboard is for).
@@ -446,11 +515,17 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Worker outages recorded in a trace (cold shutdowns, heartbeat losses, restarts). */
   private outagesOf(traceId: string): Outage[] {
-    this.outageTraces ??= new Set(this.sql<{ trace_id: string }>`SELECT DISTINCT trace_id FROM outages`.toArray().map((r) => r.trace_id));
+    this.outageTraces ??= new Set(
+      this.sql<{ trace_id: string }>`SELECT DISTINCT trace_id FROM outages`.toArray().map((r) => r.trace_id),
+    );
     if (!this.outageTraces.has(traceId)) return [];
     let list = this.outagesCache.get(traceId);
     if (!list) {
-      list = this.sql<{ host: string; kind: string; ts: number }>`SELECT host, kind, ts FROM outages WHERE trace_id = ${traceId}`
+      list = this.sql<{
+        host: string;
+        kind: string;
+        ts: number;
+      }>`SELECT host, kind, ts FROM outages WHERE trace_id = ${traceId}`
         .toArray()
         .map((o) => ({ host: o.host, kind: o.kind as Outage["kind"], ts: o.ts }));
       this.outagesCache.set(traceId, list);
@@ -483,7 +558,11 @@ export class TraceGraph extends DurableObject<Env> {
     this.outagesCache.clear();
     if (rows.length === 0) return { affected: 0 };
     // No log entry stands for these changes (outages are stored, events unchanged): written at once.
-    this.load(rows.map((r) => [r.trace_id, r.task_id]), now, Number.MAX_SAFE_INTEGER);
+    this.load(
+      rows.map((r) => [r.trace_id, r.task_id]),
+      now,
+      Number.MAX_SAFE_INTEGER,
+    );
     const tasks = rows.map((r) => this.pending.get(keyOf(r.trace_id, r.task_id))!);
     const anomaliesChanged = this.refold(tasks, now);
     this.materialize(now);
@@ -515,36 +594,63 @@ export class TraceGraph extends DurableObject<Env> {
       }
       const rows = byPart.get(t.part) ?? [];
       byPart.set(t.part, rows);
-      this.pending.delete(keyOf(t.trace_id, t.task_id));
       traces.add(t.trace_id);
       const r = t.record;
       // A finished run is counted once, when its task first reaches a finished state.
       if (r.finished_at !== null && !t.counted) {
         t.counted = true;
-        this.unreportedRuns.push({ name: r.name, state: r.state, runtime_ms: r.runtime_ms, finished_at: r.finished_at });
+        this.unreportedRuns.push({
+          name: r.name,
+          state: r.state,
+          runtime_ms: r.runtime_ms,
+          finished_at: r.finished_at,
+        });
       }
       rows.push({
-        a: t.trace_id, b: t.task_id, c: r.name, d: r.state, e: r.parent_id, f: r.worker, g: r.published_at, h: r.started_at,
-        i: r.finished_at, j: r.runtime_ms, k: t.watch?.kind ?? null, l: t.watch?.due_at ?? null, m: r, n: t.events, o: t.counted ? 1 : 0,
+        a: t.trace_id,
+        b: t.task_id,
+        c: r.name,
+        d: r.state,
+        e: r.parent_id,
+        f: r.worker,
+        g: r.published_at,
+        h: r.started_at,
+        i: r.finished_at,
+        j: r.runtime_ms,
+        k: t.watch?.kind ?? null,
+        l: t.watch?.due_at ?? null,
+        m: r,
+        n: t.events,
+        o: t.counted ? 1 : 0,
       });
       // A root task needs no lookup row in the index: its trace id is its own id.
       if (t.task_id !== t.trace_id)
-        this.unreportedTasks.set(keyOf(t.trace_id, t.task_id), { day: t.part, trace_id: t.trace_id, task_id: t.task_id, name: r.name, state: r.state, worker: r.worker });
+        this.unreportedTasks.set(keyOf(t.trace_id, t.task_id), {
+          day: t.part,
+          trace_id: t.trace_id,
+          task_id: t.task_id,
+          name: r.name,
+          state: r.state,
+          worker: r.worker,
+        });
     }
     for (const [part, rows] of byPart) {
       this.ensurePartition(part);
       // jsonb: parsed once, not once per ->> (measured 0.45 → 0.2 ms for 20 records in workerd).
-      this.sql`
+      for (const chunk of jsonChunks(rows))
+        this.sql`
       INSERT INTO ${ident(`tasks_${part}`)} (trace_id, task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms,
                          first_seen, touched_at, counted, watch_kind, due_at, record, events)
       SELECT value ->> 'a', value ->> 'b', value ->> 'c', value ->> 'd', value ->> 'e', value ->> 'f', value ->> 'g', value ->> 'h',
              value ->> 'i', value ->> 'j', ${now}, ${now}, value ->> 'o', value ->> 'k', value ->> 'l', json(value -> 'm'), json(value -> 'n')
-      FROM jsonb_each(jsonb(${JSON.stringify(rows)})) WHERE true
+      FROM jsonb_each(jsonb(${chunk})) WHERE true
       ON CONFLICT (trace_id, task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
         worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
         finished_at = excluded.finished_at, runtime_ms = excluded.runtime_ms, touched_at = excluded.touched_at, counted = excluded.counted,
         watch_kind = excluded.watch_kind, due_at = excluded.due_at, record = excluded.record, events = excluded.events`;
     }
+    // Written: out of memory only now (a failed statement above leaves them pending, and in the log).
+    for (const t of ready) this.pending.delete(keyOf(t.trace_id, t.task_id));
     // The log is still needed from the first entry a held task depends on.
     this.materializedSeq = Math.max(this.materializedSeq, Math.min(this.logSeq, keepFrom - 1));
     for (const id of traces) this.unreportedTraces.add(id);
@@ -568,7 +674,12 @@ export class TraceGraph extends DurableObject<Env> {
   /** Moves the log's replay mark past what is written: one row, every CHECKPOINT_S (or sooner when the log fills). */
   private checkpoint(now: number, force = false): void {
     if (this.materializedSeq <= this.checkpointSeq) return;
-    if (!force && now - this.checkpointedAt < CHECKPOINT_S && this.logSeq - this.checkpointSeq < LOG_SLOTS / 4) return;
+    if (
+      !force &&
+      now - this.checkpointedAt < CHECKPOINT_S &&
+      this.logSeq - this.checkpointSeq < LOG_SLOTS / 4
+    )
+      return;
     this.checkpointSeq = this.materializedSeq;
     this.sql`INSERT INTO meta (key, value) VALUES ('flushed_seq', ${String(this.checkpointSeq)})
              ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
@@ -608,7 +719,10 @@ export class TraceGraph extends DurableObject<Env> {
       this.reportRetryAt = null;
     } catch (err) {
       // Kept for the next flush: the index may be restarting. Newer changes win over these.
-      console.warn(`trace graph: the index did not take a report of ${traceIds.length} traces; retrying`, err);
+      console.warn(
+        `trace graph: the index did not take a report of ${traceIds.length} traces; retrying`,
+        err,
+      );
       for (const id of traceIds) this.unreportedTraces.add(id);
       for (const t of tasks) {
         const key = keyOf(t.trace_id, t.task_id);
@@ -632,7 +746,14 @@ export class TraceGraph extends DurableObject<Env> {
       counts.set(row.trace_id, m);
     }
     const times = new Map(
-      this.sql<{ trace_id: string; started: number | null; finished: number | null; touched: number; first_seen: number; part: number }>`
+      this.sql<{
+        trace_id: string;
+        started: number | null;
+        finished: number | null;
+        touched: number;
+        first_seen: number;
+        part: number;
+      }>`
         SELECT trace_id, MIN(COALESCE(published_at, started_at)) AS started, MAX(finished_at) AS finished, MAX(touched_at) AS touched,
                MIN(first_seen) AS first_seen, MIN(part) AS part
         FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) GROUP BY trace_id`
@@ -672,26 +793,41 @@ export class TraceGraph extends DurableObject<Env> {
       const running = countOf("STARTED", "RETRY");
       const waiting = countOf("PENDING", "RECEIVED", "SCHEDULED");
       const state: TraceSummary["state"] =
-        running > 0 ? "STARTED" : waiting > 0 ? (waiting === total ? "PENDING" : "RECEIVED") : failures > 0 || countOf("REJECTED") > 0 ? "FAILURE" : countOf("REVOKED") > 0 ? "REVOKED" : "SUCCESS";
+        running > 0
+          ? "STARTED"
+          : waiting > 0
+            ? waiting === total
+              ? "PENDING"
+              : "RECEIVED"
+            : failures > 0 || countOf("REJECTED") > 0
+              ? "FAILURE"
+              : countOf("REVOKED") > 0
+                ? "REVOKED"
+                : "SUCCESS";
       const t = times.get(traceId);
       const started = t?.started ?? null;
       const finishedAt = isTerminal(state) ? (t?.finished ?? null) : null;
       const root = roots.get(traceId);
-      summaries.push({ sort_at: t?.first_seen ?? now, day: t?.part ?? Math.floor(now / DAY_S), summary: {
-        trace_id: traceId,
-        state,
-        root_task_id: root?.task_id ?? null,
-        root_name: root?.name ?? null,
-        task_count: total,
-        failure_count: failures,
-        started_at: started,
-        updated_at: t?.touched ?? now,
-        finished_at: finishedAt,
-        duration_ms: started !== null && finishedAt !== null ? Math.round((finishedAt - started) * 1000) : null,
-        workers: workers.get(traceId) ?? [],
-        task_names: names.get(traceId) ?? [],
-        anomaly_count: this.anomalies.openCount(traceId),
-      } });
+      summaries.push({
+        sort_at: t?.first_seen ?? now,
+        day: t?.part ?? Math.floor(now / DAY_S),
+        summary: {
+          trace_id: traceId,
+          state,
+          root_task_id: root?.task_id ?? null,
+          root_name: root?.name ?? null,
+          task_count: total,
+          failure_count: failures,
+          started_at: started,
+          updated_at: t?.touched ?? now,
+          finished_at: finishedAt,
+          duration_ms:
+            started !== null && finishedAt !== null ? Math.round((finishedAt - started) * 1000) : null,
+          workers: workers.get(traceId) ?? [],
+          task_names: names.get(traceId) ?? [],
+          anomaly_count: this.anomalies.openCount(traceId),
+        },
+      });
     }
     return summaries;
   }
@@ -708,7 +844,10 @@ export class TraceGraph extends DurableObject<Env> {
    * most `limit`. SQLite's sorter copies every whole record (10,000 tasks: ~10 MB, 40–90 ms), so
    * when all rows are wanted they are read unsorted and ordered here by the same keys.
    */
-  private records(traceId: string, limit = Number.MAX_SAFE_INTEGER): { records: TaskRecord[]; total: number; touched: number } {
+  private records(
+    traceId: string,
+    limit = Number.MAX_SAFE_INTEGER,
+  ): { records: TaskRecord[]; total: number; touched: number } {
     const stats = this.sql<{ n: number; touched: number | null }>`
       SELECT COUNT(*) AS n, MAX(touched_at) AS touched FROM tasks WHERE trace_id = ${traceId}`.one();
     const total = stats.n;
@@ -765,7 +904,9 @@ export class TraceGraph extends DurableObject<Env> {
   /** A task's detail: attempts, timeline, payload, parent and children; null if unknown here. */
   async task(traceId: string, taskId: string): Promise<TaskDetail | null> {
     this.readyFor(traceId);
-    const row = this.sql<{ events: string }>`SELECT events FROM tasks WHERE trace_id = ${traceId} AND task_id = ${taskId}`.toArray()[0];
+    const row = this.sql<{
+      events: string;
+    }>`SELECT events FROM tasks WHERE trace_id = ${traceId} AND task_id = ${taskId}`.toArray()[0];
     const events = row ? (JSON.parse(row.events) as TaskEvent[]).sort(compareTaskEvents) : [];
     const { records } = this.records(traceId);
     if (records.length === 0) return null;
@@ -785,14 +926,26 @@ export class TraceGraph extends DurableObject<Env> {
       task: node,
       // The last attempt ends as the node does when a worker outage ended it (no event says so).
       attempts: foldAttempts(events).map(({ name: _name, ...attempt }, i, all) =>
-        i === all.length - 1 && attempt.state === "STARTED" && (node.state === "INTERRUPTED" || node.state === "LOST")
+        i === all.length - 1 &&
+        attempt.state === "STARTED" &&
+        (node.state === "INTERRUPTED" || node.state === "LOST")
           ? { ...attempt, state: node.state, finished_at: node.finished_at }
           : attempt,
       ),
       ...payload,
-      parent: parentEdge ? link(parentEdge.source, parentEdge.kind) : node.parent_id ? link(node.parent_id, null) : null,
+      parent: parentEdge
+        ? link(parentEdge.source, parentEdge.kind)
+        : node.parent_id
+          ? link(node.parent_id, null)
+          : null,
       children: view.edges.filter((e) => e.source === taskId).map((e) => link(e.target, e.kind)),
-      events: events.map((e) => ({ type: e.type, ts: e.ts, host: e.host, pid: e.pid ?? null, retries: e.retries ?? null })),
+      events: events.map((e) => ({
+        type: e.type,
+        ts: e.ts,
+        host: e.host,
+        pid: e.pid ?? null,
+        retries: e.retries ?? null,
+      })),
       names: [...new Set(events.map((e) => e.name).filter((n): n is string => !!n))],
     };
   }
@@ -804,15 +957,23 @@ export class TraceGraph extends DurableObject<Env> {
     // Per partition: each MIN is one step down its partial index (through the view it is a scan).
     const dues = [
       this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due,
-      ...this.parts.map((day) => this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due),
+      ...this.parts.map(
+        (day) =>
+          this.sql<{
+            due: number | null;
+          }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due,
+      ),
     ];
-    const times = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter((t): t is number => t !== null);
+    const times = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter(
+      (t): t is number => t !== null,
+    );
     const next = times.length ? Math.ceil(Math.min(...times) * 1000) : null;
     // Setting or deleting an alarm is a row written. So the alarm only ever moves earlier: an
     // alarm that fires early finds nothing due and re-arms, and one that is no longer needed is
     // left to fire once for nothing (cheaper than deleting it, then setting another).
     if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
-    if (next === null || (this.alarmAt !== null && this.alarmAt >= Date.now() && this.alarmAt <= next)) return;
+    if (next === null || (this.alarmAt !== null && this.alarmAt >= Date.now() && this.alarmAt <= next))
+      return;
     this.alarmAt = next;
     this.sql.countAlarmWrite();
     await this.ctx.storage.setAlarm(next);
@@ -840,15 +1001,24 @@ export class TraceGraph extends DurableObject<Env> {
     for (const day of this.parts)
       for (const r of this.sql<{ trace_id: string; task_id: string; record: string; watch_kind: string }>`
         SELECT trace_id, task_id, record, watch_kind FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001}`)
-        watches.push({ trace_id: r.trace_id, task_id: r.task_id, record: JSON.parse(r.record) as TaskRecord, kind: r.watch_kind as Watch["kind"] });
+        watches.push({
+          trace_id: r.trace_id,
+          task_id: r.task_id,
+          record: JSON.parse(r.record) as TaskRecord,
+          kind: r.watch_kind as Watch["kind"],
+        });
     await this.anomalies.runDueWatches(
       watches,
       (traceId, taskId, watch) => {
         // A task re-folded meanwhile (pending) has its own watch; it is written at the flush.
         if (this.pending.has(keyOf(traceId, taskId))) return;
-        const part = this.partOfTrace.get(traceId) ?? this.sql<{ part: number }>`SELECT part FROM tasks WHERE trace_id = ${traceId} LIMIT 1`.toArray()[0]?.part;
+        const part =
+          this.partOfTrace.get(traceId) ??
+          this.sql<{ part: number }>`SELECT part FROM tasks WHERE trace_id = ${traceId} LIMIT 1`.toArray()[0]
+            ?.part;
         if (part !== undefined)
-          this.sql`UPDATE ${ident(`tasks_${part}`)} SET watch_kind = ${watch?.kind ?? null}, due_at = ${watch?.due_at ?? null} WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
+          this
+            .sql`UPDATE ${ident(`tasks_${part}`)} SET watch_kind = ${watch?.kind ?? null}, due_at = ${watch?.due_at ?? null} WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
       },
       now,
     );
@@ -867,11 +1037,14 @@ export class TraceGraph extends DurableObject<Env> {
     // Pending changes of these traces would otherwise recreate rows in a dropped table.
     this.materialize(Date.now() / 1000);
     const table = ident(`tasks_${day}`);
-    const ids = JSON.stringify(this.sql<{ trace_id: string }>`SELECT DISTINCT trace_id FROM ${table}`.toArray().map((r) => r.trace_id));
+    const ids = JSON.stringify(
+      this.sql<{ trace_id: string }>`SELECT DISTINCT trace_id FROM ${table}`.toArray().map((r) => r.trace_id),
+    );
     this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM outages WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM live_seq WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
-    this.sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this
+      .sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DROP TABLE ${table}`;
     this.parts = this.parts.filter((d) => d !== day);
     for (const id of JSON.parse(ids) as string[]) {
@@ -900,7 +1073,9 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** The trace's live sequence: one more per delta frame sent to its viewers. */
   private liveSeq(traceId: string): number {
-    return this.sql<{ seq: number }>`SELECT seq FROM live_seq WHERE trace_id = ${traceId}`.toArray()[0]?.seq ?? 0;
+    return (
+      this.sql<{ seq: number }>`SELECT seq FROM live_seq WHERE trace_id = ${traceId}`.toArray()[0]?.seq ?? 0
+    );
   }
 
   /** Accepts a live socket for `/api/traces/:traceId/live`; the Worker has already authenticated the request. */
@@ -909,17 +1084,30 @@ export class TraceGraph extends DurableObject<Env> {
     if (!match) return new Response("expected /api/traces/:traceId/live", { status: 404 });
     const traceId = decodeURIComponent(match[1]!);
     this.readyFor(traceId);
-    return acceptLiveSocket(this.ctx, request, { type: "hello", trace_id: traceId, seq: this.liveSeq(traceId) } satisfies TraceLiveMessage, [traceId]);
+    return acceptLiveSocket(
+      this.ctx,
+      request,
+      { type: "hello", trace_id: traceId, seq: this.liveSeq(traceId) } satisfies TraceLiveMessage,
+      [traceId],
+    );
   }
 
   private broadcastDelta(traceId: string, changed: TaskRecord[], structureChanged: boolean): void {
     const seq = this.liveSeq(traceId) + 1;
-    this.sql`INSERT INTO live_seq (trace_id, seq) VALUES (${traceId}, ${seq}) ON CONFLICT (trace_id) DO UPDATE SET seq = excluded.seq`;
+    this
+      .sql`INSERT INTO live_seq (trace_id, seq) VALUES (${traceId}, ${seq}) ON CONFLICT (trace_id) DO UPDATE SET seq = excluded.seq`;
     const nodes = changed.map(toGraphNode);
     this.anomalies.decorate(traceId, nodes);
     const summary = this.summariesOf([traceId], Date.now() / 1000)[0]?.summary;
     if (!summary) return;
-    const message = { type: "delta", trace_id: traceId, seq, nodes, structure_changed: structureChanged, summary } satisfies TraceLiveMessage;
+    const message = {
+      type: "delta",
+      trace_id: traceId,
+      seq,
+      nodes,
+      structure_changed: structureChanged,
+      summary,
+    } satisfies TraceLiveMessage;
     broadcastFrame(this.ctx, message, traceId);
   }
 

@@ -15,7 +15,7 @@ import type {
 import type { RuntimeProfile } from "../shared/anomalies";
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
-import { ident, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import type { IndexReport } from "./contracts";
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
@@ -54,7 +54,11 @@ export interface IndexBackend {
   report(report: IndexReport): Promise<void>;
   forgetDay(day: number): Promise<void>;
   listAnomalies(query: AnomalyQuery): Promise<AnomalyList>;
-  anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }>;
+  anomalyCounts(): Promise<{
+    open: number;
+    by_kind: Record<string, number>;
+    by_name: Record<string, number>;
+  }>;
   tracesRunningOn(host: string, taskIds: string[]): Promise<string[]>;
   runtimeProfile(name: string): Promise<RuntimeProfile>;
   listTraces(query: TraceQuery): Promise<TraceList>;
@@ -150,7 +154,8 @@ export function encodeCursor(sortAt: number, traceId: string): string {
 export function decodeCursor(cursor: string): [number, string] | null {
   try {
     const value: unknown = JSON.parse(atob(cursor));
-    if (Array.isArray(value) && typeof value[0] === "number" && typeof value[1] === "string") return [value[0], value[1]];
+    if (Array.isArray(value) && typeof value[0] === "number" && typeof value[1] === "string")
+      return [value[0], value[1]];
   } catch {
     // fall through: a malformed cursor is reported by the caller
   }
@@ -196,17 +201,23 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** Finds the day partitions; the `traces` and `tasks` tables from before partitions become today's. */
   private loadPartitions(): void {
-    const legacy = this.sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('traces', 'tasks')`.toArray();
+    const legacy = this.sql<{
+      name: string;
+    }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('traces', 'tasks')`.toArray();
     if (legacy.length) {
       const today = Math.floor(Date.now() / 1000 / DAY_S);
       this.ctx.storage.sql.exec(partitionDdl(today));
       for (const { name } of legacy) {
         const columns = name === "traces" ? TRACE_COLUMNS : TASK_COLUMNS;
-        this.ctx.storage.sql.exec(`INSERT OR IGNORE INTO ${name}_${today} (${columns}) SELECT ${columns} FROM ${name}`);
+        this.ctx.storage.sql.exec(
+          `INSERT OR IGNORE INTO ${name}_${today} (${columns}) SELECT ${columns} FROM ${name}`,
+        );
         this.ctx.storage.sql.exec(`DROP TABLE ${name}`);
       }
     }
-    this.days = this.sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'traces_[0-9]*'`
+    this.days = this.sql<{
+      name: string;
+    }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'traces_[0-9]*'`
       .toArray()
       .map((t) => Number(t.name.slice("traces_".length)))
       .sort((a, b) => a - b);
@@ -217,8 +228,12 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   private rebuildViews(): void {
     this.sql`DROP VIEW IF EXISTS traces`;
     this.sql`DROP VIEW IF EXISTS tasks`;
-    this.ctx.storage.sql.exec(`CREATE VIEW traces AS ${this.days.map((d) => `SELECT ${d} AS day, ${TRACE_COLUMNS} FROM traces_${d}`).join(" UNION ALL ")}`);
-    this.ctx.storage.sql.exec(`CREATE VIEW tasks AS ${this.days.map((d) => `SELECT ${d} AS day, ${TASK_COLUMNS} FROM tasks_${d}`).join(" UNION ALL ")}`);
+    this.ctx.storage.sql.exec(
+      `CREATE VIEW traces AS ${this.days.map((d) => `SELECT ${d} AS day, ${TRACE_COLUMNS} FROM traces_${d}`).join(" UNION ALL ")}`,
+    );
+    this.ctx.storage.sql.exec(
+      `CREATE VIEW tasks AS ${this.days.map((d) => `SELECT ${d} AS day, ${TASK_COLUMNS} FROM tasks_${d}`).join(" UNION ALL ")}`,
+    );
   }
 
   private ensureDay(day: number): void {
@@ -249,8 +264,8 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */
-  async storageStats(): Promise<StorageMeter> {
-    return this.sql.meter();
+  async storageStats(): Promise<StorageMeter & { db_bytes: number }> {
+    return { ...this.sql.meter(), db_bytes: this.ctx.storage.sql.databaseSize };
   }
 
   /**
@@ -270,11 +285,18 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         WHERE (sort_at, trace_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${keys}))`.one();
       const after = traces.reduce((sum, t) => sum + t.summary.task_count, 0);
       // Names and workers as "|a|b|": a LIKE '%|x|%' matches whole entries.
-      const rows = traces.map((t) => ({ t: t.sort_at, s: t.summary, n: "|" + t.summary.task_names.join("|") + "|", w: "|" + t.summary.workers.join("|") + "|" }));
-      this.sql`INSERT INTO ${table} (sort_at, trace_id, state, started_at, updated_at, names, workers, summary)
+      const rows = traces.map((t) => ({
+        t: t.sort_at,
+        s: t.summary,
+        n: "|" + t.summary.task_names.join("|") + "|",
+        w: "|" + t.summary.workers.join("|") + "|",
+      }));
+      for (const chunk of jsonChunks(rows))
+        this
+          .sql`INSERT INTO ${table} (sort_at, trace_id, state, started_at, updated_at, names, workers, summary)
                SELECT value ->> '$.t', value ->> '$.s.trace_id', value ->> '$.s.state', value ->> '$.s.started_at', value ->> '$.s.updated_at',
                       value ->> '$.n', value ->> '$.w', json(value -> '$.s')
-               FROM json_each(${JSON.stringify(rows)}) WHERE true
+               FROM json_each(${chunk}) WHERE true
                ON CONFLICT (sort_at, trace_id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
                  updated_at = excluded.updated_at, names = excluded.names, workers = excluded.workers, summary = excluded.summary`;
       if (after !== (before.tasks ?? 0)) await this.addCounter("tasks", after - (before.tasks ?? 0));
@@ -282,9 +304,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     }
     for (const [day, tasks] of groupBy(report.tasks, (t) => t.day)) {
       this.ensureDay(day);
-      this.sql`INSERT INTO ${ident(`tasks_${day}`)} (task_id, trace_id, name, state, worker, updated_at)
+      for (const chunk of jsonChunks(tasks))
+        this.sql`INSERT INTO ${ident(`tasks_${day}`)} (task_id, trace_id, name, state, worker, updated_at)
                SELECT value ->> '$.task_id', value ->> '$.trace_id', value ->> '$.name', value ->> '$.state', value ->> '$.worker', ${now}
-               FROM json_each(${JSON.stringify(tasks)}) WHERE true
+               FROM json_each(${chunk}) WHERE true
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
                  worker = excluded.worker, updated_at = excluded.updated_at`;
     }
@@ -322,7 +345,14 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     for (const r of runs) {
       const minute = Math.floor(r.finished_at / MINUTE_S);
       const key = `${r.name ?? ""}\u0000${minute}`;
-      const g = this.pendingRuns.get(key) ?? { name: r.name ?? "", minute, finished: 0, failed: 0, runtimes: [], last: 0 };
+      const g = this.pendingRuns.get(key) ?? {
+        name: r.name ?? "",
+        minute,
+        finished: 0,
+        failed: 0,
+        runtimes: [],
+        last: 0,
+      };
       g.finished++;
       if (FAILED_STATES.includes(r.state)) g.failed++;
       if (r.runtime_ms !== null && g.runtimes.length < MAX_RUNTIMES_PER_MINUTE) g.runtimes.push(r.runtime_ms);
@@ -340,14 +370,17 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   /** Writes the run groups and counter changes gathered in memory. */
   private writeRuns(): void {
     for (const [key, delta] of this.pendingCounters)
-      if (delta !== 0) this.sql`INSERT INTO counters (key, value) VALUES (${key}, ${delta}) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`;
+      if (delta !== 0)
+        this
+          .sql`INSERT INTO counters (key, value) VALUES (${key}, ${delta}) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value`;
     this.pendingCounters.clear();
     if (this.pendingRuns.size === 0) return;
     const groups = [...this.pendingRuns.values()];
     this.pendingRuns.clear();
-    this.sql`INSERT INTO runs (name, minute, finished, failed, runtimes, last_at)
+    for (const chunk of jsonChunks(groups))
+      this.sql`INSERT INTO runs (name, minute, finished, failed, runtimes, last_at)
              SELECT value ->> '$.name', value ->> '$.minute', value ->> '$.finished', value ->> '$.failed', json(value -> '$.runtimes'), value ->> '$.last'
-             FROM json_each(${JSON.stringify(groups)}) WHERE true
+             FROM json_each(${chunk}) WHERE true
              ON CONFLICT (name, minute) DO UPDATE SET finished = finished + excluded.finished, failed = failed + excluded.failed,
                last_at = MAX(last_at, excluded.last_at),
                runtimes = CASE WHEN json_array_length(runtimes) >= ${MAX_RUNTIMES_PER_MINUTE} THEN runtimes ELSE (
@@ -356,7 +389,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   private prunedAt = 0;
-  private pendingRuns = new Map<string, { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }>();
+  private pendingRuns = new Map<
+    string,
+    { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }
+  >();
   private runsAlarmSet = false;
   private pendingCounters = new Map<string, number>();
 
@@ -381,7 +417,11 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     return { anomalies: rows.map((r) => JSON.parse(r.body) as Anomaly) };
   }
 
-  async anomalyCounts(): Promise<{ open: number; by_kind: Record<string, number>; by_name: Record<string, number> }> {
+  async anomalyCounts(): Promise<{
+    open: number;
+    by_kind: Record<string, number>;
+    by_name: Record<string, number>;
+  }> {
     const byKind: Record<string, number> = {};
     const byName: Record<string, number> = {};
     let open = 0;
@@ -405,19 +445,26 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       .toArray()
       .map((r) => r.trace_id);
     const known = new Map(
-      this.sql<{ task_id: string; trace_id: string }>`SELECT task_id, trace_id FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`
+      this.sql<{
+        task_id: string;
+        trace_id: string;
+      }>`SELECT task_id, trace_id FROM tasks WHERE task_id IN (SELECT value FROM json_each(${JSON.stringify(taskIds)}))`
         .toArray()
         .map((r) => [r.task_id, r.trace_id]),
     );
     const roots = this.sql<{ trace_id: string }>`
-      SELECT trace_id FROM traces WHERE workers LIKE ${"%|" + host + "|%"} AND state IN ('STARTED', 'RECEIVED', 'PENDING')`.toArray().map((r) => r.trace_id);
+      SELECT trace_id FROM traces WHERE workers LIKE ${"%|" + host + "|%"} AND state IN ('STARTED', 'RECEIVED', 'PENDING')`
+      .toArray()
+      .map((r) => r.trace_id);
     return [...new Set([...running, ...roots, ...taskIds.map((id) => known.get(id) ?? id)])];
   }
 
   /** Runtimes of a name's finished runs, newest minutes first, at most `limit`. */
   private runtimesOf(name: string, limit: number): number[] {
     const out: number[] = [];
-    for (const row of this.sql<{ runtimes: string }>`SELECT runtimes FROM runs WHERE name = ${name} ORDER BY minute DESC`) {
+    for (const row of this.sql<{
+      runtimes: string;
+    }>`SELECT runtimes FROM runs WHERE name = ${name} ORDER BY minute DESC`) {
       for (const v of JSON.parse(row.runtimes) as number[]) out.push(v);
       if (out.length >= limit) break;
     }
@@ -450,7 +497,9 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         AND (${cursor ? 1 : 0} = 0 OR sort_at < ${cursor?.[0] ?? 0} OR (sort_at = ${cursor?.[0] ?? 0} AND trace_id < ${cursor?.[1] ?? ""}))
       ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit + 1}`.toArray(),
       )
-      .sort((a, b) => b.sort_at - a.sort_at || (a.trace_id < b.trace_id ? 1 : a.trace_id > b.trace_id ? -1 : 0))
+      .sort(
+        (a, b) => b.sort_at - a.sort_at || (a.trace_id < b.trace_id ? 1 : a.trace_id > b.trace_id ? -1 : 0),
+      )
       .slice(0, limit + 1);
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
@@ -462,15 +511,30 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** The trace of a task that is not its trace's root (null: it is a root, or not seen yet). */
   async traceOfTask(taskId: string): Promise<string | null> {
-    return this.sql<{ trace_id: string }>`SELECT trace_id FROM tasks WHERE task_id = ${taskId}`.toArray()[0]?.trace_id ?? null;
+    return (
+      this.sql<{ trace_id: string }>`SELECT trace_id FROM tasks WHERE task_id = ${taskId}`.toArray()[0]
+        ?.trace_id ?? null
+    );
   }
 
   /** Tasks by id prefix or name: those in the lookup, and the traces' root tasks (from their summaries). */
   async searchTasks(q: string, limit: number): Promise<TaskSearch> {
-    const members = this.sql<{ task_id: string; name: string | null; trace_id: string; state: string; updated_at: number }>`
+    const members = this.sql<{
+      task_id: string;
+      name: string | null;
+      trace_id: string;
+      state: string;
+      updated_at: number;
+    }>`
       SELECT task_id, name, trace_id, state, updated_at FROM tasks
       WHERE task_id LIKE ${q + "%"} OR name LIKE ${"%" + q + "%"} ORDER BY updated_at DESC LIMIT ${limit}`.toArray();
-    const roots = this.sql<{ task_id: string; name: string | null; trace_id: string; state: string; updated_at: number }>`
+    const roots = this.sql<{
+      task_id: string;
+      name: string | null;
+      trace_id: string;
+      state: string;
+      updated_at: number;
+    }>`
       SELECT summary ->> '$.root_task_id' AS task_id, summary ->> '$.root_name' AS name, trace_id, state, updated_at FROM traces
       WHERE summary ->> '$.root_task_id' = trace_id AND (trace_id LIKE ${q + "%"} OR summary ->> '$.root_name' LIKE ${"%" + q + "%"})
       ORDER BY sort_at DESC LIMIT ${limit}`.toArray();
@@ -480,8 +544,17 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   async runStats(): Promise<RunStats[]> {
     this.writeRuns();
-    const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; last: number | null }>();
-    for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string; last_at: number }>`
+    const byName = new Map<
+      string,
+      { runs: number; failures: number; runtimes: number[]; last: number | null }
+    >();
+    for (const r of this.sql<{
+      name: string;
+      finished: number;
+      failed: number;
+      runtimes: string;
+      last_at: number;
+    }>`
       SELECT name, finished, failed, runtimes, last_at FROM runs WHERE name <> ''`) {
       const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], last: null };
       s.runs += r.finished;
@@ -543,7 +616,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       name,
       runs: s.runs,
       failures: s.failures,
-      runtime_p95_ms: percentile(s.runtimes.sort((a, b) => a - b), 95),
+      runtime_p95_ms: percentile(
+        s.runtimes.sort((a, b) => a - b),
+        95,
+      ),
     }));
     return {
       busiest: [...stats].sort((a, b) => b.runs - a.runs || (a.name < b.name ? -1 : 1)).slice(0, limit),
@@ -557,8 +633,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   async counts(): Promise<{ traces: number; tasks: number }> {
     this.writeRuns();
     return {
-      traces: this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'traces'`.toArray()[0]?.value ?? 0,
-      tasks: this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'tasks'`.toArray()[0]?.value ?? 0,
+      traces:
+        this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'traces'`.toArray()[0]?.value ?? 0,
+      tasks:
+        this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'tasks'`.toArray()[0]?.value ?? 0,
     };
   }
 
@@ -572,7 +650,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   async fetch(request: Request): Promise<Response> {
-    return acceptLiveSocket(this.ctx, request, { type: "hello", seq: this.liveSeq } satisfies GlobalLiveMessage);
+    return acceptLiveSocket(this.ctx, request, {
+      type: "hello",
+      seq: this.liveSeq,
+    } satisfies GlobalLiveMessage);
   }
 
   async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {

@@ -1,6 +1,15 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { AnomalyKind, type AnomalyList, type Health, type Registry, type RegistryEntry, type Stats, type TraceList, type WorkerList } from "../shared/api";
+import {
+  AnomalyKind,
+  type AnomalyList,
+  type Health,
+  type Registry,
+  type RegistryEntry,
+  type Stats,
+  type TraceList,
+  type WorkerList,
+} from "../shared/api";
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
 import { decodeCursor } from "../durable-objects/trace-index";
 import { legacyTraceGraphOf, traceGraphOf } from "../durable-objects/shards";
@@ -33,25 +42,36 @@ const AnomalyListQuery = z.object({
 function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.infer<T> {
   const cleaned = Object.fromEntries(Object.entries(query).filter(([, v]) => v !== ""));
   const parsed = schema.safeParse(cleaned);
-  if (!parsed.success) throw new HttpError(400, "invalid_query", "invalid query parameters", parsed.error.issues);
+  if (!parsed.success)
+    throw new HttpError(400, "invalid_query", "invalid query parameters", parsed.error.issues);
   return parsed.data;
 }
 
-const notFound = (what: string, id: string) => new HttpError(404, "not_found", `no ${what} with id ${id} has been seen (it may not have been ingested yet, or was deleted by retention)`);
+const notFound = (what: string, id: string) =>
+  new HttpError(
+    404,
+    "not_found",
+    `no ${what} with id ${id} has been seen (it may not have been ingested yet, or was deleted by retention)`,
+  );
 
 const index = (env: Env) => env.INDEX.getByName(INDEX_NAME);
 
 /** Forwards an authenticated WebSocket upgrade to the object that owns the sockets. */
 function upgrade(req: Request, stub: { fetch(req: Request): Promise<Response> }): Promise<Response> {
   if (req.headers.get("Upgrade")?.toLowerCase() !== "websocket")
-    throw new HttpError(426, "upgrade_required", "this endpoint is a WebSocket; connect with Upgrade: websocket");
+    throw new HttpError(
+      426,
+      "upgrade_required",
+      "this endpoint is a WebSocket; connect with Upgrade: websocket",
+    );
   return stub.fetch(req);
 }
 
 export const traces = new Hono<ApiEnv>()
   .get("/", async (c) => {
     const query = parseQuery(TraceListQuery, c.req.query());
-    if (query.cursor && !decodeCursor(query.cursor)) throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
+    if (query.cursor && !decodeCursor(query.cursor))
+      throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
     const list: TraceList = await index(c.env).listTraces(query);
     return c.json(list, 200);
   })
@@ -67,7 +87,10 @@ export const traces = new Hono<ApiEnv>()
   .get("/:traceId", async (c) => {
     const traceId = c.req.param("traceId");
     // A TraceSnapshot (shared/api.ts), serialized by the object that holds the trace.
-    const json = (await traceGraphOf(c.env, traceId).snapshotJson(traceId)) ?? (await legacyTraceGraphOf(c.env, traceId)?.snapshotJson(traceId)) ?? null;
+    const json =
+      (await traceGraphOf(c.env, traceId).snapshotJson(traceId)) ??
+      (await legacyTraceGraphOf(c.env, traceId)?.snapshotJson(traceId)) ??
+      null;
     if (json === null) throw notFound("trace", traceId);
     return c.body(json, 200, { "Content-Type": "application/json; charset=UTF-8" });
   });
@@ -82,7 +105,10 @@ export const tasks = new Hono<ApiEnv>()
     const taskId = c.req.param("taskId");
     // The index knows within about a second; a fresh task is usually the root of its own trace.
     const traceId = (await index(c.env).traceOfTask(taskId)) ?? taskId;
-    const detail = (await traceGraphOf(c.env, traceId).task(traceId, taskId)) ?? (await legacyTraceGraphOf(c.env, traceId)?.task(traceId, taskId)) ?? null;
+    const detail =
+      (await traceGraphOf(c.env, traceId).task(traceId, taskId)) ??
+      (await legacyTraceGraphOf(c.env, traceId)?.task(traceId, taskId)) ??
+      null;
     if (!detail) throw notFound("task", taskId);
     return c.json(detail, 200);
   });
@@ -92,7 +118,8 @@ export const api = new Hono<ApiEnv>()
     const health: Health = {
       ok: true,
       version: VERSION,
-      auth_mode: authMode(c.env, new URL(c.req.url)) === "local" ? "none" : authMode(c.env, new URL(c.req.url)),
+      auth_mode:
+        authMode(c.env, new URL(c.req.url)) === "local" ? "none" : authMode(c.env, new URL(c.req.url)),
       // The Upstash backend of DESIGN.md is not built yet: the embedded index serves whatever is set.
       index_backend: "durable-object",
     };
@@ -144,7 +171,9 @@ export const api = new Hono<ApiEnv>()
     if (status && !["ACTIVE", "NEVER_RUN", "NOT_REGISTERED"].includes(status))
       throw new HttpError(400, "invalid_query", "status must be one of active, never_run, not_registered");
     const registry: Registry = {
-      tasks: entries.filter((e) => (!q || e.name.toLowerCase().includes(q)) && (!status || e.status === status)),
+      tasks: entries.filter(
+        (e) => (!q || e.name.toLowerCase().includes(q)) && (!status || e.status === status),
+      ),
     };
     return c.json(registry, 200);
   })

@@ -24,7 +24,11 @@ export async function readLimitedBody(req: Request, limit: number): Promise<stri
   const declared = Number(req.headers.get("Content-Length") ?? NaN);
   const encoding = req.headers.get("Content-Encoding")?.toLowerCase();
   const tooLarge = () =>
-    new HttpError(413, "payload_too_large", `the batch is over ${limit} bytes (after decompression); send smaller batches (at most ${MAX_EVENTS_PER_BATCH} events, ${limit} bytes)`);
+    new HttpError(
+      413,
+      "payload_too_large",
+      `the batch is over ${limit} bytes (after decompression); send smaller batches (at most ${MAX_EVENTS_PER_BATCH} events, ${limit} bytes)`,
+    );
   if (!encoding && Number.isFinite(declared) && declared > limit) throw tooLarge();
   if (!req.body) throw new HttpError(400, "empty_body", 'the body is empty; send {"events": [...]}');
   if (!encoding && Number.isFinite(declared)) {
@@ -39,9 +43,16 @@ export async function readLimitedBody(req: Request, limit: number): Promise<stri
     return utf8.decode(whole);
   }
   let stream: ReadableStream<Uint8Array> = req.body;
-  if (encoding === "gzip") stream = stream.pipeThrough(new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>);
+  if (encoding === "gzip")
+    stream = stream.pipeThrough(
+      new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>,
+    );
   else if (encoding && encoding !== "identity")
-    throw new HttpError(415, "unsupported_encoding", `Content-Encoding ${encoding} is not supported; use gzip or none`);
+    throw new HttpError(
+      415,
+      "unsupported_encoding",
+      `Content-Encoding ${encoding} is not supported; use gzip or none`,
+    );
   const reader = stream.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -70,7 +81,12 @@ export async function readLimitedBody(req: Request, limit: number): Promise<stri
 }
 
 /** Validates each event on its own: a bad one is rejected with its index, the rest are kept. */
-export function validateEvents(raw: unknown[]): { tasks: TaskEvent[]; workers: WorkerEvent[]; rejected: RejectedEvent[]; duplicates: number } {
+export function validateEvents(raw: unknown[]): {
+  tasks: TaskEvent[];
+  workers: WorkerEvent[];
+  rejected: RejectedEvent[];
+  duplicates: number;
+} {
   const tasks: TaskEvent[] = [];
   const workers: WorkerEvent[] = [];
   const rejected: RejectedEvent[] = [];
@@ -88,7 +104,8 @@ export function validateEvents(raw: unknown[]): { tasks: TaskEvent[]; workers: W
     }
     ids.add(parsed.data.id);
     if (parsed.data.kind === "task") {
-      if (parsed.data.received_ts === undefined && parsed.data.started_ts === undefined) tasks.push(parsed.data);
+      if (parsed.data.received_ts === undefined && parsed.data.started_ts === undefined)
+        tasks.push(parsed.data);
       else tasks.push(...expandCoalesced(parsed.data)); // one event for received + started + end
     } else workers.push(parsed.data);
   });
@@ -104,7 +121,11 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
     try {
       body = JSON.parse(text);
     } catch {
-      throw new HttpError(400, "invalid_json", 'the body is not JSON; send {"events": [...]} with Content-Type: application/json');
+      throw new HttpError(
+        400,
+        "invalid_json",
+        'the body is not JSON; send {"events": [...]} with Content-Type: application/json',
+      );
     }
     const batch = EventBatch.safeParse(body);
     if (!batch.success) {
@@ -113,14 +134,21 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
         count > MAX_EVENTS_PER_BATCH
           ? `the batch has ${count} events; send at most ${MAX_EVENTS_PER_BATCH} per request`
           : `expected {"events": [...]} with 1 to ${MAX_EVENTS_PER_BATCH} events`;
-      throw new HttpError(count > MAX_EVENTS_PER_BATCH ? 413 : 400, count > MAX_EVENTS_PER_BATCH ? "too_many_events" : "invalid_batch", message, batch.error.issues);
+      throw new HttpError(
+        count > MAX_EVENTS_PER_BATCH ? 413 : 400,
+        count > MAX_EVENTS_PER_BATCH ? "too_many_events" : "invalid_batch",
+        message,
+        batch.error.issues,
+      );
     }
     const { tasks, workers, rejected, duplicates } = validateEvents(batch.data.events);
 
     // One RPC per object (shard) that holds some of the batch's traces, in parallel.
     const byObject = groupByObject(tasks, traceKeyOf, shardCount(c.env));
     const results = await Promise.all([
-      ...[...byObject].map(([name, events]) => c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(events))),
+      ...[...byObject].map(([name, events]) =>
+        c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(events)),
+      ),
       ...(workers.length ? [c.env.FLEET.getByName(FLEET_NAME).ingest(workers)] : []),
     ]);
     const response: IngestResponse = {

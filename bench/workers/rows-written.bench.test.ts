@@ -271,6 +271,8 @@ interface Meter {
   rows_written: number;
   rows_read: number;
   statements: number;
+  /** SQLite file size (storageStats' db_bytes): its growth over a workload is what the tasks store. */
+  db_bytes?: number;
   /**
    * Optional, from an instrumented sql.ts only (never in the product): the same counts per
    * statement text, to attribute rows to statements. Summed and reported per object kind when present.
@@ -278,8 +280,8 @@ interface Meter {
   by_statement?: Record<string, { rows_written: number; rows_read: number; statements: number }>;
 }
 const ZERO: Meter = { rows_written: 0, rows_read: 0, statements: 0 };
-const add = (a: Meter, b: Meter): Meter => ({ rows_written: a.rows_written + b.rows_written, rows_read: a.rows_read + b.rows_read, statements: a.statements + b.statements });
-const sub = (a: Meter, b: Meter): Meter => ({ rows_written: a.rows_written - b.rows_written, rows_read: a.rows_read - b.rows_read, statements: a.statements - b.statements });
+const add = (a: Meter, b: Meter): Meter => ({ rows_written: a.rows_written + b.rows_written, rows_read: a.rows_read + b.rows_read, statements: a.statements + b.statements, db_bytes: (a.db_bytes ?? 0) + (b.db_bytes ?? 0) });
+const sub = (a: Meter, b: Meter): Meter => ({ rows_written: a.rows_written - b.rows_written, rows_read: a.rows_read - b.rows_read, statements: a.statements - b.statements, db_bytes: (a.db_bytes ?? 0) - (b.db_bytes ?? 0) });
 
 /** Per-statement counts of `after` minus `before`, summed over objects (instrumented builds only). */
 function statementDelta(after: Meter[], before: Meter[]): Map<string, Meter> {
@@ -376,6 +378,8 @@ async function measure(workload: Record<string, unknown>, build: (t0: number) =>
     rows_read_per_task: perTask("rows_read"),
     statements_per_task: perTask("statements"),
     rows_written_per_event: per(total.rows_written, events),
+    // SQLite grows in pages and reuses freed ones: a coarse figure, all objects together.
+    storage_bytes_per_task: Math.round((total.db_bytes ?? 0) / plan.tasks),
     totals: { ...delta, total: { rows_written: total.rows_written, rows_read: total.rows_read, statements: total.statements } },
     ...(after.index.by_statement
       ? {
