@@ -46,6 +46,9 @@ const HOLD_UNFINISHED_S = 5;
 /** After a failed index report, try again this much later (seconds). */
 const REPORT_RETRY_S = 5;
 const DAY_S = 86_400;
+/** A trace this large is summarized for the index at most every LARGE_TRACE_SUMMARY_S seconds. */
+const LARGE_TRACE_TASKS = 5_000;
+const LARGE_TRACE_SUMMARY_S = 10;
 
 /**
  * Task rows are partitioned by the day (UTC) their trace was first written: `tasks_<day>`, with a
@@ -222,6 +225,8 @@ export class TraceGraph extends DurableObject<Env> {
   /** The day partitions that exist (`tasks_<day>`), oldest first, and which partition a trace is in. */
   private parts: number[] = [];
   private partOfTrace = new Map<string, number>();
+  /** Traces of LARGE_TRACE_TASKS or more, and when each was last summarized for the index. */
+  private largeTraces = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -707,11 +712,22 @@ export class TraceGraph extends DurableObject<Env> {
     if (this.unreportedTraces.size === 0 && anomalies.length === 0) return;
     // A trace whose anomalies changed is re-summarized too (its anomaly count is in the list).
     for (const a of anomalies) this.unreportedTraces.add(a.trace_id);
-    const traceIds = [...this.unreportedTraces];
+    // A summary reads every task of its trace: a very large trace is summarized at most every
+    // LARGE_TRACE_SUMMARY_S, or it would cost more each second as it grows.
+    const anomalyTraces = new Set(anomalies.map((a) => a.trace_id));
+    const deferred = [...this.unreportedTraces].filter((id) => {
+      const last = this.largeTraces.get(id);
+      return last !== undefined && now - last < LARGE_TRACE_SUMMARY_S && !anomalyTraces.has(id);
+    });
+    const traceIds = [...this.unreportedTraces].filter((id) => !deferred.includes(id));
     const tasks = [...this.unreportedTasks.values()];
     const runs = this.unreportedRuns;
-    const report: IndexReport = { traces: this.summariesOf(traceIds, now), tasks, runs, anomalies };
-    this.unreportedTraces.clear();
+    const summaries = this.summariesOf(traceIds, now);
+    for (const t of summaries)
+      if (t.summary.task_count >= LARGE_TRACE_TASKS) this.largeTraces.set(t.summary.trace_id, now);
+      else this.largeTraces.delete(t.summary.trace_id);
+    const report: IndexReport = { traces: summaries, tasks, runs, anomalies };
+    this.unreportedTraces = new Set(deferred);
     this.unreportedTasks.clear();
     this.unreportedRuns = [];
     try {
@@ -985,7 +1001,7 @@ export class TraceGraph extends DurableObject<Env> {
     const now = Date.now() / 1000;
     this.materialize(now, true);
     this.checkpoint(now);
-    this.flushAt = this.pending.size > 0 ? now + this.flushIntervalS : null;
+    this.flushAt = this.pending.size > 0 || this.unreportedTraces.size > 0 ? now + this.flushIntervalS : null;
     const due = this.sql<{ key: string; kind: string; trace_id: string | null }>`
       SELECT key, kind, trace_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
     for (const d of due) {
