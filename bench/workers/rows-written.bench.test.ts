@@ -14,6 +14,7 @@
  *   ROWS_WORKFLOW_SECONDS=10   ... spread over this many seconds
  *   ROWS_SETTLE_S=5            real seconds waited after each workload (coalesced reports, alarms)
  *   TRACE_SHARDS=16            passed to the Worker as a binding when set (sharded trace objects)
+ *   FLUSH_INTERVAL_S=1         likewise (how often a shard writes task rows and reports)
  *
  * Prints one `BENCH {json}` line per workload. Each workload runs in REAL time, posted through the
  * Worker (`POST /v1/events`), so the objects' own ~1 s coalescing timers and alarms fire as in

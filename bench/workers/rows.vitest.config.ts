@@ -34,8 +34,9 @@ export default defineConfig({
         bindings: {
           AUTH_MODE: "none",
           ROWS_BENCH_PARAMS: JSON.stringify(params),
-          // The trace-shard count, only when set (today's code has no shards and ignores it).
+          // The trace-shard count and flush interval, only when set (else wrangler.toml's).
           ...(process.env.TRACE_SHARDS !== undefined ? { TRACE_SHARDS: process.env.TRACE_SHARDS } : {}),
+          ...(process.env.FLUSH_INTERVAL_S !== undefined ? { FLUSH_INTERVAL_S: process.env.FLUSH_INTERVAL_S } : {}),
         },
         durableObjects: keptAlive,
       },
