@@ -785,20 +785,20 @@ export class TraceGraph extends DurableObject<Env> {
         .toArray()
         .map((r) => [r.trace_id, r]),
     );
-    const workers = new Map<string, string[]>();
-    for (const row of this.sql<{ trace_id: string; worker: string }>`
-      SELECT DISTINCT trace_id, worker FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND worker IS NOT NULL ORDER BY trace_id, worker`) {
-      const list = workers.get(row.trace_id) ?? [];
-      if (list.length < 50) list.push(row.worker);
-      workers.set(row.trace_id, list);
-    }
-    const names = new Map<string, string[]>();
-    for (const row of this.sql<{ trace_id: string; name: string }>`
-      SELECT DISTINCT trace_id, name FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND name IS NOT NULL ORDER BY trace_id, name`) {
-      const list = names.get(row.trace_id) ?? [];
-      if (list.length < 50) list.push(row.name);
-      names.set(row.trace_id, list);
-    }
+    // Up to 50 distinct values of a column per trace, sorted (the summary's workers and task names).
+    const firstFifty = (rows: Iterable<{ trace_id: string; value: string }>) => {
+      const out = new Map<string, string[]>();
+      for (const row of rows) {
+        const list = out.get(row.trace_id) ?? [];
+        if (list.length < 50) list.push(row.value);
+        out.set(row.trace_id, list);
+      }
+      return out;
+    };
+    const workers = firstFifty(this.sql<{ trace_id: string; value: string }>`
+      SELECT DISTINCT trace_id, worker AS value FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND worker IS NOT NULL ORDER BY trace_id, worker`);
+    const names = firstFifty(this.sql<{ trace_id: string; value: string }>`
+      SELECT DISTINCT trace_id, name AS value FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND name IS NOT NULL ORDER BY trace_id, name`);
     const summaries: IndexReport["traces"] = [];
     for (const traceId of traceIds) {
       const byState = counts.get(traceId);

@@ -519,22 +519,17 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** Tasks by id prefix or name: those in the lookup, and the traces' root tasks (from their summaries). */
   async searchTasks(q: string, limit: number): Promise<TaskSearch> {
-    const members = this.sql<{
+    type Found = {
       task_id: string;
       name: string | null;
       trace_id: string;
       state: string;
       updated_at: number;
-    }>`
+    };
+    const members = this.sql<Found>`
       SELECT task_id, name, trace_id, state, updated_at FROM tasks
       WHERE task_id LIKE ${q + "%"} OR name LIKE ${"%" + q + "%"} ORDER BY updated_at DESC LIMIT ${limit}`.toArray();
-    const roots = this.sql<{
-      task_id: string;
-      name: string | null;
-      trace_id: string;
-      state: string;
-      updated_at: number;
-    }>`
+    const roots = this.sql<Found>`
       SELECT summary ->> '$.root_task_id' AS task_id, summary ->> '$.root_name' AS name, trace_id, state, updated_at FROM traces
       WHERE summary ->> '$.root_task_id' = trace_id AND (trace_id LIKE ${q + "%"} OR summary ->> '$.root_name' LIKE ${"%" + q + "%"})
       ORDER BY sort_at DESC LIMIT ${limit}`.toArray();

@@ -161,7 +161,7 @@ describe("large batches", () => {
     // One object per trace would make thousands of objects: fewer there (the limits are per object).
     const n = shards === 0 ? 300 : 3000;
     for (let i = 0; neighbours.length < n; i++)
-      if (traceObjectName(`beside-${i}`, shards) === home) neighbours.push(`beside-${i}`);
+      if (shards === 0 || traceObjectName(`beside-${i}`, shards) === home) neighbours.push(`beside-${i}`);
     const ts0 = Date.now() / 1000;
     const evs: unknown[] = [];
     for (let i = 0; i < 3000; i++) {
