@@ -49,6 +49,8 @@ const DAY_S = 86_400;
 /** A trace this large is summarized for the index at most every LARGE_TRACE_SUMMARY_S seconds. */
 const LARGE_TRACE_TASKS = 5_000;
 const LARGE_TRACE_SUMMARY_S = 10;
+/** How far before its first flush a new trace's first-seen time may go (its own events' time). */
+const FIRST_SEEN_WINDOW_S = 10;
 
 /**
  * Task rows are partitioned by the day (UTC) their trace was first written: `tasks_<day>`, with a
@@ -593,8 +595,18 @@ export class TraceGraph extends DurableObject<Env> {
     const byPart = new Map<number, unknown[]>();
     const traces = new Set<string>();
     for (const t of ready) {
+      // When the trace was first seen, kept on insert only: the list's order, which must never
+      // change (it is the index's key). A new trace's tasks take their own time within the last
+      // FIRST_SEEN_WINDOW_S (so the traces of one flush keep their order); later tasks take now,
+      // which is never earlier than what the trace already has.
+      let firstSeen = now;
       if (t.part === null) {
-        t.part = this.partOfTrace.get(t.trace_id) ?? today;
+        const known = this.partOfTrace.get(t.trace_id);
+        if (known === undefined) {
+          const at = t.record.published_at ?? t.record.received_at ?? t.record.started_at ?? now;
+          firstSeen = Math.min(now, Math.max(now - FIRST_SEEN_WINDOW_S, at));
+        }
+        t.part = known ?? today;
         this.partOfTrace.set(t.trace_id, t.part);
       }
       const rows = byPart.get(t.part) ?? [];
@@ -627,6 +639,7 @@ export class TraceGraph extends DurableObject<Env> {
         m: r,
         n: t.events,
         o: t.counted ? 1 : 0,
+        p: firstSeen,
       });
       // A root task needs no lookup row in the index: its trace id is its own id.
       if (t.task_id !== t.trace_id)
@@ -647,7 +660,7 @@ export class TraceGraph extends DurableObject<Env> {
       INSERT INTO ${ident(`tasks_${part}`)} (trace_id, task_id, name, state, parent_id, worker, published_at, started_at, finished_at, runtime_ms,
                          first_seen, touched_at, counted, watch_kind, due_at, record, events)
       SELECT value ->> 'a', value ->> 'b', value ->> 'c', value ->> 'd', value ->> 'e', value ->> 'f', value ->> 'g', value ->> 'h',
-             value ->> 'i', value ->> 'j', ${now}, ${now}, value ->> 'o', value ->> 'k', value ->> 'l', json(value -> 'm'), json(value -> 'n')
+             value ->> 'i', value ->> 'j', value ->> 'p', ${now}, value ->> 'o', value ->> 'k', value ->> 'l', json(value -> 'm'), json(value -> 'n')
       FROM jsonb_each(jsonb(${chunk})) WHERE true
       ON CONFLICT (trace_id, task_id) DO UPDATE SET name = excluded.name, state = excluded.state, parent_id = excluded.parent_id,
         worker = excluded.worker, published_at = excluded.published_at, started_at = excluded.started_at,
