@@ -49,8 +49,6 @@ const DAY_S = 86_400;
 /** A trace this large is summarized for the index at most every LARGE_TRACE_SUMMARY_S seconds. */
 const LARGE_TRACE_TASKS = 5_000;
 const LARGE_TRACE_SUMMARY_S = 10;
-/** How far before its first flush a new trace's first-seen time may go (its own events' time). */
-const FIRST_SEEN_WINDOW_S = 10;
 
 /**
  * Task rows are partitioned by the day (UTC) their trace was first written: `tasks_<day>`, with a
@@ -595,16 +593,16 @@ export class TraceGraph extends DurableObject<Env> {
     const byPart = new Map<number, unknown[]>();
     const traces = new Set<string>();
     for (const t of ready) {
-      // When the trace was first seen, kept on insert only: the list's order, which must never
-      // change (it is the index's key). A new trace's tasks take their own time within the last
-      // FIRST_SEEN_WINDOW_S (so the traces of one flush keep their order); later tasks take now,
-      // which is never earlier than what the trace already has.
+      // When the trace began, kept on insert only: the list's order, which must never change (it
+      // is the index's key). The tasks of a new trace take their own time (published, else
+      // received or started; never later than now); tasks written later take now, which is never
+      // earlier than what the trace already has, so the trace's earliest stays its earliest.
       let firstSeen = now;
       if (t.part === null) {
         const known = this.partOfTrace.get(t.trace_id);
         if (known === undefined) {
           const at = t.record.published_at ?? t.record.received_at ?? t.record.started_at ?? now;
-          firstSeen = Math.min(now, Math.max(now - FIRST_SEEN_WINDOW_S, at));
+          firstSeen = Math.min(now, at);
         }
         t.part = known ?? today;
         this.partOfTrace.set(t.trace_id, t.part);
