@@ -319,10 +319,6 @@ export class AnomalyWatch {
         .sql`UPDATE anomalies SET reported = 0 WHERE id IN (SELECT value FROM json_each(${JSON.stringify(anomalies.map((a) => a.id))}))`;
   }
 
-  hasUnreported(): boolean {
-    return this.sql`SELECT 1 FROM anomalies WHERE reported = 0 LIMIT 1`.toArray().length > 0;
-  }
-
   list(traceId: string): Anomaly[] {
     return this
       .sql<AnomalyRow>`SELECT * FROM anomalies WHERE trace_id = ${traceId} ORDER BY detected_at DESC LIMIT 1000`

@@ -433,7 +433,8 @@ export class TraceGraph extends DurableObject<Env> {
       WHERE (trace_id, task_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(${JSON.stringify(keys)}))`.toArray();
     for (const row of rows) {
       const events = JSON.parse(row.events) as TaskEvent[];
-      const record = JSON.parse(row.record) as TaskRecord;
+      // Every loaded task is re-folded before its record is read: no need to parse the stored one.
+      const record = foldTask(row.task_id, []);
       this.partOfTrace.set(row.trace_id, row.part);
       this.pending.set(keyOf(row.trace_id, row.task_id), {
         part: row.part,
