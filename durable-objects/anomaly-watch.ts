@@ -75,10 +75,31 @@ export class AnomalyWatch {
     private readonly peers: AnomalyPeers,
   ) {}
 
+  /** trace → whether a task of it broke (the `trace_marks` table), as far as asked. */
+  private brokenTraces = new Map<string, boolean>();
+
   /** Forgets the cache (rows were deleted by retention). */
   reset(): void {
     this.openByTask = undefined;
     this.openByTrace.clear();
+    this.brokenTraces.clear();
+  }
+
+  /** Whether a task of this trace ever broke: then a late announcement or member may stop more steps. */
+  private isBrokenTrace(traceId: string): boolean {
+    let broken = this.brokenTraces.get(traceId);
+    if (broken === undefined) {
+      broken = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM trace_marks WHERE trace_id = ${traceId}`.one().n > 0;
+      if (this.brokenTraces.size > 50_000) this.brokenTraces.clear(); // a cache, bounded
+      this.brokenTraces.set(traceId, broken);
+    }
+    return broken;
+  }
+
+  private markBroken(traceId: string): void {
+    if (this.brokenTraces.get(traceId) === true) return;
+    this.sql`INSERT INTO trace_marks (trace_id, not_run) VALUES (${traceId}, 0) ON CONFLICT (trace_id) DO NOTHING`;
+    this.brokenTraces.set(traceId, true);
   }
 
   private open(): Map<string, Map<AnomalyKind, string>> {
@@ -177,7 +198,15 @@ export class AnomalyWatch {
       }
       if (isBroken(r.state)) broken = true;
     }
+    if (broken) this.markBroken(traceId);
     // NOT_RUN needs the whole graph: checked from the alarm, coalesced, only after something broke.
+    // Events arrive in any order: after a break, a chord member finishing or an announcement (the
+    // steps a message names) arriving late can stop more steps, so those check again.
+    else
+      broken =
+        records.some(
+          (r) => r.group_id !== null || r.chord_callback_id !== null || r.chain.length > 0 || !!r.chord_callback_chain?.length,
+        ) && this.isBrokenTrace(traceId);
     if (broken)
       this
         .sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${"graph_check:" + traceId}, 'graph_check', ${traceId}, ${now + GRAPH_CHECK_DELAY_S})
@@ -185,8 +214,16 @@ export class AnomalyWatch {
     return { changed, watches };
   }
 
-  /** Chain steps and chord callbacks that can no longer run (NOT_RUN, known only to the whole graph). */
-  checkGraph(traceId: string, view: TraceGraphView, now: number): void {
+  /**
+   * Chain steps and chord callbacks that can no longer run (NOT_RUN, known only to the whole graph):
+   * opens one anomaly per stop, resolves the ones that no longer hold, and keeps the trace's count
+   * of NOT_RUN tasks (its summary counts them). Returns the NOT_RUN placeholders.
+   */
+  checkGraph(traceId: string, view: TraceGraphView, now: number): GraphNode[] {
+    const notRunNodes = view.nodes.filter((n) => n.state === "NOT_RUN");
+    this.sql`INSERT INTO trace_marks (trace_id, not_run) VALUES (${traceId}, ${notRunNodes.length})
+             ON CONFLICT (trace_id) DO UPDATE SET not_run = excluded.not_run`;
+    this.brokenTraces.set(traceId, true);
     const brokenAt = Math.max(
       0,
       ...view.nodes.filter((n) => isBroken(n.state) && n.state !== "NOT_RUN").map((n) => n.finished_at ?? 0),
@@ -194,9 +231,10 @@ export class AnomalyWatch {
     const notRun = new Set<string>();
     for (const node of view.nodes) {
       if (node.state !== "NOT_RUN") continue;
+      const kind = stateAnomalyKind(node); // null after another NOT_RUN step: one anomaly per stop
+      if (!kind) continue;
       notRun.add(node.id);
-      const kind = stateAnomalyKind(node);
-      if (kind) this.openAnomaly(traceId, kind, subjectOfNode(node), brokenAt || now, { now });
+      this.openAnomaly(traceId, kind, subjectOfNode(node), brokenAt || now, { now });
     }
     const prefix = keyOf(traceId, "");
     for (const [key, kinds] of [...this.open()]) {
@@ -206,6 +244,7 @@ export class AnomalyWatch {
         if ((kind === "chain_stopped" || kind === "chord_never_fired") && !notRun.has(taskId))
           this.resolve(traceId, taskId, kind, id, now);
     }
+    return notRunNodes;
   }
 
   /**

@@ -13,6 +13,8 @@ export interface IndexedTask {
   name: string | null;
   state: string;
   worker: string | null;
+  /** Named by another task's message, not seen itself: never overwrites what the task's own events said. */
+  announced?: boolean;
 }
 
 /** A run that finished: counted once, when its task first reaches a finished state. */

@@ -8,7 +8,7 @@ import type {
   TraceSummary,
 } from "../shared/api";
 import { anomalyConfigFrom, type Outage, type Watch } from "../shared/anomalies";
-import { buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
+import { announcedTasks, buildGraph, summarizeGraph, toGraphNode } from "../shared/graph";
 import {
   compareTaskEvents,
   foldAttempts,
@@ -145,6 +145,8 @@ export const TRACE_GRAPH_MIGRATIONS = [
    CREATE TABLE live_seq (trace_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
    INSERT INTO live_seq SELECT t.value, CAST(s.value AS INTEGER) FROM meta t JOIN meta s ON t.key = 'trace_id' AND s.key = 'seq';
    DELETE FROM meta;`,
+  // v4: traces in which a task broke, and how many of their tasks will never run (NOT_RUN).
+  `CREATE TABLE trace_marks (trace_id TEXT PRIMARY KEY, not_run INTEGER NOT NULL DEFAULT 0);`,
 ];
 
 /** A task whose events changed since the last flush: held in memory, its events in the write-ahead log. */
@@ -640,6 +642,21 @@ export class TraceGraph extends DurableObject<Env> {
         o: t.counted ? 1 : 0,
         p: firstSeen,
       });
+      // The tasks a client's message announces (the chain it starts, a chord's callback: the ids
+      // its AsyncResult holds) can be looked up before they run, or if they never do. Later steps
+      // re-announce parts of the same chain: only the client's (parentless) message is reported.
+      if (r.parent_id === null && (r.chain.length > 0 || r.chord_callback_id !== null))
+        for (const a of announcedTasks(r))
+          if (a.task_id !== t.trace_id && !this.unreportedTasks.has(keyOf(t.trace_id, a.task_id)))
+            this.unreportedTasks.set(keyOf(t.trace_id, a.task_id), {
+              day: t.part,
+              trace_id: t.trace_id,
+              task_id: a.task_id,
+              name: a.name,
+              state: "PENDING",
+              worker: null,
+              announced: true,
+            });
       // A root task needs no lookup row in the index: its trace id is its own id.
       if (t.task_id !== t.trace_id)
         this.unreportedTasks.set(keyOf(t.trace_id, t.task_id), {
@@ -811,6 +828,13 @@ export class TraceGraph extends DurableObject<Env> {
       SELECT DISTINCT trace_id, worker AS value FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND worker IS NOT NULL ORDER BY trace_id, worker`);
     const names = firstFifty(this.sql<{ trace_id: string; value: string }>`
       SELECT DISTINCT trace_id, name AS value FROM tasks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND name IS NOT NULL ORDER BY trace_id, name`);
+    // Steps that will never run have no rows of their own: the last graph check counted them.
+    const notRun = new Map(
+      this.sql<{ trace_id: string; not_run: number }>`
+        SELECT trace_id, not_run FROM trace_marks WHERE trace_id IN (SELECT value FROM json_each(${ids})) AND not_run > 0`
+        .toArray()
+        .map((r) => [r.trace_id, r.not_run]),
+    );
     const summaries: IndexReport["traces"] = [];
     for (const traceId of traceIds) {
       const byState = counts.get(traceId);
@@ -854,6 +878,7 @@ export class TraceGraph extends DurableObject<Env> {
           workers: workers.get(traceId) ?? [],
           task_names: names.get(traceId) ?? [],
           anomaly_count: this.anomalies.openCount(traceId),
+          not_run_count: notRun.get(traceId) ?? 0,
         },
       });
     }
@@ -948,6 +973,7 @@ export class TraceGraph extends DurableObject<Env> {
       return { task_id: id, name: n?.name ?? null, state: n?.state ?? "PENDING", kind };
     };
     const parentEdge = view.edges.find((e) => e.target === taskId && nodesById.has(e.source));
+    const chord = view.containers.find((c) => c.callback_id === taskId);
     const payload = foldPayload(events);
     return {
       trace_id: traceId,
@@ -961,7 +987,15 @@ export class TraceGraph extends DurableObject<Env> {
           : attempt,
       ),
       ...payload,
-      parent: parentEdge
+      parent: chord
+        ? {
+            task_id: chord.id,
+            name: chord.size === null ? "chord" : `chord of ${chord.size} task${chord.size === 1 ? "" : "s"}`,
+            state: chord.state,
+            kind: "chord",
+            container: { kind: chord.kind, size: chord.size },
+          }
+        : parentEdge
         ? link(parentEdge.source, parentEdge.kind)
         : node.parent_id
           ? link(node.parent_id, null)
@@ -1020,7 +1054,23 @@ export class TraceGraph extends DurableObject<Env> {
       if (d.kind === "drop") await this.dropPartition(Number(d.key.slice("drop:".length)), d.key);
       else if (d.kind === "graph_check" && d.trace_id !== null) {
         this.sql`DELETE FROM deadlines WHERE key = ${d.key}`;
-        this.anomalies.checkGraph(d.trace_id, buildGraph(this.records(d.trace_id).records), now);
+        const notRun = this.anomalies.checkGraph(d.trace_id, buildGraph(this.records(d.trace_id).records), now);
+        // Tasks that will never run are tasks a user holds ids of (AsyncResult.id of a chord is its
+        // callback's): the index learns them so `/api/tasks/<id>` and search find them.
+        this.locate([d.trace_id]);
+        const part = this.partOfTrace.get(d.trace_id);
+        if (part !== undefined)
+          for (const n of notRun)
+            if (n.id !== d.trace_id)
+              this.unreportedTasks.set(keyOf(d.trace_id, n.id), {
+                day: part,
+                trace_id: d.trace_id,
+                task_id: n.id,
+                name: n.name,
+                state: n.state,
+                worker: n.worker,
+              });
+        this.unreportedTraces.add(d.trace_id); // its summary counts them
       }
     }
     // Watches (stuck pending / received / started, registry checks) in one pass: one Fleet and one
@@ -1071,6 +1121,7 @@ export class TraceGraph extends DurableObject<Env> {
     this.sql`DELETE FROM anomalies WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM outages WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM live_seq WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.sql`DELETE FROM trace_marks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this
       .sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DROP TABLE ${table}`;

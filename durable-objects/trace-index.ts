@@ -305,11 +305,14 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     for (const [day, tasks] of groupBy(report.tasks, (t) => t.day)) {
       this.ensureDay(day);
       for (const chunk of jsonChunks(tasks))
+        // An announcement (a placeholder, PENDING) only fills in what nothing else said: it never
+        // overwrites a row of the task's own events (which may arrive first, in any order).
         this.sql`INSERT INTO ${ident(`tasks_${day}`)} (task_id, trace_id, name, state, worker, updated_at)
                SELECT value ->> '$.task_id', value ->> '$.trace_id', value ->> '$.name', value ->> '$.state', value ->> '$.worker', ${now}
                FROM json_each(${chunk}) WHERE true
                ON CONFLICT (task_id) DO UPDATE SET trace_id = excluded.trace_id, name = excluded.name, state = excluded.state,
-                 worker = excluded.worker, updated_at = excluded.updated_at`;
+                 worker = excluded.worker, updated_at = excluded.updated_at
+               WHERE NOT (excluded.state = 'PENDING' AND excluded.worker IS NULL AND ${ident(`tasks_${day}`)}.state <> 'PENDING')`;
     }
     if (report.runs.length) await this.addRuns(report.runs);
     for (const a of report.anomalies) {

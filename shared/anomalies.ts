@@ -11,7 +11,7 @@
  *   re-fold, so a watch follows the task's state without bookkeeping of its own.
  */
 import type { AnomalyKind } from "./api";
-import type { TaskRecord } from "./task-fold";
+import { NOT_RUN_DOWNSTREAM, type TaskRecord } from "./task-fold";
 
 /** A worker event that ends the runs on a host: cold shutdown, heartbeat loss, restart. */
 export interface Outage {
@@ -157,6 +157,7 @@ export function stateAnomalyKind(record: Pick<TaskRecord, "state" | "state_reaso
     case "LOST":
       return "lost";
     case "NOT_RUN":
+      if (record.state_reason?.startsWith(NOT_RUN_DOWNSTREAM)) return null; // the stop is reported upstream
       return record.state_reason?.startsWith("chord header") ? "chord_never_fired" : "chain_stopped";
     default:
       return null;

@@ -92,6 +92,8 @@ export const TraceSummary = z.object({
   workers: z.array(z.string()),
   task_names: z.array(z.string()),
   anomaly_count: z.number().int(),
+  /** Announced tasks that will never run (NOT_RUN placeholders): not in `task_count`, which counts tasks that were sent. */
+  not_run_count: z.number().int().optional(),
 });
 export type TraceSummary = z.infer<typeof TraceSummary>;
 
@@ -126,10 +128,13 @@ export const AttemptDetail = z.object({
 export type AttemptDetail = z.infer<typeof AttemptDetail>;
 
 export const TaskLink = z.object({
+  /** A task id; for a chord callback's parent, the chord's group id (`container` is then set). */
   task_id: z.string(),
   name: z.string().nullable(),
   state: TaskState,
   kind: EdgeKind.nullable(),
+  /** The link is a GROUP/CHORD of the graph, not a task: a chord callback's origin is its chord. */
+  container: z.object({ kind: z.enum(["GROUP", "CHORD"]), size: z.number().int().nullable() }).optional(),
 });
 export type TaskLink = z.infer<typeof TaskLink>;
 

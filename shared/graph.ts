@@ -4,8 +4,8 @@
  * whole graph can tell (NOT_RUN). Pure: the TraceGraph object and the tests share it.
  */
 import type { GraphContainer, GraphEdge, GraphNode, TaskState, TraceSummary } from "./api";
-import { isBroken, isTerminal, type TaskRecord } from "./task-fold";
-import type { AnnouncedTask } from "./wire";
+import { isBroken, isTerminal, NOT_RUN_DOWNSTREAM, type TaskRecord } from "./task-fold";
+import type { AnnouncedTask, ChainStep } from "./wire";
 
 export interface TraceGraphView {
   nodes: GraphNode[];
@@ -35,6 +35,7 @@ function placeholderRecord(p: Placeholder): TaskRecord {
     group_index: p.group_index,
     chord_callback_id: p.chord_callback_id,
     chord_callback_name: null,
+    chord_callback_chain: [],
     chain: [],
     callbacks: [],
     errbacks: [],
@@ -53,6 +54,20 @@ function placeholderRecord(p: Placeholder): TaskRecord {
     runtime_ms: null,
     exception_type: null,
   };
+}
+
+/** Every task a record's message names before it exists: chain steps, chord members and callbacks. */
+export function announcedTasks(r: TaskRecord): AnnouncedTask[] {
+  const out: AnnouncedTask[] = [];
+  if (r.chord_callback_id && r.chord_callback_name) out.push({ task_id: r.chord_callback_id, name: r.chord_callback_name });
+  for (const step of [...r.chain, ...(r.chord_callback_chain ?? [])]) {
+    if ("task_id" in step) out.push({ task_id: step.task_id, name: step.name });
+    else {
+      out.push(...step.tasks);
+      if (step.chord_callback) out.push(step.chord_callback);
+    }
+  }
+  return out;
 }
 
 /** Orders members by group_index, then publish time, then id (CELERY.md §4.5). */
@@ -93,20 +108,10 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
   const announce = (p: Placeholder) => {
     if (!byId.has(p.task.task_id)) byId.set(p.task.task_id, placeholderRecord(p));
   };
-  for (const r of [...byId.values()].sort((a, b) => (a.task_id < b.task_id ? -1 : 1))) {
-    if (r.chord_callback_id) {
-      callbackIds.add(r.chord_callback_id);
-      if (r.chord_callback_name)
-        announce({
-          task: { task_id: r.chord_callback_id, name: r.chord_callback_name },
-          after: null,
-          group_id: null,
-          group_index: null,
-          chord_callback_id: null,
-        });
-    }
-    let previous: string[] = [r.task_id];
-    for (const step of r.chain) {
+  /** Announces `steps` as a chain that runs after `start` (a task id). */
+  const walk = (start: string, steps: readonly ChainStep[]) => {
+    let previous: string[] = [start];
+    for (const step of steps) {
       if ("task_id" in step) {
         chainAnnounced.add(step.task_id);
         for (const p of previous) if (!chainPredecessor.has(step.task_id)) chainPredecessor.set(step.task_id, p);
@@ -120,7 +125,7 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
         previous = [step.task_id];
       } else {
         const callback = step.chord_callback ?? null;
-        const groupId = step.group_id ?? (callback ? `chord-of:${callback.task_id}` : `group-after:${r.task_id}`);
+        const groupId = step.group_id ?? (callback ? `chord-of:${callback.task_id}` : `group-after:${start}`);
         step.tasks.forEach((t, index) => {
           chainAnnounced.add(t.task_id);
           if (previous[0] && !chainPredecessor.has(t.task_id)) chainPredecessor.set(t.task_id, previous[0]);
@@ -139,6 +144,22 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
         } else previous = step.tasks.map((t) => t.task_id);
       }
     }
+  };
+  for (const r of [...byId.values()].sort((a, b) => (a.task_id < b.task_id ? -1 : 1))) {
+    if (r.chord_callback_id) {
+      callbackIds.add(r.chord_callback_id);
+      if (r.chord_callback_name)
+        announce({
+          task: { task_id: r.chord_callback_id, name: r.chord_callback_name },
+          after: null,
+          group_id: null,
+          group_index: null,
+          chord_callback_id: null,
+        });
+      // What runs after the callback is known from the header, even if the callback never runs.
+      if (r.chord_callback_chain?.length) walk(r.chord_callback_id, r.chord_callback_chain);
+    }
+    walk(r.task_id, r.chain);
   }
 
   // 2. Containers: groups by id; a group whose members name a chord callback is a CHORD.
@@ -174,7 +195,11 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
       const predecessor = chainPredecessor.get(r.task_id);
       if (predecessor && isBroken(stateOf(predecessor))) {
         r.state = "NOT_RUN";
-        r.state_reason = `upstream step ${predecessor.slice(0, 8)} ended ${stateOf(predecessor)}`;
+        // Only the first step that will not run is an anomaly (chain_stopped); the ones after it say why.
+        r.state_reason =
+          stateOf(predecessor) === "NOT_RUN"
+            ? `${NOT_RUN_DOWNSTREAM} the step before it (${predecessor.slice(0, 8)}) did not run either`
+            : `upstream step ${predecessor.slice(0, 8)} ended ${stateOf(predecessor)}`;
         changed = true;
         continue;
       }
@@ -186,7 +211,10 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
         const broken = members.find((m) => isBroken(m.state));
         if (broken && done.length >= size) {
           r.state = "NOT_RUN";
-          r.state_reason = `chord header task ${broken.task_id.slice(0, 8)} ended ${broken.state}: the callback never fires (ChordError)`;
+          const cause = members.find((m) => isBroken(m.state) && m.state !== "NOT_RUN");
+          r.state_reason = cause
+            ? `chord header task ${cause.task_id.slice(0, 8)} ended ${cause.state}: the callback never fires (ChordError)`
+            : `${NOT_RUN_DOWNSTREAM} its chord header did not run`;
           changed = true;
         }
       }
@@ -243,6 +271,11 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
   for (const [cb, groupId] of containerOfCallback) if (byId.has(cb)) addEdge(groupId, cb, "chord");
   edges.sort((a, b) => (a.id < b.id ? -1 : 1));
 
+  // A chord callback's origin is its chord, not whichever header task finished last (Celery's parent_id).
+  for (const c of containers) {
+    const callback = c.callback_id ? byId.get(c.callback_id) : undefined;
+    if (callback) callback.parent_id = c.id;
+  }
   const nodes = [...byId.values()].sort(nodeOrder).map(toGraphNode);
   return { nodes, containers, edges };
 }
@@ -311,5 +344,6 @@ export function summarizeGraph(traceId: string, view: TraceGraphView, updatedAt:
     workers: [...new Set(real.map((n) => n.worker).filter((w): w is string => !!w))].sort(),
     task_names: [...new Set(view.nodes.map((n) => n.name).filter((w): w is string => !!w))].sort(),
     anomaly_count: anomalyCount,
+    not_run_count: view.nodes.filter((n) => n.placeholder && n.state === "NOT_RUN").length,
   };
 }

@@ -44,6 +44,8 @@ export interface TaskRecord {
   group_index: number | null;
   chord_callback_id: string | null;
   chord_callback_name: string | null;
+  /** What runs after the chord callback (wire `chord_callback_chain`). */
+  chord_callback_chain?: ChainStep[];
   chain: ChainStep[];
   callbacks: LinkedSignature[];
   errbacks: LinkedSignature[];
@@ -89,6 +91,12 @@ const TERMINAL_STATES: ReadonlySet<TaskState> = new Set<TaskState>([
 export function isTerminal(state: TaskState): boolean {
   return TERMINAL_STATES.has(state);
 }
+
+/**
+ * How a NOT_RUN task explains itself when what stopped it is another NOT_RUN task: it opens no
+ * anomaly of its own, so a stopped chain is one anomaly, at the first step that will not run.
+ */
+export const NOT_RUN_DOWNSTREAM = "not run:";
 
 /** States that stop a chain or a chord: what comes after can no longer run. */
 export function isBroken(state: TaskState): boolean {
@@ -276,6 +284,8 @@ export function foldTask(taskId: string, events: readonly TaskEvent[], outages: 
     group_index: firstDefined(sorted, (e) => e.group_index),
     chord_callback_id: firstDefined(sorted, (e) => e.chord_callback_id),
     chord_callback_name: firstDefined(sorted, (e) => e.chord_callback_name),
+    chord_callback_chain:
+      firstDefined(sorted, (e) => (e.chord_callback_chain && e.chord_callback_chain.length ? e.chord_callback_chain : null)) ?? [],
     chain: firstDefined(sorted, (e) => (e.chain && e.chain.length ? e.chain : null)) ?? [],
     callbacks: firstDefined(sorted, (e) => (e.callbacks && e.callbacks.length ? e.callbacks : null)) ?? [],
     errbacks: firstDefined(sorted, (e) => (e.errbacks && e.errbacks.length ? e.errbacks : null)) ?? [],

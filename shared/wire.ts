@@ -84,6 +84,12 @@ export const TaskEvent = EventBase.extend({
   retries: z.number().int().nonnegative().nullable().optional(),
   chord_callback_id: NullableId,
   chord_callback_name: z.string().max(300).nullable().optional(),
+  /**
+   * The chain steps that run after the chord callback, in execution order: a chord followed by more
+   * steps (its body is a `celery.chain`, 25a) or a callback followed by another chord (25c). Carried
+   * by the header tasks' messages, so the steps are known even when the callback never runs.
+   */
+  chord_callback_chain: z.array(ChainStep).max(10_000).nullable().optional(),
   chain: z.array(ChainStep).max(10_000).nullable().optional(),
   callbacks: z.array(LinkedSignature).max(1000).nullable().optional(),
   errbacks: z.array(LinkedSignature).max(1000).nullable().optional(),
@@ -119,7 +125,7 @@ export type TaskEvent = z.infer<typeof TaskEvent>;
 /** What the message said (links, arguments, announcements): carried by `received`, not by `started` or the end. */
 export const MESSAGE_FIELDS = [
   "root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
-  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name",
+  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name", "chord_callback_chain",
 ] as const;
 /** What the run produced: carried by the end event only. */
 const OUTCOME_FIELDS = ["state", "runtime_ms", "result", "exception", "traceback"] as const;

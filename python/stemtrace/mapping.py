@@ -95,6 +95,27 @@ def _options(sig: Any) -> Dict[str, Any]:
     return opts if isinstance(opts, dict) else {}
 
 
+def _announced(sig: Any) -> Optional[Dict[str, Any]]:
+    name, task_id = _signature_name(sig), _options(sig).get("task_id")
+    return {"task_id": task_id, "name": name} if name and task_id else None
+
+
+def chord_body(body: Any) -> Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]:
+    """A chord's body → (its callback, the chain steps that run after the callback).
+
+    A chord followed by more chain steps has a ``celery.chain`` body without a task id of its own:
+    the callback is its first task and the others follow it (recorded: 25a, 25b). A plain callback
+    carries what follows it in ``options.chain`` (reversed, as in ``embed.chain``; 25c, 25d)."""
+    if _signature_name(body) == "celery.chain":
+        kwargs = body.get("kwargs") if isinstance(body.get("kwargs"), dict) else {}
+        tasks = kwargs.get("tasks") or []
+        if not isinstance(tasks, list) or not tasks:
+            return None, []
+        # kwargs.tasks is in execution order; chain_steps reads the reversed embed order.
+        return _announced(tasks[0]), chain_steps(list(reversed(tasks[1:])))
+    return _announced(body), chain_steps(_options(body).get("chain"))
+
+
 def chain_steps(embedded_chain: Any) -> List[Dict[str, Any]]:
     """``embed.chain`` (REVERSED in the message: last element = next step) → steps in execution order."""
     if not isinstance(embedded_chain, list):
@@ -111,16 +132,10 @@ def chain_steps(embedded_chain: Any) -> List[Dict[str, Any]]:
             # The chord signature's own task_id is never a real task (09a); its group id is learned later.
             header = kwargs.get("header") or {}
             header_tasks = (header.get("kwargs") or {}).get("tasks") or [] if isinstance(header, dict) else []
-            body = kwargs.get("body") or {}
+            callback, after = chord_body(kwargs.get("body") or {})
             tasks = [{"task_id": _options(t).get("task_id"), "name": _signature_name(t)} for t in header_tasks]
-            callback = {"task_id": _options(body).get("task_id"), "name": _signature_name(body)}
-            steps.append(
-                {
-                    "group_id": None,
-                    "tasks": [t for t in tasks if t["task_id"] and t["name"]],
-                    "chord_callback": callback if callback["task_id"] and callback["name"] else None,
-                }
-            )
+            steps.append({"group_id": None, "tasks": [t for t in tasks if t["task_id"] and t["name"]], "chord_callback": callback})
+            steps.extend(after)  # the callback's own followers run after it: the chain goes on from there
         elif name and opts.get("task_id"):
             step: Dict[str, Any] = {"task_id": opts["task_id"], "name": name}
             if opts.get("group_id"):
@@ -142,16 +157,43 @@ def linked(signatures: Any) -> Optional[List[Dict[str, Any]]]:
     return out or None
 
 
+def _outer_group(callback: Any) -> Optional[str]:
+    """The outermost group a chord callback belongs to: a chord inside another chord's header has a
+    callback that is itself a member (``options.group_id``) whose own chord may be a member again."""
+    found = None
+    for _ in range(32):  # nesting depth; a cycle is impossible in a real canvas
+        if not isinstance(callback, dict):
+            break
+        if _signature_name(callback) == "celery.chain":
+            tasks = (callback.get("kwargs") or {}).get("tasks") if isinstance(callback.get("kwargs"), dict) else None
+            callback = tasks[0] if isinstance(tasks, list) and tasks else None
+            continue
+        opts = _options(callback)
+        found = opts.get("group_id") or found
+        callback = opts.get("chord")
+    return found
+
+
 def trace_key(headers: Dict[str, Any], embed: Optional[Dict[str, Any]], publishing_trace: Optional[str], context_trace: Optional[str]) -> str:
-    """The trace a published message belongs to (DESIGN.md "The trace key"), in rule order."""
+    """The trace a published message belongs to (DESIGN.md "The trace key"), in rule order. Of the
+    groups a message belongs to, the outermost: a chord whose header members are chains holding
+    chords is one workflow (25e), though the client publishes each member chain on its own."""
     if publishing_trace:
         return publishing_trace
     if context_trace:
         return context_trace
+    embed = embed or {}
+    outer = _outer_group(embed.get("chord"))
+    if outer:
+        return outer
     if headers.get("group"):
         return headers["group"]
-    for sig in (embed or {}).get("chain") or []:
-        group_id = _options(sig).get("group_id")
+    for sig in embed.get("chain") or []:
+        opts = _options(sig)
+        group_id = opts.get("group_id")
+        if not group_id and _signature_name(sig) == "celery.chord":
+            kwargs = sig.get("kwargs") if isinstance(sig.get("kwargs"), dict) else {}
+            group_id = _outer_group(kwargs.get("body"))
         if group_id:
             return group_id
     return headers.get("root_id") or headers.get("id")
@@ -307,9 +349,13 @@ class Mapper:
         if not isinstance(embed, dict):
             embed = request  # a request Context has chain/chord/callbacks/errbacks at the top level
         chord = embed.get("chord")
-        if isinstance(chord, dict) and _options(chord).get("task_id"):
-            ev["chord_callback_id"] = _options(chord)["task_id"]
-            ev["chord_callback_name"] = _signature_name(chord)
+        if isinstance(chord, dict):
+            callback, after = chord_body(chord)
+            if callback:
+                ev["chord_callback_id"] = callback["task_id"]
+                ev["chord_callback_name"] = callback["name"]
+                if after:
+                    ev["chord_callback_chain"] = after
         if embed.get("chain"):
             steps = chain_steps(embed["chain"])
             if steps:

@@ -72,6 +72,10 @@ class SignalHandlers:
         #: task id → (monotonic start, the attempt: its JSON from the hot path, else prerun's record),
         #: from prerun to postrun in the same process.
         self._started: Dict[str, Tuple[float, Any]] = {}
+        #: task id → trace of tasks that ended other than SUCCESS in this process, for the signals
+        #: Celery fires after postrun without the task's request (CELERY.md: an error raised in
+        #: on_chord_part_return fires task_failure with another request, 25b). Bounded, oldest out.
+        self._ended_traces: Dict[str, str] = {}
         self._heartbeat: Optional[threading.Thread] = None
         self._stop = threading.Event()
 
@@ -178,6 +182,13 @@ class SignalHandlers:
         self._release(task_id)
         # In the worker main process (WorkerLostError, hard time limit) sender.request is not this task's.
         rec = extract.task_signal("task_failure", sender, task_id, full=False)
+        if not rec.get("trace_id") and task_id:
+            # Not this task's request: its trace is the one it ran in here, never a trace of its own.
+            started = self._started.get(task_id)
+            attempt = started[1] if started is not None else None
+            trace = attempt.get("trace_id") if isinstance(attempt, dict) else self._ended_traces.get(task_id)
+            if trace:
+                rec["trace_id"] = trace
         rec["exception"] = extract.exception_info(exception)
         rec["traceback"] = extract.einfo_traceback(einfo, traceback)
         self.sender.enqueue(rec)
@@ -230,6 +241,11 @@ class SignalHandlers:
             rec["state"] = state
             if success:
                 rec["result"] = retval
+            elif rec.get("trace_id") and task_id:
+                ended = self._ended_traces
+                ended[task_id] = rec["trace_id"]
+                if len(ended) > 1024:
+                    del ended[next(iter(ended))]
             self.sender.enqueue(rec)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_postrun", exc_info=True)

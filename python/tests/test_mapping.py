@@ -3,7 +3,7 @@ import json
 import unittest
 from pathlib import Path
 
-from stemtrace.mapping import chain_steps, trace_key
+from stemtrace.mapping import chain_steps, chord_body, trace_key
 from stemtrace.recordings import convert
 
 FIXTURES = Path(__file__).resolve().parents[2] / "test" / "fixtures" / "celery-5.2.6"
@@ -15,6 +15,46 @@ def events(name):
 
 def meta(name):
     return json.loads((FIXTURES / f"{name}.meta.json").read_text())
+
+
+class ChordFidelityTest(unittest.TestCase):
+    """Chords followed by more steps, chained chords, chords in chord headers (recorded 25a-25e)."""
+
+    def published(self, name):
+        return {e["task_id"]: e for e in events(name) if e["type"] == "published"}
+
+    def test_chord_in_the_middle_of_a_chain_announces_its_callback_and_what_follows(self):
+        pubs = self.published("25a_chord_in_chain")
+        first = pubs["6cf33936-74c6-4e9b-a681-cf80c6a5b1b8"]
+        chord_step, after = first["chain"]
+        self.assertEqual(chord_step["chord_callback"], {"task_id": "bec189b2-c8a0-401f-a9c3-5f489c0b788b", "name": "app.tsum"})
+        self.assertEqual(after, {"task_id": "ba411506-0b0d-41ec-b1c0-cefcca41145f", "name": "app.add"})
+        for member in ("f7536058-57ce-44f4-9d2c-a3d63398f3af", "ebb76993-8a3c-46aa-b91c-cae163d3444a"):
+            self.assertEqual(pubs[member]["chord_callback_id"], "bec189b2-c8a0-401f-a9c3-5f489c0b788b")
+            self.assertEqual(pubs[member]["chord_callback_chain"], [after])
+
+    def test_chained_chords_header_names_the_second_chord(self):
+        pubs = self.published("25d_chained_chords_header_fails")
+        boom = pubs["01db3507-0e04-46bd-9335-e9bdda37a797"]
+        self.assertEqual(boom["chord_callback_id"], "9c0891f4-0797-4214-9589-d19fb5a48619")
+        (second,) = boom["chord_callback_chain"]
+        self.assertEqual([t["task_id"] for t in second["tasks"]], ["78aeef2e-3d15-447f-983c-fefdaf61c58c", "323b7a65-052e-457b-b7ce-f0cffcc59f0a"])
+        self.assertEqual(second["chord_callback"]["task_id"], "82491f0c-4ca2-4960-b8f4-1afca629c2b6")
+
+    def test_chord_in_a_chord_header_is_one_trace_the_outer_group(self):
+        traces = {e["trace_id"] for e in events("25e_chord_header_of_chains") if e["kind"] == "task"}
+        self.assertEqual(traces, {"d648ed72-8924-4e58-987c-2c27a43f7559"})
+
+    def test_chord_body_shapes(self):
+        plain = {"task": "app.tsum", "options": {"task_id": "cb", "chain": [{"task": "app.add", "options": {"task_id": "s2"}},
+                                                                             {"task": "app.add", "options": {"task_id": "s1"}}]}}
+        self.assertEqual(chord_body(plain), ({"task_id": "cb", "name": "app.tsum"},
+                                             [{"task_id": "s1", "name": "app.add"}, {"task_id": "s2", "name": "app.add"}]))
+        as_chain = {"task": "celery.chain", "kwargs": {"tasks": [{"task": "app.tsum", "options": {"task_id": "cb"}},
+                                                                 {"task": "app.add", "options": {"task_id": "s1"}}]}}
+        self.assertEqual(chord_body(as_chain), ({"task_id": "cb", "name": "app.tsum"}, [{"task_id": "s1", "name": "app.add"}]))
+        self.assertEqual(chord_body({"task": "celery.chain", "kwargs": {"tasks": []}}), (None, []))
+        self.assertEqual(chord_body("not a signature"), (None, []))
 
 
 class MappingTest(unittest.TestCase):

@@ -29,7 +29,7 @@ class FakeMessage:
 
 #: As shared/wire.ts expandCoalesced: what the message said (received's), what the run produced (the end's).
 MESSAGE_FIELDS = ("root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
-                  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name")
+                  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name", "chord_callback_chain")
 OUTCOME_FIELDS = ("state", "runtime_ms", "result", "exception", "traceback")
 
 
@@ -147,6 +147,24 @@ class WorkerSideTest(unittest.TestCase):
         self.assertIn("Traceback", evs["failed"]["traceback"])
         self.assertEqual(evs["postrun"]["state"], "FAILURE")
         self.assertEqual(evs["failed"]["trace_id"], "trace-from-publisher")
+
+    def test_failure_after_postrun_without_the_request_stays_in_the_tasks_trace(self):
+        """Celery 5.2.6 fires task_failure after postrun, with another request, when its own
+        on_chord_part_return raises (recorded: 25b): the failure belongs to the task's trace."""
+        task_id = "f41l-after-postrun"
+        self.boom.push_request(id=task_id, retries=0, **{TRACE_HEADER: "trace-of-the-chain"})
+        try:
+            signals.task_prerun.send(sender=self.boom, task_id=task_id, task=self.boom, args=[], kwargs={})
+            signals.task_postrun.send(sender=self.boom, task_id=task_id, task=self.boom, args=[], kwargs={}, retval=None, state=None)
+        finally:
+            self.boom.pop_request()
+        signals.task_failure.send(sender=self.boom, task_id=task_id, exception=TypeError("sequence item 1: expected a bytes-like object, NoneType found"),
+                                  args=[], kwargs={}, traceback=None, einfo=None)
+        self.producer.flush(5)
+        failed = [e for e in self.capture.events if e.get("task_id") == task_id and e["type"] == "failed"]
+        self.assertEqual(len(failed), 1)
+        self.assertEqual(failed[0]["trace_id"], "trace-of-the-chain")
+        self.assertEqual(failed[0]["exception"]["type"], "TypeError")
 
 
 if __name__ == "__main__":

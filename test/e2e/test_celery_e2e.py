@@ -249,6 +249,84 @@ class CeleryEndToEnd(unittest.TestCase):
         self.assertEqual(self.edges(snap), {(ids[0], ids[1]): "chain", (ids[1], ids[2]): "chain"})
         self.assertEqual(r.get(timeout=10), 12)
 
+    def test_05b_chord_in_middle_of_chain(self):
+        """chain(a, group(b, c), tsum, d): a CHORD whose callback leads on to d (issue 12, case 1)."""
+        from celery import chain, group
+
+        add, tsum = self.app.add, self.app.tsum
+        r = chain(add.si(1, 1), group(add.si(2, 2), add.si(3, 3)), tsum.s(), add.s(100)).apply_async()
+        self.assertEqual(r.get(timeout=20), 110)
+        callback = r.parent.id
+        snap = self.trace(r.id, lambda s: self.states(s).get(r.id) == "SUCCESS" and self.states(s).get(callback) == "SUCCESS")
+        (chord,) = [c for c in snap["containers"] if c["kind"] == "CHORD"]
+        self.assertEqual(chord["callback_id"], callback)
+        self.assertEqual(len(chord["members"]), 2)
+        edges = self.edges(snap)
+        self.assertEqual(edges.get((chord["id"], callback)), "chord")
+        self.assertEqual(edges.get((callback, r.id)), "chain")
+        self.assertNotIn("spawn", edges.values())
+        detail = self.task(callback)
+        self.assertEqual((detail["parent"]["kind"], detail["parent"]["task_id"]), ("chord", chord["id"]))
+
+    def test_05c_chord_in_chain_header_fails(self):
+        """A header task fails: the callback and the step after it are NOT_RUN, one chord_never_fired,
+        and Celery's own error in on_chord_part_return lands on the task in its trace (no phantom)."""
+        from celery import chain, group
+
+        add, boom, tsum = self.app.add, self.app.boom, self.app.tsum
+        r = chain(add.si(1, 1), group(boom.si(), add.si(3, 3)), tsum.s(), add.s(100)).apply_async()
+        callback, last = r.parent.id, r.id
+        # The id the client holds opens the task, with why it did not run, in the workflow's trace.
+        detail = task_detail(last, lambda d: d["task"]["state"] == "NOT_RUN", timeout=40)
+        trace_id = detail["trace_id"]
+        cb = task_detail(callback, lambda d: d["task"]["state"] == "NOT_RUN")
+        self.assertEqual(cb["trace_id"], trace_id)
+        self.assertIn("chord header task", cb["task"]["state_reason"])
+        snap = STACK.get(f"/api/traces/{trace_id}")
+        (failed,) = [n for n in snap["nodes"] if n["name"] == "e2e.boom"]
+        self.assertEqual(failed["state"], "FAILURE")
+        # One task, one trace: the failure Celery fires after postrun is not a trace of its own.
+        wait_for("the index to settle", lambda: STACK.get(f"/api/tasks/{failed['id']}")["trace_id"] == trace_id)
+        self.assertIsNone(STACK.get(f"/api/traces/{failed['id']}"))
+        self.assertEqual(STACK.get(f"/api/tasks/{failed['id']}")["task"]["exception_type"], "TypeError")
+        found = wait_for("search to find the callback", lambda: [(t["task_id"], t["state"]) for t in STACK.get(f"/api/tasks?q={callback[:13]}")["tasks"] if t["state"] == "NOT_RUN"] or None)
+        self.assertEqual(found, [(callback, "NOT_RUN")])
+        kinds = wait_for("chord_never_fired", lambda: [a["kind"] for a in STACK.get(f"/api/traces/{trace_id}/anomalies")["anomalies"] if a["resolved_at"] is None] or None)
+        self.assertEqual(sorted(kinds), ["chord_never_fired"])
+        self.assertEqual(snap["summary"].get("not_run_count"), 2)
+
+    def test_05d_chained_chords(self):
+        """A chord whose callback is followed by another chord: each callback on its own header."""
+        from celery import chain, group
+
+        add, mul, tsum = self.app.add, self.app.mul, self.app.tsum
+        r = chain(group(add.si(1, 1), add.si(2, 2)), tsum.s(), group(mul.s(2), mul.s(3)), tsum.s()).apply_async()
+        self.assertEqual(r.get(timeout=20), 30)
+        first_callback = r.parent.parent.id if r.parent.parent is not None else None
+        snap = self.trace(r.id, lambda s: self.states(s).get(r.id) == "SUCCESS")
+        chords = [c for c in snap["containers"] if c["kind"] == "CHORD"]
+        self.assertEqual(len(chords), 2)
+        self.assertIn(r.id, [c["callback_id"] for c in chords])
+        edges = self.edges(snap)
+        for c in chords:
+            self.assertEqual(edges.get((c["id"], c["callback_id"])), "chord")
+        if first_callback:
+            self.assertIn(first_callback, [c["callback_id"] for c in chords])
+
+    def test_05e_chain_step_fails(self):
+        """The steps after a failed one are NOT_RUN; one chain_stopped anomaly, at the first of them."""
+        from celery import chain
+
+        add, boom = self.app.add, self.app.boom
+        r = chain(add.si(1, 1), boom.si(), add.si(2, 2), add.si(3, 3)).apply_async()
+        detail = task_detail(r.id, lambda d: d["task"]["state"] == "NOT_RUN", timeout=40)
+        self.assertTrue(detail["task"]["state_reason"].startswith("not run:"))
+        second_last = r.parent.id
+        first_stop = task_detail(second_last, lambda d: d["task"]["state"] == "NOT_RUN")
+        self.assertTrue(first_stop["task"]["state_reason"].startswith("upstream step"))
+        kinds = wait_for("chain_stopped", lambda: [(a["kind"], a["task_id"]) for a in STACK.get(f"/api/traces/{detail['trace_id']}/anomalies")["anomalies"]] or None)
+        self.assertEqual(kinds, [("chain_stopped", second_last)])
+
     def test_05_group(self):
         from celery import group
 

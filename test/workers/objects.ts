@@ -3,7 +3,7 @@
  * object holds a trace, and `settle()`, which flushes every shard so that the index has what was
  * ingested (reports are coalesced to one per flush interval in production).
  */
-import { env } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { shardCount, shardNames, traceObjectName } from "../../durable-objects/shards";
 
 export const shards = shardCount(env);
@@ -18,4 +18,21 @@ export const graphOf = (traceId: string) => env.TRACE_GRAPH.getByName(traceObjec
 export async function settle(): Promise<void> {
   if (shards === 0) return;
   await Promise.all(shardNames(shards).map((name) => env.TRACE_GRAPH.getByName(name).flush()));
+}
+
+/**
+ * Runs the whole-graph checks (NOT_RUN, chain_stopped, chord_never_fired) of these traces now,
+ * instead of GRAPH_CHECK_DELAY_S later from the alarm, then reports to the index.
+ */
+export async function checkGraphs(traceIds: string[]): Promise<void> {
+  for (const traceId of new Set(traceIds)) {
+    const stub = graphOf(traceId);
+    await stub.flush();
+    await runInDurableObject(stub, async (_obj: unknown, state) => {
+      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = ?", `graph_check:${traceId}`);
+      await state.storage.setAlarm(Date.now());
+    });
+    await runDurableObjectAlarm(stub);
+    await stub.flush();
+  }
 }

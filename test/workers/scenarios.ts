@@ -50,6 +50,20 @@ export function expectedState(scenarioName: string, taskId: string, backend: str
     "16_internal_error": { "eaf0cd80-c248-4965-9bec-c95afc350846": "FAILURE" },
     "17_rejected": { "08b289e2-c21f-4208-acee-2665f466d927": "REJECTED" },
     "18_reject_in_task": { "bbac9b4b-4f9e-4857-a94e-3cf7cb5f9f33": "REJECTED" },
+    // Steps after a failure never run: the backend keeps them PENDING (after a chord, 25b/25d) or
+    // marks them FAILURE with the error that stopped them (a plain chain, 26); the graph says NOT_RUN.
+    "25b_chord_in_chain_header_fails": {
+      "d35e2562-5c3f-4d47-a4c1-29b907948598": "NOT_RUN",
+      "7261d47d-6380-45a7-be5d-a2e190e1a3a4": "NOT_RUN",
+    },
+    "25d_chained_chords_header_fails": {
+      "9c0891f4-0797-4214-9589-d19fb5a48619": "NOT_RUN",
+      "82491f0c-4ca2-4960-b8f4-1afca629c2b6": "NOT_RUN",
+    },
+    "26_chain_step_fails": {
+      "0a1826c0-edb5-4292-baf0-6a1568ad9c6f": "NOT_RUN",
+      "6a9055a4-3f0e-4169-a968-9af3d41c2154": "NOT_RUN",
+    },
     // Eager runs store no result; they ran and succeeded in the client.
     "24_eager_apply": {
       "f9c849ec-f5e2-4a26-997f-07b5129f9591": "SUCCESS",

@@ -74,7 +74,15 @@ function TaskAnomalies({ traceId, taskId, open }: { traceId: string; taskId: str
   );
 }
 
-function Relative({ link }: { link: TaskLink }) {
+function Relative({ link, traceId }: { link: TaskLink; traceId?: string }) {
+  if (link.container && traceId)
+    // A chord callback's origin: its chord (a group of the graph, not a task of its own).
+    return (
+      <li>
+        <Link to={`/traces/${encodeURIComponent(traceId)}`}>{link.name}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
+        {link.kind && <span className="edge-kind"> {link.kind}</span>}
+      </li>
+    );
   return (
     <li>
       <Link to={`/tasks/${link.task_id}`}>{shortName(link.name)}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
@@ -179,7 +187,7 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       )}
       <section>
         <h3>Parent</h3>
-        {detail.parent ? <ul className="relatives"><Relative link={detail.parent} /></ul> : <p className="muted">none (a root task)</p>}
+        {detail.parent ? <ul className="relatives"><Relative link={detail.parent} traceId={detail.trace_id} /></ul> : <p className="muted">none (a root task)</p>}
         <h3>Children ({detail.children.length.toLocaleString()})</h3>
         <Children links={detail.children} />
       </section>
