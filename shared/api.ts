@@ -55,6 +55,11 @@ export const GraphNode = z.object({
   /** Why a derived state was given, e.g. "chord header task 1a2b… failed". */
   state_reason: z.string().nullable(),
   anomaly: z.string().nullable(),
+  /**
+   * Each run of a task that ran more than once (retries, redeliveries): when it started and ended.
+   * Between them the task waited (a retry countdown), which is not running time.
+   */
+  runs: z.array(z.object({ started_at: Ts, finished_at: Ts, state: TaskState })).optional(),
 });
 export type GraphNode = z.infer<typeof GraphNode>;
 

@@ -314,6 +314,7 @@ export function toGraphNode(r: TaskRecord): GraphNode {
     exception_type: r.exception_type,
     state_reason: r.state_reason,
     anomaly: null,
+    ...(r.runs ? { runs: r.runs } : {}),
   };
 }
 

@@ -64,6 +64,8 @@ export interface TaskRecord {
   finished_at: number | null;
   runtime_ms: number | null;
   exception_type: string | null;
+  /** Each run when there was more than one (retries): the waits between them are not running time. */
+  runs?: { started_at: number | null; finished_at: number | null; state: TaskState }[];
 }
 
 /** The heavy parts, folded on demand for the task-detail view only. */
@@ -303,11 +305,30 @@ export function foldTask(taskId: string, events: readonly TaskEvent[], outages: 
     finished_at: outage ? outage.ts : last && isTerminal(state) ? last.finished_at : null,
     runtime_ms: last?.runtime_ms ?? null,
     exception_type: state === "FAILURE" ? (failure?.exception?.type ?? null) : null,
+    ...(attempts.length > 1
+      ? {
+          runs: attempts.map((a, i) =>
+            i === attempts.length - 1 && outage
+              ? { started_at: a.started_at, finished_at: outage.ts, state }
+              : { started_at: a.started_at, finished_at: a.finished_at, state: a.state },
+          ),
+        }
+      : {}),
   };
 }
 
 function stateReason(state: TaskState, sorted: TaskEvent[]): string | null {
   switch (state) {
+    case "FAILURE": {
+      // Celery 5.2.6 can fail again after the task failed, inside its own machinery (an error in
+      // on_chord_part_return, recorded 25b): a second failure of the same run, with another error.
+      const last = sorted[sorted.length - 1];
+      const failures = sorted.filter((e) => e.type === "failed" && attemptRetries(e) === (last ? attemptRetries(last) : 0) && e.exception);
+      const distinct = failures.filter((e, i) => failures.findIndex((f) => f.exception!.type === e.exception!.type) === i);
+      if (distinct.length < 2) return null;
+      const [first, ...later] = distinct;
+      return `failed with ${first!.exception!.type}, then Celery itself raised ${later.map((e) => `${e.exception!.type}: ${e.exception!.message}`).join("; ")} (an error inside Celery, e.g. in on_chord_part_return; the result backend keeps the last one)`;
+    }
     case "INTERRUPTED":
       return "the run ended without a result (terminated, hard time limit or cold worker shutdown)";
     case "UNREGISTERED":

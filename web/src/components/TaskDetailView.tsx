@@ -44,6 +44,19 @@ function AttemptTimeline({ a }: { a: AttemptDetail }) {
           <span key={label} className={`tick tick-${label}`} style={{ left: `${((t - t0) / span) * 100}%` }} title={`${label} ${time(t)}`} />
         ))}
       </div>
+      <div className="attempt-segments" data-segments>
+        {/* Labelled segments: a retry's countdown is waiting, not running (its own runtime is its run). */}
+        {a.started_at !== null && (a.published_at ?? a.received_at) !== null && (
+          <span>
+            <span className="muted">{a.eta && a.retries > 0 ? "waited (retry countdown)" : "queued"}</span> {duration((a.started_at - (a.published_at ?? a.received_at)!) * 1000)}
+          </span>
+        )}
+        {a.started_at !== null && a.finished_at !== null && (
+          <span>
+            <span className="muted">running</span> {duration((a.finished_at - a.started_at) * 1000)}
+          </span>
+        )}
+      </div>
       <div className="attempt-points">
         {points.map(([label, t]) => (
           <span key={label}>
@@ -157,7 +170,12 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       )}
       <section>
         <h3>Attempts ({detail.attempts.length})</h3>
-        {detail.attempts.length === 0 && <p className="muted">No attempt yet: this task was announced by another task and has not been published.</p>}
+        {detail.attempts.length === 0 &&
+          (t.state === "NOT_RUN" ? (
+            <p className="muted">Never ran and never will: it was announced by another task's message (a chain step or a chord callback), and what had to come first did not succeed.</p>
+          ) : (
+            <p className="muted">No attempt yet: this task was announced by another task and has not been published.</p>
+          ))}
         {detail.attempts.map((a) => (
           <div key={`${a.retries}:${a.delivery}`} className="attempt">
             <div className="attempt-head">

@@ -19,6 +19,21 @@ interface Row {
 
 const startOf = (t: GraphNode) => t.published_at ?? t.received_at ?? t.started_at ?? 0;
 
+/** A task's runs as [start, end] (a retried task ran more than once; it waited in between). */
+function runsOf(t: GraphNode, now: number): [number, number][] {
+  if (!t.runs || t.runs.length < 2) return [];
+  return t.runs
+    .filter((r) => r.started_at !== null)
+    .map((r) => [r.started_at!, r.finished_at ?? now] as [number, number]);
+}
+
+/** Time spent running: the sum of its runs, without the waits between retries. */
+function runningTime(t: GraphNode, now: number): string {
+  const runs = runsOf(t, now);
+  if (runs.length > 1) return duration(runs.reduce((sum, [a, b]) => sum + Math.max(0, b - a), 0) * 1000);
+  return t.started_at !== null ? duration(((t.finished_at ?? now) - t.started_at) * 1000) : "—";
+}
+
 function niceStep(span: number): number {
   const raw = span / 6;
   const pow = 10 ** Math.floor(Math.log10(raw));
@@ -70,7 +85,7 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
     <div className="timeline">
       <div className="timeline-toolbar">
         <span className="muted">
-          from {time(t0)} · {duration(span * 1000)} · <span className="legend-queued" /> queued <span className="legend-run" /> running
+          from {time(t0)} · {duration(span * 1000)} · <span className="legend-queued" /> queued <span className="legend-run" /> running <span className="legend-wait" /> waiting to retry
         </span>
         <div className="tabs small">
           <button className={by === "task" ? "active" : ""} onClick={() => setBy("task")}>
@@ -110,16 +125,30 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
                 const end = t.finished_at ?? (t.started_at !== null ? now : start);
                 const top = 4 + (row.laneOf.get(t.id) ?? 0) * 16;
                 const tip = `${t.name ?? ""} ${shortId(t.id)} · ${STATE_STYLES[t.state].label}\nqueued ${time(queued)} (${duration((start - queued) * 1000)})\nstarted ${time(t.started_at)}\nfinished ${time(t.finished_at)} (${duration((end - start) * 1000)})${t.worker ? `\non ${t.worker}` : ""}`;
+                const runs = runsOf(t, now);
+                const waits = runs.slice(1).map((r, i) => [runs[i]![1], r[0]] as const);
+                const waited = waits.reduce((sum, [a, b]) => sum + Math.max(0, b - a), 0);
                 return (
-                  <div key={t.id} className={`timeline-item${selected === t.id ? " selected" : ""}`} style={{ top, height: 12 }} onClick={() => onSelect(t.id)} title={tip} data-task-id={t.id}>
+                  <div key={t.id} className={`timeline-item${selected === t.id ? " selected" : ""}`} style={{ top, height: 12 }} onClick={() => onSelect(t.id)} title={tip + (runs.length > 1 ? `\n${runs.length} runs; waited ${duration(waited * 1000)} between them (retry countdown)` : "")} data-task-id={t.id}>
                     <span className="queued" style={{ left: `${pct(queued)}%`, width: `${Math.max(0, pct(start) - pct(queued))}%` }} />
-                    <span className="run" style={{ left: `${pct(start)}%`, width: `max(3px, ${pct(end) - pct(start)}%)`, background: STATE_STYLES[t.state].color }} />
+                    {runs.length > 1 ? (
+                      <>
+                        {waits.map(([a, b], i) => (
+                          <span key={`w${i}`} className="wait" data-wait={i} style={{ left: `${pct(a)}%`, width: `${Math.max(0, pct(b) - pct(a))}%` }} />
+                        ))}
+                        {runs.map(([a, b], i) => (
+                          <span key={`r${i}`} className="run" data-run={i} style={{ left: `${pct(a)}%`, width: `max(3px, ${pct(b) - pct(a)}%)`, background: STATE_STYLES[t.runs![i]!.state].color }} />
+                        ))}
+                      </>
+                    ) : (
+                      <span className="run" style={{ left: `${pct(start)}%`, width: `max(3px, ${pct(end) - pct(start)}%)`, background: STATE_STYLES[t.state].color }} />
+                    )}
                   </div>
                 );
               })}
             </div>
             <div className="timeline-dur mono">
-              {by === "task" ? (row.items[0]!.started_at !== null ? duration(((row.items[0]!.finished_at ?? now) - row.items[0]!.started_at) * 1000) : "—") : `${row.items.length} tasks`}
+              {by === "task" ? runningTime(row.items[0]!, now) : `${row.items.length} tasks`}
             </div>
           </div>
         ))}

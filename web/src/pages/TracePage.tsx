@@ -285,7 +285,16 @@ export function TracePage({ traceId }: { traceId: string }) {
           </h1>
           <div className="trace-facts">
             <span>
-              <b>{s.task_count.toLocaleString()}</b> tasks
+              {s.not_run_count ? (
+                // Tasks that were sent, and the announced ones that never will be: every card counted.
+                <span title="tasks sent, and announced tasks that will never run (NOT_RUN)">
+                  <b>{s.task_count.toLocaleString()}</b> ran · <b className="bad">{s.not_run_count.toLocaleString()}</b> not run
+                </span>
+              ) : (
+                <>
+                  <b>{s.task_count.toLocaleString()}</b> tasks
+                </>
+              )}
             </span>
             <span className={s.failure_count ? "bad" : ""}>
               <b>{s.failure_count}</b> failed

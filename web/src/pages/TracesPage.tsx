@@ -125,7 +125,10 @@ export function TracesPage() {
                   <span className="muted small"> {t.task_names.length > 1 ? `+${t.task_names.length - 1} names` : ""}</span>
                 </td>
                 <td className="mono muted">{shortId(t.trace_id)}</td>
-                <td className="num">{t.task_count}</td>
+                <td className="num" title={t.not_run_count ? `${t.task_count} sent, ${t.not_run_count} announced but never run` : undefined}>
+                  {t.task_count}
+                  {t.not_run_count ? <span className="bad small"> +{t.not_run_count} not run</span> : null}
+                </td>
                 <td className={`num${t.failure_count ? " bad" : ""}`}>{t.failure_count}</td>
                 <td title={dateTime(t.started_at)}>{ago(t.started_at)}</td>
                 <td className="num">{duration(t.duration_ms)}</td>
