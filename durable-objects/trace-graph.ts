@@ -18,6 +18,7 @@ import {
   type TaskRecord,
 } from "../shared/task-fold";
 import { traceKeyOf, type TaskEvent } from "../shared/wire";
+import { failureCount, summarize, type StateCounts } from "../shared/states";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
 import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./contracts";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
@@ -840,22 +841,11 @@ export class TraceGraph extends DurableObject<Env> {
       const byState = counts.get(traceId);
       if (!byState) continue; // deleted by retention meanwhile
       const total = [...byState.values()].reduce((a, b) => a + b, 0);
-      const countOf = (...states: string[]) => states.reduce((sum, s) => sum + (byState.get(s) ?? 0), 0);
-      const failures = countOf("FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST");
-      const running = countOf("STARTED", "RETRY");
-      const waiting = countOf("PENDING", "RECEIVED", "SCHEDULED");
-      const state: TraceSummary["state"] =
-        running > 0
-          ? "STARTED"
-          : waiting > 0
-            ? waiting === total
-              ? "PENDING"
-              : "RECEIVED"
-            : failures > 0 || countOf("REJECTED") > 0
-              ? "FAILURE"
-              : countOf("REVOKED") > 0
-                ? "REVOKED"
-                : "SUCCESS";
+      // The same rule as the snapshot's (shared/states.ts), over the same counts: the tasks sent,
+      // and the announced ones that will never run (their last graph check counted them).
+      const stateCounts: StateCounts = Object.fromEntries(byState) as StateCounts;
+      const failures = failureCount(stateCounts);
+      const state = summarize({ ...stateCounts, NOT_RUN: (stateCounts.NOT_RUN ?? 0) + (notRun.get(traceId) ?? 0) });
       const t = times.get(traceId);
       const started = t?.started ?? null;
       const finishedAt = isTerminal(state) ? (t?.finished ?? null) : null;

@@ -13,6 +13,12 @@ import type {
   TraceSummary,
 } from "../shared/api";
 import type { RuntimeProfile } from "../shared/anomalies";
+import { isFailed, RUNNING, SUMMARY_STATES, TERMINAL } from "../shared/states";
+
+/** Task states held by a worker: what its outage can interrupt. */
+const ON_A_WORKER = JSON.stringify([...RUNNING, "RECEIVED", "SCHEDULED"]);
+/** Trace states that are not finished. */
+const UNFINISHED = JSON.stringify(SUMMARY_STATES.filter((s) => !TERMINAL.has(s)));
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
@@ -72,7 +78,6 @@ export interface IndexBackend {
 }
 
 /** States that count as a failed run (the v3 migration's SQL lists the same). */
-const FAILED_STATES = ["FAILURE", "UNREGISTERED", "INTERRUPTED", "LOST", "REJECTED"];
 
 export const TRACE_INDEX_MIGRATIONS = [
   `CREATE TABLE traces (
@@ -357,7 +362,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         last: 0,
       };
       g.finished++;
-      if (FAILED_STATES.includes(r.state)) g.failed++;
+      if (isFailed(r.state as TaskState)) g.failed++;
       if (r.runtime_ms !== null && g.runtimes.length < MAX_RUNTIMES_PER_MINUTE) g.runtimes.push(r.runtime_ms);
       g.last = Math.max(g.last, r.finished_at);
       this.pendingRuns.set(key, g);
@@ -444,7 +449,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
    */
   async tracesRunningOn(host: string, taskIds: string[]): Promise<string[]> {
     const running = this.sql<{ trace_id: string }>`
-      SELECT DISTINCT trace_id FROM tasks WHERE worker = ${host} AND state IN ('STARTED', 'RECEIVED', 'SCHEDULED', 'RETRY')`
+      SELECT DISTINCT trace_id FROM tasks WHERE worker = ${host} AND state IN (SELECT value FROM json_each(${ON_A_WORKER}))`
       .toArray()
       .map((r) => r.trace_id);
     const known = new Map(
@@ -456,7 +461,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         .map((r) => [r.task_id, r.trace_id]),
     );
     const roots = this.sql<{ trace_id: string }>`
-      SELECT trace_id FROM traces WHERE workers LIKE ${"%|" + host + "|%"} AND state IN ('STARTED', 'RECEIVED', 'PENDING')`
+      SELECT trace_id FROM traces WHERE workers LIKE ${"%|" + host + "|%"} AND state IN (SELECT value FROM json_each(${UNFINISHED}))`
       .toArray()
       .map((r) => r.trace_id);
     return [...new Set([...running, ...roots, ...taskIds.map((id) => known.get(id) ?? id)])];

@@ -5,6 +5,7 @@
  */
 import type { GraphContainer, GraphEdge, GraphNode, TaskState, TraceSummary } from "./api";
 import { isBroken, isTerminal, NOT_RUN_DOWNSTREAM, type TaskRecord } from "./task-fold";
+import { countStates, failureCount, summarize } from "./states";
 import type { AnnouncedTask, ChainStep } from "./wire";
 
 export interface TraceGraphView {
@@ -81,20 +82,9 @@ function memberOrder(a: TaskRecord, b: TaskRecord): number {
   );
 }
 
-/** The state a set of members adds up to: running while any runs, failed if any broke. */
+/** The state a set of members adds up to (shared/states.ts `summarize`). */
 export function summarizeStates(states: readonly TaskState[]): TaskState {
-  if (states.length === 0) return "PENDING";
-  if (!states.every((s) => isTerminal(s))) {
-    if (states.some((s) => s === "STARTED" || s === "RETRY")) return "STARTED";
-    if (states.some((s) => s === "RECEIVED" || isTerminal(s))) return "RECEIVED";
-    if (states.some((s) => s === "SCHEDULED")) return "SCHEDULED";
-    return "PENDING";
-  }
-  if (states.some((s) => s === "FAILURE" || s === "NOT_RUN" || s === "UNREGISTERED" || s === "REJECTED")) return "FAILURE";
-  if (states.some((s) => s === "INTERRUPTED")) return "INTERRUPTED";
-  if (states.some((s) => s === "LOST")) return "LOST";
-  if (states.some((s) => s === "REVOKED")) return "REVOKED";
-  return "SUCCESS";
+  return summarize(countStates(states));
 }
 
 export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
@@ -327,7 +317,9 @@ export function summarizeGraph(traceId: string, view: TraceGraphView, updatedAt:
     view.nodes[0] ??
     null;
   const starts = real.map((n) => n.published_at ?? n.received_at ?? n.started_at).filter((t): t is number => t !== null);
-  const state = summarizeStates(view.nodes.map((n) => n.state));
+  // Tasks sent, and the announced ones that will never run: the index's summary counts the same.
+  const counted = countStates(view.nodes.filter((n) => !n.placeholder || n.state === "NOT_RUN").map((n) => n.state));
+  const state = summarize(counted);
   const finishes = real.map((n) => n.finished_at).filter((t): t is number => t !== null);
   const startedAt = starts.length ? Math.min(...starts) : null;
   const finishedAt = isTerminal(state) && finishes.length ? Math.max(...finishes) : null;
@@ -337,7 +329,7 @@ export function summarizeGraph(traceId: string, view: TraceGraphView, updatedAt:
     root_task_id: root?.id ?? null,
     root_name: root?.name ?? null,
     task_count: real.length,
-    failure_count: view.nodes.filter((n) => n.state === "FAILURE" || n.state === "UNREGISTERED" || n.state === "INTERRUPTED" || n.state === "LOST").length,
+    failure_count: failureCount(counted),
     started_at: startedAt,
     updated_at: updatedAt,
     finished_at: finishedAt,

@@ -6,6 +6,7 @@
 import type { ChainStep, ExceptionInfo, LinkedSignature, TaskEvent, TaskEventType } from "./wire";
 import type { AttemptDetail, TaskState } from "./api";
 import type { Outage } from "./anomalies";
+import { isTerminal } from "./states";
 
 /** published < received < started < succeeded/failed/retried < postrun (CELERY.md §5). */
 const LIFECYCLE_RANK: Record<TaskEventType, number> = {
@@ -77,41 +78,14 @@ export interface TaskPayload {
   traceback: string | null;
 }
 
-const TERMINAL_STATES: ReadonlySet<TaskState> = new Set<TaskState>([
-  "SUCCESS",
-  "FAILURE",
-  "REVOKED",
-  "REJECTED",
-  "IGNORED",
-  "UNREGISTERED",
-  "INTERRUPTED",
-  "LOST",
-  "NOT_RUN",
-  "REPLACED",
-]);
-
-export function isTerminal(state: TaskState): boolean {
-  return TERMINAL_STATES.has(state);
-}
+// The state groups live in states.ts; re-exported for the fold's callers.
+export { isBroken, isTerminal } from "./states";
 
 /**
  * How a NOT_RUN task explains itself when what stopped it is another NOT_RUN task: it opens no
  * anomaly of its own, so a stopped chain is one anomaly, at the first step that will not run.
  */
 export const NOT_RUN_DOWNSTREAM = "not run:";
-
-/** States that stop a chain or a chord: what comes after can no longer run. */
-export function isBroken(state: TaskState): boolean {
-  return (
-    state === "FAILURE" ||
-    state === "REVOKED" ||
-    state === "REJECTED" ||
-    state === "UNREGISTERED" ||
-    state === "INTERRUPTED" ||
-    state === "LOST" ||
-    state === "NOT_RUN"
-  );
-}
 
 function attemptRetries(event: TaskEvent): number {
   return event.retries ?? 0;

@@ -86,6 +86,27 @@ describe("every scenario matches its ground truth", () => {
   );
 });
 
+describe("one summary", () => {
+  it("the list and the trace page agree on every recorded trace's state and counts", async () => {
+    const traceIds = [...new Set(scenarios.flatMap((s) => taskEvents(s).map((e) => traceKeyOf(e))))];
+    const listed = new Map<string, TraceSnapshot["summary"]>();
+    let cursor: string | null = null;
+    do {
+      const res = await exports.default.fetch(`${base}/api/traces?limit=200${cursor ? `&cursor=${cursor}` : ""}`);
+      const page = (await res.json()) as { traces: TraceSnapshot["summary"][]; next_cursor: string | null };
+      for (const t of page.traces) listed.set(t.trace_id, t);
+      cursor = page.next_cursor;
+    } while (cursor);
+    for (const traceId of traceIds) {
+      const { summary } = await snapshotOf(traceId);
+      const inList = listed.get(traceId);
+      expect(inList, traceId).toBeDefined();
+      const pick = (x: TraceSnapshot["summary"]) => [x.state, x.task_count, x.failure_count, x.not_run_count ?? 0];
+      expect(pick(inList!), traceId).toEqual(pick(summary));
+    }
+  });
+});
+
 describe("graph rules on real recordings", () => {
   it("01 single success: one node, no edges, no containers", async () => {
     const { snap, node } = await graphOf("01_single_success", "d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0");

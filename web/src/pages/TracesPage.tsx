@@ -6,7 +6,8 @@ import { taskSearchQuery, tracesQuery, type TraceFilters } from "../api/client";
 import { StateBadge } from "../components/StateBadge";
 import { ago, dateTime, duration, shortId, shortName } from "../format";
 import { Link, navigate, useLocation } from "../router";
-import { ALL_STATES, STATE_STYLES } from "../states";
+import { SUMMARY_STATES } from "../../../shared/states";
+import { STATE_STYLES } from "../states";
 
 const RANGES: [string, number | null][] = [
   ["all time", null],
@@ -63,7 +64,8 @@ export function TracesPage() {
       <div className="toolbar">
         <select aria-label="State" value={filters.state ?? ""} onChange={(e) => set("state", e.target.value || null)}>
           <option value="">any state</option>
-          {ALL_STATES.map((s) => (
+          {/* Every state a trace can have (shared/states.ts), and only those. */}
+          {SUMMARY_STATES.map((s) => (
             <option key={s} value={s}>
               {STATE_STYLES[s].label}
             </option>
