@@ -1,6 +1,7 @@
 /**
  * The WebSocket Hibernation recipe shared by every object with live viewers: accept with a hello
- * frame, fan one frame out to all sockets, answer pings, reciprocate closes. Handlers never throw.
+ * frame, fan one frame out to all sockets, answer pings (without waking the object), reciprocate
+ * closes. Handlers never throw.
  */
 
 /** Accepts an upgrade (already authenticated by the Worker) and greets the client. */
@@ -32,9 +33,12 @@ export function broadcastFrame(ctx: DurableObjectState, message: unknown, tag?: 
   }
 }
 
-/** Keep-alive: clients may send "ping" to detect a dead connection. */
-export function answerPing(ws: WebSocket, message: string | ArrayBuffer): void {
-  if (message === "ping") ws.send("pong");
+/**
+ * Keep-alive: the web client sends "ping" every 25 s and reconnects when nothing (not even "pong")
+ * came back for a minute. Answered by the runtime itself, so a ping never wakes a hibernated object.
+ */
+export function answerPings(ctx: DurableObjectState): void {
+  ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
 }
 
 /** Completes the close handshake the client started (1005 "no status" is not a valid close code to send). */

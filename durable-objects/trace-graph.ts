@@ -1,6 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import type {
   Anomaly,
+  GraphContainer,
+  GraphNode,
   TaskDetail,
   TaskLink,
   TraceLiveMessage,
@@ -22,13 +24,15 @@ import { failureCount, summarize, type StateCounts } from "../shared/states";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
 import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./contracts";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
-import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
+import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 export type { IngestResult } from "./contracts";
 
 /** Largest snapshot: about 10 MB of JSON, well under the RPC and response limits. */
 export const MAX_SNAPSHOT_TASKS = 20_000;
+/** Up to this many tasks, a live delta rebuilds the trace's graph so derived states are current. */
+const MAX_LIVE_GRAPH_TASKS = 2_000;
 /** Write-ahead slots: batches accepted since the last checkpoint, which runs before the ring is full. */
 const LOG_SLOTS = 256;
 /**
@@ -233,6 +237,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    answerPings(ctx);
     this.sql = sqlFor(ctx.storage.sql);
     this.anomalies = new AnomalyWatch(
       this.sql,
@@ -1165,24 +1170,41 @@ export class TraceGraph extends DurableObject<Env> {
     const seq = this.liveSeq(traceId) + 1;
     this
       .sql`INSERT INTO live_seq (trace_id, seq) VALUES (${traceId}, ${seq}) ON CONFLICT (trace_id) DO UPDATE SET seq = excluded.seq`;
-    const nodes = changed.map(toGraphNode);
-    this.anomalies.decorate(traceId, nodes);
-    const summary = this.summariesOf([traceId], Date.now() / 1000)[0]?.summary;
+    // A viewer's page must not need a refetch to be right: derived states (a GROUP/CHORD finishing,
+    // a step turning NOT_RUN) come from the same buildGraph as the snapshot. Traces too large to
+    // rebuild per delta send the changed records only (their page refetches on structure changes).
+    const { records, total, touched } = this.records(traceId, MAX_LIVE_GRAPH_TASKS);
+    let nodes: GraphNode[];
+    let containers: GraphContainer[] | undefined;
+    let summary: TraceSummary | undefined;
+    if (total <= MAX_LIVE_GRAPH_TASKS && total > 0) {
+      const view = buildGraph(records);
+      const recorded = new Map(records.map((r) => [r.task_id, r.state]));
+      const changedIds = new Set(changed.map((r) => r.task_id));
+      nodes = view.nodes.filter((n) => changedIds.has(n.id) || n.placeholder || recorded.get(n.id) !== n.state);
+      containers = view.containers;
+      this.anomalies.decorate(traceId, view.nodes);
+      summary = summarizeGraph(traceId, view, touched, this.anomalies.openCount(traceId));
+    } else {
+      nodes = changed.map(toGraphNode);
+      this.anomalies.decorate(traceId, nodes);
+      summary = this.summariesOf([traceId], Date.now() / 1000)[0]?.summary;
+    }
     if (!summary) return;
     const message = {
       type: "delta",
       trace_id: traceId,
       seq,
       nodes,
+      ...(containers ? { containers } : {}),
       structure_changed: structureChanged,
       summary,
     } satisfies TraceLiveMessage;
     broadcastFrame(this.ctx, message, traceId);
   }
 
-  async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    answerPing(ws, message);
-  }
+  /** Clients send nothing but "ping", which the runtime answers (answerPings). */
+  async webSocketMessage(): Promise<void> {}
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     reciprocateClose(ws, code, reason);

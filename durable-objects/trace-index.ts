@@ -20,7 +20,7 @@ const ON_A_WORKER = JSON.stringify([...RUNNING, "RECEIVED", "SCHEDULED"]);
 /** Trace states that are not finished. */
 const UNFINISHED = JSON.stringify(SUMMARY_STATES.filter((s) => !TERMINAL.has(s)));
 import type { Env } from "./env";
-import { acceptLiveSocket, answerPing, broadcastFrame, reciprocateClose } from "./live-sockets";
+import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import type { IndexReport } from "./contracts";
 
@@ -191,13 +191,19 @@ function percentile(sorted: number[], p: number): number | null {
  */
 export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   private sql: Sql;
-  private liveSeq = 0;
+  /**
+   * The `/api/live` sequence: consecutive within this object's life, and starting from the clock
+   * (µs-scaled) when it wakes, so it never goes back after an eviction: a client sees the jump as a
+   * gap and refetches, which is right, since it may have missed frames meanwhile.
+   */
+  private liveSeq = Date.now() * 1000;
 
   /** The day partitions that exist, oldest first. */
   private days: number[] = [];
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    answerPings(ctx);
     this.sql = sqlFor(ctx.storage.sql);
     // Synchronous SQL finishes before the object takes any call.
     migrate(ctx.storage.sql, TRACE_INDEX_MIGRATIONS);
@@ -659,9 +665,8 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     } satisfies GlobalLiveMessage);
   }
 
-  async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    answerPing(ws, message);
-  }
+  /** Clients send nothing but "ping", which the runtime answers (answerPings). */
+  async webSocketMessage(): Promise<void> {}
 
   async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
     reciprocateClose(ws, code, reason);

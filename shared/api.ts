@@ -289,8 +289,13 @@ export const TraceLiveMessage = z.discriminatedUnion("type", [
     type: z.literal("delta"),
     trace_id: z.string(),
     seq: z.number().int(),
-    /** Nodes whose state or timing changed in this ingest. */
+    /**
+     * Nodes whose state or timing changed in this ingest, and every node whose state only the whole
+     * graph knows (placeholders, NOT_RUN), computed by the same shared/graph code as the snapshot.
+     */
     nodes: z.array(GraphNode),
+    /** Every GROUP/CHORD with its state now (absent for traces too large to rebuild per delta). */
+    containers: z.array(GraphContainer).optional(),
     /** True when nodes, containers or edges were added: patching is not enough, refetch. */
     structure_changed: z.boolean(),
     summary: TraceSummary,

@@ -35,22 +35,40 @@ function socketUrl(path: string): string {
   return `${protocol === "https:" ? "wss" : "ws"}://${host}${path}`;
 }
 
-/** Keeps a socket open with exponential backoff; `onMessage` gets every text frame. */
+/** How often the client pings, and how long a silent socket is trusted before it reconnects. */
+const PING_MS = 25_000;
+const SILENT_MS = 60_000;
+
+/** Keeps a socket open with exponential backoff; `onMessage` gets every text frame but "pong". */
 function keepOpen(key: string, path: string, onMessage: (data: string) => void, onOpen: () => void): () => void {
   let ws: WebSocket | null = null;
   let closed = false;
   let delay = 500;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let pinger: ReturnType<typeof setInterval> | undefined;
+  let heardAt = Date.now();
   const connect = () => {
     setConnection(key, delay > 500 ? "reconnecting" : "connecting");
-    ws = new WebSocket(socketUrl(path));
-    ws.onopen = () => {
+    const socket = new WebSocket(socketUrl(path));
+    ws = socket;
+    socket.onopen = () => {
       delay = 500;
+      heardAt = Date.now();
       setConnection(key, "live");
       onOpen();
+      // A connection that died without a close (sleep, network change) is found by its silence.
+      clearInterval(pinger);
+      pinger = setInterval(() => {
+        if (Date.now() - heardAt > SILENT_MS) socket.close();
+        else if (socket.readyState === WebSocket.OPEN) socket.send("ping");
+      }, PING_MS);
     };
-    ws.onmessage = (m) => typeof m.data === "string" && onMessage(m.data);
-    ws.onclose = () => {
+    socket.onmessage = (m) => {
+      heardAt = Date.now();
+      if (typeof m.data === "string" && m.data !== "pong") onMessage(m.data);
+    };
+    socket.onclose = () => {
+      clearInterval(pinger);
       if (closed) return;
       setConnection(key, "reconnecting");
       timer = setTimeout(connect, delay);
@@ -61,22 +79,34 @@ function keepOpen(key: string, path: string, onMessage: (data: string) => void, 
   return () => {
     closed = true;
     clearTimeout(timer);
+    clearInterval(pinger);
     ws?.close();
     setConnection(key, null);
   };
 }
 
-export function applyTraceMessage(client: QueryClient, traceId: string, msg: TraceLiveMessage, lastSeq: { current: number }) {
+/**
+ * Applies one frame of a trace's socket to the cached snapshot, whose `seq` is the baseline: a
+ * frame the snapshot already includes is ignored, the next one is patched in, anything else (a
+ * gap, a hello ahead of the snapshot: frames sent between the snapshot and the socket opening)
+ * refetches. `newest` remembers the highest seq seen, so a snapshot that lands older than a frame
+ * already received is refetched too (see useTraceLive).
+ */
+export function applyTraceMessage(client: QueryClient, traceId: string, msg: TraceLiveMessage, newest: { current: number }) {
   const key = keys.trace(traceId);
+  newest.current = Math.max(newest.current, msg.seq);
+  const current = client.getQueryData<TraceSnapshot>(key);
+  if (!current) return; // the snapshot on its way is checked against `newest` when it lands
   if (msg.type === "hello") {
-    if (lastSeq.current !== -1 && msg.seq !== lastSeq.current) void client.invalidateQueries({ queryKey: key });
-    lastSeq.current = msg.seq;
+    if (msg.seq > current.seq) void client.invalidateQueries({ queryKey: key });
     return;
   }
-  const gap = lastSeq.current !== -1 && msg.seq !== lastSeq.current + 1;
-  lastSeq.current = msg.seq;
-  const current = client.getQueryData<TraceSnapshot>(key);
-  if (gap || msg.structure_changed || !current) {
+  if (msg.seq <= current.seq) return; // already in the snapshot
+  const known = new Set(current.nodes.map((n) => n.id));
+  const sameContainers =
+    !msg.containers ||
+    (msg.containers.length === current.containers.length && msg.containers.every((c) => current.containers.some((x) => x.id === c.id)));
+  if (msg.seq !== current.seq + 1 || msg.structure_changed || !sameContainers || msg.nodes.some((n) => !known.has(n.id))) {
     void client.invalidateQueries({ queryKey: key });
     return;
   }
@@ -84,9 +114,10 @@ export function applyTraceMessage(client: QueryClient, traceId: string, msg: Tra
   client.setQueryData<TraceSnapshot>(key, {
     ...current,
     seq: msg.seq,
-    // Delta nodes and summary carry their anomaly marks: take them as they are.
+    // Delta nodes and summary carry their anomaly marks and derived states: take them as they are.
     summary: msg.summary,
     nodes: current.nodes.map((n) => changed.get(n.id) ?? n),
+    containers: msg.containers ?? current.containers,
   });
   for (const id of changed.keys()) void client.invalidateQueries({ queryKey: keys.task(id) });
   if (msg.summary.anomaly_count !== current.summary.anomaly_count) void client.invalidateQueries({ queryKey: ["anomalies"] });
@@ -96,31 +127,68 @@ export function applyTraceMessage(client: QueryClient, traceId: string, msg: Tra
 export function useTraceLive(traceId: string) {
   const client = useQueryClient();
   useEffect(() => {
-    const lastSeq = { current: -1 };
-    return keepOpen(
+    const newest = { current: -1 };
+    const key = keys.trace(traceId);
+    // A snapshot that lands older than a frame already seen missed that frame: fetch again.
+    const unsubscribe = client.getQueryCache().subscribe((event) => {
+      if (event.type !== "updated" || event.action.type !== "success") return;
+      if (JSON.stringify(event.query.queryKey) !== JSON.stringify(key)) return;
+      const snap = event.query.state.data as TraceSnapshot | undefined;
+      if (snap && snap.seq < newest.current) void client.invalidateQueries({ queryKey: key });
+    });
+    const close = keepOpen(
       `trace:${traceId}`,
       `/api/traces/${encodeURIComponent(traceId)}/live`,
       (data) => {
         const parsed = TraceLiveMessage.safeParse(JSON.parse(data));
-        if (parsed.success) applyTraceMessage(client, traceId, parsed.data, lastSeq);
+        if (parsed.success) applyTraceMessage(client, traceId, parsed.data, newest);
       },
       () => undefined,
     );
+    return () => {
+      unsubscribe();
+      close();
+    };
   }, [client, traceId]);
+}
+
+/**
+ * The `/api/live` sequence check: consecutive frames patch in place; a gap or a reconnect (frames
+ * may have been missed) refetches what the frames would have changed.
+ */
+export function globalSeqGap(last: { current: number }, seq: number): boolean {
+  const gap = last.current !== -1 && seq !== last.current + 1;
+  last.current = seq;
+  return gap;
 }
 
 /** Subscribes to list, fleet and anomaly news: patches the first page of trace lists in place. */
 export function useGlobalLive() {
   const client = useQueryClient();
-  useEffect(
-    () =>
-      keepOpen(
+  useEffect(() => {
+    const last = { current: -1 };
+    const refetchAll = () => {
+      for (const key of [["traces"], ["workers"], ["anomalies"], ["stats"]]) void client.invalidateQueries({ queryKey: key });
+    };
+    return keepOpen(
         "global",
         "/api/live",
         (data) => {
           const parsed = GlobalLiveMessage.safeParse(JSON.parse(data));
           if (!parsed.success) return;
           const msg = parsed.data;
+          if (msg.type === "hello") {
+            // First open: the list may have been fetched before it (one refetch, as cheap as a page);
+            // a reconnect: refetch only if frames were sent meanwhile.
+            if (last.current === -1) void client.invalidateQueries({ queryKey: ["traces"] });
+            else if (msg.seq !== last.current) refetchAll();
+            last.current = msg.seq;
+            return;
+          }
+          if (globalSeqGap(last, msg.seq)) {
+            refetchAll();
+            return;
+          }
           if (msg.type === "trace") {
             let found = false;
             client.setQueriesData<TraceList>({ queryKey: ["traces"] }, (list) => {
@@ -139,8 +207,7 @@ export function useGlobalLive() {
             void client.invalidateQueries({ queryKey: ["stats"] });
           }
         },
-        () => void client.invalidateQueries({ queryKey: ["traces"] }),
-      ),
-    [client],
-  );
+        () => undefined, // the hello that follows says whether anything was missed
+      );
+  }, [client]);
 }
