@@ -6,11 +6,13 @@
 import "@xyflow/react/dist/style.css";
 import "./styles.css";
 import { prefetch } from "./api/early";
+import { decodeSegment, encodeId } from "./format";
 import { elkInWorker } from "./graph/elk";
 
 const trace = window.location.pathname.match(/^\/traces\/([^/]+)$/);
 if (trace) {
   void elkInWorker();
-  prefetch(`/api/traces/${encodeURIComponent(decodeURIComponent(trace[1]!))}`);
+  // Never throws (a malformed %-escape or a lone surrogate): the application must still load.
+  prefetch(`/api/traces/${encodeId(decodeSegment(trace[1]!))}`);
 }
 void import("./app");
