@@ -3,6 +3,7 @@
  * (which then compiles on another core) and the snapshot request — before the application's code,
  * most of the bundle, is evaluated; then it loads the application.
  */
+import "./zod-config";
 import "@xyflow/react/dist/style.css";
 import "./styles.css";
 import { prefetch } from "./api/early";
