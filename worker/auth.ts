@@ -27,18 +27,37 @@ export function timingSafeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
+/** Cloudflare Access signs its tokens with RS256 only: nothing else (none, HS256, …) is even tried. */
+const ACCESS_ALGORITHMS = ["RS256"];
+
+/** `access` mode without its settings cannot decide anything: every request gets this. */
+function accessConfigError(env: Env): HttpError | null {
+  const missing = [!env.ACCESS_TEAM_DOMAIN?.trim() && "ACCESS_TEAM_DOMAIN", !env.ACCESS_AUD?.trim() && "ACCESS_AUD"].filter(Boolean);
+  if (missing.length === 0) return null;
+  return new HttpError(
+    503,
+    "auth_misconfigured",
+    `AUTH_MODE=access needs ${missing.join(" and ")} (the Access team domain, e.g. myteam.cloudflareaccess.com, and the application's AUD tag); stemtrace refuses every request until they are set`,
+  );
+}
+
 async function verifyAccess(env: Env, token: string): Promise<JWTPayload> {
-  const team = env.ACCESS_TEAM_DOMAIN;
-  if (!team || !env.ACCESS_AUD)
-    throw new HttpError(500, "auth_misconfigured", "AUTH_MODE=access needs ACCESS_TEAM_DOMAIN and ACCESS_AUD");
-  const issuer = team.startsWith("https://") ? team : `https://${team}`;
+  const team = env.ACCESS_TEAM_DOMAIN!.trim();
+  const issuer = team.startsWith("https://") ? team.replace(/\/+$/, "") : `https://${team.replace(/\/+$/, "")}`;
   let jwks = jwksByTeam.get(issuer);
   if (!jwks) {
     jwks = createRemoteJWKSet(new URL(`${issuer}/cdn-cgi/access/certs`));
     jwksByTeam.set(issuer, jwks);
   }
   try {
-    const { payload } = await jwtVerify(token, jwks, { issuer, audience: env.ACCESS_AUD });
+    // Keys come only from the team's own certs URL: jose never follows a token's jku or trusts an
+    // embedded jwk here. A token without exp would be valid forever, so exp is required.
+    const { payload } = await jwtVerify(token, jwks, {
+      issuer,
+      audience: env.ACCESS_AUD!.trim(),
+      algorithms: ACCESS_ALGORITHMS,
+      requiredClaims: ["exp"],
+    });
     return payload;
   } catch {
     throw new HttpError(403, "forbidden", "the Cloudflare Access token is invalid or expired");
@@ -56,6 +75,10 @@ export async function authenticate(env: Env, req: Request, need: "read" | "inges
       "auth_not_configured",
       "stemtrace refuses requests until auth is configured: set AUTH_MODE to 'access' (Cloudflare Access) or 'token' (INGEST_TOKEN), or to 'none' on purpose",
     );
+  if (mode === "access") {
+    const config = accessConfigError(env);
+    if (config) throw config;
+  }
   const bearer = req.headers.get("Authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
   if (bearer && env.INGEST_TOKEN) {
     if (timingSafeEqual(bearer, env.INGEST_TOKEN)) return { kind: "service", name: "ingest-token" };

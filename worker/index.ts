@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { Env } from "../durable-objects/env";
 import { api } from "./api";
+import { corsAndOrigin, healthGate, jsonOnly, securityHeaders, type EdgeEnv } from "./edge";
 import { errorBody, handleError } from "./errors";
 import { ingest } from "./ingest";
 
@@ -9,7 +10,12 @@ export { Fleet } from "../durable-objects/fleet";
 export { TraceIndex } from "../durable-objects/trace-index";
 
 /** The stemtrace Worker: `/v1/*` ingestion, `/api/*` reads; everything else is the SPA (static assets). */
-const app = new Hono<{ Bindings: Env }>()
+const app = new Hono<{ Bindings: Env & EdgeEnv }>()
+  // Edge rules first (worker/edge.ts): headers on every answer, preflights and Origin, JSON-only ingest.
+  .use("*", securityHeaders)
+  .use("*", corsAndOrigin)
+  .use("/v1/events", jsonOnly)
+  .use("/api/health", healthGate)
   .route("/v1", ingest)
   .route("/api", api)
   .notFound((c) => {

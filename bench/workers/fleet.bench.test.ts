@@ -33,7 +33,7 @@ it("1,000 workers heartbeating through the Worker (POST /v1/events in workerd, n
   const { exports } = await import("cloudflare:workers");
   const hosts = Array.from({ length: 1000 }, (_, i) => `hw${i}@bench`);
   const post = async (events: WorkerEvent[]) => {
-    const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: JSON.stringify({ events }) });
+    const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events }) });
     if (res.status !== 202) throw new Error(`POST answered ${res.status}`);
     await res.arrayBuffer();
   };

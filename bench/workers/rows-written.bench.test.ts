@@ -219,7 +219,7 @@ function workflowPlan(prefix: string, t0: number, workflows: number, seconds: nu
 async function post(events: TaskEvent[]): Promise<number> {
   let accepted = 0;
   for (let i = 0; i < events.length; i += 1000) {
-    const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: JSON.stringify({ events: events.slice(i, i + 1000) }) });
+    const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events: events.slice(i, i + 1000) }) });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { accepted: number; duplicates: number; rejected: unknown[] };
     expect(body.rejected).toEqual([]);

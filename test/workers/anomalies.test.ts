@@ -27,7 +27,7 @@ function wev(host: string, type: WorkerEvent["type"], extra: Partial<WorkerEvent
 }
 
 async function post(events: unknown[]) {
-  const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: JSON.stringify({ events }) });
+  const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events }) });
   expect(res.status).toBe(202);
   const body = (await res.json()) as { rejected: unknown[] };
   expect(body.rejected).toEqual([]);

@@ -44,6 +44,8 @@ describe("auth", () => {
     const configured = env({ AUTH_MODE: "access", ACCESS_TEAM_DOMAIN: "team.cloudflareaccess.com", ACCESS_AUD: "aud" });
     expect(await status(authenticate(configured, req("https://x.example.com/api/traces"), "read"))).toBe(401);
     const missing = env({ AUTH_MODE: "access" });
-    expect(await status(authenticate(missing, req("https://x.example.com/api/traces", { "Cf-Access-Jwt-Assertion": "x.y.z" }), "read"))).toBe(500);
+    // A configuration error for every request, with or without a token (auth-attacks.test.ts has more).
+    expect(await status(authenticate(missing, req("https://x.example.com/api/traces", { "Cf-Access-Jwt-Assertion": "x.y.z" }), "read"))).toBe(503);
+    expect(await status(authenticate(missing, req("https://x.example.com/api/traces"), "read"))).toBe(503);
   });
 });

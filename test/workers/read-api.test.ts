@@ -14,7 +14,7 @@ function ev(task_id: string, type: TaskEvent["type"], extra: Partial<TaskEvent> 
 }
 
 async function post(events: unknown[]) {
-  const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: JSON.stringify({ events }) });
+  const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events }) });
   expect(res.status).toBe(202);
   await settle();
 }

@@ -37,6 +37,7 @@ function ev(task_id: string, type: TaskEvent["type"], extra: Partial<TaskEvent> 
 async function post(events: unknown[]) {
   const res = await exports.default.fetch("http://127.0.0.1/v1/events", {
     method: "POST",
+    headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ events }),
   });
   expect(res.status).toBe(202);
@@ -177,7 +178,7 @@ describe("large batches", () => {
       [0, 1, 2, 3].map(async () => {
         while (next < batches.length) {
           const b = batches[next++]!;
-          const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", body: b });
+          const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: b });
           const text = await res.text();
           if (res.status !== 202 || !text.includes('"rejected":[]'))
             bad.push(`${res.status} ${text.slice(0, 300)}`);

@@ -3,6 +3,8 @@ import { QueryClient, QueryClientProvider, useQuery } from "@tanstack/react-quer
 import { StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { healthQuery } from "./api/client";
+import { Boundary } from "./components/Boundary";
+import { decodeSegment } from "./format";
 import { useConnectionState, useGlobalLive } from "./api/live";
 import { DashboardPage, RegistryPage, TaskPage, WorkersPage } from "./pages/OtherPages";
 import { TracePage } from "./pages/TracePage";
@@ -42,9 +44,9 @@ function ThemeToggle() {
 function Routes() {
   const { path } = useLocation();
   const trace = path.match(/^\/traces\/([^/]+)$/);
-  if (trace) return <TracePage key={trace[1]} traceId={decodeURIComponent(trace[1]!)} />;
+  if (trace) return <TracePage key={trace[1]} traceId={decodeSegment(trace[1]!)} />;
   const task = path.match(/^\/tasks\/([^/]+)$/);
-  if (task) return <TaskPage key={task[1]} taskId={decodeURIComponent(task[1]!)} />;
+  if (task) return <TaskPage key={task[1]} taskId={decodeSegment(task[1]!)} />;
   if (path === "/workers") return <WorkersPage />;
   if (path === "/registry") return <RegistryPage />;
   if (path === "/dashboard") return <DashboardPage />;
@@ -71,6 +73,7 @@ function App() {
   ];
   return (
     <div className="app">
+      <Boundary region="header">
       <nav className="topbar">
         <Link to="/" className="brand">
           <svg className="logo" width="18" height="18" viewBox="0 0 16 16" aria-hidden><circle cx="3.5" cy="8" r="2.5" /><circle cx="12.5" cy="3.5" r="2.5" /><circle cx="12.5" cy="12.5" r="2.5" /><path d="M5.5 7 10.5 4M5.5 9l5 3" strokeWidth="1.4" /></svg> stemtrace
@@ -85,8 +88,12 @@ function App() {
         <Connection />
         <ThemeToggle />
       </nav>
+      </Boundary>
       <main>
-        <Routes />
+        {/* Keyed by path: a page that failed starts afresh when you go elsewhere. */}
+        <Boundary region="page" key={path}>
+          <Routes />
+        </Boundary>
       </main>
     </div>
   );

@@ -15,6 +15,7 @@ import {
   TraceSnapshot,
   WorkerList,
 } from "../../../shared/api";
+import { encodeId } from "../format";
 import { JSON_HEADERS, takePrefetched } from "./early";
 
 export class ApiError extends Error {
@@ -71,10 +72,10 @@ export const tracesQuery = (f: TraceFilters) =>
   });
 
 export const traceQuery = (id: string) =>
-  queryOptions({ queryKey: keys.trace(id), queryFn: () => fetchJson(`/api/traces/${encodeURIComponent(id)}`, TraceSnapshot) });
+  queryOptions({ queryKey: keys.trace(id), queryFn: () => fetchJson(`/api/traces/${encodeId(id)}`, TraceSnapshot) });
 
 export const taskQuery = (id: string) =>
-  queryOptions({ queryKey: keys.task(id), queryFn: () => fetchJson(`/api/tasks/${encodeURIComponent(id)}`, TaskDetail) });
+  queryOptions({ queryKey: keys.task(id), queryFn: () => fetchJson(`/api/tasks/${encodeId(id)}`, TaskDetail) });
 
 export const taskSearchQuery = (q: string) =>
   queryOptions({ queryKey: ["task-search", q], queryFn: () => fetchJson(`/api/tasks${query({ q })}`, TaskSearch), enabled: q.length > 0 });
@@ -85,5 +86,5 @@ export const statsQuery = () => queryOptions({ queryKey: ["stats"], queryFn: () 
 export const anomaliesQuery = () =>
   queryOptions({ queryKey: ["anomalies"], queryFn: () => fetchJson("/api/anomalies", AnomalyList), retry: false, refetchInterval: 10_000 });
 export const traceAnomaliesQuery = (traceId: string) =>
-  queryOptions({ queryKey: ["anomalies", "trace", traceId], queryFn: () => fetchJson(`/api/traces/${encodeURIComponent(traceId)}/anomalies`, AnomalyList) });
+  queryOptions({ queryKey: ["anomalies", "trace", traceId], queryFn: () => fetchJson(`/api/traces/${encodeId(traceId)}/anomalies`, AnomalyList) });
 export const healthQuery = () => queryOptions({ queryKey: ["health"], queryFn: () => fetchJson("/api/health", Health), staleTime: 60_000 });

@@ -5,7 +5,17 @@
 import { useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { useEffect, useSyncExternalStore } from "react";
 import { GlobalLiveMessage, TraceLiveMessage, type TraceList, type TraceSnapshot } from "../../../shared/api";
+import { encodeId } from "../format";
 import { keys } from "./client";
+
+/** A frame that is not JSON is ignored like one of an unknown shape (it must not throw in the handler). */
+function parseFrame(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return null;
+  }
+}
 
 export type ConnectionState = "connecting" | "live" | "reconnecting";
 
@@ -138,9 +148,9 @@ export function useTraceLive(traceId: string) {
     });
     const close = keepOpen(
       `trace:${traceId}`,
-      `/api/traces/${encodeURIComponent(traceId)}/live`,
+      `/api/traces/${encodeId(traceId)}/live`,
       (data) => {
-        const parsed = TraceLiveMessage.safeParse(JSON.parse(data));
+        const parsed = TraceLiveMessage.safeParse(parseFrame(data));
         if (parsed.success) applyTraceMessage(client, traceId, parsed.data, newest);
       },
       () => undefined,
@@ -174,7 +184,7 @@ export function useGlobalLive() {
         "global",
         "/api/live",
         (data) => {
-          const parsed = GlobalLiveMessage.safeParse(JSON.parse(data));
+          const parsed = GlobalLiveMessage.safeParse(parseFrame(data));
           if (!parsed.success) return;
           const msg = parsed.data;
           if (msg.type === "hello") {

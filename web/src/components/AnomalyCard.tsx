@@ -1,6 +1,6 @@
 /** One anomaly as a person reads it: what, which task, since when, why, and the likely fix. */
 import type { Anomaly, AnomalyKind } from "../../../shared/api";
-import { ago, shortId, shortName } from "../format";
+import { ago, encodeId, shortId, shortName } from "../format";
 import { Link } from "../router";
 
 export const ANOMALY_LABEL: Record<AnomalyKind, { label: string; icon: string }> = {
@@ -15,7 +15,7 @@ export const ANOMALY_LABEL: Record<AnomalyKind, { label: string; icon: string }>
 };
 
 export function anomalyLabel(kind: AnomalyKind): string {
-  const l = ANOMALY_LABEL[kind];
+  const l = ANOMALY_LABEL[kind] ?? { label: String(kind), icon: "!" };
   return `${l.icon} ${l.label}`;
 }
 
@@ -23,7 +23,7 @@ export function AnomalyCard({ a }: { a: Anomaly }) {
   return (
     <div className={`anomaly${a.resolved_at !== null ? " resolved" : ""}`} data-anomaly={a.kind} data-task={a.task_id}>
       <strong>{anomalyLabel(a.kind)}</strong>{" "}
-      <Link to={`/traces/${encodeURIComponent(a.trace_id)}?task=${encodeURIComponent(a.task_id)}`}>
+      <Link to={`/traces/${encodeId(a.trace_id)}?task=${encodeId(a.task_id)}`}>
         {shortName(a.task_name)} <span className="mono">{shortId(a.task_id)}</span>
       </Link>{" "}
       <span className="muted">

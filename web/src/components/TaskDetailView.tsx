@@ -8,6 +8,7 @@ import { dateTime, duration, shortId, shortName, time } from "../format";
 import { Link } from "../router";
 import { Json } from "./Json";
 import { StateBadge } from "./StateBadge";
+import { Boundary } from "./Boundary";
 
 function CopyId({ id }: { id: string }) {
   const [copied, setCopied] = useState(false);
@@ -134,7 +135,10 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       </h2>
       <CopyId id={t.id} />
       {t.state_reason && <p className="reason">{t.state_reason}</p>}
+      <Boundary region="task anomalies">
       <TaskAnomalies traceId={detail.trace_id} taskId={t.id} open={t.anomaly !== null} />
+      </Boundary>
+      <Boundary region="task facts">
       <dl className="facts">
         <dt>trace</dt>
         <dd>
@@ -159,7 +163,9 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
           </>
         )}
       </dl>
+      </Boundary>
       {detail.exception && (
+        <Boundary region="exception">
         <section>
           <h3>Exception</h3>
           <p className="exception">
@@ -167,6 +173,7 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
           </p>
           {detail.traceback && <pre className="traceback">{detail.traceback}</pre>}
         </section>
+        </Boundary>
       )}
       <section>
         <h3>Attempts ({detail.attempts.length})</h3>
@@ -177,7 +184,8 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
             <p className="muted">No attempt yet: this task was announced by another task and has not been published.</p>
           ))}
         {detail.attempts.map((a) => (
-          <div key={`${a.retries}:${a.delivery}`} className="attempt">
+          <Boundary key={`${a.retries}:${a.delivery}`} region={`attempt #${a.retries}`}>
+          <div className="attempt">
             <div className="attempt-head">
               <span>#{a.retries}{a.delivery ? ` (redelivery ${a.delivery})` : ""}</span> <StateBadge state={a.state} />
               <span className="muted">{a.worker ?? "—"}{a.pid ? ` pid ${a.pid}` : ""}</span>
@@ -191,26 +199,34 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
               </p>
             )}
           </div>
+          </Boundary>
         ))}
       </section>
       <section>
         <h3>Arguments</h3>
+        <Boundary region="arguments">
         <Json value={{ args: detail.args, kwargs: detail.kwargs }} />
+        </Boundary>
       </section>
       {t.state === "SUCCESS" && (
         <section>
           <h3>Result</h3>
+          <Boundary region="result">
           <Json value={detail.result} />
+          </Boundary>
         </section>
       )}
+      <Boundary region="parent and children">
       <section>
         <h3>Parent</h3>
         {detail.parent ? <ul className="relatives"><Relative link={detail.parent} traceId={detail.trace_id} /></ul> : <p className="muted">none (a root task)</p>}
         <h3>Children ({detail.children.length.toLocaleString()})</h3>
         <Children links={detail.children} />
       </section>
+      </Boundary>
       <section>
         <h3>Events ({detail.events.length})</h3>
+        <Boundary region="events">
         <table className="events">
           <tbody>
             {detail.events.map((e, i) => (
@@ -223,6 +239,7 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
             ))}
           </tbody>
         </table>
+        </Boundary>
       </section>
     </div>
   );

@@ -7,6 +7,7 @@ import { useMemo, useState } from "react";
 import type { GraphNode, TraceSnapshot } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
+import { Boundary } from "./Boundary";
 
 interface Row {
   key: string;
@@ -109,7 +110,8 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
       </div>
       <div className="timeline-rows">
         {rows.map((row) => (
-          <div className="timeline-row" key={row.key} style={{ height: 8 + row.lanes * 16 }} data-row={row.key}>
+          <Boundary key={row.key} region={`timeline row ${row.key}`}>
+          <div className="timeline-row" style={{ height: 8 + row.lanes * 16 }} data-row={row.key}>
             <div className="timeline-label" title={row.title}>
               {by === "task" && <span style={{ color: STATE_STYLES[row.items[0]!.state].color }}>{STATE_STYLES[row.items[0]!.state].icon} </span>}
               {row.label}
@@ -151,6 +153,7 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
               {by === "task" ? runningTime(row.items[0]!, now) : `${row.items.length} tasks`}
             </div>
           </div>
+          </Boundary>
         ))}
       </div>
     </div>

@@ -1,8 +1,9 @@
 /** React Flow node types, memoized and declared at module scope so renders stay cheap. */
 import { BaseEdge, Handle, Position, type EdgeProps, type NodeProps } from "@xyflow/react";
-import { createContext, memo, useContext, type ReactNode } from "react";
+import { createContext, memo, useContext, type ComponentType, type ReactNode } from "react";
 import type { GraphNode } from "../../../shared/api";
-import { duration, shortId, shortName, time } from "../format";
+import { Boundary } from "../components/Boundary";
+import { duration, shortId, shortName, text, time } from "../format";
 import { STATE_STYLES } from "../states";
 import { BUS_OFFSET, MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type Cell, type FlowEdge, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
 
@@ -197,7 +198,23 @@ export const ShelfNode = memo(function ShelfNode({ data }: NodeProps<FlowNode>) 
   );
 });
 
-export const nodeTypes = { task: TaskNode, container: ContainerNode, more: MoreNode, shelf: ShelfNode };
+/** Each graph box behind its own boundary: one task with a bad value shows a message in its box, not an empty canvas. */
+function guarded(region: string, Inner: ComponentType<NodeProps<FlowNode>>) {
+  return memo(function Guarded(props: NodeProps<FlowNode>) {
+    return (
+      <Boundary region={`${region} ${text(props.id)}`}>
+        <Inner {...props} />
+      </Boundary>
+    );
+  });
+}
+
+export const nodeTypes = {
+  task: guarded("task", TaskNode),
+  container: guarded("group", ContainerNode),
+  more: guarded("fold", MoreNode),
+  shelf: guarded("shelf", ShelfNode),
+};
 
 const R = 8;
 

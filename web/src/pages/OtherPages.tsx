@@ -4,7 +4,8 @@ import type { NameStat, ThroughputBucket } from "../../../shared/api";
 import { anomaliesQuery, registryQuery, statsQuery, workersQuery } from "../api/client";
 import { AnomalyCard } from "../components/AnomalyCard";
 import { TaskDetailLoader } from "../components/TaskDetailView";
-import { ago, duration, shortId, shortName } from "../format";
+import { Boundary, RowBoundary } from "../components/Boundary";
+import { ago, duration, encodeId, hourMinute, percent, shortId, shortName, text } from "../format";
 import { Link } from "../router";
 
 export function TaskPage({ taskId }: { taskId: string }) {
@@ -30,6 +31,7 @@ export function WorkersPage() {
     );
   return (
     <div className="page">
+      <Boundary region="worker table">
       <table className="grid">
         <thead>
           <tr>
@@ -46,7 +48,8 @@ export function WorkersPage() {
         </thead>
         <tbody>
           {q.data.workers.map((w) => (
-            <tr key={w.hostname} data-worker={w.hostname}>
+            <RowBoundary key={w.hostname} region={`worker ${text(w.hostname)}`} columns={9}>
+            <tr data-worker={w.hostname}>
               <td>
                 <span className="state-badge" style={{ ["--state" as string]: WORKER_STATUS[w.status] }}>
                   {w.status.toLowerCase()}
@@ -62,7 +65,7 @@ export function WorkersPage() {
                   <span className="muted">idle</span>
                 ) : (
                   w.active.map((id) => (
-                    <Link key={id} to={`/tasks/${id}`} className="mono">
+                    <Link key={id} to={`/tasks/${encodeId(id)}`} className="mono">
                       {shortId(id)}{" "}
                     </Link>
                   ))
@@ -73,9 +76,11 @@ export function WorkersPage() {
               </td>
               <td className="num">{w.sessions}</td>
             </tr>
+            </RowBoundary>
           ))}
         </tbody>
       </table>
+      </Boundary>
     </div>
   );
 }
@@ -93,6 +98,7 @@ export function RegistryPage() {
   if (q.data.tasks.length === 0) return <div className="empty page">No task names yet: they appear when workers come online or tasks run.</div>;
   return (
     <div className="page">
+      <Boundary region="registry table">
       <table className="grid">
         <thead>
           <tr>
@@ -111,7 +117,8 @@ export function RegistryPage() {
           {q.data.tasks.map((t) => {
             const [label, color] = REGISTRY_BADGE[t.status] ?? ["?", "gray"];
             return (
-              <tr key={t.name} data-task-name={t.name}>
+              <RowBoundary key={t.name} region={`task name ${text(t.name)}`} columns={9}>
+              <tr data-task-name={t.name}>
                 <td title={[t.module, t.signature, t.doc].filter(Boolean).join("\n")}>
                   <strong>{shortName(t.name)}</strong> <span className="muted small">{t.name}</span>
                   {t.open_anomalies > 0 && (
@@ -127,19 +134,21 @@ export function RegistryPage() {
                   </span>
                 </td>
                 <td className="num">{t.runs}</td>
-                <td className={`num${t.failure_rate > 0 ? " bad" : ""}`}>{(t.failure_rate * 100).toFixed(1)}%</td>
+                <td className={`num${t.failure_rate > 0 ? " bad" : ""}`}>{percent(t.failure_rate)}</td>
                 <td className="num">{duration(t.runtime_p50_ms)}</td>
                 <td className="num">{duration(t.runtime_p95_ms)}</td>
                 <td>{ago(t.last_run_at)}</td>
                 <td className="muted">{t.registered_by.join(", ") || "—"}</td>
                 <td>
-                  <Link to={`/?name=${encodeURIComponent(t.name)}`}>view runs →</Link>
+                  <Link to={`/?name=${encodeId(t.name)}`}>view runs →</Link>
                 </td>
               </tr>
+              </RowBoundary>
             );
           })}
         </tbody>
       </table>
+      </Boundary>
     </div>
   );
 }
@@ -156,7 +165,7 @@ function ThroughputBars({ buckets, label, bucketLabel }: { buckets: ThroughputBu
       <div className="muted">{label}</div>
       <div>
         <span className="big">{finished}</span> finished ·{" "}
-        <span className={failed ? "bad" : "ok"}>{finished ? ((failed / finished) * 100).toFixed(1) : "0.0"}% failed</span>
+        <span className={failed ? "bad" : "ok"}>{finished ? percent(failed / finished) : "0.0%"} failed</span>
       </div>
       <svg viewBox={`0 0 ${buckets.length * (w + 2)} ${h}`} width="100%" height={h} preserveAspectRatio="none" role="img" aria-label={`${label}: ${finished} finished, ${failed} failed`}>
         {buckets.map((b, i) => {
@@ -186,13 +195,15 @@ function NameTable({ title, rows, value }: { title: string; rows: NameStat[]; va
         <table className="grid compact">
           <tbody>
             {rows.map((r) => (
-              <tr key={r.name}>
+              <RowBoundary key={r.name} region={`task name ${text(r.name)}`} columns={3}>
+              <tr>
                 <td>
-                  <Link to={`/?name=${encodeURIComponent(r.name)}`}>{shortName(r.name)}</Link>
+                  <Link to={`/?name=${encodeId(r.name)}`}>{shortName(r.name)}</Link>
                 </td>
                 <td className="num">{value(r)}</td>
                 <td className={`num${r.failures ? " bad" : " muted"}`}>{r.failures ? `${r.failures} failed` : ""}</td>
               </tr>
+              </RowBoundary>
             ))}
           </tbody>
         </table>
@@ -201,7 +212,7 @@ function NameTable({ title, rows, value }: { title: string; rows: NameStat[]; va
   );
 }
 
-const clock = (ts: number) => new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const clock = hourMinute;
 
 export function DashboardPage() {
   const stats = useQuery(statsQuery());
@@ -219,13 +230,17 @@ export function DashboardPage() {
         {anomalies.isError && <p className="error-box">Could not load anomalies: {anomalies.error.message}</p>}
         {anomalies.data && open.length === 0 && <p className="ok">Nothing is stuck, lost or unregistered right now.</p>}
         {open.map((a) => (
-          <AnomalyCard key={a.id} a={a} />
+          <Boundary key={a.id} region={`anomaly ${text(a.id)}`}>
+            <AnomalyCard a={a} />
+          </Boundary>
         ))}
         {resolved.length > 0 && (
           <details>
             <summary className="muted">Recently resolved ({resolved.length})</summary>
             {resolved.map((a) => (
-              <AnomalyCard key={a.id} a={a} />
+              <Boundary key={a.id} region={`anomaly ${text(a.id)}`}>
+                <AnomalyCard a={a} />
+              </Boundary>
             ))}
           </details>
         )}
@@ -234,16 +249,26 @@ export function DashboardPage() {
       {stats.data && (
         <>
           <section className="stat-cards">
-            <ThroughputBars buckets={stats.data.throughput.hour} label="Last hour (5 min buckets)" bucketLabel={clock} />
-            <ThroughputBars buckets={stats.data.throughput.day} label="Last 24 h (hourly)" bucketLabel={clock} />
-            <div className="card">
-              <div className="big">{stats.data.traces}</div>
-              <div className="muted">traces, {stats.data.tasks} tasks kept</div>
-            </div>
+            <Boundary region="last hour">
+              <ThroughputBars buckets={stats.data.throughput.hour} label="Last hour (5 min buckets)" bucketLabel={clock} />
+            </Boundary>
+            <Boundary region="last 24 h">
+              <ThroughputBars buckets={stats.data.throughput.day} label="Last 24 h (hourly)" bucketLabel={clock} />
+            </Boundary>
+            <Boundary region="totals">
+              <div className="card">
+                <div className="big">{stats.data.traces}</div>
+                <div className="muted">traces, {stats.data.tasks} tasks kept</div>
+              </div>
+            </Boundary>
           </section>
           <section className="stat-cards wide">
-            <NameTable title="Busiest task names (24 h)" rows={stats.data.busiest_names} value={(r) => `${r.runs} runs`} />
-            <NameTable title="Slowest task names by p95 (24 h)" rows={stats.data.slowest_names} value={(r) => duration(r.runtime_p95_ms)} />
+            <Boundary region="busiest names">
+              <NameTable title="Busiest task names (24 h)" rows={stats.data.busiest_names} value={(r) => `${r.runs} runs`} />
+            </Boundary>
+            <Boundary region="slowest names">
+              <NameTable title="Slowest task names by p95 (24 h)" rows={stats.data.slowest_names} value={(r) => duration(r.runtime_p95_ms)} />
+            </Boundary>
           </section>
         </>
       )}
@@ -259,6 +284,7 @@ export function DashboardPage() {
         {workers.data && workers.data.workers.length === 0 && (
           <p className="muted">No worker has reported yet: start one with the producer installed (`stemtrace.init(app)` in the app module).</p>
         )}
+        <Boundary region="worker chips">
         <div className="worker-chips">
           {workers.data?.workers.map((w) => (
             <Link key={w.hostname} to="/workers" className="worker-chip" title={`last heartbeat ${ago(w.last_seen)}`}>
@@ -269,6 +295,7 @@ export function DashboardPage() {
             </Link>
           ))}
         </div>
+        </Boundary>
       </section>
     </div>
   );

@@ -25,6 +25,7 @@ import { edgeTypes, GraphActionsContext, nodeTypes, StateBar } from "../graph/no
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
 import { STATE_STYLES } from "../states";
+import { Boundary } from "../components/Boundary";
 
 const EDGE_LEGEND = [
   ["chain", "next step of a chain"],
@@ -270,6 +271,7 @@ export function TracePage({ traceId }: { traceId: string }) {
   const s = q.data.summary;
   return (
     <div className="trace-page">
+      <Boundary region="trace header">
       <header className="trace-header">
         <div className="trace-title">
           <div className="crumbs">
@@ -323,9 +325,11 @@ export function TracePage({ traceId }: { traceId: string }) {
           </button>
         </div>
       </header>
+      </Boundary>
       <div className="trace-body">
         <div className="canvas">
           {view === "graph" ? (
+            <Boundary region="graph">
             <ReactFlowProvider>
               <Graph snapshot={q.data} selected={selected} onSelect={select} />
               <div className="legend">
@@ -342,8 +346,11 @@ export function TracePage({ traceId }: { traceId: string }) {
                 </span>
               </div>
             </ReactFlowProvider>
+            </Boundary>
           ) : (
+            <Boundary region="timeline">
             <Timeline snapshot={q.data} onSelect={(id) => setParam("task", id)} selected={selected} />
+            </Boundary>
           )}
         </div>
         {selected && (
@@ -356,7 +363,9 @@ export function TracePage({ traceId }: { traceId: string }) {
                 ×
               </button>
             </div>
+            <Boundary region="task detail" key={selected}>
             <TaskDetailLoader taskId={selected} />
+            </Boundary>
           </aside>
         )}
       </div>

@@ -4,7 +4,8 @@ import { useState } from "react";
 import type { TaskState } from "../../../shared/api";
 import { taskSearchQuery, tracesQuery, type TraceFilters } from "../api/client";
 import { StateBadge } from "../components/StateBadge";
-import { ago, dateTime, duration, shortId, shortName } from "../format";
+import { Boundary, RowBoundary } from "../components/Boundary";
+import { ago, dateTime, duration, encodeId, shortId, shortName, text } from "../format";
 import { Link, navigate, useLocation } from "../router";
 import { SUMMARY_STATES } from "../../../shared/states";
 import { STATE_STYLES } from "../states";
@@ -61,6 +62,7 @@ export function TracesPage() {
   const filtered = Boolean(filters.state || filters.name || range);
   return (
     <div className="page traces-page">
+      <Boundary region="filters">
       <div className="toolbar">
         <select aria-label="State" value={filters.state ?? ""} onChange={(e) => set("state", e.target.value || null)}>
           <option value="">any state</option>
@@ -82,24 +84,28 @@ export function TracesPage() {
         <div className="search">
           <input aria-label="Find a task by id" placeholder="find task by id or name…" value={idQuery} onChange={(e) => setIdQuery(e.target.value)} />
           {idQuery.trim() && hits.data && (
+            <Boundary region="search results">
             <ul className="search-results">
               {hits.data.tasks.length === 0 && <li className="muted">no task matches</li>}
               {hits.data.tasks.map((t) => (
                 <li key={t.task_id}>
-                  <Link to={`/traces/${t.trace_id}?task=${t.task_id}`}>
+                  <Link to={`/traces/${encodeId(t.trace_id)}?task=${encodeId(t.task_id)}`}>
                     <span className="mono">{shortId(t.task_id)}</span> {shortName(t.name)}
                   </Link>{" "}
                   <StateBadge state={t.state} />
                 </li>
               ))}
             </ul>
+            </Boundary>
           )}
         </div>
       </div>
+      </Boundary>
       {q.isPending && <div className="loading">Loading traces…</div>}
       {q.isError && <div className="error-box">Could not load traces: {q.error.message}</div>}
       {q.data && q.data.traces.length === 0 && (filtered ? <div className="empty">No trace matches these filters.</div> : <EmptyInstall />)}
       {q.data && q.data.traces.length > 0 && (
+        <Boundary region="trace list">
         <table className="grid traces">
           <thead>
             <tr>
@@ -115,13 +121,14 @@ export function TracesPage() {
           </thead>
           <tbody>
             {q.data.traces.map((t) => (
-              <tr key={t.trace_id} onClick={() => navigate(`/traces/${t.trace_id}`)} className="clickable" data-trace-id={t.trace_id}>
+              <RowBoundary key={t.trace_id} region={`trace ${text(t.trace_id)}`} columns={8}>
+              <tr onClick={() => navigate(`/traces/${encodeId(t.trace_id)}`)} className="clickable" data-trace-id={t.trace_id}>
                 <td>
                   <StateBadge state={t.state as TaskState} />
                   {t.anomaly_count > 0 && <span className="anomaly-badge" title={`${t.anomaly_count} anomalies`}>!{t.anomaly_count}</span>}
                 </td>
                 <td>
-                  <Link to={`/traces/${t.trace_id}`} title={t.root_name ?? ""}>
+                  <Link to={`/traces/${encodeId(t.trace_id)}`} title={text(t.root_name)}>
                     {shortName(t.root_name)}
                   </Link>
                   <span className="muted small"> {t.task_names.length > 1 ? `+${t.task_names.length - 1} names` : ""}</span>
@@ -136,9 +143,11 @@ export function TracesPage() {
                 <td className="num">{duration(t.duration_ms)}</td>
                 <td className="muted">{t.workers.join(", ")}</td>
               </tr>
+              </RowBoundary>
             ))}
           </tbody>
         </table>
+        </Boundary>
       )}
       <div className="pager">
         {cursors.length > 0 && <button onClick={() => setCursors((c) => c.slice(0, -1))}>← newer</button>}
