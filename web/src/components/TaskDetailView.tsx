@@ -4,7 +4,7 @@ import { useState } from "react";
 import type { AttemptDetail, TaskDetail, TaskLink } from "../../../shared/api";
 import { taskQuery, traceAnomaliesQuery } from "../api/client";
 import { AnomalyCard } from "./AnomalyCard";
-import { dateTime, duration, shortId, shortName, time } from "../format";
+import { dateTime, duration, encodeId, shortId, shortName, time } from "../format";
 import { Link } from "../router";
 import { Json } from "./Json";
 import { StateBadge } from "./StateBadge";
@@ -93,13 +93,13 @@ function Relative({ link, traceId }: { link: TaskLink; traceId?: string }) {
     // A chord callback's origin: its chord (a group of the graph, not a task of its own).
     return (
       <li>
-        <Link to={`/traces/${encodeURIComponent(traceId)}`}>{link.name}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
+        <Link to={`/traces/${encodeId(traceId)}`}>{link.name}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
         {link.kind && <span className="edge-kind"> {link.kind}</span>}
       </li>
     );
   return (
     <li>
-      <Link to={`/tasks/${link.task_id}`}>{shortName(link.name)}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
+      <Link to={`/tasks/${encodeId(link.task_id)}`}>{shortName(link.name)}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
       {link.kind && <span className="edge-kind"> {link.kind}</span>}
     </li>
   );
@@ -142,7 +142,7 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       <dl className="facts">
         <dt>trace</dt>
         <dd>
-          <Link to={`/traces/${detail.trace_id}`} className="mono">
+          <Link to={`/traces/${encodeId(detail.trace_id)}`} className="mono">
             {shortId(detail.trace_id)}
           </Link>
         </dd>

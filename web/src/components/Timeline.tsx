@@ -81,7 +81,9 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
   const pct = (t: number) => ((t - t0) / span) * 100;
   const step = niceStep(span);
   const ticks: number[] = [];
-  for (let s = 0; s <= span + 1e-9; s += step) ticks.push(s);
+  // At most a dozen ticks whatever the times say (a span of 1e308 must not loop forever).
+  if (Number.isFinite(span) && Number.isFinite(step) && step > 0)
+    for (let s = 0; s <= span + 1e-9 && ticks.length < 12; s += step) ticks.push(s);
   return (
     <div className="timeline">
       <div className="timeline-toolbar">
