@@ -22,7 +22,8 @@ const formatters: Array<[string, (v: unknown) => string]> = [
   ["shortId", f.shortId],
   ["text", f.text],
   ["encodeId", f.encodeId],
-  ["decodeSegment", (v) => f.decodeSegment(typeof v === "string" ? v : String(typeof v === "symbol" ? "sym" : v))],
+  // decodeSegment takes a URL segment, always a string: other values are given as the text formatter makes them.
+  ["decodeSegment", (v) => f.decodeSegment(typeof v === "string" ? v : f.text(v))],
 ];
 
 describe("formatters tolerate any value", () => {
