@@ -259,10 +259,18 @@ export class TraceGraph extends DurableObject<Env> {
     // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
     // An object that was never written (a read of an unknown trace id reaches one) stays without a
     // schema, so a read creates no database: the schema is made by the first write (`ensureSchema`).
-    this.hasSchema =
-      ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray()
-        .length > 0;
-    if (this.hasSchema) this.openSchema();
+    this.hasSchema = false;
+    this.schemaReady();
+  }
+
+  /** Whether the tables exist (opening them when they do); asked again by reads while they do not. */
+  private schemaReady(): boolean {
+    if (
+      !this.hasSchema &&
+      this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0
+    )
+      this.openSchema();
+    return this.hasSchema;
   }
 
   private openSchema(): void {
@@ -602,7 +610,7 @@ export class TraceGraph extends DurableObject<Env> {
    * takes a loss back.
    */
   async workerChanged(change: WorkerChange, traceIds: string[] | null = null): Promise<{ affected: number }> {
-    if (!this.hasSchema) return { affected: 0 }; // never written: no tasks at all
+    if (!this.schemaReady()) return { affected: 0 }; // never written: no tasks at all
     const now = Date.now() / 1000;
     this.materialize(now);
     // Running tasks on that worker: through the partial index `tasks_running` (a task that is
@@ -768,7 +776,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Writes everything pending, checkpoints, and reports every changed trace to the index in one call. */
   async flush(): Promise<void> {
-    if (!this.hasSchema) return;
+    if (!this.schemaReady()) return;
     const now = Date.now() / 1000;
     this.materialize(now);
     this.checkpoint(now, true);
@@ -959,7 +967,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** A trace's whole graph, or null when this object has never received an event of it. */
   async snapshot(traceId: string): Promise<TraceSnapshot | null> {
-    if (!this.hasSchema) return null; // never written: knows no trace (and a read creates nothing)
+    if (!this.schemaReady()) return null; // never written: knows no trace (and a read creates nothing)
     this.readyFor(traceId);
     // A snapshot is one RPC result and one HTTP body: very large traces are cut to the earliest tasks.
     const { records, total, touched } = this.records(traceId, MAX_SNAPSHOT_TASKS);
@@ -986,13 +994,26 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** A trace's anomalies, open and resolved, newest first. */
   async anomalyList(traceId: string): Promise<Anomaly[]> {
-    if (!this.hasSchema) return [];
+    if (!this.schemaReady()) return [];
+    return this.anomalies.list(traceId);
+  }
+
+  /** Whether this object holds any task of the trace (accepted, flushed or not). Writes nothing. */
+  async hasTrace(traceId: string): Promise<boolean> {
+    if (!this.schemaReady()) return false;
+    if (this.pendingTraces.has(traceId)) return true;
+    return this.sql`SELECT 1 FROM tasks WHERE trace_id = ${traceId} LIMIT 1`.toArray().length > 0;
+  }
+
+  /** A trace's anomalies, or null when this object does not hold the trace (one call for both). */
+  async anomaliesOf(traceId: string): Promise<Anomaly[] | null> {
+    if (!(await this.hasTrace(traceId))) return null;
     return this.anomalies.list(traceId);
   }
 
   /** A task's detail: attempts, timeline, payload, parent and children; null if unknown here. */
   async task(traceId: string, taskId: string): Promise<TaskDetail | null> {
-    if (!this.hasSchema) return null;
+    if (!this.schemaReady()) return null;
     this.readyFor(traceId);
     const row = this.sql<{
       events: string;
@@ -1073,7 +1094,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Runs every due deadline; idempotent, re-arms from the tables. */
   async alarm(): Promise<void> {
-    if (!this.hasSchema) return; // no alarm is set before the first write
+    if (!this.schemaReady()) return; // no alarm is set before the first write
     this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the tables
     const now = Date.now() / 1000;
     this.materialize(now, true);
@@ -1185,7 +1206,7 @@ export class TraceGraph extends DurableObject<Env> {
     const match = /\/api\/traces\/([^/]+)\/live$/.exec(new URL(request.url).pathname);
     if (!match) return new Response("expected /api/traces/:traceId/live", { status: 404 });
     const traceId = decodeURIComponent(match[1]!);
-    if (this.hasSchema) this.readyFor(traceId);
+    if (this.schemaReady()) this.readyFor(traceId);
     return acceptLiveSocket(
       this.ctx,
       request,
