@@ -206,14 +206,17 @@ export class Fleet extends DurableObject<Env> {
 
   /** Which live workers register which task names (for the registry and "unregistered" checks). */
   async registeredNames(): Promise<Record<string, { workers: string[]; def: RegisteredTask }>> {
-    const out: Record<string, { workers: string[]; def: RegisteredTask }> = {};
+    // A Map, then own properties: a task may be named "constructor" or "__proto__" (RPC cannot
+    // carry an object without a prototype).
+    const out = new Map<string, { workers: string[]; def: RegisteredTask }>();
     for (const row of this.ctx.storage.sql.exec<WorkerRow>(WORKER).toArray()) {
       for (const def of parseOr<RegisteredTask[]>(row.registered, [], `registry of ${row.hostname}`)) {
-        const entry = (out[def.name] ??= { workers: [], def });
+        let entry = out.get(def.name);
+        if (!entry) out.set(def.name, (entry = { workers: [], def }));
         if (row.status === "ONLINE") entry.workers.push(row.hostname);
       }
     }
-    return out;
+    return Object.fromEntries(out);
   }
 
   /** Online workers with their queues, and which of them register each task name (for anomaly checks). */
@@ -221,17 +224,21 @@ export class Fleet extends DurableObject<Env> {
     const online = this.sql<{ hostname: string; queues: string; registered: string }>`
       SELECT w.hostname, w.queues, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)
       WHERE w.status = 'ONLINE' ORDER BY w.hostname`.toArray();
-    const names: Record<string, string[]> = {};
+    const names = new Map<string, string[]>(); // task names are any text ("constructor")
     const workers = online.map((row) => {
       const defs = parseOr<RegisteredTask[]>(row.registered, [], `registry of ${row.hostname}`);
-      for (const def of defs) (names[def.name] ??= []).push(row.hostname);
+      for (const def of defs) {
+        const list = names.get(def.name);
+        if (list) list.push(row.hostname);
+        else names.set(def.name, [row.hostname]);
+      }
       return {
         hostname: row.hostname,
         queues: parseOr<string[]>(row.queues, [], `queues of ${row.hostname}`),
         registers: defs.length > 0,
       };
     });
-    return { online: workers, names };
+    return { online: workers, names: Object.fromEntries(names) };
   }
 
   /**

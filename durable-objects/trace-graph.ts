@@ -1075,9 +1075,10 @@ export class TraceGraph extends DurableObject<Env> {
           }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due,
       ),
     ];
-    const times = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter(
-      (t): t is number => t !== null,
-    );
+    const all = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()];
+    const times = all.filter((t): t is number => typeof t === "number" && Number.isFinite(t));
+    if (times.length !== all.filter((t) => t !== null).length)
+      console.warn(`trace graph: ignoring deadlines that are not times: ${JSON.stringify(all.map(String))}`);
     // Never further ahead than a day: a stored time the runtime refuses (or a watch years away)
     // then only costs an alarm that finds nothing due and re-arms.
     const next = times.length ? Math.min(Math.ceil(Math.min(...times) * 1000), Date.now() + 86_400_000) : null;

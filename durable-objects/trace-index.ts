@@ -158,7 +158,12 @@ const MAX_RUNTIMES_PER_MINUTE = 2_000;
 const RUNS_WRITE_S = 10;
 
 export function encodeCursor(sortAt: number, traceId: string): string {
-  return btoa(JSON.stringify([sortAt, traceId]));
+  // btoa takes Latin-1 only: other characters of the id go as JSON \u escapes (any trace id pages).
+  const json = JSON.stringify([sortAt, traceId]).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return btoa(json);
 }
 
 export function decodeCursor(cursor: string): [number, string] | null {

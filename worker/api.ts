@@ -187,7 +187,8 @@ export const api = new Hono<ApiEnv>()
     const names = new Set([...Object.keys(registered), ...byName.keys()]);
     const entries: RegistryEntry[] = [...names].sort().map((name) => {
       const s = byName.get(name);
-      const reg = registered[name];
+      // Own keys only: a task may be named "constructor" or "__proto__".
+      const reg = Object.prototype.hasOwnProperty.call(registered, name) ? registered[name] : undefined;
       const runs = s?.runs ?? 0;
       return {
         name,
@@ -203,7 +204,7 @@ export const api = new Hono<ApiEnv>()
         module: reg?.def.module ?? null,
         signature: reg?.def.signature ?? null,
         doc: reg?.def.doc ?? null,
-        open_anomalies: anomalies.by_name[name] ?? 0,
+        open_anomalies: Object.prototype.hasOwnProperty.call(anomalies.by_name, name) ? (anomalies.by_name[name] ?? 0) : 0,
       };
     });
     const q = c.req.query("q")?.toLowerCase();

@@ -8,6 +8,7 @@ import { env, listDurableObjectIds, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { shardNames } from "../../durable-objects/shards";
+import { TraceList } from "../../shared/api";
 import { graphOf, settle, shards } from "./objects";
 
 const now = () => Date.now() / 1000;
@@ -81,5 +82,26 @@ describe("reads of unknown ids", () => {
       state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\'").toArray(),
     );
     expect(tables).toEqual([]);
+  });
+
+  it("pages the trace list past ids of any characters (the cursor used to refuse non-Latin-1)", async () => {
+    const ids = ["page-🦀-1", "page-日本-2", "page-é-3"];
+    const post = await exports.default.fetch("http://127.0.0.1/v1/events", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ events: ids.map((id, i) => ev(id, id, "published", { ts: now() - 100 + i })) }),
+    });
+    expect(post.status).toBe(202);
+    await settle();
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await get(`/api/traces?limit=1&q=page-${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      expect(res.status).toBe(200);
+      const page = TraceList.parse(await res.json());
+      seen.push(...page.traces.map((t) => t.trace_id));
+      cursor = page.next_cursor;
+    } while (cursor && seen.length < 10);
+    expect(seen.sort()).toEqual([...ids].sort());
   });
 });
