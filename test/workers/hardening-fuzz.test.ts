@@ -148,7 +148,7 @@ const validWorker: fc.Arbitrary<Item> = fc
 const invalid: fc.Arbitrary<Item> = fc
   .oneof(
     fc.integer({ min: MAX_PAYLOAD_DEPTH + 1, max: 5_000 }).map((d): Make => (ctx) => ({ ...base(ctx), args: [nested(d)] })),
-    fc.integer({ min: MAX_PAYLOAD_DEPTH, max: 2_000 }).map((d): Make => (ctx) => ({ ...base(ctx), result: nested(d) })),
+    fc.integer({ min: MAX_PAYLOAD_DEPTH + 1, max: 2_000 }).map((d): Make => (ctx) => ({ ...base(ctx), result: nested(d) })),
     fc.constant<Make>((ctx) => ({ ...base(ctx), ts: Date.now() })), // milliseconds
     fc.constant<Make>((ctx) => ({ ...base(ctx), ts: 8.64e12 + 1 })),
     fc.constantFrom(-1, -0, 0, 1, MIN_TS - 1, 1e308).map((ts): Make => (ctx) => ({ ...base(ctx), ts })),
