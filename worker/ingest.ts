@@ -187,20 +187,21 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
         indices: placed.map((p) => p.index),
         what: `the trace object ${name.slice(0, 80)}`,
         ids: new Map(placed.map((p) => [p.event.id, p.index])),
-        result: c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(placed.map((p) => p.event))),
+        // (in a promise: a synchronous throw costs only this object's events too)
+        result: Promise.resolve().then(() => c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(placed.map((p) => p.event)))),
       })),
       ...(workers.length
         ? [{
             indices: workers.map((w) => w.index),
             what: "the fleet",
             ids: new Map(workers.map((w) => [w.event.id, w.index])),
-            result: c.env.FLEET.getByName(FLEET_NAME).ingest(workers.map((w) => w.event)),
+            result: Promise.resolve().then(() => c.env.FLEET.getByName(FLEET_NAME).ingest(workers.map((w) => w.event))),
           }]
         : []),
     ];
     const settled = await Promise.allSettled(calls.map((call) => call.result));
     let accepted = 0;
-    let stored = duplicates;
+    let dupes = duplicates;
     const failed: RejectedEvent[] = [];
     settled.forEach((outcome, i) => {
       const call = calls[i]!;
@@ -210,14 +211,15 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
         return;
       }
       accepted += outcome.value.accepted;
-      stored += outcome.value.duplicates;
+      dupes += outcome.value.duplicates;
       for (const r of outcome.value.rejected ?? []) {
-        const index = call.ids.get(r.id) ?? call.ids.get(r.id.replace(/:(received|started)$/, ""));
-        if (index !== undefined) rejected.push({ index, error: r.error });
+        const index = call.ids.get(r.id);
+        // One entry per batch event (a coalesced event's parts share its index).
+        if (index !== undefined && !rejected.some((x) => x.index === index)) rejected.push({ index, error: r.error });
       }
     });
     rejected.sort((a, b) => a.index - b.index);
-    const response: IngestResponse = { accepted, duplicates: stored, rejected };
+    const response: IngestResponse = { accepted, duplicates: dupes, rejected };
     if (failed.length) {
       response.failed = failed.sort((a, b) => a.index - b.index);
       return c.json(response, 503);

@@ -10,7 +10,9 @@ import { describe, expect, it } from "vitest";
 import { TaskDetail, TraceSnapshot, WorkerInfo } from "../../shared/api";
 import { IngestResponse, MAX_PAYLOAD_DEPTH } from "../../shared/wire";
 import type { Fleet } from "../../durable-objects/fleet";
-import { settle } from "./objects";
+import { graphOf, settle, shards } from "./objects";
+import { traceObjectName } from "../../durable-objects/shards";
+import type { TraceGraph } from "../../durable-objects/trace-graph";
 
 let n = 0;
 const now = () => Date.now() / 1000;
@@ -139,6 +141,35 @@ describe("one bad event costs only itself", () => {
     const snap = await snapshot("big-t");
     expect(snap.nodes.map((x) => x.id)).toContain("big-1");
     expect(snap.nodes).toHaveLength(5);
+  });
+});
+
+describe("an object that fails", () => {
+  it("costs only its own events: 503 with them under `failed`, the rest stored; the resend completes exactly", async () => {
+    // Two traces in different objects (shards or one object per trace).
+    const a = "fail-a";
+    let b = "fail-b-0";
+    for (let i = 1; traceObjectName(b, shards) === traceObjectName(a, shards); i++) b = `fail-b-${i}`;
+    const batch = [task(a, a), task(b, b), task(a, `${a}-2`, { parent_id: a }), task(b, "fail-bad", { ts: -1 })];
+    const broken = graphOf(a);
+    await runInDurableObject(broken, (g: TraceGraph) => {
+      (g as unknown as { absorb: () => never }).absorb = () => {
+        throw new Error("disk on fire");
+      };
+    });
+    const first = await post(batch);
+    expect(first.status).toBe(503);
+    expect(first.body.accepted).toBe(1);
+    expect(first.body.rejected.map((r) => r.index)).toEqual([3]);
+    expect(first.body.failed!.map((r) => r.index)).toEqual([0, 2]);
+    expect(first.body.failed![0]!.error).toMatch(/^not stored: .*disk on fire.*send the batch again/);
+    await runInDurableObject(broken, (g: TraceGraph) => {
+      delete (g as unknown as { absorb?: unknown }).absorb; // the prototype's again
+    });
+    const again = await post(batch);
+    expect(again.status).toBe(202);
+    expect(again.body).toEqual({ accepted: 2, duplicates: 1, rejected: [{ index: 3, error: expect.stringMatching(/^ts: /) }] });
+    expect((await snapshot(a)).nodes.map((x) => x.id).sort()).toEqual([a, `${a}-2`]);
   });
 });
 
