@@ -144,6 +144,35 @@ describe("one bad event costs only itself", () => {
   });
 });
 
+describe("task names that are Object's own keys", () => {
+  it("'constructor' and '__proto__' are names like any other: the registry, the list and the shard's alarm work", async () => {
+    const names = ["constructor", "__proto__", "toString"];
+    const res = await post([
+      worker("protokeys@h", "online", { registered: [{ name: "hasOwnProperty" }, { name: "constructor" }] }),
+      ...names.flatMap((name, i) => [
+        task(`proto-${i}`, `proto-${i}`, { name, type: "published" }),
+        task(`proto-${i}`, `proto-${i}`, { name, type: "started", host: "protokeys@h" }),
+      ]),
+    ]);
+    expect(res.status).toBe(202);
+    expect(res.body.accepted).toBe(7);
+    await settle();
+    const registry = await exports.default.fetch("http://127.0.0.1/api/registry");
+    expect(registry.status).toBe(200);
+    const entries = ((await registry.json()) as { tasks: { name: string; status: string }[] }).tasks;
+    expect(entries.find((e) => e.name === "constructor")?.status).toBe("NEVER_RUN"); // registered, running, none finished
+    expect(entries.find((e) => e.name === "hasOwnProperty")?.status).toBe("NEVER_RUN");
+    // The running tasks' deadlines are times: the shard's alarm can be set and runs.
+    for (let i = 0; i < names.length; i++) {
+      const due = await runInDurableObject(graphOf(`proto-${i}`), async (g: TraceGraph, state) => {
+        await g.alarm();
+        return state.storage.getAlarm();
+      });
+      expect(typeof due).toBe("number");
+    }
+  });
+});
+
 describe("an object that fails", () => {
   it("costs only its own events: 503 with them under `failed`, the rest stored; the resend completes exactly", async () => {
     // Two traces in different objects (shards or one object per trace).
