@@ -377,7 +377,8 @@ export class TraceGraph extends DurableObject<Env> {
       events: string;
     }>`SELECT seq, events FROM log WHERE seq > ${this.checkpointSeq} ORDER BY seq`.toArray();
     const now = Date.now() / 1000;
-    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now, row.seq);
+    // The log holds accepted events only: replayed without the size check (none may be lost).
+    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now, row.seq, false);
     this.flushAt = now; // flush at the first alarm
   }
 
@@ -422,6 +423,7 @@ export class TraceGraph extends DurableObject<Env> {
     events: TaskEvent[],
     now: number,
     seq: number,
+    limitSize = true,
   ): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean; rejected: { id: string; error: string }[] } {
     const missing: [string, string][] = [];
     const seenKeys = new Set<string>();
@@ -460,7 +462,7 @@ export class TraceGraph extends DurableObject<Env> {
       }
       if (task.ids.has(e.id)) continue;
       const bytes = jsonBytes(JSON.stringify(e)) + 1;
-      if (task.bytes + bytes > MAX_TASK_EVENTS_BYTES) {
+      if (limitSize && task.bytes + bytes > MAX_TASK_EVENTS_BYTES) {
         rejected.push({
           id: e.id,
           error: `task ${e.task_id} would hold over ${MAX_TASK_EVENTS_BYTES} bytes of events with this one (${bytes} bytes): send smaller args, results and tracebacks`,
