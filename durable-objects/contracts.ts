@@ -41,6 +41,8 @@ export interface IndexReport {
 export interface IngestResult {
   accepted: number;
   duplicates: number;
+  /** Events refused by the object (by event id), e.g. a task's events over the row size limit. */
+  rejected?: { id: string; error: string }[];
 }
 
 /** What the Fleet tells a TraceGraph about one of its workers. */

@@ -9,8 +9,24 @@ import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 const DEFAULT_HEARTBEAT_S = 2;
 /** A worker whose status did not change is re-announced on `/api/live` at most this often. */
 const ANNOUNCE_EVERY_S = 10;
-/** Worker event ids are remembered this long for dedupe (a producer retries a batch within seconds). */
+/**
+ * Worker event ids are remembered this long after they were received, for dedupe (a producer
+ * retries a batch within seconds; a spooled batch may come back later). Keyed on the time of
+ * receipt, not the event's own time: an old event resent must still be recognised.
+ */
 const DEDUPE_WINDOW_S = 3600;
+/** An alarm is never set further ahead than this (ms): a stored time the runtime refuses then costs nothing. */
+const MAX_ALARM_AHEAD_MS = 86_400_000;
+
+/** Stored JSON that cannot be read is logged and read as `fallback`: one bad row never breaks a list or an alarm. */
+function parseOr<T>(json: string, fallback: T, what: string): T {
+  try {
+    return JSON.parse(json) as T;
+  } catch {
+    console.error(`fleet: unreadable ${what}; ignored`);
+    return fallback;
+  }
+}
 
 const MIGRATIONS = [
   `CREATE TABLE workers (
@@ -58,14 +74,14 @@ function toInfo(row: WorkerRow): WorkerInfo {
     pid: row.pid,
     pool: row.pool,
     concurrency: row.concurrency,
-    queues: JSON.parse(row.queues) as string[],
+    queues: parseOr<string[]>(row.queues, [], `queues of ${row.hostname}`),
     sw_ver: row.sw_ver,
     first_seen: row.first_seen,
     last_seen: row.last_seen,
     heartbeat_interval_s: row.freq,
     sessions: row.sessions,
-    active: JSON.parse(row.active) as string[],
-    registered: JSON.parse(row.registered) as RegisteredTask[],
+    active: parseOr<string[]>(row.active, [], `active tasks of ${row.hostname}`),
+    registered: parseOr<RegisteredTask[]>(row.registered, [], `registry of ${row.hostname}`),
   };
 }
 
@@ -104,8 +120,9 @@ export class Fleet extends DurableObject<Env> {
     let accepted = 0;
     const changed = new Map<string, boolean>(); // host → status or session changed
     const transitions: WorkerChange[] = [];
+    const receivedAt = Date.now() / 1000;
     for (const e of [...events].sort((a, b) => a.ts - b.ts || a.seq - b.seq)) {
-      if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${e.ts})`.rowsWritten === 0)
+      if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${receivedAt})`.rowsWritten === 0)
         continue;
       accepted++;
       const result = this.apply(e);
@@ -189,14 +206,17 @@ export class Fleet extends DurableObject<Env> {
 
   /** Which live workers register which task names (for the registry and "unregistered" checks). */
   async registeredNames(): Promise<Record<string, { workers: string[]; def: RegisteredTask }>> {
-    const out: Record<string, { workers: string[]; def: RegisteredTask }> = {};
+    // A Map, then own properties: a task may be named "constructor" or "__proto__" (RPC cannot
+    // carry an object without a prototype).
+    const out = new Map<string, { workers: string[]; def: RegisteredTask }>();
     for (const row of this.ctx.storage.sql.exec<WorkerRow>(WORKER).toArray()) {
-      for (const def of JSON.parse(row.registered) as RegisteredTask[]) {
-        const entry = (out[def.name] ??= { workers: [], def });
+      for (const def of parseOr<RegisteredTask[]>(row.registered, [], `registry of ${row.hostname}`)) {
+        let entry = out.get(def.name);
+        if (!entry) out.set(def.name, (entry = { workers: [], def }));
         if (row.status === "ONLINE") entry.workers.push(row.hostname);
       }
     }
-    return out;
+    return Object.fromEntries(out);
   }
 
   /** Online workers with their queues, and which of them register each task name (for anomaly checks). */
@@ -204,17 +224,21 @@ export class Fleet extends DurableObject<Env> {
     const online = this.sql<{ hostname: string; queues: string; registered: string }>`
       SELECT w.hostname, w.queues, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)
       WHERE w.status = 'ONLINE' ORDER BY w.hostname`.toArray();
-    const names: Record<string, string[]> = {};
+    const names = new Map<string, string[]>(); // task names are any text ("constructor")
     const workers = online.map((row) => {
-      const defs = JSON.parse(row.registered) as RegisteredTask[];
-      for (const def of defs) (names[def.name] ??= []).push(row.hostname);
+      const defs = parseOr<RegisteredTask[]>(row.registered, [], `registry of ${row.hostname}`);
+      for (const def of defs) {
+        const list = names.get(def.name);
+        if (list) list.push(row.hostname);
+        else names.set(def.name, [row.hostname]);
+      }
       return {
         hostname: row.hostname,
-        queues: JSON.parse(row.queues) as string[],
+        queues: parseOr<string[]>(row.queues, [], `queues of ${row.hostname}`),
         registers: defs.length > 0,
       };
     });
-    return { online: workers, names };
+    return { online: workers, names: Object.fromEntries(names) };
   }
 
   /**
@@ -226,7 +250,9 @@ export class Fleet extends DurableObject<Env> {
     const due = this.sql<{
       due: number | null;
     }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
-    const next = due === null ? null : Math.ceil(due * 1000);
+    // Clamped: a deadline the runtime would refuse (or NaN) must not make every alarm throw.
+    const next =
+      due === null ? null : Math.min(Math.ceil(due * 1000), Date.now() + MAX_ALARM_AHEAD_MS) || Date.now() + MAX_ALARM_AHEAD_MS;
     if (
       !afterFiring &&
       this.alarmAt !== undefined &&
@@ -238,8 +264,13 @@ export class Fleet extends DurableObject<Env> {
     if (next === this.alarmAt) return;
     this.alarmAt = next;
     this.sql.countAlarmWrite();
-    if (next === null) await this.ctx.storage.deleteAlarm();
-    else await this.ctx.storage.setAlarm(next);
+    try {
+      if (next === null) await this.ctx.storage.deleteAlarm();
+      else await this.ctx.storage.setAlarm(next);
+    } catch (err) {
+      this.alarmAt = undefined; // re-read at the next arming
+      console.error(`fleet: could not set the alarm to ${next}`, err);
+    }
   }
 
   /** Marks workers whose heartbeats stopped as LOST and tells their traces. Idempotent. */
@@ -270,10 +301,12 @@ export class Fleet extends DurableObject<Env> {
         return;
       }
       const index = this.env.INDEX.getByName(INDEX_NAME);
-      const active = JSON.parse(
+      const active = parseOr<string[]>(
         this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]
           ?.active ?? "[]",
-      ) as string[];
+        [],
+        `active tasks of ${change.host}`,
+      );
       const traces = await index.tracesRunningOn(change.host, active);
       await Promise.all(
         traces.map((traceId) =>
@@ -289,9 +322,13 @@ export class Fleet extends DurableObject<Env> {
     const index = this.env.INDEX.getByName(INDEX_NAME);
     const now = Date.now() / 1000;
     for (const host of hostnames) {
-      const info = await this.worker(host);
       this.announcedAt.set(host, now);
-      if (info) await index.publish({ type: "worker", seq: 0, worker: info });
+      try {
+        const info = await this.worker(host);
+        if (info) await index.publish({ type: "worker", seq: 0, worker: info });
+      } catch (err) {
+        console.error(`fleet: could not announce ${host}`, err);
+      }
     }
   }
 }

@@ -173,6 +173,21 @@ interface PendingTask {
   firstSeq: number;
   /** The watch deadline its stored row carries (the alarm reads watches from rows). */
   storedDue: number | null;
+  /** About how many UTF-8 bytes its events take as JSON (never less than they do): see MAX_TASK_EVENTS_BYTES. */
+  bytes: number;
+}
+
+/**
+ * A task row must stay under SQLite's 2 MB row limit in Durable Objects, or no flush could write
+ * it (and the shard would retry forever): a task's events together are kept under this many
+ * UTF-8 bytes of JSON (its record, derived from them, is at most about as large). An event that
+ * would pass it is refused with a reason; the Python producer truncates long before.
+ */
+export const MAX_TASK_EVENTS_BYTES = 900_000;
+const utf8Encoder = new TextEncoder();
+/** UTF-8 bytes of a JSON text: exact when large, a cheap upper bound (3 per unit) when small. */
+function jsonBytes(json: string): number {
+  return json.length <= 50_000 ? json.length * 3 : utf8Encoder.encode(json).byteLength;
 }
 
 const keyOf = (traceId: string, taskId: string) => `${traceId}\u0000${taskId}`;
@@ -234,6 +249,8 @@ export class TraceGraph extends DurableObject<Env> {
   private partOfTrace = new Map<string, number>();
   /** Traces of LARGE_TRACE_TASKS or more, and when each was last summarized for the index. */
   private largeTraces = new Map<string, number>();
+  /** Whether this object has ever been written (its tables exist). */
+  private hasSchema: boolean;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -248,9 +265,32 @@ export class TraceGraph extends DurableObject<Env> {
       },
     );
     // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
-    migrate(ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
+    // An object that was never written (a read of an unknown trace id reaches one) stays without a
+    // schema, so a read creates no database: the schema is made by the first write (`ensureSchema`).
+    this.hasSchema = false;
+    this.schemaReady();
+  }
+
+  /** Whether the tables exist (opening them when they do); asked again by reads while they do not. */
+  private schemaReady(): boolean {
+    if (
+      !this.hasSchema &&
+      this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0
+    )
+      this.openSchema();
+    return this.hasSchema;
+  }
+
+  private openSchema(): void {
+    migrate(this.ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
     this.loadPartitions();
     this.recover();
+    this.hasSchema = true;
+  }
+
+  /** Before the first write: creates the tables. */
+  private ensureSchema(): void {
+    if (!this.hasSchema) this.openSchema();
   }
 
   private get flushIntervalS(): number {
@@ -345,7 +385,8 @@ export class TraceGraph extends DurableObject<Env> {
       events: string;
     }>`SELECT seq, events FROM log WHERE seq > ${this.checkpointSeq} ORDER BY seq`.toArray();
     const now = Date.now() / 1000;
-    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now, row.seq);
+    // The log holds accepted events only: replayed without the size check (none may be lost).
+    for (const row of unflushed) this.absorb(JSON.parse(row.events) as TaskEvent[], now, row.seq, false);
     this.flushAt = now; // flush at the first alarm
   }
 
@@ -356,9 +397,11 @@ export class TraceGraph extends DurableObject<Env> {
    */
   async ingest(eventsJson: string): Promise<IngestResult> {
     const events = JSON.parse(eventsJson) as TaskEvent[];
+    this.ensureSchema();
     const now = Date.now() / 1000;
-    const { accepted, changed, anomaliesChanged } = this.absorb(events, now, this.logSeq + 1);
-    if (accepted.length === 0) return { accepted: 0, duplicates: events.length };
+    const { accepted, changed, anomaliesChanged, rejected } = this.absorb(events, now, this.logSeq + 1);
+    const duplicates = events.length - accepted.length - rejected.length;
+    if (accepted.length === 0) return rejected.length ? { accepted: 0, duplicates, rejected } : { accepted: 0, duplicates };
     // Durable before the answer: the accepted events are a row of the ring (more if very large).
     for (const chunk of jsonChunks(accepted)) {
       this.logSeq++;
@@ -366,8 +409,18 @@ export class TraceGraph extends DurableObject<Env> {
         .sql`INSERT INTO log (slot, seq, events) VALUES (${this.logSeq % LOG_SLOTS}, ${this.logSeq}, ${chunk})
                ON CONFLICT (slot) DO UPDATE SET seq = excluded.seq, events = excluded.events`;
     }
-    await this.afterChange(changed, now, anomaliesChanged);
-    return { accepted: accepted.length, duplicates: events.length - accepted.length };
+    try {
+      await this.afterChange(changed, now, anomaliesChanged);
+    } catch (err) {
+      // The events are durable (in the log) and folded: the flush that failed is retried by the
+      // alarm. Failing the call would tell the producer they were not stored.
+      console.error("trace graph: the flush after an ingest failed; retrying at the alarm", err);
+      this.flushAt = Math.min(this.flushAt ?? Infinity, now + Math.max(this.flushIntervalS, REPORT_RETRY_S));
+      await this.rearmAlarm().catch(() => {});
+    }
+    return rejected.length
+      ? { accepted: accepted.length, duplicates, rejected }
+      : { accepted: accepted.length, duplicates };
   }
 
   /**
@@ -378,7 +431,8 @@ export class TraceGraph extends DurableObject<Env> {
     events: TaskEvent[],
     now: number,
     seq: number,
-  ): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean } {
+    limitSize = true,
+  ): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean; rejected: { id: string; error: string }[] } {
     const missing: [string, string][] = [];
     const seenKeys = new Set<string>();
     for (const e of events) {
@@ -390,6 +444,7 @@ export class TraceGraph extends DurableObject<Env> {
     }
     if (missing.length) this.load(missing, now, seq);
     const accepted: TaskEvent[] = [];
+    const rejected: { id: string; error: string }[] = [];
     const touched = new Map<string, PendingTask>();
     for (const e of events) {
       const traceId = traceKeyOf(e);
@@ -409,21 +464,32 @@ export class TraceGraph extends DurableObject<Env> {
           since: now,
           firstSeq: seq,
           storedDue: null,
+          bytes: 2,
         };
         this.pending.set(key, task);
       }
       if (task.ids.has(e.id)) continue;
+      const bytes = jsonBytes(JSON.stringify(e)) + 1;
+      if (limitSize && task.bytes + bytes > MAX_TASK_EVENTS_BYTES) {
+        rejected.push({
+          id: e.id,
+          error: `task ${e.task_id} would hold over ${MAX_TASK_EVENTS_BYTES} bytes of events with this one (${bytes} bytes): send smaller args, results and tracebacks`,
+        });
+        continue;
+      }
+      task.bytes += bytes;
       task.ids.add(e.id);
       task.events.push(e);
       accepted.push(e);
       touched.set(key, task);
     }
-    // Stored tasks that only got duplicates stay as they are (no row to rewrite).
+    // Stored tasks that only got duplicates stay as they are (no row to rewrite); so do new tasks
+    // whose every event was refused.
     for (const [key] of missing.map(([traceId, taskId]) => [keyOf(traceId, taskId)] as const))
       if (!touched.has(key)) this.pending.delete(key);
     const changed = [...touched.values()];
     const anomaliesChanged = this.refold(changed, now);
-    return { accepted, changed, anomaliesChanged };
+    return { accepted, changed, anomaliesChanged, rejected };
   }
 
   /** Reads stored tasks into the pending set (their events and record), one statement for all. */
@@ -457,6 +523,7 @@ export class TraceGraph extends DurableObject<Env> {
         since: now,
         firstSeq: seq,
         storedDue: row.due_at,
+        bytes: jsonBytes(row.events),
       });
     }
   }
@@ -553,6 +620,7 @@ export class TraceGraph extends DurableObject<Env> {
    * takes a loss back.
    */
   async workerChanged(change: WorkerChange, traceIds: string[] | null = null): Promise<{ affected: number }> {
+    if (!this.schemaReady()) return { affected: 0 }; // never written: no tasks at all
     const now = Date.now() / 1000;
     this.materialize(now);
     // Running tasks on that worker: through the partial index `tasks_running` (a task that is
@@ -733,6 +801,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Writes everything pending, checkpoints, and reports every changed trace to the index in one call. */
   async flush(): Promise<void> {
+    if (!this.schemaReady()) return;
     const now = Date.now() / 1000;
     this.materialize(now);
     this.checkpoint(now, true);
@@ -920,6 +989,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** A trace's whole graph, or null when this object has never received an event of it. */
   async snapshot(traceId: string): Promise<TraceSnapshot | null> {
+    if (!this.schemaReady()) return null; // never written: knows no trace (and a read creates nothing)
     this.readyFor(traceId);
     // A snapshot is one RPC result and one HTTP body: very large traces are cut to the earliest tasks.
     const { records, total, touched } = this.records(traceId, MAX_SNAPSHOT_TASKS);
@@ -946,11 +1016,26 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** A trace's anomalies, open and resolved, newest first. */
   async anomalyList(traceId: string): Promise<Anomaly[]> {
+    if (!this.schemaReady()) return [];
+    return this.anomalies.list(traceId);
+  }
+
+  /** Whether this object holds any task of the trace (accepted, flushed or not). Writes nothing. */
+  async hasTrace(traceId: string): Promise<boolean> {
+    if (!this.schemaReady()) return false;
+    if (this.pendingTraces.has(traceId)) return true;
+    return this.sql`SELECT 1 FROM tasks WHERE trace_id = ${traceId} LIMIT 1`.toArray().length > 0;
+  }
+
+  /** A trace's anomalies, or null when this object does not hold the trace (one call for both). */
+  async anomaliesOf(traceId: string): Promise<Anomaly[] | null> {
+    if (!(await this.hasTrace(traceId))) return null;
     return this.anomalies.list(traceId);
   }
 
   /** A task's detail: attempts, timeline, payload, parent and children; null if unknown here. */
   async task(traceId: string, taskId: string): Promise<TaskDetail | null> {
+    if (!this.schemaReady()) return null;
     this.readyFor(traceId);
     const row = this.sql<{
       events: string;
@@ -1021,10 +1106,13 @@ export class TraceGraph extends DurableObject<Env> {
           }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due,
       ),
     ];
-    const times = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()].filter(
-      (t): t is number => t !== null,
-    );
-    const next = times.length ? Math.ceil(Math.min(...times) * 1000) : null;
+    const all = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()];
+    const times = all.filter((t): t is number => typeof t === "number" && Number.isFinite(t));
+    if (times.length !== all.filter((t) => t !== null).length)
+      console.warn(`trace graph: ignoring deadlines that are not times: ${JSON.stringify(all.map(String))}`);
+    // Never further ahead than a day: a stored time the runtime refuses (or a watch years away)
+    // then only costs an alarm that finds nothing due and re-arms.
+    const next = times.length ? Math.min(Math.ceil(Math.min(...times) * 1000), Date.now() + 86_400_000) : null;
     // Setting or deleting an alarm is a row written. So the alarm only ever moves earlier: an
     // alarm that fires early finds nothing due and re-arms, and one that is no longer needed is
     // left to fire once for nothing (cheaper than deleting it, then setting another).
@@ -1038,6 +1126,7 @@ export class TraceGraph extends DurableObject<Env> {
 
   /** Runs every due deadline; idempotent, re-arms from the tables. */
   async alarm(): Promise<void> {
+    if (!this.schemaReady()) return; // no alarm is set before the first write
     this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the tables
     const now = Date.now() / 1000;
     this.materialize(now, true);
@@ -1071,15 +1160,24 @@ export class TraceGraph extends DurableObject<Env> {
     // Watches (stuck pending / received / started, registry checks) in one pass: one Fleet and one
     // index call at most, however many are due.
     const watches: TaskWatch[] = [];
+    const unreadable: [number, string, string][] = [];
     for (const day of this.parts)
       for (const r of this.sql<{ trace_id: string; task_id: string; record: string; watch_kind: string }>`
-        SELECT trace_id, task_id, record, watch_kind FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001}`)
-        watches.push({
-          trace_id: r.trace_id,
-          task_id: r.task_id,
-          record: JSON.parse(r.record) as TaskRecord,
-          kind: r.watch_kind as Watch["kind"],
-        });
+        SELECT trace_id, task_id, record, watch_kind FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001}`.toArray())
+        try {
+          watches.push({
+            trace_id: r.trace_id,
+            task_id: r.task_id,
+            record: JSON.parse(r.record) as TaskRecord,
+            kind: r.watch_kind as Watch["kind"],
+          });
+        } catch (err) {
+          // One unreadable row must not stop every later alarm: logged and skipped.
+          console.error(`trace graph: dropping the watch of task ${r.task_id} (unreadable row)`, err);
+          unreadable.push([day, r.trace_id, r.task_id]);
+        }
+    for (const [day, traceId, taskId] of unreadable)
+      this.sql`UPDATE ${ident(`tasks_${day}`)} SET watch_kind = NULL, due_at = NULL WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
     await this.anomalies.runDueWatches(
       watches,
       (traceId, taskId, watch) => {
@@ -1157,11 +1255,11 @@ export class TraceGraph extends DurableObject<Env> {
     const match = /\/api\/traces\/([^/]+)\/live$/.exec(new URL(request.url).pathname);
     if (!match) return new Response("expected /api/traces/:traceId/live", { status: 404 });
     const traceId = decodeURIComponent(match[1]!);
-    this.readyFor(traceId);
+    if (this.schemaReady()) this.readyFor(traceId);
     return acceptLiveSocket(
       this.ctx,
       request,
-      { type: "hello", trace_id: traceId, seq: this.liveSeq(traceId) } satisfies TraceLiveMessage,
+      { type: "hello", trace_id: traceId, seq: this.hasSchema ? this.liveSeq(traceId) : 0 } satisfies TraceLiveMessage,
       [traceId],
     );
   }

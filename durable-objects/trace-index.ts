@@ -142,7 +142,17 @@ function partitionDdl(day: number): string {
      sort_at REAL NOT NULL, trace_id TEXT NOT NULL, state TEXT NOT NULL, started_at REAL, updated_at REAL NOT NULL,
      names TEXT NOT NULL, workers TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (sort_at, trace_id)) WITHOUT ROWID;
    CREATE TABLE IF NOT EXISTS tasks_${day} (task_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, worker TEXT,
-     updated_at REAL NOT NULL) WITHOUT ROWID;`;
+     updated_at REAL NOT NULL) WITHOUT ROWID;
+   ${traceIdIndexDdl(day)}`;
+}
+
+/**
+ * Whether a trace exists, by id (\`knowsTrace\`): the Worker asks before it touches an object named
+ * by an id from a URL, so that reads of unknown ids create nothing. One index row per trace,
+ * written once (an update of a summary does not change its key).
+ */
+function traceIdIndexDdl(day: number): string {
+  return `CREATE INDEX IF NOT EXISTS traces_${day}_by_id ON traces_${day} (trace_id);`;
 }
 
 /** Run statistics are kept per minute of finishing. */
@@ -153,7 +163,12 @@ const MAX_RUNTIMES_PER_MINUTE = 2_000;
 const RUNS_WRITE_S = 10;
 
 export function encodeCursor(sortAt: number, traceId: string): string {
-  return btoa(JSON.stringify([sortAt, traceId]));
+  // btoa takes Latin-1 only: other characters of the id go as JSON \u escapes (any trace id pages).
+  const json = JSON.stringify([sortAt, traceId]).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+  return btoa(json);
 }
 
 export function decodeCursor(cursor: string): [number, string] | null {
@@ -232,6 +247,8 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       .toArray()
       .map((t) => Number(t.name.slice("traces_".length)))
       .sort((a, b) => a - b);
+    // Partitions made before the id index existed get it (a no-op once they have it).
+    for (const day of this.days) this.ctx.storage.sql.exec(traceIdIndexDdl(day));
     if (this.days.length === 0) this.ensureDay(Math.floor(Date.now() / 1000 / DAY_S));
     else this.rebuildViews();
   }
@@ -524,6 +541,11 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   }
 
   /** The trace of a task that is not its trace's root (null: it is a root, or not seen yet). */
+  /** Whether the list has this trace (through each day's id index). */
+  async knowsTrace(traceId: string): Promise<boolean> {
+    return this.sql<{ one: number }>`SELECT 1 AS one FROM traces WHERE trace_id = ${traceId} LIMIT 1`.toArray().length > 0;
+  }
+
   async traceOfTask(taskId: string): Promise<string | null> {
     return (
       this.sql<{ trace_id: string }>`SELECT trace_id FROM tasks WHERE task_id = ${taskId}`.toArray()[0]

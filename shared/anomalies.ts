@@ -69,7 +69,8 @@ export function anomalyConfigFrom(vars: Record<string, string | undefined>): Ano
     pendingS: num("STUCK_PENDING_S", d.pendingS),
     receivedS: num("STUCK_RECEIVED_S", d.receivedS),
     startedS: num("STUCK_STARTED_S", d.startedS),
-    startedByName: byName,
+    // Without a prototype: a task named "constructor" must find no override (not Object's function).
+    startedByName: Object.assign(Object.create(null) as Record<string, number>, byName),
     startedFactor: num("STUCK_STARTED_FACTOR", d.startedFactor),
     startedFloorS: num("STUCK_STARTED_FLOOR_S", d.startedFloorS),
     historyMinRuns: num("STUCK_STARTED_HISTORY_RUNS", d.historyMinRuns),

@@ -11,6 +11,38 @@ export const MAX_BATCH_BYTES = 1024 * 1024;
 const Id = z.string().min(1).max(200);
 const NullableId = Id.nullable().optional();
 
+// ---- ranges (issue 15): a value the server could not store or act on is refused per event ----
+
+/** Timestamps are Unix seconds, from 2000-01-01 ... */
+export const MIN_TS = 946_684_800;
+/**
+ * ... to 2100-01-01 in the schema (a bound that does not move). Ingest also refuses a time more
+ * than MAX_TS_AHEAD_S ahead of its own clock (`screenEvent`): a worker dated years ahead would
+ * never be marked lost, and its later heartbeats would all look stale.
+ */
+export const MAX_TS = 4_102_444_800;
+export const MAX_TS_AHEAD_S = 86_400;
+/** args, kwargs and result nest at most this deep (the Python producer stops at 8; SQLite's JSON at 1000). */
+export const MAX_PAYLOAD_DEPTH = 64;
+/** A heartbeat interval (seconds) above this is not one (Celery's default is 2). */
+export const MAX_HEARTBEAT_FREQ_S = 86_400;
+/** A run longer than this (about three years, in ms) is a unit error. */
+export const MAX_RUNTIME_MS = 1e11;
+
+/** Why a timestamp is out of range, with the likely unit mistake. */
+function tsOutOfRange(value: unknown): string {
+  const n = Number(value);
+  if (n < MIN_TS) return `${n} is before 2000-01-01: send Unix time in seconds`;
+  if (n >= 1e14) return `${n} is in the far future: microseconds or nanoseconds instead of seconds?`;
+  if (n >= 1e11) return `${n} is in the far future: milliseconds instead of seconds?`;
+  return `${n} is after 2100-01-01: send Unix time in seconds`;
+}
+
+const Timestamp = z
+  .number()
+  .min(MIN_TS, { error: (issue) => tsOutOfRange(issue.input) })
+  .max(MAX_TS, { error: (issue) => tsOutOfRange(issue.input) });
+
 /** A task named in another task's message before it exists (chain step, chord callback, group member). */
 export const AnnouncedTask = z.object({
   task_id: Id,
@@ -64,7 +96,7 @@ export type ExceptionInfo = z.infer<typeof ExceptionInfo>;
 const EventBase = z.object({
   v: z.literal(WIRE_VERSION),
   id: Id,
-  ts: z.number().finite().nonnegative(),
+  ts: Timestamp,
   seq: z.number().int().nonnegative(),
   host: z.string().max(300).nullable(),
   pid: z.number().int().nonnegative().nullable().optional(),
@@ -104,7 +136,12 @@ export const TaskEvent = EventBase.extend({
   exception: ExceptionInfo.nullable().optional(),
   traceback: z.string().max(200_000).nullable().optional(),
   state: PostrunState.optional(),
-  runtime_ms: z.number().finite().nonnegative().nullable().optional(),
+  runtime_ms: z
+    .number()
+    .nonnegative()
+    .max(MAX_RUNTIME_MS, { error: (issue) => `${String(issue.input)} ms is over three years: microseconds instead of milliseconds?` })
+    .nullable()
+    .optional(),
   terminated: z.boolean().nullable().optional(),
   signum: z.number().int().nullable().optional(),
   expired: z.boolean().nullable().optional(),
@@ -117,8 +154,8 @@ export const TaskEvent = EventBase.extend({
    * the producer did not send because the task ended first: when those happened. Ingest expands
    * such an event back into the events it stands for (`expandCoalesced`).
    */
-  received_ts: z.number().finite().nonnegative().optional(),
-  started_ts: z.number().finite().nonnegative().optional(),
+  received_ts: Timestamp.optional(),
+  started_ts: Timestamp.optional(),
 });
 export type TaskEvent = z.infer<typeof TaskEvent>;
 
@@ -175,7 +212,12 @@ export const WorkerEvent = EventBase.extend({
   sw_ver: z.string().max(100).nullable().optional(),
   how: z.enum(["warm", "cold"]).nullable().optional(),
   active: z.array(Id).max(10_000).nullable().optional(),
-  freq: z.number().finite().positive().nullable().optional(),
+  freq: z
+    .number()
+    .positive()
+    .max(MAX_HEARTBEAT_FREQ_S, { error: (issue) => `${String(issue.input)} s is not a heartbeat interval (at most ${MAX_HEARTBEAT_FREQ_S} s)` })
+    .nullable()
+    .optional(),
 });
 export type WorkerEvent = z.infer<typeof WorkerEvent>;
 
@@ -192,6 +234,11 @@ export const IngestResponse = z.object({
   accepted: z.number().int().nonnegative(),
   duplicates: z.number().int().nonnegative(),
   rejected: z.array(RejectedEvent),
+  /**
+   * Events that were valid but not stored because the object holding them failed (the response
+   * is then a 503): send the batch again. Absent when everything valid was stored.
+   */
+  failed: z.array(RejectedEvent).optional(),
 });
 export type IngestResponse = z.infer<typeof IngestResponse>;
 
@@ -351,4 +398,127 @@ export function describeIssues(error: z.ZodError): string {
     .slice(0, 3)
     .map((issue) => (issue.path.length ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
     .join("; ");
+}
+
+// ---- per-event screening after the schema (issue 15): what zod cannot say cheaply ----
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const LONE_SURROGATES = new RegExp(LONE_SURROGATE.source, "g");
+/** In JSON text decoded from UTF-8, a lone surrogate can only come from a `\uD8xx`..`\uDFxx` escape. */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
+
+/** Whether a JSON text may hold a lone surrogate at all (a cheap test that skips the walk for most batches). */
+export function mayHoldSurrogates(jsonText: string): boolean {
+  return SURROGATE_ESCAPE.test(jsonText);
+}
+
+/** Fields of free data and text whose lone surrogates are replaced by U+FFFD (ids and names are refused instead). */
+const NORMALISED_FIELDS = new Set(["args", "kwargs", "result", "exception", "traceback", "reason"]);
+const PAYLOAD_FIELDS = ["args", "kwargs", "result"] as const;
+
+/** Whether a JSON value nests deeper than `limit` (a scalar is depth 0, `[]` depth 1). Stops early. */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (limit <= 0) return true;
+  if (Array.isArray(value)) {
+    for (const item of value) if (nestsDeeperThan(item, limit - 1)) return true;
+    return false;
+  }
+  for (const key in value) if (nestsDeeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
+  return false;
+}
+
+/** The path of the first string (or key) that holds a lone surrogate, or null. */
+function findLoneSurrogate(value: unknown, path: string): string | null {
+  if (typeof value === "string") return LONE_SURROGATE.test(value) ? path : null;
+  if (typeof value !== "object" || value === null) return null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findLoneSurrogate(value[i], `${path}.${i}`);
+      if (found) return found;
+    }
+    return null;
+  }
+  for (const key in value) {
+    if (LONE_SURROGATE.test(key)) return `${path} (a key)`;
+    const found = findLoneSurrogate((value as Record<string, unknown>)[key], `${path}.${key}`);
+    if (found) return found;
+  }
+  return null;
+}
+
+/** The value with every lone surrogate (in strings and keys) replaced by U+FFFD; the same value when none. */
+function wellFormed<T>(value: T): T {
+  if (typeof value === "string") return (LONE_SURROGATE.test(value) ? value.replace(LONE_SURROGATES, "\uFFFD") : value) as T;
+  if (typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | null = null;
+    value.forEach((item, i) => {
+      const fixed = wellFormed(item);
+      if (fixed !== item) (out ??= [...value])[i] = fixed;
+    });
+    return (out ?? value) as T;
+  }
+  let changed = false;
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    const k = wellFormed(key);
+    const fixed = wellFormed(item);
+    if (k !== key || fixed !== item) changed = true;
+    out[k] = fixed;
+  }
+  return (changed ? out : value) as T;
+}
+
+function describeAhead(seconds: number): string {
+  const days = seconds / 86_400;
+  return days >= 365 ? `${Math.round(days / 365)} years` : days >= 2 ? `${Math.round(days)} days` : `${Math.round(seconds / 3600)} hours`;
+}
+
+/**
+ * What the schema leaves to ingest, per event: times more than a day ahead of `nowS`, args /
+ * kwargs / result nested deeper than MAX_PAYLOAD_DEPTH, lone UTF-16 surrogates (refused in ids,
+ * names and every other field; replaced by U+FFFD in args, kwargs, result, exception, traceback
+ * and reason). `mayHaveSurrogates: false` skips the surrogate walk (see `mayHoldSurrogates`).
+ * Returns the event to store (normalised when needed) or why it is refused.
+ */
+export function screenEvent(
+  event: Event,
+  nowS: number,
+  mayHaveSurrogates = true,
+): { ok: true; event: Event } | { ok: false; error: string } {
+  const latest = nowS + MAX_TS_AHEAD_S;
+  const times: [string, number | undefined][] =
+    event.kind === "task"
+      ? [["ts", event.ts], ["received_ts", event.received_ts], ["started_ts", event.started_ts]]
+      : [["ts", event.ts]];
+  for (const [field, ts] of times)
+    if (ts !== undefined && ts > latest)
+      return {
+        ok: false,
+        error: `${field}: ${ts} is ${describeAhead(ts - nowS)} ahead of the server's clock (${new Date(nowS * 1000).toISOString()}): is the producer's clock right, or is it milliseconds?`,
+      };
+  if (event.kind === "task")
+    for (const field of PAYLOAD_FIELDS)
+      if (nestsDeeperThan(event[field], MAX_PAYLOAD_DEPTH))
+        return {
+          ok: false,
+          error: `${field}: nested deeper than ${MAX_PAYLOAD_DEPTH} levels; send shallower data (the Python producer cuts at 8)`,
+        };
+  if (!mayHaveSurrogates) return { ok: true, event };
+  let out: Record<string, unknown> | null = null;
+  for (const [key, value] of Object.entries(event)) {
+    if (NORMALISED_FIELDS.has(key)) {
+      const fixed = wellFormed(value);
+      if (fixed !== value) (out ??= { ...event })[key] = fixed;
+      continue;
+    }
+    const found = findLoneSurrogate(value, key);
+    if (found)
+      return {
+        ok: false,
+        error: `${found}: holds a lone UTF-16 surrogate (invalid Unicode); ids, names and hosts must be valid Unicode text`,
+      };
+  }
+  return { ok: true, event: (out ?? event) as Event };
 }

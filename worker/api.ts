@@ -2,6 +2,8 @@ import { Hono } from "hono";
 import { z } from "zod";
 import {
   AnomalyKind,
+  type Anomaly,
+  type TaskDetail,
   type AnomalyList,
   type Health,
   type Registry,
@@ -12,7 +14,7 @@ import {
 } from "../shared/api";
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
 import { decodeCursor } from "../durable-objects/trace-index";
-import { legacyTraceGraphOf, traceGraphOf } from "../durable-objects/shards";
+import { legacyTraceGraphOf, shardCount, traceGraphOf } from "../durable-objects/shards";
 import { authMode, requireAuth, type Caller } from "./auth";
 import { HttpError } from "./errors";
 
@@ -56,6 +58,26 @@ const notFound = (what: string, id: string) =>
 
 const index = (env: Env) => env.INDEX.getByName(INDEX_NAME);
 
+/*
+ * Reads by an id from a URL never create an object or a row for an unknown id (issue 15): with
+ * shards, a read goes to the trace's shard (one of a fixed set, and a read writes nothing there);
+ * an object named by the id itself (TRACE_SHARDS=0, or a trace written before shards) is touched
+ * only when the index knows the trace. In the per-trace layout a brand-new trace is therefore
+ * readable once the index has it: within about a flush interval (FLUSH_INTERVAL_S) of its first event.
+ */
+
+/** TRACE_SHARDS=0: the trace's own object, when the index knows the trace; else null. */
+async function ownObject(env: Env, traceId: string) {
+  return (await index(env).knowsTrace(traceId)) ? traceGraphOf(env, traceId) : null;
+}
+
+/** With shards: the object of a trace written before shards, when the index knows it and its shard does not hold it. */
+async function legacyObject(env: Env, traceId: string) {
+  const legacy = legacyTraceGraphOf(env, traceId);
+  if (!legacy || !(await index(env).knowsTrace(traceId))) return null;
+  return (await traceGraphOf(env, traceId).hasTrace(traceId)) ? null : legacy;
+}
+
 /** Forwards an authenticated WebSocket upgrade to the object that owns the sockets. */
 function upgrade(req: Request, stub: { fetch(req: Request): Promise<Response> }): Promise<Response> {
   if (req.headers.get("Upgrade")?.toLowerCase() !== "websocket")
@@ -75,12 +97,22 @@ export const traces = new Hono<ApiEnv>()
     const list: TraceList = await index(c.env).listTraces(query);
     return c.json(list, 200);
   })
-  .get("/:traceId/live", (c) => upgrade(c.req.raw, traceGraphOf(c.env, c.req.param("traceId"))))
+  .get("/:traceId/live", async (c) => {
+    const traceId = c.req.param("traceId");
+    if (shardCount(c.env) > 0) return upgrade(c.req.raw, traceGraphOf(c.env, traceId));
+    const own = await ownObject(c.env, traceId);
+    if (!own) throw notFound("trace", traceId);
+    return upgrade(c.req.raw, own);
+  })
   .get("/:traceId/anomalies", async (c) => {
     const traceId = c.req.param("traceId");
-    let anomalies = await traceGraphOf(c.env, traceId).anomalyList(traceId);
-    const legacy = legacyTraceGraphOf(c.env, traceId);
-    if (anomalies.length === 0 && legacy) anomalies = await legacy.anomalyList(traceId);
+    let anomalies: Anomaly[];
+    if (shardCount(c.env) === 0) anomalies = (await (await ownObject(c.env, traceId))?.anomalyList(traceId)) ?? [];
+    else
+      anomalies =
+        (await traceGraphOf(c.env, traceId).anomaliesOf(traceId)) ??
+        (await (await legacyObject(c.env, traceId))?.anomalyList(traceId)) ??
+        [];
     const list: AnomalyList = { anomalies };
     return c.json(list, 200);
   })
@@ -88,9 +120,11 @@ export const traces = new Hono<ApiEnv>()
     const traceId = c.req.param("traceId");
     // A TraceSnapshot (shared/api.ts), serialized by the object that holds the trace.
     const json =
-      (await traceGraphOf(c.env, traceId).snapshotJson(traceId)) ??
-      (await legacyTraceGraphOf(c.env, traceId)?.snapshotJson(traceId)) ??
-      null;
+      shardCount(c.env) === 0
+        ? ((await (await ownObject(c.env, traceId))?.snapshotJson(traceId)) ?? null)
+        : ((await traceGraphOf(c.env, traceId).snapshotJson(traceId)) ??
+          (await (await legacyObject(c.env, traceId))?.snapshotJson(traceId)) ??
+          null);
     if (json === null) throw notFound("trace", traceId);
     return c.body(json, 200, { "Content-Type": "application/json; charset=UTF-8" });
   });
@@ -104,11 +138,17 @@ export const tasks = new Hono<ApiEnv>()
   .get("/:taskId", async (c) => {
     const taskId = c.req.param("taskId");
     // The index knows within about a second; a fresh task is usually the root of its own trace.
-    const traceId = (await index(c.env).traceOfTask(taskId)) ?? taskId;
-    const detail =
-      (await traceGraphOf(c.env, traceId).task(traceId, taskId)) ??
-      (await legacyTraceGraphOf(c.env, traceId)?.task(traceId, taskId)) ??
-      null;
+    const lookedUp = await index(c.env).traceOfTask(taskId);
+    const traceId = lookedUp ?? taskId;
+    let detail: TaskDetail | null;
+    if (shardCount(c.env) === 0) {
+      const own = lookedUp !== null ? traceGraphOf(c.env, traceId) : await ownObject(c.env, traceId);
+      detail = (await own?.task(traceId, taskId)) ?? null;
+    } else
+      detail =
+        (await traceGraphOf(c.env, traceId).task(traceId, taskId)) ??
+        (await (await legacyObject(c.env, traceId))?.task(traceId, taskId)) ??
+        null;
     if (!detail) throw notFound("task", taskId);
     return c.json(detail, 200);
   });
@@ -147,7 +187,8 @@ export const api = new Hono<ApiEnv>()
     const names = new Set([...Object.keys(registered), ...byName.keys()]);
     const entries: RegistryEntry[] = [...names].sort().map((name) => {
       const s = byName.get(name);
-      const reg = registered[name];
+      // Own keys only: a task may be named "constructor" or "__proto__".
+      const reg = Object.prototype.hasOwnProperty.call(registered, name) ? registered[name] : undefined;
       const runs = s?.runs ?? 0;
       return {
         name,
@@ -163,7 +204,7 @@ export const api = new Hono<ApiEnv>()
         module: reg?.def.module ?? null,
         signature: reg?.def.signature ?? null,
         doc: reg?.def.doc ?? null,
-        open_anomalies: anomalies.by_name[name] ?? 0,
+        open_anomalies: Object.prototype.hasOwnProperty.call(anomalies.by_name, name) ? (anomalies.by_name[name] ?? 0) : 0,
       };
     });
     const q = c.req.query("q")?.toLowerCase();

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { numberVar, FLEET_NAME, type Env } from "../durable-objects/env";
+import type { IngestResult } from "../durable-objects/contracts";
 import { groupByObject, shardCount } from "../durable-objects/shards";
 import {
   describeIssues,
@@ -7,7 +8,9 @@ import {
   expandCoalesced,
   MAX_BATCH_BYTES,
   MAX_EVENTS_PER_BATCH,
+  mayHoldSurrogates,
   parseEvent,
+  screenEvent,
   traceKeyOf,
   type IngestResponse,
   type RejectedEvent,
@@ -80,15 +83,29 @@ export async function readLimitedBody(req: Request, limit: number): Promise<stri
   return utf8.decode(bytes);
 }
 
-/** Validates each event on its own: a bad one is rejected with its index, the rest are kept. */
-export function validateEvents(raw: unknown[]): {
-  tasks: TaskEvent[];
-  workers: WorkerEvent[];
+/** A task event to store, with the index of the batch event it came from (coalesced events expand). */
+export interface PlacedTaskEvent {
+  event: TaskEvent;
+  index: number;
+}
+
+/**
+ * Validates each event on its own: a bad one is rejected with its index and reason, the rest are
+ * kept. Past the schema, `screenEvent` refuses times more than a day ahead, payloads nested too
+ * deep and lone surrogates in ids and names (`mayHaveSurrogates: false` when the body has none).
+ */
+export function validateEvents(
+  raw: unknown[],
+  nowS = Date.now() / 1000,
+  mayHaveSurrogates = true,
+): {
+  tasks: PlacedTaskEvent[];
+  workers: { event: WorkerEvent; index: number }[];
   rejected: RejectedEvent[];
   duplicates: number;
 } {
-  const tasks: TaskEvent[] = [];
-  const workers: WorkerEvent[] = [];
+  const tasks: PlacedTaskEvent[] = [];
+  const workers: { event: WorkerEvent; index: number }[] = [];
   const rejected: RejectedEvent[] = [];
   const ids = new Set<string>();
   let duplicates = 0;
@@ -98,18 +115,32 @@ export function validateEvents(raw: unknown[]): {
       rejected.push({ index, error: describeIssues(parsed.error) });
       return;
     }
-    if (ids.has(parsed.data.id)) {
+    const screened = screenEvent(parsed.data, nowS, mayHaveSurrogates);
+    if (!screened.ok) {
+      rejected.push({ index, error: screened.error });
+      return;
+    }
+    const event = screened.event;
+    if (ids.has(event.id)) {
       duplicates++;
       return;
     }
-    ids.add(parsed.data.id);
-    if (parsed.data.kind === "task") {
-      if (parsed.data.received_ts === undefined && parsed.data.started_ts === undefined)
-        tasks.push(parsed.data);
-      else tasks.push(...expandCoalesced(parsed.data)); // one event for received + started + end
-    } else workers.push(parsed.data);
+    ids.add(event.id);
+    if (event.kind === "task") {
+      if (event.received_ts === undefined && event.started_ts === undefined) tasks.push({ event, index });
+      else for (const e of expandCoalesced(event)) tasks.push({ event: e, index }); // one event for received + started + end
+    } else workers.push({ event, index });
   });
   return { tasks, workers, rejected, duplicates };
+}
+
+/** What a failed object call means for the producer: these events were not stored; send them again. */
+function notStored(indices: Iterable<number>, what: string, err: unknown): RejectedEvent[] {
+  const reason = err instanceof Error ? err.message : String(err);
+  return [...new Set(indices)].map((index) => ({
+    index,
+    error: `not stored: ${what} failed (${reason.slice(0, 200)}); send the batch again (ingest deduplicates by event id)`,
+  }));
 }
 
 export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>().post(
@@ -141,21 +172,58 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
         batch.error.issues,
       );
     }
-    const { tasks, workers, rejected, duplicates } = validateEvents(batch.data.events);
+    const { tasks, workers, rejected, duplicates } = validateEvents(
+      batch.data.events,
+      Date.now() / 1000,
+      mayHoldSurrogates(text),
+    );
 
-    // One RPC per object (shard) that holds some of the batch's traces, in parallel.
-    const byObject = groupByObject(tasks, traceKeyOf, shardCount(c.env));
-    const results = await Promise.all([
-      ...[...byObject].map(([name, events]) =>
-        c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(events)),
-      ),
-      ...(workers.length ? [c.env.FLEET.getByName(FLEET_NAME).ingest(workers)] : []),
-    ]);
-    const response: IngestResponse = {
-      accepted: results.reduce((sum, r) => sum + r.accepted, 0),
-      duplicates: duplicates + results.reduce((sum, r) => sum + r.duplicates, 0),
-      rejected,
-    };
+    // One RPC per object (shard) that holds some of the batch's traces, in parallel. Each call is
+    // all-or-nothing for its events; one that fails costs only its own events, which the response
+    // lists as `failed` (503: send the batch again; what was stored dedupes).
+    const byObject = groupByObject(tasks, (t) => traceKeyOf(t.event), shardCount(c.env));
+    const calls: { indices: number[]; what: string; ids: Map<string, number>; result: Promise<IngestResult> }[] = [
+      ...[...byObject].map(([name, placed]) => ({
+        indices: placed.map((p) => p.index),
+        what: `the trace object ${name.slice(0, 80)}`,
+        ids: new Map(placed.map((p) => [p.event.id, p.index])),
+        // (in a promise: a synchronous throw costs only this object's events too)
+        result: Promise.resolve().then(() => c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(placed.map((p) => p.event)))),
+      })),
+      ...(workers.length
+        ? [{
+            indices: workers.map((w) => w.index),
+            what: "the fleet",
+            ids: new Map(workers.map((w) => [w.event.id, w.index])),
+            result: Promise.resolve().then(() => c.env.FLEET.getByName(FLEET_NAME).ingest(workers.map((w) => w.event))),
+          }]
+        : []),
+    ];
+    const settled = await Promise.allSettled(calls.map((call) => call.result));
+    let accepted = 0;
+    let dupes = duplicates;
+    const failed: RejectedEvent[] = [];
+    settled.forEach((outcome, i) => {
+      const call = calls[i]!;
+      if (outcome.status === "rejected") {
+        console.error(JSON.stringify({ msg: "ingest: an object call failed", object: call.what, error: String(outcome.reason) }));
+        failed.push(...notStored(call.indices, call.what, outcome.reason));
+        return;
+      }
+      accepted += outcome.value.accepted;
+      dupes += outcome.value.duplicates;
+      for (const r of outcome.value.rejected ?? []) {
+        const index = call.ids.get(r.id);
+        // One entry per batch event (a coalesced event's parts share its index).
+        if (index !== undefined && !rejected.some((x) => x.index === index)) rejected.push({ index, error: r.error });
+      }
+    });
+    rejected.sort((a, b) => a.index - b.index);
+    const response: IngestResponse = { accepted, duplicates: dupes, rejected };
+    if (failed.length) {
+      response.failed = failed.sort((a, b) => a.index - b.index);
+      return c.json(response, 503);
+    }
     return c.json(response, 202);
   },
 );
