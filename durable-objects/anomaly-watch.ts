@@ -299,7 +299,7 @@ export class AnomalyWatch {
           const live = await liveRegistry();
           if (kind === "check_registered" && r.name && live) {
             const registering = live.online.filter((w) => w.registers);
-            if (registering.length > 0 && !(live.names[r.name]?.length ?? 0))
+            if (registering.length > 0 && !((Object.hasOwn(live.names, r.name) ? live.names[r.name] : undefined)?.length ?? 0))
               this.openAnomaly(traceId, "unregistered", r, r.published_at, { now, online: live.online });
           }
           if (dueAt <= now + 0.001)

@@ -4,10 +4,11 @@
  * wildcard, and the security headers on every Worker response.
  */
 import { env as workerEnv, exports } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { Env } from "../../durable-objects/env";
 import { staticHeadersFile } from "../../worker/headers";
 import app from "../../worker/index";
+import { settle } from "./objects";
 
 const BASE = "http://127.0.0.1";
 const event = (id: string, trace: string) => ({ v: 1, id, kind: "task", type: "published", ts: Date.now() / 1000, seq: 1, host: null, pid: 1, task_id: trace, name: "app.edge", trace_id: trace });
@@ -71,6 +72,12 @@ describe("ingest takes JSON only", () => {
 });
 
 describe("Origin of sockets and cross-site writes", () => {
+  beforeAll(async () => {
+    // A trace that exists: in the per-trace layout an unknown trace's socket is a 404 (no object is made for it).
+    expect((await send({ method: "POST", headers: { "Content-Type": "application/json" }, body: batch("ws") })).status).toBe(202);
+    await settle();
+  });
+
   it("refuses a WebSocket handshake from another web origin with 403 and says how to allow it", async () => {
     for (const path of ["/api/live", "/api/traces/edge-ws/live"])
       for (const origin of ["https://evil.example", "http://127.0.0.1.evil.example", "null", "http://localhost:8787"]) {
