@@ -13,7 +13,7 @@ import {
 } from "../shared/anomalies";
 import type { TraceGraphView } from "../shared/graph";
 import { isBroken, type TaskRecord } from "../shared/task-fold";
-import type { LiveRegistry } from "./contracts";
+import type { LiveRegistry } from "./protocol";
 import type { Sql } from "./sql";
 
 /** The other objects the detector asks, only from alarms (never on the ingest path). */

@@ -1,36 +1,23 @@
-import type { TraceGraph } from "./trace-graph";
-import type { Fleet } from "./fleet";
-import type { TraceIndex } from "./trace-index";
+/**
+ * Bindings and vars. The bindings and the vars wrangler.toml sets are generated from it by
+ * `npm run types` (worker-configuration.d.ts, checked in the node suite), so this file imports no
+ * object class (no import cycles). Vars are read as optional strings: tests and deployments
+ * override them. Added here: what wrangler.toml does not declare (secrets, optional settings).
+ */
+type Generated = Cloudflare.Env;
+type VarName = { [K in keyof Generated]: Generated[K] extends string ? K : never }[keyof Generated];
 
-/** Bindings and vars from wrangler.toml (all vars are strings). */
-export interface Env {
-  TRACE_GRAPH: DurableObjectNamespace<TraceGraph>;
-  FLEET: DurableObjectNamespace<Fleet>;
-  INDEX: DurableObjectNamespace<TraceIndex>;
+export type Env = Omit<Generated, VarName | "ASSETS"> & { [K in VarName]?: string } & {
   ASSETS?: Fetcher;
+  /** local | token | access | none (worker/auth.ts) */
   AUTH_MODE?: string;
   INGEST_TOKEN?: string;
   ACCESS_TEAM_DOMAIN?: string;
   ACCESS_AUD?: string;
-  RETENTION_DAYS?: string;
-  STUCK_PENDING_S?: string;
-  STUCK_RECEIVED_S?: string;
-  STUCK_STARTED_S?: string;
-  /** JSON object: task name → running timeout in seconds. */
-  STUCK_STARTED_BY_NAME?: string;
-  STUCK_STARTED_FACTOR?: string;
-  STUCK_STARTED_FLOOR_S?: string;
-  STUCK_STARTED_HISTORY_RUNS?: string;
-  UNREGISTERED_GRACE_S?: string;
-  WORKER_LOST_MULTIPLIER?: string;
   MAX_BATCH_BYTES?: string;
-  /** How many TraceGraph objects hold the traces (0: one per trace). See shards.ts. */
-  TRACE_SHARDS?: string;
-  /** How long a TraceGraph gathers changes before it writes task rows and reports to the index (seconds). */
-  FLUSH_INTERVAL_S?: string;
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
-}
+};
 
 /** The single index and fleet objects are addressed by these names. */
 export const INDEX_NAME = "global";

@@ -1,7 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { WorkerInfo, WorkerStatus } from "../shared/api";
 import type { RegisteredTask, WorkerEvent } from "../shared/wire";
-import type { LiveRegistry, WorkerChange } from "./contracts";
+import type { LiveRegistry, WorkerChange } from "./protocol";
 import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";

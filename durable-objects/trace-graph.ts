@@ -22,12 +22,12 @@ import {
 import { traceKeyOf, type TaskEvent } from "../shared/wire";
 import { failureCount, summarize, type StateCounts } from "../shared/states";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
-import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./contracts";
+import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./protocol";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
-export type { IngestResult } from "./contracts";
+export type { IngestResult } from "./protocol";
 
 /** Largest snapshot: about 10 MB of JSON, well under the RPC and response limits. */
 export const MAX_SNAPSHOT_TASKS = 20_000;

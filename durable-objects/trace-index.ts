@@ -22,7 +22,8 @@ const UNFINISHED = JSON.stringify(SUMMARY_STATES.filter((s) => !TERMINAL.has(s))
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
-import type { IndexReport } from "./contracts";
+import type { IndexReport } from "./protocol";
+import { decodeCursor, encodeCursor } from "../shared/cursor";
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -161,26 +162,6 @@ const MINUTE_S = 60;
 const MAX_RUNTIMES_PER_MINUTE = 2_000;
 /** Run statistics gathered from reports are written this often (seconds). */
 const RUNS_WRITE_S = 10;
-
-export function encodeCursor(sortAt: number, traceId: string): string {
-  // btoa takes Latin-1 only: other characters of the id go as JSON \u escapes (any trace id pages).
-  const json = JSON.stringify([sortAt, traceId]).replace(
-    /[\u007f-\uffff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
-  return btoa(json);
-}
-
-export function decodeCursor(cursor: string): [number, string] | null {
-  try {
-    const value: unknown = JSON.parse(atob(cursor));
-    if (Array.isArray(value) && typeof value[0] === "number" && typeof value[1] === "string")
-      return [value[0], value[1]];
-  } catch {
-    // fall through: a malformed cursor is reported by the caller
-  }
-  return null;
-}
 
 function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
   const groups = new Map<K, T[]>();

@@ -13,12 +13,8 @@
 import type { AnomalyKind } from "./api";
 import { NOT_RUN_DOWNSTREAM, type TaskRecord } from "./task-fold";
 
-/** A worker event that ends the runs on a host: cold shutdown, heartbeat loss, restart. */
-export interface Outage {
-  host: string;
-  kind: "cold" | "lost" | "restart";
-  ts: number;
-}
+// The fold takes outages as input: the type lives with it (no import cycle), re-exported here.
+export type { Outage } from "./task-fold";
 
 export interface AnomalyConfig {
   /** Published and not received after this long: stuck pending. */

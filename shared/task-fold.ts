@@ -5,8 +5,14 @@
  */
 import type { ChainStep, ExceptionInfo, LinkedSignature, TaskEvent, TaskEventType } from "./wire";
 import type { AttemptDetail, TaskState } from "./api";
-import type { Outage } from "./anomalies";
 import { isTerminal } from "./states";
+
+/** A worker event that ends the runs on a host: cold shutdown, heartbeat loss, restart. */
+export interface Outage {
+  host: string;
+  kind: "cold" | "lost" | "restart";
+  ts: number;
+}
 
 /** published < received < started < succeeded/failed/retried < postrun (CELERY.md §5). */
 const LIFECYCLE_RANK: Record<TaskEventType, number> = {

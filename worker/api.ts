@@ -13,7 +13,7 @@ import {
   type WorkerList,
 } from "../shared/api";
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
-import { decodeCursor } from "../durable-objects/trace-index";
+import { decodeCursor } from "../shared/cursor";
 import { legacyTraceGraphOf, shardCount, traceGraphOf } from "../durable-objects/shards";
 import { authMode, requireAuth, type Caller } from "./auth";
 import { HttpError } from "./errors";

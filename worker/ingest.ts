@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { numberVar, FLEET_NAME, type Env } from "../durable-objects/env";
-import type { IngestResult } from "../durable-objects/contracts";
+import type { IngestResult } from "../durable-objects/protocol";
 import { groupByObject, shardCount } from "../durable-objects/shards";
 import {
   describeIssues,

@@ -13,7 +13,7 @@ import type { TaskEvent } from "../../shared/wire";
 import { TRACE_GRAPH_MIGRATIONS, TraceGraph } from "../../durable-objects/trace-graph";
 import { traceObjectName } from "../../durable-objects/shards";
 import { migrate } from "../../durable-objects/sql";
-import type { IndexReport } from "../../durable-objects/contracts";
+import type { IndexReport } from "../../durable-objects/protocol";
 import { INDEX_NAME } from "../../durable-objects/env";
 import { graphOf, settle, shards } from "./objects";
 
