@@ -8,6 +8,7 @@ import {
   MAX_BATCH_BYTES,
   MAX_EVENTS_PER_BATCH,
   parseEvent,
+  ProducerReport,
   traceKeyOf,
   type IngestResponse,
   type RejectedEvent,
@@ -142,6 +143,9 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
       );
     }
     const { tasks, workers, rejected, duplicates } = validateEvents(batch.data.events);
+    // The sender's drop counts, when it has lost any; a report that does not parse is ignored.
+    const report = batch.data.producer === undefined ? null : ProducerReport.safeParse(batch.data.producer);
+    const reported = report?.success ? c.env.FLEET.getByName(FLEET_NAME).reportDrops(report.data) : null;
 
     // One RPC per object (shard) that holds some of the batch's traces, in parallel.
     const byObject = groupByObject(tasks, traceKeyOf, shardCount(c.env));
@@ -151,6 +155,7 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
       ),
       ...(workers.length ? [c.env.FLEET.getByName(FLEET_NAME).ingest(workers)] : []),
     ]);
+    await reported;
     const response: IngestResponse = {
       accepted: results.reduce((sum, r) => sum + r.accepted, 0),
       duplicates: duplicates + results.reduce((sum, r) => sum + r.duplicates, 0),

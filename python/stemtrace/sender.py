@@ -134,6 +134,7 @@ class Sender:
         self._next_replay = 0.0
         self._spool_drained = False
         self._closing = False
+        self._process = ""
         atexit.register(self.close)
 
     # ---- counters ----
@@ -201,6 +202,7 @@ class Sender:
                 self._spool_obj = None
                 self._next_replay = 0.0
             self._pid = _PID["pid"]
+            self._process = os.urandom(6).hex()  # tells apart processes that reuse a pid, in the drop report
             self._thread = threading.Thread(target=self._run, name="stemtrace-sender", daemon=True)
             self._thread.start()
 
@@ -397,7 +399,7 @@ class Sender:
                 host = self.host()
             except Exception:
                 pass
-            report = ',"producer":' + encode({"host": host, "pid": _PID["pid"], "dropped": counts})
+            report = ',"producer":' + encode({"host": host, "pid": _PID["pid"], "process": self._process, "dropped": counts})
         return gzip.compress(('{"events":[' + ",".join(events) + "]" + report + "}").encode(), 1)
 
     def _try(self, body: bytes) -> Tuple[int, str]:
