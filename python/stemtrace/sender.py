@@ -274,6 +274,12 @@ class Sender:
         """(events, chars) of the batch at the buffer's head: at most ``batch_size`` (or ``limit``)
         events and MAX_BATCH_CHARS of JSON, the server's limits (a larger event alone goes alone)."""
         most = self.config.batch_size if limit is None else limit
+        pending = self._pending
+        if len(pending) <= most and self._pending_chars + len(pending) + 12 <= MAX_BATCH_CHARS:
+            return len(pending), self._pending_chars  # the usual case: all of it
+        head = sum(map(len, itertools.islice(pending, most)))
+        if head + most + 12 <= MAX_BATCH_CHARS:
+            return min(most, len(pending)), head
         count, chars = 0, 12  # len('{"events":[]}') - 1
         for text in self._pending:
             if count >= most or (count and chars + len(text) + 1 > MAX_BATCH_CHARS):
