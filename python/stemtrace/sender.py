@@ -374,6 +374,9 @@ class Sender:
         self._spool_drained = claimed is None
         if claimed is None:
             self._next_replay = now + REPLAY_EVERY_S
+            if self._outage is not None:  # nothing to probe with (others took it): wait, do not spin
+                cfg = self.config
+                self._next_try = now + backoff(max(1, self._failures), cfg.retry_initial, cfg.retry_max)
             return
         path, body, count = claimed
         status, reason = self._try(body)

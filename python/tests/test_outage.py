@@ -253,6 +253,20 @@ class SpoolTest(unittest.TestCase):
         wait_until("the spool replayed", lambda: len(self.sink.events()) == 40)
         self.assertEqual(self.sink.numbers(), list(range(40)))
 
+    def test_an_outage_with_an_empty_spool_waits_instead_of_spinning(self):
+        self.sink.stop()
+        sender = self.sender()
+        sender.enqueue({"n": 1})
+        wait_until("the buffer on disk", lambda: sender.spooled == 1)
+        for name in self.files():
+            os.unlink(os.path.join(self.dir, name))  # another process took it
+        spool = sender._spool()
+        claims = []
+        claim = spool.claim
+        spool.claim = lambda: claims.append(1) or claim()
+        time.sleep(0.5)
+        self.assertLess(len(claims), 50)  # a spinning thread would make thousands
+
     def test_the_spool_is_bounded_oldest_first_and_counts_what_it_evicts(self):
         spool = Spool(self.dir, max_bytes=1000)
         for i in range(10):
