@@ -61,7 +61,7 @@ class OutageStack(Stack):
     def stop(self):
         # Workers and the publisher before the server (processes stop in reverse order): their exit
         # flush then finds it up instead of waiting out its deadline.
-        if self.server in self.procs:
+        if getattr(self, "server", None) in self.procs:
             self.procs.remove(self.server)
             self.procs.insert(1, self.server)
         super().stop()
