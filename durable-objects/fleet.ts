@@ -122,6 +122,7 @@ export class Fleet extends DurableObject<Env> {
                VALUES (${host}, ${process}, ${report.pid ?? null}, ${JSON.stringify(counts)}, ${total}, ${Date.now() / 1000})
              ON CONFLICT (host, process) DO UPDATE SET pid = excluded.pid, counts = excluded.counts,
                total = excluded.total, updated_at = excluded.updated_at`;
+    if (host) await this.announce([host]); // the Workers page's count, live (a client has no row)
   }
 
   /** Events producers reported lost, in all and per host (a client's, without a node name, under null). */
