@@ -166,5 +166,19 @@ class OutageEndToEnd(unittest.TestCase):
               f"{tiny['dropped']} drops reported by {tiny['processes']} processes {tiny['by_reason']}", file=sys.stderr)
 
 
+class NonFiniteEndToEnd(unittest.TestCase):
+    def test_a_task_returning_nan_is_stored_with_marked_values(self):
+        # Published from its own process: this one's e2e_app may be bound to another module's broker.
+        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}")
+        code = "import e2e_app; r = e2e_app.ratio.apply_async((float('inf'), 0), queue='big'); print(r.id); e2e_app.app.close()"
+        task_id = subprocess.run([PYTHON, "-c", code], cwd=HERE, env=env, capture_output=True, text=True,
+                                 timeout=60, check=True).stdout.strip().splitlines()[-1]
+        detail = wait_for(f"task {task_id}", lambda: (lambda d: d if d and d["task"]["state"] == "SUCCESS" else None)(
+            STACK.get(f"/api/tasks/{task_id}")), timeout=60)
+        self.assertEqual(detail["args"], [{"__float__": "Infinity"}, 0])
+        self.assertEqual(detail["result"], {"ratio": {"__float__": "NaN"},
+                                            "bounds": [{"__float__": "-Infinity"}, {"__float__": "Infinity"}]})
+
+
 if __name__ == "__main__":
     unittest.main()
