@@ -168,6 +168,57 @@ class OutageEndToEnd(unittest.TestCase):
               f"{tiny['dropped']} drops reported by {tiny['processes']} processes {tiny['by_reason']}", file=sys.stderr)
 
 
+class SpoolEndToEnd(unittest.TestCase):
+    """STEMTRACE_SPOOL_DIR: a publisher and a worker that both exit while the server is down lose
+    nothing: their exit flush spools what it could not send, and the restarted worker sends it all
+    (the publisher's events too) once the server is back."""
+
+    def test_processes_that_exit_during_an_outage_lose_nothing_with_a_spool(self):
+        spool = os.path.join(STACK.tmp, "spool")
+        saved = {k: os.environ.get(k) for k in ("STEMTRACE_SPOOL_DIR", "STEMTRACE_EXIT_FLUSH_S")}
+        os.environ.update(STEMTRACE_SPOOL_DIR=spool, STEMTRACE_EXIT_FLUSH_S="2")
+        try:
+            worker = STACK.start_celery("spool@localhost", ["-P", "prefork", "-c", "1", "-Q", "spool"])
+            STACK.stop_server()
+            env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}:{HERE}")
+            # Publishes, waits for the results (the worker runs them meanwhile), exits.
+            code = ("import e2e_app\n"
+                    "rs = [e2e_app.add.apply_async((i, 1), queue='spool') for i in range(50)]\n"
+                    "assert [r.get(timeout=60) for r in rs] == [i + 1 for i in range(50)]\n"
+                    "print(' '.join(r.id for r in rs))\n")
+            ids = subprocess.run([PYTHON, "-c", code], cwd=HERE, env=env, capture_output=True, text=True,
+                                 timeout=120, check=True).stdout.split()
+            stop(worker)  # a warm shutdown: its processes' exit flush spools what they hold
+            STACK.procs.remove(worker)
+            spooled = [n for n in os.listdir(spool) if n.endswith(".json.gz")]
+            self.assertTrue(spooled, os.listdir(spool))
+            STACK.start_server()
+            STACK.start_celery("spool@localhost", ["-P", "prefork", "-c", "1", "-Q", "spool"])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+        def whole(task_id):
+            d = STACK.get(f"/api/tasks/{task_id}")
+            return bool(d) and {"published", *WORKER_EVENTS} <= {e["type"] for e in d["events"]} \
+                and d["task"]["state"] == "SUCCESS"
+
+        pending = list(ids)
+
+        def all_whole():
+            pending[:] = [t for t in pending if not whole(t)]
+            return not pending
+
+        wait_for(f"all {len(ids)} tasks, sent from the spool", all_whole, timeout=120, interval=1)
+        wait_for("the spool to empty", lambda: not [n for n in os.listdir(spool) if n.endswith(".json.gz")
+                                                    or ".claimed-" in n], timeout=30)
+        health = STACK.get("/api/health")["producer_drops"]
+        self.assertNotIn("spool@localhost", {d["host"] for d in health["by_host"]})
+
+
 class NonFiniteEndToEnd(unittest.TestCase):
     def test_a_task_returning_nan_is_stored_with_marked_values(self):
         # Published from its own process: this one's e2e_app may be bound to another module's broker.
