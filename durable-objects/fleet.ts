@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
-import type { WorkerInfo, WorkerStatus } from "../shared/api";
-import type { RegisteredTask, WorkerEvent } from "../shared/wire";
+import type { ProducerDrops, WorkerInfo, WorkerStatus } from "../shared/api";
+import type { ProducerReport, RegisteredTask, WorkerEvent } from "../shared/wire";
 import type { LiveRegistry, WorkerChange } from "./protocol";
 import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
@@ -44,9 +44,18 @@ const MIGRATIONS = [
    CREATE INDEX workers_lost_due ON workers (lost_due_at) WHERE status = 'ONLINE';`,
 ];
 
-/** A worker row with its registry (kept in its own table). */
+/**
+ * Producer processes' drop counts (the batch envelope's `producer`), one row per process. Created
+ * apart from MIGRATIONS (IF NOT EXISTS, at every start) so that it never competes for a migration
+ * number with other changes to this object.
+ */
+const PRODUCER_DROPS = `CREATE TABLE IF NOT EXISTS producer_drops (
+  host TEXT NOT NULL, process TEXT NOT NULL, pid INTEGER, counts TEXT NOT NULL, total INTEGER NOT NULL,
+  updated_at REAL NOT NULL, PRIMARY KEY (host, process))`;
+
+/** A worker row with its registry (kept in its own table) and the events its processes dropped. */
 const WORKER =
-  "SELECT w.hostname, w.status, w.pid, w.pool, w.concurrency, w.queues, w.sw_ver, w.first_seen, w.last_seen, w.freq, w.sessions, w.active, COALESCE(r.registered, '[]') AS registered FROM workers w LEFT JOIN worker_registry r USING (hostname)";
+  "SELECT w.hostname, w.status, w.pid, w.pool, w.concurrency, w.queues, w.sw_ver, w.first_seen, w.last_seen, w.freq, w.sessions, w.active, COALESCE(r.registered, '[]') AS registered, COALESCE((SELECT SUM(d.total) FROM producer_drops d WHERE d.host = w.hostname), 0) AS dropped FROM workers w LEFT JOIN worker_registry r USING (hostname)";
 
 interface WorkerState extends Record<string, SqlStorageValue> {
   hostname: string;
@@ -65,6 +74,7 @@ interface WorkerState extends Record<string, SqlStorageValue> {
 
 interface WorkerRow extends WorkerState {
   registered: string;
+  dropped: number;
 }
 
 function toInfo(row: WorkerRow): WorkerInfo {
@@ -82,6 +92,7 @@ function toInfo(row: WorkerRow): WorkerInfo {
     sessions: row.sessions,
     active: parseOr<string[]>(row.active, [], `active tasks of ${row.hostname}`),
     registered: parseOr<RegisteredTask[]>(row.registered, [], `registry of ${row.hostname}`),
+    dropped: row.dropped,
   };
 }
 
@@ -99,7 +110,52 @@ export class Fleet extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
-    ctx.blockConcurrencyWhile(async () => migrate(ctx.storage.sql, MIGRATIONS));
+    ctx.blockConcurrencyWhile(async () => {
+      migrate(ctx.storage.sql, MIGRATIONS);
+      ctx.storage.sql.exec(PRODUCER_DROPS);
+    });
+  }
+
+  /**
+   * A producer process's cumulative drop counts. Kept per process (host + its `process` id, else its
+   * pid), the largest count per reason: a batch resent or replayed from a spool carries older ones.
+   */
+  async reportDrops(report: ProducerReport): Promise<void> {
+    const host = report.host ?? "";
+    const process = report.process ?? String(report.pid ?? "");
+    const row = this.sql<{ counts: string }>`
+      SELECT counts FROM producer_drops WHERE host = ${host} AND process = ${process}`.toArray()[0];
+    const counts = (row ? JSON.parse(row.counts) : {}) as Record<string, number>;
+    let changed = !row;
+    for (const [reason, n] of Object.entries(report.dropped))
+      if (n > (counts[reason] ?? 0)) {
+        counts[reason] = n;
+        changed = true;
+      }
+    if (!changed) return;
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    this.sql`INSERT INTO producer_drops (host, process, pid, counts, total, updated_at)
+               VALUES (${host}, ${process}, ${report.pid ?? null}, ${JSON.stringify(counts)}, ${total}, ${Date.now() / 1000})
+             ON CONFLICT (host, process) DO UPDATE SET pid = excluded.pid, counts = excluded.counts,
+               total = excluded.total, updated_at = excluded.updated_at`;
+    if (host) await this.announce([host]); // the Workers page's count, live (a client has no row)
+  }
+
+  /** Events producers reported lost, in all and per host (a client's, without a node name, under null). */
+  async dropStats(): Promise<ProducerDrops> {
+    const byHost = new Map<string, ProducerDrops["by_host"][number]>();
+    let total = 0;
+    for (const row of this.sql<{ host: string; counts: string; total: number }>`
+      SELECT host, counts, total FROM producer_drops ORDER BY host`.toArray()) {
+      const entry = byHost.get(row.host) ?? { host: row.host || null, dropped: 0, processes: 0, by_reason: {} };
+      byHost.set(row.host, entry);
+      entry.dropped += row.total;
+      entry.processes++;
+      for (const [reason, n] of Object.entries(JSON.parse(row.counts) as Record<string, number>))
+        entry.by_reason[reason] = (entry.by_reason[reason] ?? 0) + n;
+      total += row.total;
+    }
+    return { total, by_host: [...byHost.values()] };
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */

@@ -216,6 +216,8 @@ export const WorkerInfo = z.object({
   sessions: z.number().int(),
   active: z.array(z.string()),
   registered: z.array(RegisteredTask),
+  /** Events the producer processes on this worker reported lost (their buffers overflowed, etc.). */
+  dropped: z.number().int().nonnegative().optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 export const WorkerList = z.object({ workers: z.array(WorkerInfo) });
@@ -269,11 +271,27 @@ export const Stats = z.object({
 });
 export type Stats = z.infer<typeof Stats>;
 
+/** Events producers reported lost (the batch envelope's `producer`), in all and per host. */
+export const ProducerDrops = z.object({
+  total: z.number().int().nonnegative(),
+  by_host: z.array(
+    z.object({
+      /** The worker's node name; null for clients (publishers outside a worker). */
+      host: z.string().nullable(),
+      dropped: z.number().int().nonnegative(),
+      processes: z.number().int().nonnegative(),
+      by_reason: z.record(z.string(), z.number().int().nonnegative()),
+    }),
+  ),
+});
+export type ProducerDrops = z.infer<typeof ProducerDrops>;
+
 export const Health = z.object({
   ok: z.boolean(),
   version: z.string(),
   auth_mode: z.string(),
   index_backend: z.enum(["durable-object", "upstash"]),
+  producer_drops: ProducerDrops.optional(),
 });
 export type Health = z.infer<typeof Health>;
 

@@ -1,11 +1,12 @@
 import { z } from "zod";
-import { Event, MAX_EVENTS_PER_BATCH } from "./wire";
+import { Event, MAX_EVENTS_PER_BATCH, ProducerReport } from "./wire";
 
 export const EVENT_SCHEMA_PATH = "shared/event.schema.json";
 
 /** The JSON Schema of the batch envelope and of one wire event, as committed in the repo. */
 export function eventJsonSchema(): string {
   const { $schema: _drop, ...event } = z.toJSONSchema(Event, { io: "input", unrepresentable: "any" });
+  const { $schema: _drop2, ...producer } = z.toJSONSchema(ProducerReport, { io: "input", unrepresentable: "any" });
   const schema = {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     $id: "https://stemtrace.dev/schema/wire-v1.json",
@@ -15,8 +16,12 @@ export function eventJsonSchema(): string {
     required: ["events"],
     properties: {
       events: { type: "array", minItems: 1, maxItems: MAX_EVENTS_PER_BATCH, items: { $ref: "#/$defs/Event" } },
+      producer: {
+        $ref: "#/$defs/ProducerReport",
+        description: "Optional: the sending process's cumulative drop counts by reason (ignored when invalid).",
+      },
     },
-    $defs: { Event: event },
+    $defs: { Event: event, ProducerReport: producer },
   };
   return JSON.stringify(schema, null, 2) + "\n";
 }

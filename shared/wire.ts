@@ -224,8 +224,28 @@ export type WorkerEvent = z.infer<typeof WorkerEvent>;
 export const Event = z.discriminatedUnion("kind", [TaskEvent, WorkerEvent]);
 export type Event = z.infer<typeof Event>;
 
-/** The envelope is checked loosely so that one bad event never costs the rest of the batch. */
-export const EventBatch = z.object({ events: z.array(z.unknown()).min(1).max(MAX_EVENTS_PER_BATCH) });
+/**
+ * What a producer process says about itself on the batches it sends (optional): the events it has
+ * lost so far, cumulative, by reason (`queue_full`, `buffer_full`, `spool_full`, `rejected`,
+ * `unencodable`, `exit`). Sent only once it has lost any. `process` tells apart processes that
+ * reuse a pid (a restarted container's worker); `host` is the worker's node name, null in a client.
+ */
+export const ProducerReport = z.object({
+  host: z.string().max(300).nullable(),
+  pid: z.number().int().nonnegative().nullable().optional(),
+  process: z.string().max(64).optional(),
+  dropped: z.record(z.string().min(1).max(64), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
+});
+export type ProducerReport = z.infer<typeof ProducerReport>;
+
+/**
+ * The envelope is checked loosely so that one bad event never costs the rest of the batch (nor does
+ * a `producer` report it cannot read: parse it with `ProducerReport` and ignore it when invalid).
+ */
+export const EventBatch = z.object({
+  events: z.array(z.unknown()).min(1).max(MAX_EVENTS_PER_BATCH),
+  producer: z.unknown().optional(),
+});
 
 export const RejectedEvent = z.object({ index: z.number().int().nonnegative(), error: z.string() });
 export type RejectedEvent = z.infer<typeof RejectedEvent>;

@@ -11,6 +11,7 @@ import {
   mayHoldSurrogates,
   parseEvent,
   screenEvent,
+  ProducerReport,
   traceKeyOf,
   type IngestResponse,
   type RejectedEvent,
@@ -177,6 +178,13 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
       Date.now() / 1000,
       mayHoldSurrogates(text),
     );
+    // The sender's drop counts, when it has lost any; a report that does not parse is ignored.
+    const report = batch.data.producer === undefined ? null : ProducerReport.safeParse(batch.data.producer);
+    const reported = report?.success
+      ? Promise.resolve()
+          .then(() => c.env.FLEET.getByName(FLEET_NAME).reportDrops(report.data))
+          .catch((err: unknown) => console.error(JSON.stringify({ msg: "ingest: the fleet did not take a drop report", error: String(err) })))
+      : null;
 
     // One RPC per object (shard) that holds some of the batch's traces, in parallel. Each call is
     // all-or-nothing for its events; one that fails costs only its own events, which the response
@@ -200,6 +208,7 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
         : []),
     ];
     const settled = await Promise.allSettled(calls.map((call) => call.result));
+    await reported;
     let accepted = 0;
     let dupes = duplicates;
     const failed: RejectedEvent[] = [];

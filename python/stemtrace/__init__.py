@@ -27,7 +27,8 @@ _IGNORED_OPTIONS = ("transport_url", "broker_url", "prefix", "ttl", "transport",
 
 
 class Producer:
-    """What ``init`` sets up: the config, the sender (``sender.dropped`` counts events lost to a full queue)."""
+    """What ``init`` sets up: the config, the sender (``sender.drop_counts()``: events this process
+    lost, by reason; also reported to the server)."""
 
     def __init__(self, app: Any, config: Config) -> None:
         from .signals import SignalHandlers

@@ -50,6 +50,19 @@ class Config:
     #: (``signals.ReceiverCache``); off leaves Celery's signals exactly as they were.
     cache_signal_receivers: bool = True
     enabled: bool = True
+    #: The outage buffer: events mapped but not yet accepted by the server, held in memory through an
+    #: outage (retried with exponential backoff and jitter), bounded by count and by JSON size;
+    #: when full the oldest go first (counted ``buffer_full``), or to the spool when there is one.
+    buffer_max_events: int = 100_000
+    buffer_max_bytes: int = 64 * 1024 * 1024
+    #: The first retry after a failed POST, and the most the backoff grows to (seconds).
+    retry_initial: float = 0.5
+    retry_max: float = 15.0
+    #: A directory for batches that cannot be sent now (``spool``); None: memory only.
+    spool_dir: Optional[str] = None
+    spool_max_bytes: int = 512 * 1024 * 1024
+    #: How long the exit flush (atexit, a pool child's shutdown) tries before it spools or gives up.
+    exit_flush_s: float = 10.0
 
     @property
     def endpoint(self) -> str:
@@ -82,4 +95,11 @@ def load_config(**options: Any) -> Config:
                                    if options.get("node_alias_from_arguments") is not None else None),
         cache_signal_receivers=options.get("cache_signal_receivers", _env_bool("STEMTRACE_CACHE_SIGNAL_RECEIVERS", True)),
         enabled=options.get("enabled", _env_bool("STEMTRACE_ENABLED", True)),
+        buffer_max_events=max(1, int(options.get("buffer_max_events", _env_float("STEMTRACE_BUFFER_EVENTS", 100_000)))),
+        buffer_max_bytes=max(1, int(options.get("buffer_max_bytes", _env_float("STEMTRACE_BUFFER_BYTES", 64 * 1024 * 1024)))),
+        retry_initial=max(0.01, float(options.get("retry_initial", _env_float("STEMTRACE_RETRY_INITIAL_S", 0.5)))),
+        retry_max=max(0.01, float(options.get("retry_max", _env_float("STEMTRACE_RETRY_MAX_S", 15.0)))),
+        spool_dir=options.get("spool_dir") or os.environ.get("STEMTRACE_SPOOL_DIR") or None,
+        spool_max_bytes=max(1, int(options.get("spool_max_bytes", _env_float("STEMTRACE_SPOOL_MAX_BYTES", 512 * 1024 * 1024)))),
+        exit_flush_s=max(0.0, float(options.get("exit_flush_s", _env_float("STEMTRACE_EXIT_FLUSH_S", 10.0)))),
     )

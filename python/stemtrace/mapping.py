@@ -12,6 +12,7 @@ import os
 from json.encoder import encode_basestring_ascii as _esc
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
+from .jsonsafe import encode as _encode_valid
 from .scrub import Scrubber
 from .trace import TRACE_HEADER
 
@@ -22,8 +23,9 @@ Event = Dict[str, Any]
 Fragment = Union[str, Tuple[str, Tuple[Tuple[str, Any], ...]]]
 
 #: Events → compact JSON, the same encoder for the events of ``__call__`` and the values a fragment
-#: leaves to the sender thread. Anything JSON cannot encode (a stray datetime) becomes its str().
-encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+#: leaves to the sender thread. Anything JSON cannot encode (a stray datetime) becomes its str();
+#: NaN and ±Infinity become ``{"__float__": "NaN"}`` (``jsonsafe``): the JSON is always valid.
+encode = _encode_valid
 
 TASK_TYPES = {
     "before_task_publish": "published",

@@ -69,6 +69,7 @@ class SignalHandlers:
         self.fast: Optional[FastPath] = FastPath(sender.mapper) if isinstance(sender.mapper, Mapper) else None
         # The sender releases what the hot path holds (fastpath's "Held events") when it wakes and flushes.
         sender.holds = self.fast
+        sender.host = lambda: extract.NODE["name"]  # for the drop report
         #: task id → (monotonic start, the attempt: its JSON from the hot path, else prerun's record),
         #: from prerun to postrun in the same process.
         self._started: Dict[str, Tuple[float, Any]] = {}
@@ -361,8 +362,8 @@ class SignalHandlers:
     def on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
         self._stop.set()
         self.sender.enqueue(extract.base("worker_shutdown", None, None))
-        self.sender.flush(2.0)
+        self.sender.close()  # the exit flush: STEMTRACE_EXIT_FLUSH_S, then the spool
 
     @_safe
     def on_process_shutdown(self, sender: Any = None, **_: Any) -> None:
-        self.sender.flush(2.0)
+        self.sender.close()  # a pool child leaves by os._exit: atexit would not run

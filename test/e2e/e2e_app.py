@@ -51,3 +51,9 @@ def spawner(n):
 def sleeper(seconds):
     time.sleep(seconds)
     return f"slept {seconds}"
+
+
+@app.task(name="e2e.ratio")
+def ratio(x, y):
+    """NaN, ±Infinity in and out: JSON cannot carry them (the producer marks them)."""
+    return {"ratio": x / y if y else float("nan"), "bounds": [float("-inf"), float("inf")]}

@@ -27,6 +27,9 @@ function render(value: unknown, indent: number): ReactNode {
   }
   if (typeof value === "object") {
     const entries = Object.entries(value as Record<string, unknown>);
+    // The producer's marker for a float JSON cannot carry (NaN, Infinity, -Infinity).
+    if (entries.length === 1 && entries[0]![0] === "__float__" && typeof entries[0]![1] === "string")
+      return <span className="json-float" title="not a JSON number: the producer sent a non-finite float">{entries[0]![1]}</span>;
     if (entries.length === 1 && entries[0]![0] === "__repr__") return <span className="json-repr" title="not JSON: the producer sent its repr()">{String(entries[0]![1])}</span>;
     if (entries.length === 0) return "{}";
     return (

@@ -44,6 +44,7 @@ export function WorkersPage() {
             <th>active tasks</th>
             <th className="num">registered</th>
             <th className="num">sessions</th>
+            <th className="num" title="events the producer processes on this worker reported lost (full buffer, server rejections, exit)">dropped</th>
           </tr>
         </thead>
         <tbody>
@@ -75,6 +76,12 @@ export function WorkersPage() {
                 {w.registered.length}
               </td>
               <td className="num">{w.sessions}</td>
+              <td
+                className={`num${(w.dropped ?? 0) > 0 ? " dropped-warn" : ""}`}
+                title={(w.dropped ?? 0) > 0 ? "events lost by this worker's producer: see /api/health for the reasons" : undefined}
+              >
+                {(w.dropped ?? 0).toLocaleString()}
+              </td>
             </tr>
             </RowBoundary>
           ))}
