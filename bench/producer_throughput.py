@@ -501,7 +501,8 @@ def layout_text(s):
 def write_markdown(s, path):
     """bench/results/producer.md: the numbers a reader checks the target against."""
     target = 0.93
-    ok = lambda r: "meets" if r >= target else "BELOW"
+    def ok(r):
+        return "meets" if r >= target else "BELOW"
     rows = "\n".join(
         f"| {i + 1} | {round(p['worker_per_s'])} | {round(q['worker_per_s'])} | **{pair['worker_per_s']:.3f}** | "
         f"{round(p['worker_main_thread_cpu_us_per_task'])} / {round(p['worker_cpu_us_per_task'])} | "

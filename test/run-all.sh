@@ -73,6 +73,12 @@ echo "== typecheck"
 if node_modules/.bin/node node_modules/typescript/bin/tsc -p tsconfig.json; then add typecheck 1 0; else add typecheck 0 1; fi
 [ -f web/tsconfig.json ] && { if node_modules/.bin/node node_modules/typescript/bin/tsc -p web/tsconfig.json --noEmit; then add typecheck-web 1 0; else add typecheck-web 0 1; fi; }
 
+# The maintainer's checks: formatting (prettier), TypeScript and React rules (ESLint), Python (ruff).
+echo "== lint"
+if node_modules/.bin/node node_modules/prettier/bin/prettier.cjs --check . --log-level warn; then add prettier 1 0; else add prettier 0 1; fi
+if node_modules/.bin/node node_modules/eslint/bin/eslint.js .; then add eslint 1 0; else add eslint 0 1; fi
+if node_modules/.bin/node test/lint/ruff.mjs; then add ruff 1 0; else add ruff 0 1; fi
+
 echo "== build web"
 if npm run --silent build:web; then add build-web 1 0; else add build-web 0 1; fi
 

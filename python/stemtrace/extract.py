@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 from celery._state import get_current_task
 
 from .mapping import trace_key
-from .trace import TRACE_HEADER, current_trace
+from .trace import TRACE_HEADER
 from .trace import _current as _current_trace  # the contextvar itself: one call fewer per publish
 
 #: This process's pid, refreshed after fork (``os.getpid()`` would be a system call per signal).

@@ -6,7 +6,6 @@ server's tests run on exactly what the producer sends.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 from json.encoder import encode_basestring_ascii as _esc

@@ -75,7 +75,7 @@ def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, D
 def convert(path: Path) -> List[Dict[str, Any]]:
     """All wire events of one recording, in recording order, with deterministic ids."""
     scenario = path.stem
-    lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    lines = [json.loads(line_) for line_ in path.read_text().splitlines() if line_.strip()]
     counter = iter(range(1, 1_000_000))
     mapper = Mapper(Scrubber(), new_id=lambda: str(uuid.uuid5(_NAMESPACE, f"{scenario}:{next(counter)}")))
     traces: Dict[str, str] = {}
@@ -83,7 +83,7 @@ def convert(path: Path) -> List[Dict[str, Any]]:
     published: Set[str] = set()
     # task_success lines that a postrun[SUCCESS] of the same process follows: the live producer
     # emits those successes at postrun (see to_record), so they are skipped here.
-    merged = {(l.get("pid"), l.get("task_id")) for l in lines if l["signal"] == "task_postrun" and l.get("state") == "SUCCESS"}
+    merged = {(line_.get("pid"), line_.get("task_id")) for line_ in lines if line_["signal"] == "task_postrun" and line_.get("state") == "SUCCESS"}
     events = []
     for line in lines:
         if line["signal"] == "task_success" and (line.get("pid"), line.get("task_id")) in merged:

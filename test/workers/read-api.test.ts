@@ -1,5 +1,5 @@
 /** The read API over real ingests: list filters and cursor pagination, search, registry, live deltas, alarms. */
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { AnomalyList, Registry, TaskSearch, TraceList, TraceLiveMessage } from "../../shared/api";
