@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import {
   AnomalyKind,
@@ -41,12 +42,18 @@ const AnomalyListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
 });
 
-function parseQuery<T extends z.ZodType>(schema: T, query: Record<string, string>): z.infer<T> {
-  const cleaned = Object.fromEntries(Object.entries(query).filter(([, v]) => v !== ""));
-  const parsed = schema.safeParse(cleaned);
-  if (!parsed.success)
-    throw new HttpError(400, "invalid_query", "invalid query parameters", parsed.error.issues);
-  return parsed.data;
+/**
+ * Validates a route's query with @hono/zod-validator: empty parameters count as absent (a form
+ * that submits `?state=`), and a bad query answers the API's own 400 error shape.
+ */
+function query<T extends z.ZodType>(schema: T) {
+  const withoutEmpty = z.preprocess(
+    (q) => (q && typeof q === "object" ? Object.fromEntries(Object.entries(q).filter(([, v]) => v !== "")) : q),
+    schema,
+  );
+  return zValidator("query", withoutEmpty, (result) => {
+    if (!result.success) throw new HttpError(400, "invalid_query", "invalid query parameters", result.error.issues);
+  });
 }
 
 const notFound = (what: string, id: string) =>
@@ -90,11 +97,11 @@ function upgrade(req: Request, stub: { fetch(req: Request): Promise<Response> })
 }
 
 export const traces = new Hono<ApiEnv>()
-  .get("/", async (c) => {
-    const query = parseQuery(TraceListQuery, c.req.query());
-    if (query.cursor && !decodeCursor(query.cursor))
+  .get("/", query(TraceListQuery), async (c) => {
+    const q = c.req.valid("query");
+    if (q.cursor && !decodeCursor(q.cursor))
       throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
-    const list: TraceList = await index(c.env).listTraces(query);
+    const list: TraceList = await index(c.env).listTraces(q);
     return c.json(list, 200);
   })
   .get("/:traceId/live", async (c) => {
@@ -250,9 +257,8 @@ export const api = new Hono<ApiEnv>()
     };
     return c.json(stats, 200);
   })
-  .get("/anomalies", async (c) => {
-    const query = parseQuery(AnomalyListQuery, c.req.query());
-    const list: AnomalyList = await index(c.env).listAnomalies(query);
+  .get("/anomalies", query(AnomalyListQuery), async (c) => {
+    const list: AnomalyList = await index(c.env).listAnomalies(c.req.valid("query"));
     return c.json(list, 200);
   })
   .get("/live", (c) => upgrade(c.req.raw, index(c.env)));

@@ -18,13 +18,19 @@ export function authMode(env: Env, url: URL): AuthMode {
   return LOCAL_HOSTS.has(url.hostname) ? "local" : "unconfigured";
 }
 
-/** Constant-time comparison, so the ingest token cannot be guessed byte by byte. */
+/**
+ * Constant-time comparison, so the ingest token cannot be guessed byte by byte: the runtime's
+ * `crypto.subtle.timingSafeEqual`, which needs equal lengths (a different length is compared with
+ * itself, so it takes the same time, and fails).
+ */
 export function timingSafeEqual(a: string, b: string): boolean {
   const ea = new TextEncoder().encode(a);
   const eb = new TextEncoder().encode(b);
-  let diff = ea.length ^ eb.length;
-  for (let i = 0; i < Math.max(ea.length, eb.length); i++) diff |= (ea[i] ?? 0) ^ (eb[i] ?? 0);
-  return diff === 0;
+  if (ea.byteLength !== eb.byteLength) {
+    crypto.subtle.timingSafeEqual(ea, ea);
+    return false;
+  }
+  return crypto.subtle.timingSafeEqual(ea, eb);
 }
 
 /** Cloudflare Access signs its tokens with RS256 only: nothing else (none, HS256, …) is even tried. */
