@@ -14,6 +14,7 @@ import {
 import type { TraceGraphView } from "../shared/graph";
 import { isBroken, type TaskRecord } from "../shared/task-fold";
 import type { LiveRegistry } from "./protocol";
+import type { Deadlines } from "./deadlines";
 import type { Sql } from "./sql";
 
 /** The other objects the detector asks, only from alarms (never on the ingest path). */
@@ -57,7 +58,7 @@ const keyOf = (traceId: string, taskId: string) => `${traceId}\u0000${taskId}`;
 
 /**
  * The anomaly detector of one TraceGraph shard (all of its traces). It owns the `anomalies` table
- * and the `graph_check:<trace>` deadline rows; a task's watch (when its state must have moved on)
+ * and asks for whole-graph checks (`Deadlines`); a task's watch (when its state must have moved on)
  * lives on the task's own row. Invariants: at most one open anomaly per (trace, task, kind); an
  * anomaly resolves itself when its condition stops holding and stays in the table as history; the
  * ingest path only writes rows (no calls to other objects), the alarm path may ask the Fleet and
@@ -71,6 +72,7 @@ export class AnomalyWatch {
 
   constructor(
     private readonly sql: Sql,
+    private readonly deadlines: Deadlines,
     private readonly config: AnomalyConfig,
     private readonly peers: AnomalyPeers,
   ) {}
@@ -208,9 +210,7 @@ export class AnomalyWatch {
           (r) => r.group_id !== null || r.chord_callback_id !== null || r.chain.length > 0 || !!r.chord_callback_chain?.length,
         ) && this.isBrokenTrace(traceId);
     if (broken)
-      this
-        .sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${"graph_check:" + traceId}, 'graph_check', ${traceId}, ${now + GRAPH_CHECK_DELAY_S})
-               ON CONFLICT (key) DO UPDATE SET due_at = MIN(deadlines.due_at, excluded.due_at)`;
+      this.deadlines.set({ kind: "graph_check", traceId }, now + GRAPH_CHECK_DELAY_S, "earliest");
     return { changed, watches };
   }
 

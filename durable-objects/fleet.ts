@@ -5,6 +5,7 @@ import type { LiveRegistry, WorkerChange } from "./protocol";
 import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import { OneAlarm } from "./deadlines";
 
 const DEFAULT_HEARTBEAT_S = 2;
 /** A worker whose status did not change is re-announced on `/api/live` at most this often. */
@@ -15,8 +16,6 @@ const ANNOUNCE_EVERY_S = 10;
  * receipt, not the event's own time: an old event resent must still be recognised.
  */
 const DEDUPE_WINDOW_S = 3600;
-/** An alarm is never set further ahead than this (ms): a stored time the runtime refuses then costs nothing. */
-const MAX_ALARM_AHEAD_MS = 86_400_000;
 
 /** Stored JSON that cannot be read is logged and read as `fallback`: one bad row never breaks a list or an alarm. */
 function parseOr<T>(json: string, fallback: T, what: string): T {
@@ -103,13 +102,14 @@ function toInfo(row: WorkerRow): WorkerInfo {
  */
 export class Fleet extends DurableObject<Env> {
   protected sql: Sql;
-  private alarmAt: number | null | undefined;
+  private readonly alarm_: OneAlarm;
   private prunedAt = 0;
   private announcedAt = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = sqlFor(ctx.storage.sql);
+    this.alarm_ = new OneAlarm(ctx.storage, () => this.sql.countAlarmWrite(), "fleet");
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage.sql, MIGRATIONS);
       ctx.storage.sql.exec(PRODUCER_DROPS);
@@ -298,46 +298,25 @@ export class Fleet extends DurableObject<Env> {
   }
 
   /**
-   * One alarm, at or before the earliest heartbeat deadline of an online worker. Heartbeats push
-   * deadlines later all the time, so the alarm only ever moves earlier here; when it fires early
-   * it finds nothing due and re-arms (about once per loss window instead of a write per heartbeat).
+   * One alarm, at or before the earliest heartbeat deadline of an online worker (OneAlarm: it only
+   * moves earlier, so heartbeats pushing deadlines later cost no alarm write each).
    */
-  private async rearmAlarm(afterFiring = false): Promise<void> {
-    const due = this.sql<{
-      due: number | null;
-    }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due;
-    // Clamped: a deadline the runtime would refuse (or NaN) must not make every alarm throw.
-    const next =
-      due === null ? null : Math.min(Math.ceil(due * 1000), Date.now() + MAX_ALARM_AHEAD_MS) || Date.now() + MAX_ALARM_AHEAD_MS;
-    if (
-      !afterFiring &&
-      this.alarmAt !== undefined &&
-      next !== null &&
-      this.alarmAt !== null &&
-      this.alarmAt <= next
-    )
-      return;
-    if (next === this.alarmAt) return;
-    this.alarmAt = next;
-    this.sql.countAlarmWrite();
-    try {
-      if (next === null) await this.ctx.storage.deleteAlarm();
-      else await this.ctx.storage.setAlarm(next);
-    } catch (err) {
-      this.alarmAt = undefined; // re-read at the next arming
-      console.error(`fleet: could not set the alarm to ${next}`, err);
-    }
+  private async rearmAlarm(): Promise<void> {
+    await this.alarm_.atOrBefore([
+      this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due,
+    ]);
   }
+
 
   /** Marks workers whose heartbeats stopped as LOST and tells their traces. Idempotent. */
   async alarm(): Promise<void> {
-    this.alarmAt = undefined;
+    this.alarm_.fired();
     const now = Date.now() / 1000;
     const lost = this.sql<{ hostname: string }>`
       SELECT hostname FROM workers WHERE status = 'ONLINE' AND lost_due_at IS NOT NULL AND lost_due_at <= ${now + 0.001}`.toArray();
     for (const w of lost)
       this.sql`UPDATE workers SET status = 'LOST', lost_due_at = NULL WHERE hostname = ${w.hostname}`;
-    await this.rearmAlarm(true);
+    await this.rearmAlarm();
     if (lost.length) await this.announce(lost.map((w) => w.hostname));
     for (const w of lost) await this.tellTraces({ host: w.hostname, kind: "lost", ts: now });
   }

@@ -25,6 +25,7 @@ import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
 import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./protocol";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
+import { Deadlines, OneAlarm } from "./deadlines";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 export type { IngestResult } from "./protocol";
@@ -240,7 +241,9 @@ export class TraceGraph extends DurableObject<Env> {
   private checkpointedAt = 0;
   private flushAt: number | null = null;
   private reportRetryAt: number | null = null;
-  private alarmAt: number | null | undefined;
+  /** The object's one alarm (deadlines.ts) and its table of deadlines. */
+  private alarm_: OneAlarm;
+  private readonly deadlines: Deadlines;
   /** Traces that have worker outages recorded (rare): others fold with none, without a query. */
   private outageTraces: Set<string> | undefined;
   private outagesCache = new Map<string, Outage[]>();
@@ -256,8 +259,11 @@ export class TraceGraph extends DurableObject<Env> {
     super(ctx, env);
     answerPings(ctx);
     this.sql = sqlFor(ctx.storage.sql);
+    this.alarm_ = new OneAlarm(ctx.storage, () => this.sql.countAlarmWrite(), "trace graph");
+    this.deadlines = new Deadlines(this.sql);
     this.anomalies = new AnomalyWatch(
       this.sql,
+      this.deadlines,
       anomalyConfigFrom(env as unknown as Record<string, string | undefined>),
       {
         fleet: () => this.env.FLEET.getByName(FLEET_NAME),
@@ -352,8 +358,7 @@ export class TraceGraph extends DurableObject<Env> {
   /** A day's partition is dropped RETENTION_DAYS after the day ends. */
   private scheduleDrop(day: number): void {
     const due = (day + 1) * DAY_S + numberVar(this.env.RETENTION_DAYS, 7) * DAY_S;
-    this
-      .sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${"drop:" + day}, 'drop', NULL, ${due})`;
+    this.deadlines.set({ kind: "drop", day }, due, "keep");
   }
 
   /** Which partition holds each of these traces (those with rows), one query for all. */
@@ -1097,64 +1102,51 @@ export class TraceGraph extends DurableObject<Env> {
   /** One alarm: the earliest of the next flush, a watch, a graph check, a retention sweep. */
   protected async rearmAlarm(): Promise<void> {
     // Per partition: each MIN is one step down its partial index (through the view it is a scan).
-    const dues = [
-      this.sql<{ due: number | null }>`SELECT MIN(due_at) AS due FROM deadlines`.one().due,
-      ...this.parts.map(
-        (day) =>
-          this.sql<{
-            due: number | null;
-          }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due,
-      ),
-    ];
-    const all = [...dues, this.flushAt, this.reportRetryAt, this.checkpointDue()];
-    const times = all.filter((t): t is number => typeof t === "number" && Number.isFinite(t));
-    if (times.length !== all.filter((t) => t !== null).length)
-      console.warn(`trace graph: ignoring deadlines that are not times: ${JSON.stringify(all.map(String))}`);
-    // Never further ahead than a day: a stored time the runtime refuses (or a watch years away)
-    // then only costs an alarm that finds nothing due and re-arms.
-    const next = times.length ? Math.min(Math.ceil(Math.min(...times) * 1000), Date.now() + 86_400_000) : null;
-    // Setting or deleting an alarm is a row written. So the alarm only ever moves earlier: an
-    // alarm that fires early finds nothing due and re-arms, and one that is no longer needed is
-    // left to fire once for nothing (cheaper than deleting it, then setting another).
-    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
-    if (next === null || (this.alarmAt !== null && this.alarmAt >= Date.now() && this.alarmAt <= next))
-      return;
-    this.alarmAt = next;
-    this.sql.countAlarmWrite();
-    await this.ctx.storage.setAlarm(next);
+    const watches = this.parts.map(
+      (day) =>
+        this.sql<{
+          due: number | null;
+        }>`SELECT MIN(due_at) AS due FROM ${ident(`tasks_${day}`)} WHERE due_at IS NOT NULL`.one().due,
+    );
+    await this.alarm_.atOrBefore([
+      this.deadlines.earliest(),
+      ...watches,
+      this.flushAt,
+      this.reportRetryAt,
+      this.checkpointDue(),
+    ]);
   }
 
   /** Runs every due deadline; idempotent, re-arms from the tables. */
   async alarm(): Promise<void> {
     if (!this.schemaReady()) return; // no alarm is set before the first write
-    this.alarmAt = undefined; // the alarm that fired is gone; re-arm from the tables
+    this.alarm_.fired(); // re-armed from the tables at the end
     const now = Date.now() / 1000;
     this.materialize(now, true);
     this.checkpoint(now);
     this.flushAt = this.pending.size > 0 || this.unreportedTraces.size > 0 ? now + this.flushIntervalS : null;
-    const due = this.sql<{ key: string; kind: string; trace_id: string | null }>`
-      SELECT key, kind, trace_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`.toArray();
-    for (const d of due) {
-      if (d.kind === "drop") await this.dropPartition(Number(d.key.slice("drop:".length)), d.key);
-      else if (d.kind === "graph_check" && d.trace_id !== null) {
-        this.sql`DELETE FROM deadlines WHERE key = ${d.key}`;
-        const notRun = this.anomalies.checkGraph(d.trace_id, buildGraph(this.records(d.trace_id).records), now);
+    for (const d of this.deadlines.due(now)) {
+      if (d.kind === "drop") await this.dropPartition(d.day);
+      else {
+        const traceId = d.traceId;
+        this.deadlines.done(d);
+        const notRun = this.anomalies.checkGraph(traceId, buildGraph(this.records(traceId).records), now);
         // Tasks that will never run are tasks a user holds ids of (AsyncResult.id of a chord is its
         // callback's): the index learns them so `/api/tasks/<id>` and search find them.
-        this.locate([d.trace_id]);
-        const part = this.partOfTrace.get(d.trace_id);
+        this.locate([traceId]);
+        const part = this.partOfTrace.get(traceId);
         if (part !== undefined)
           for (const n of notRun)
-            if (n.id !== d.trace_id)
-              this.unreportedTasks.set(keyOf(d.trace_id, n.id), {
+            if (n.id !== traceId)
+              this.unreportedTasks.set(keyOf(traceId, n.id), {
                 day: part,
-                trace_id: d.trace_id,
+                trace_id: traceId,
                 task_id: n.id,
                 name: n.name,
                 state: n.state,
                 worker: n.worker,
               });
-        this.unreportedTraces.add(d.trace_id); // its summary counts them
+        this.unreportedTraces.add(traceId); // its summary counts them
       }
     }
     // Watches (stuck pending / received / started, registry checks) in one pass: one Fleet and one
@@ -1202,8 +1194,8 @@ export class TraceGraph extends DurableObject<Env> {
    * the day ends. `DROP TABLE` writes no rows; the few rows kept per trace elsewhere (anomalies,
    * outages, live sequence) go with it. The index drops its own day of the list at the same time.
    */
-  private async dropPartition(day: number, key: string): Promise<void> {
-    this.sql`DELETE FROM deadlines WHERE key = ${key}`;
+  private async dropPartition(day: number): Promise<void> {
+    this.deadlines.done({ kind: "drop", day });
     if (!this.parts.includes(day)) return;
     // Pending changes of these traces would otherwise recreate rows in a dropped table.
     this.materialize(Date.now() / 1000);
@@ -1215,8 +1207,7 @@ export class TraceGraph extends DurableObject<Env> {
     this.sql`DELETE FROM outages WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM live_seq WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM trace_marks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
-    this
-      .sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${ids}))`;
+    this.deadlines.forgetTraces(ids);
     this.sql`DROP TABLE ${table}`;
     this.parts = this.parts.filter((d) => d !== day);
     for (const id of JSON.parse(ids) as string[]) {
@@ -1232,7 +1223,7 @@ export class TraceGraph extends DurableObject<Env> {
       // Nothing left (always the case for a one-trace object): free the storage entirely. The object
       // lives on (a late event may arrive) and starts again from an empty schema.
       await this.ctx.storage.deleteAll();
-      this.alarmAt = undefined;
+      this.alarm_.forget();
       migrate(this.ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
       this.checkpointSeq = this.materializedSeq = this.logSeq = 0;
       this.partOfTrace.clear();
