@@ -1,15 +1,18 @@
 /** The application: routes, the top bar, React Query. Loaded by main.tsx. */
 import { QueryClient, QueryClientProvider, useQuery } from "@tanstack/react-query";
-import { StrictMode, useEffect, useState } from "react";
+import { StrictMode, useEffect, useState, type ReactNode } from "react";
 import { createRoot } from "react-dom/client";
 import { healthQuery } from "./api/client";
 import { Boundary } from "./components/Boundary";
-import { decodeSegment } from "./format";
 import { useConnectionState, useGlobalLive } from "./api/live";
-import { DashboardPage, RegistryPage, TaskPage, WorkersPage } from "./pages/OtherPages";
+import { DashboardPage } from "./pages/DashboardPage";
+import { RegistryPage } from "./pages/RegistryPage";
+import { TaskPage } from "./pages/TaskPage";
 import { TracePage } from "./pages/TracePage";
 import { TracesPage } from "./pages/TracesPage";
+import { WorkersPage } from "./pages/WorkersPage";
 import { Link, useLocation } from "./router";
+import { matchRoute, type PageName, type RouteMatch } from "./routes";
 
 const queryClient = new QueryClient({ defaultOptions: { queries: { staleTime: 5_000, refetchOnWindowFocus: false, retry: 1 } } });
 
@@ -41,16 +44,20 @@ function ThemeToggle() {
   );
 }
 
+/** Every page of the route table (routes.ts), given what its route captured. */
+const PAGES: Record<PageName, (m: RouteMatch) => ReactNode> = {
+  trace: (m) => <TracePage key={m.segment} traceId={m.id!} />,
+  task: (m) => <TaskPage key={m.segment} taskId={m.id!} />,
+  workers: () => <WorkersPage />,
+  registry: () => <RegistryPage />,
+  dashboard: () => <DashboardPage />,
+  traces: () => <TracesPage />,
+};
+
 function Routes() {
   const { path } = useLocation();
-  const trace = path.match(/^\/traces\/([^/]+)$/);
-  if (trace) return <TracePage key={trace[1]} traceId={decodeSegment(trace[1]!)} />;
-  const task = path.match(/^\/tasks\/([^/]+)$/);
-  if (task) return <TaskPage key={task[1]} taskId={decodeSegment(task[1]!)} />;
-  if (path === "/workers") return <WorkersPage />;
-  if (path === "/registry") return <RegistryPage />;
-  if (path === "/dashboard") return <DashboardPage />;
-  if (path === "/" || path === "/traces") return <TracesPage />;
+  const match = matchRoute(path);
+  if (match) return PAGES[match.route.page](match);
   return (
     <div className="empty page">
       <h2>Nothing here</h2>

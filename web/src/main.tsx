@@ -6,14 +6,9 @@
 import "./zod-config";
 import "@xyflow/react/dist/style.css";
 import "./styles.css";
-import { prefetch } from "./api/early";
-import { decodeSegment, encodeId } from "./format";
-import { elkInWorker } from "./graph/elk";
+import { matchRoute } from "./routes";
 
-const trace = window.location.pathname.match(/^\/traces\/([^/]+)$/);
-if (trace) {
-  void elkInWorker();
-  // Never throws (a malformed %-escape or a lone surrogate): the application must still load.
-  prefetch(`/api/traces/${encodeId(decodeSegment(trace[1]!))}`);
-}
+// Never throws (a malformed %-escape or a lone surrogate stays encoded): the application must still load.
+const route = matchRoute(window.location.pathname);
+if (route?.route.prefetch && route.id !== null) route.route.prefetch(route.id);
 void import("./app");

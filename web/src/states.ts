@@ -1,5 +1,5 @@
-/** One colour, icon and label per task state, used everywhere (graph, lists, detail, legend). */
-import type { TaskState } from "../../shared/api";
+/** One colour, icon and label per task state, used everywhere (graph, lists, detail, legend); worker and registry statuses borrow these colours. */
+import type { RegistryEntry, TaskState, WorkerStatus } from "../../shared/api";
 
 export interface StateStyle {
   label: string;
@@ -28,3 +28,17 @@ export const STATE_STYLES: Record<TaskState, StateStyle> = {
 };
 
 export const ALL_STATES = Object.keys(STATE_STYLES) as TaskState[];
+
+/** A worker's status badge (Workers page, dashboard) in the colour of the task state it reads like. */
+export const WORKER_STATUS_COLORS: Record<WorkerStatus, string> = {
+  ONLINE: STATE_STYLES.SUCCESS.color,
+  OFFLINE: STATE_STYLES.PENDING.color,
+  LOST: STATE_STYLES.LOST.color,
+};
+
+/** A task name's registry status (Registry page): label and the colour of the task state it reads like. */
+export const REGISTRY_STATUS_STYLES: Record<RegistryEntry["status"], { label: string; color: string }> = {
+  ACTIVE: { label: "Active", color: STATE_STYLES.SUCCESS.color },
+  NEVER_RUN: { label: "Never run", color: STATE_STYLES.PENDING.color },
+  NOT_REGISTERED: { label: "Not registered", color: STATE_STYLES.UNREGISTERED.color },
+};

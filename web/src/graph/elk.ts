@@ -10,7 +10,7 @@
 import Elk from "elkjs/lib/elk-api.js";
 import workerUrl from "elkjs/lib/elk-worker.min.js?url";
 import type { ElkNode } from "elkjs/lib/elk-api.js";
-import type { ElkLike } from "./layout";
+import type { ElkLike } from "./types";
 
 let instance: ElkLike | null = null;
 

@@ -5,7 +5,9 @@ import type { GraphNode } from "../../../shared/api";
 import { Boundary } from "../components/Boundary";
 import { duration, shortId, shortName, text, time } from "../format";
 import { STATE_STYLES } from "../states";
-import { BUS_OFFSET, MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W, type Cell, type FlowEdge, type ContainerNodeData, type FlowNode, type MoreNodeData, type ShelfNodeData, type StateCount, type TaskNodeData } from "./layout";
+import { BUS_OFFSET } from "./buses";
+import { MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W } from "./geometry";
+import type { Cell, FlowEdge, ContainerNodeData, FlowNode, MoreNodeData, ShelfNodeData, StateCount, TaskNodeData } from "./types";
 
 /** What grid cells inside containers need from the page: the selection and the two actions. */
 export interface GraphActions {
@@ -218,7 +220,7 @@ export const nodeTypes = {
 
 const R = 8;
 
-/** One edge of a fan-out drawn as a comb (layout.ts `withBuses`): the trunk, or a tooth. */
+/** One edge of a fan-out drawn as a comb (buses.ts `withBuses`): the trunk, or a tooth. */
 export const BusEdge = memo(function BusEdge({ id, sourceX, sourceY, targetX, targetY, data }: EdgeProps<FlowEdge>) {
   const x = sourceX + BUS_OFFSET;
   const dy = targetY - sourceY;

@@ -7,7 +7,7 @@
 import { useReactFlow, useStore, type ReactFlowState } from "@xyflow/react";
 import { memo, useMemo, useRef, type PointerEvent } from "react";
 import { STATE_STYLES } from "../states";
-import type { FlowNode } from "./layout";
+import type { FlowNode } from "./types";
 
 const W = 200;
 const H = 140;

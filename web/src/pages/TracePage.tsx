@@ -12,7 +12,7 @@ import {
   type NodeMouseHandler,
 } from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import type { GraphNode, TraceSnapshot } from "../../../shared/api";
+import type { TraceSnapshot } from "../../../shared/api";
 import { traceQuery } from "../api/client";
 import { useTraceLive } from "../api/live";
 import { StateBadge } from "../components/StateBadge";
@@ -20,7 +20,11 @@ import { TaskDetailLoader } from "../components/TaskDetailView";
 import { Timeline } from "../components/Timeline";
 import { dateTime, duration, shortId, shortName } from "../format";
 import { elkInWorker } from "../graph/elk";
-import { containerCounts, layoutGraph, stateCounts, structureKey, TASK_H, TASK_W, type FlowNode, type Layout, type StateCount } from "../graph/layout";
+import { TASK_H, TASK_W } from "../graph/geometry";
+import { layoutGraph, structureKey } from "../graph/layout";
+import { containerCounts } from "../graph/node-factories";
+import { reconcileNodes } from "../graph/reconcile";
+import type { FlowNode, Layout, StateCount } from "../graph/types";
 import { edgeTypes, GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
@@ -69,40 +73,9 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   const cache = useRef(new Map<string, FlowNode>());
   const nodes = useMemo(() => {
     if (!layout) return [];
-    const byId = new Map<string, GraphNode>(snapshot.nodes.map((n) => [n.id, n]));
-    const containers = new Map(snapshot.containers.map((c) => [c.id, c]));
-    const next = new Map<string, FlowNode>();
-    const out = layout.nodes.map((n): FlowNode => {
-      const prev = cache.current.get(n.id);
-      let node: FlowNode = n;
-      if (n.data.kind === "task") {
-        const task = byId.get(n.id) ?? n.data.task;
-        const isSelected = n.id === selected;
-        if (prev && prev.position === n.position && prev.data.kind === "task" && prev.data.task === task && Boolean(prev.selected) === isSelected) node = prev;
-        else node = { ...n, selected: isSelected, data: { ...n.data, task } };
-      } else if (n.data.kind === "container") {
-        const c = containers.get(n.id) ?? n.data.container;
-        const tasks = n.data.cells?.map((cell) => (cell.more ? null : (byId.get(cell.id) ?? null)));
-        const prevData = prev?.position === n.position && prev.data.kind === "container" ? prev.data : null;
-        const same = prevData !== null && prevData.container === c && (tasks === undefined || tasks.every((t, i) => t === prevData.tasks?.[i]));
-        if (same && prev) node = prev;
-        else node = { ...n, data: { ...n.data, container: c, counts: containerCounts(c, byId), ...(tasks ? { tasks } : {}) } };
-      } else if (n.data.kind === "shelf") {
-        // Summaries show member states: recount (cheap), keep the node when nothing moved.
-        const groups = n.data.groups.map((g) => {
-          const c = containers.get(g.container.id) ?? g.container;
-          return { container: c, counts: containerCounts(c, byId) };
-        });
-        const prevData = prev?.position === n.position && prev.data.kind === "shelf" ? prev.data : null;
-        const same = prevData !== null && groups.every((g, i) => g.container === prevData.groups[i]?.container && sameCounts(g.counts, prevData.groups[i]!.counts));
-        if (same && prev) node = prev;
-        else node = { ...n, data: { ...n.data, groups, counts: stateCounts(groups.flatMap((g) => g.container.members), byId) } };
-      }
-      next.set(n.id, node);
-      return node;
-    });
-    cache.current = next;
-    return out;
+    const r = reconcileNodes(layout, snapshot, selected, cache.current);
+    cache.current = r.cache;
+    return r.nodes;
   }, [layout, snapshot, selected]);
 
   // The first layout decides the viewport before React Flow mounts (no fit-then-move re-render);
@@ -188,10 +161,6 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
       </div>
     </GraphActionsContext.Provider>
   );
-}
-
-function sameCounts(a: StateCount[], b: StateCount[]): boolean {
-  return a.length === b.length && a.every(([s, n], i) => b[i]![0] === s && b[i]![1] === n);
 }
 
 /**
