@@ -7,6 +7,7 @@ import { useMemo, useState } from "react";
 import type { GraphNode, TraceSnapshot } from "../../../shared/api";
 import { duration, shortId, shortName, time } from "../format";
 import { STATE_STYLES } from "../states";
+import { useNow } from "../clock";
 import { Boundary } from "./Boundary";
 
 interface Row {
@@ -43,15 +44,15 @@ function niceStep(span: number): number {
 
 export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; selected: string | null; onSelect: (id: string) => void }) {
   const [by, setBy] = useState<"task" | "worker">("task");
-  const now = Date.now() / 1000;
+  // Running tasks' bars end at now: a clock that moves every few seconds, not at each render.
+  const now = useNow(5_000);
   const tasks = useMemo(() => snapshot.nodes.filter((n) => n.published_at ?? n.started_at).sort((a, b) => startOf(a) - startOf(b)), [snapshot]);
   const { t0, span } = useMemo(() => {
     if (tasks.length === 0) return { t0: 0, span: 1 };
     const first = Math.min(...tasks.map(startOf));
     const last = Math.max(...tasks.map((n) => n.finished_at ?? (n.started_at !== null ? now : startOf(n))));
     return { t0: first, span: Math.max(0.001, last - first) };
-    // `now` only matters for running tasks: recomputed with each snapshot, not each render.
-  }, [tasks]);
+  }, [tasks, now]);
   const rows = useMemo((): Row[] => {
     if (by === "task")
       return tasks.map((t) => ({ key: t.id, label: shortName(t.name), title: `${t.name ?? ""} ${t.id}`, items: [t], lanes: 1, laneOf: new Map([[t.id, 0]]) }));

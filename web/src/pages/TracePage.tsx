@@ -11,7 +11,7 @@ import {
   type Viewport,
   type NodeMouseHandler,
 } from "@xyflow/react";
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import type { TraceSnapshot } from "../../../shared/api";
 import { traceQuery } from "../api/client";
 import { useTraceLive } from "../api/live";
@@ -28,7 +28,6 @@ import type { FlowNode, Layout, StateCount } from "../graph/types";
 import { edgeTypes, GraphActionsContext, nodeTypes, StateBar } from "../graph/nodes";
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
-import { STATE_STYLES } from "../states";
 import { Boundary } from "../components/Boundary";
 
 const EDGE_LEGEND = [
@@ -44,24 +43,27 @@ const MIN_READABLE_ZOOM = 0.35;
 
 function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; selected: string | null; onSelect: (id: string) => void }) {
   const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
-  const [layout, setLayout] = useState<Layout | null>(null);
-  const [pending, setPending] = useState(true);
+  // The last layout, with the structure and folds it was made for: pending while they differ
+  // (the old layout stays on screen meanwhile).
+  const [done, setDone] = useState<{ key: string; expanded: ReadonlySet<string>; layout: Layout } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const key = useMemo(() => structureKey(snapshot), [snapshot]);
+  const layout = done?.layout ?? null;
+  const pending = !done || done.key !== key || done.expanded !== expanded;
+  // The layout effect runs on structure changes only, with the snapshot of that moment.
   const latest = useRef(snapshot);
-  latest.current = snapshot;
+  useLayoutEffect(() => {
+    latest.current = snapshot;
+  }, [snapshot]);
 
   useEffect(() => {
     let cancelled = false;
-    setPending(true);
     performance.mark("stemtrace:layout-start");
     elkInWorker()
       .then((elk) => layoutGraph(latest.current, expanded, elk))
       .then((l) => {
         performance.mark("stemtrace:layout-end");
-        if (cancelled) return;
-        setLayout(l);
-        setPending(false);
+        if (!cancelled) setDone({ key, expanded, layout: l });
       })
       .catch((e: unknown) => !cancelled && setError(e instanceof Error ? e.message : String(e)));
     return () => {
@@ -69,23 +71,25 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
     };
   }, [key, expanded]);
 
-  // Live deltas patch task data into the laid-out nodes; unchanged nodes keep their identity.
-  const cache = useRef(new Map<string, FlowNode>());
+  // Live deltas patch task data into the laid-out nodes; unchanged nodes keep their identity
+  // (a memo cache across renders: a Map held in state, refilled by each reconcile).
+  const [cache] = useState(() => new Map<string, FlowNode>());
   const nodes = useMemo(() => {
     if (!layout) return [];
-    const r = reconcileNodes(layout, snapshot, selected, cache.current);
-    cache.current = r.cache;
+    const r = reconcileNodes(layout, snapshot, selected, new Map(cache));
+    cache.clear();
+    for (const [id, node] of r.cache) cache.set(id, node);
     return r.nodes;
-  }, [layout, snapshot, selected]);
+  }, [layout, snapshot, selected, cache]);
 
   // The first layout decides the viewport before React Flow mounts (no fit-then-move re-render);
   // later layouts (live structure changes, expanding a fold) keep the user's pan and zoom.
-  const wrapper = useRef<HTMLDivElement>(null);
+  const [box, setBox] = useState<{ width: number; height: number } | null>(null);
+  const wrapper = useCallback((el: HTMLDivElement | null) => {
+    if (el) setBox({ width: el.clientWidth || 1000, height: el.clientHeight || 700 });
+  }, []);
   const [initial, setInitial] = useState<{ viewport: Viewport; big: boolean } | null>(null);
-  if (layout && !initial) {
-    const el = wrapper.current;
-    setInitial(initialViewport(layout, el?.clientWidth ?? 1000, el?.clientHeight ?? 700));
-  }
+  if (layout && box && !initial) setInitial(initialViewport(layout, box.width, box.height));
   useEffect(() => {
     if (initial) performance.mark("stemtrace:graph-committed");
   }, [initial]);

@@ -9,6 +9,7 @@ import { ago, dateTime, duration, encodeId, shortId, shortName, text } from "../
 import { Link, navigate, useLocation } from "../router";
 import { SUMMARY_STATES } from "../../../shared/states";
 import { STATE_STYLES } from "../states";
+import { useNow } from "../clock";
 
 const RANGES: [string, number | null][] = [
   ["all time", null],
@@ -44,10 +45,11 @@ export function TracesPage() {
   const [cursors, setCursors] = useState<string[]>([]);
   const [idQuery, setIdQuery] = useState("");
   const range = Number(search.get("range") ?? 0) || null;
+  const now = useNow(60_000); // a time preset's window moves by the minute
   const filters: TraceFilters = {
     state: search.get("state") ?? undefined,
     name: search.get("name") ?? undefined,
-    from: range ? Math.floor(Date.now() / 1000 / 60) * 60 - range : undefined,
+    from: range ? Math.floor(now / 60) * 60 - range : undefined,
     cursor: cursors[cursors.length - 1],
   };
   const q = useQuery(tracesQuery(filters));
