@@ -31,7 +31,11 @@ export function AnomalyCard({ a }: { a: Anomaly }) {
         {a.resolved_at !== null && ` · resolved ${ago(a.resolved_at)}`}
       </span>
       <p>{a.explanation}</p>
-      {a.resolved_at === null && <p className="muted">Fix: {a.fix}</p>}
+      {a.resolved_at === null && (
+        <p className="muted">
+          <span className="fix-label">What to do:</span> {a.fix}
+        </p>
+      )}
     </div>
   );
 }

@@ -2,7 +2,7 @@
 import { useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import type { AttemptDetail, TaskDetail, TaskLink } from "../../../shared/api";
-import { taskQuery, traceAnomaliesQuery } from "../api/client";
+import { ApiError, taskQuery, traceAnomaliesQuery } from "../api/client";
 import { AnomalyCard } from "./AnomalyCard";
 import { dateTime, duration, encodeId, shortId, shortName, time } from "../format";
 import { Link } from "../router";
@@ -65,8 +65,8 @@ function AttemptTimeline({ a }: { a: AttemptDetail }) {
           </span>
         ))}
         {a.eta && (
-          <span>
-            <span className="muted">eta</span> {a.eta}
+          <span title={a.eta}>
+            <span className="muted">eta</span> {time(Date.parse(a.eta) / 1000)}
           </span>
         )}
       </div>
@@ -248,6 +248,23 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
 export function TaskDetailLoader({ taskId }: { taskId: string }) {
   const q = useQuery(taskQuery(taskId));
   if (q.isPending) return <div className="loading">Loading task {shortId(taskId)}…</div>;
-  if (q.isError) return <div className="error-box">Could not load task {shortId(taskId)}: {q.error.message}</div>;
+  if (q.isError)
+    return (
+      <div className="error-box" data-task-error>
+        <h3>Task {shortId(taskId)} is not available</h3>
+        <p>{q.error.message}</p>
+        {q.error instanceof ApiError && q.error.status === 404 ? (
+          <p>
+            No trace holds this id. If the task was sent a moment ago its events may still be on their way (
+            <button onClick={() => void q.refetch()}>try again</button>); it may be older than the retention period; or the id may be
+            mistyped — <Link to={`/?q=${encodeId(taskId)}`}>search for it</Link> or go <Link to="/">back to the traces</Link>.
+          </p>
+        ) : (
+          <p>
+            <button onClick={() => void q.refetch()}>Try again</button> or go <Link to="/">back to the traces</Link>.
+          </p>
+        )}
+      </div>
+    );
   return <TaskDetailBody detail={q.data} />;
 }

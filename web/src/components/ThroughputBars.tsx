@@ -11,10 +11,10 @@ export function ThroughputBars({ buckets, label, bucketLabel }: { buckets: Throu
   const h = 48;
   return (
     <div className="card throughput">
-      <div className="muted">{label}</div>
-      <div>
-        <span className="big">{finished}</span> finished ·{" "}
-        <span className={failed ? "bad" : "ok"}>{finished ? percent(failed / finished) : "0.0%"} failed</span>
+      <div className="muted card-label">{label}</div>
+      <div className="headline">
+        <span className="big">{finished.toLocaleString()}</span> finished{" "}
+        <span className={`rate ${failed ? "bad" : "ok"}`}>{finished ? percent(failed / finished) : "0.0%"} failed</span>
       </div>
       <svg viewBox={`0 0 ${buckets.length * (w + 2)} ${h}`} width="100%" height={h} preserveAspectRatio="none" role="img" aria-label={`${label}: ${finished} finished, ${failed} failed`}>
         {buckets.map((b, i) => {

@@ -61,7 +61,7 @@ export function DashboardPage() {
           </section>
           <section className="stat-cards wide">
             <Boundary region="busiest names">
-              <NameTable title="Busiest task names (24 h)" rows={stats.data.busiest_names} value={(r) => `${r.runs} runs`} />
+              <NameTable title="Busiest task names (24 h)" rows={stats.data.busiest_names} value={(r) => `${r.runs.toLocaleString()} ${r.runs === 1 ? "run" : "runs"}`} />
             </Boundary>
             <Boundary region="slowest names">
               <NameTable title="Slowest task names by p95 (24 h)" rows={stats.data.slowest_names} value={(r) => duration(r.runtime_p95_ms)} />

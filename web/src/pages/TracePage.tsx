@@ -126,7 +126,7 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   if (!layout || !initial)
     return (
       <div className="loading center" ref={wrapper}>
-        Laying out {snapshot.nodes.length.toLocaleString()} tasks…
+        Laying out {snapshot.nodes.length.toLocaleString()} {snapshot.nodes.length === 1 ? "task" : "tasks"}…
       </div>
     );
   let drawn = 0;

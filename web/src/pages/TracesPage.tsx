@@ -43,7 +43,7 @@ STEMTRACE_URL=${origin} celery -A yourapp worker`}</pre>
 export function TracesPage() {
   const { search } = useLocation();
   const [cursors, setCursors] = useState<string[]>([]);
-  const [idQuery, setIdQuery] = useState("");
+  const [idQuery, setIdQuery] = useState(() => search.get("q") ?? ""); // ?q= links here from a task that is not found
   const range = Number(search.get("range") ?? 0) || null;
   const now = useNow(60_000); // a time preset's window moves by the minute
   const filters: TraceFilters = {
