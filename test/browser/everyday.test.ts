@@ -4,7 +4,7 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, screenshot, startServer, type Server } from "./harness";
+import { ingest, launchBrowser, screenshot, startServer, wireFixture, type Server } from "./harness";
 
 let server: Server;
 let browser: Browser;
@@ -12,6 +12,12 @@ let page: Page;
 
 beforeAll(async () => {
   server = await startServer();
+  const now = Date.now() / 1000;
+  await ingest(server.base, [
+    { v: 1, id: "ev-online", kind: "worker", type: "online", ts: now, seq: 0, host: "every@host", pid: 4242, freq: 3600, pool: "prefork", concurrency: 2, queues: ["celery"],
+      registered: [{ name: "app.add", module: "app", signature: "(x, y)", doc: "Adds." }, { name: "app.boom", module: "app", signature: "(x=None)", doc: null }] },
+  ]);
+  for (const name of ["01_single_success", "02_failure", "12_unregistered"]) await ingest(server.base, wireFixture(name));
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 });
@@ -33,5 +39,35 @@ describe("everyday use", () => {
     await box.getByRole("link", { name: "search for it" }).click();
     await page.waitForURL(/\/\?q=0000dead/);
     expect(await page.getByLabel("Find a task by id").inputValue()).toBe("0000dead-beef-4000-8000-000000000000");
+  });
+
+  it("the registry searches, filters by status, explains 'Not registered' and opens a name's recent runs", async () => {
+    await page.goto(`${server.base}/registry`);
+    await page.locator('tr[data-task-name="app.add"]').waitFor();
+    expect(await page.title()).toBe("Task registry · stemtrace");
+    expect(await page.locator("[data-not-registered-help]").innerText()).toContain("no online worker registers this name");
+    await page.getByLabel("Search task names").fill("boo");
+    await page.locator('tr[data-task-name="app.add"]').waitFor({ state: "detached" });
+    expect(await page.locator('tr[data-task-name="app.boom"]').count()).toBe(1);
+    await page.getByLabel("Search task names").fill("");
+    await page.getByLabel("Status").selectOption("NOT_REGISTERED");
+    expect(await page.locator("tr[data-task-name]").count()).toBe(1);
+    await page.getByLabel("Status").selectOption("");
+    await page.locator('tr[data-task-name="app.boom"]').click();
+    const runs = page.locator('[data-recent-runs="app.boom"]');
+    await runs.waitFor();
+    expect(await runs.innerText()).toMatch(/1 failed/);
+    await screenshot(page, "41-registry-expanded");
+  });
+
+  it("the workers page shows each worker's pid and its registered task names", async () => {
+    await page.goto(`${server.base}/workers`);
+    const row = page.locator('tr[data-worker="every@host"]');
+    await row.waitFor();
+    expect(await page.title()).toBe("Workers · stemtrace");
+    expect(await row.innerText()).toContain("4242");
+    await row.locator("summary").click();
+    expect(await row.locator(".registered-names li").allInnerTexts()).toEqual(["app.add", "app.boom"]);
+    await screenshot(page, "42-workers-registered");
   });
 });

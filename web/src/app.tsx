@@ -57,6 +57,10 @@ const PAGES: Record<PageName, (m: RouteMatch) => ReactNode> = {
 function Routes() {
   const { path } = useLocation();
   const match = matchRoute(path);
+  const title = match ? `${match.route.title(match.id)} · stemtrace` : "stemtrace";
+  useEffect(() => {
+    document.title = title;
+  }, [title]);
   if (match) return PAGES[match.route.page](match);
   return (
     <div className="empty page">

@@ -11,6 +11,8 @@ export type PageName = "trace" | "task" | "workers" | "registry" | "dashboard" |
 
 export interface Route {
   page: PageName;
+  /** The window's title on this page (with the id, when the route has one). */
+  title: (id: string | null) => string;
   /** Matches the whole path; a capture group, when any, is the page's id (still %-encoded). */
   pattern: RegExp;
   /** Started by the entry point, before the application's code loads, with the decoded id. */
@@ -20,6 +22,7 @@ export interface Route {
 export const ROUTES: readonly Route[] = [
   {
     page: "trace",
+    title: (id) => `Trace ${(id ?? "").slice(0, 8)}`,
     pattern: /^\/traces\/([^/]+)$/,
     // The graph waits for elk's worker (which then compiles on another core) and the snapshot.
     prefetch: (id) => {
@@ -27,11 +30,11 @@ export const ROUTES: readonly Route[] = [
       prefetch(`/api/traces/${encodeId(id)}`);
     },
   },
-  { page: "task", pattern: /^\/tasks\/([^/]+)$/ },
-  { page: "workers", pattern: /^\/workers$/ },
-  { page: "registry", pattern: /^\/registry$/ },
-  { page: "dashboard", pattern: /^\/dashboard$/ },
-  { page: "traces", pattern: /^\/(?:traces)?$/ },
+  { page: "task", title: (id) => `Task ${(id ?? "").slice(0, 8)}`, pattern: /^\/tasks\/([^/]+)$/ },
+  { page: "workers", title: () => "Workers", pattern: /^\/workers$/ },
+  { page: "registry", title: () => "Task registry", pattern: /^\/registry$/ },
+  { page: "dashboard", title: () => "Dashboard", pattern: /^\/dashboard$/ },
+  { page: "traces", title: () => "Traces", pattern: /^\/(?:traces)?$/ },
 ];
 
 export interface RouteMatch {
