@@ -15,6 +15,8 @@ export type Env = Omit<Generated, VarName | "ASSETS"> & { [K in VarName]?: strin
   ACCESS_TEAM_DOMAIN?: string;
   ACCESS_AUD?: string;
   MAX_BATCH_BYTES?: string;
+  /** "1" while a deployment upgraded from one object per trace still reads those objects (README). */
+  LEGACY_TRACE_OBJECTS?: string;
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
 };

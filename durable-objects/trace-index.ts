@@ -22,6 +22,7 @@ const UNFINISHED = JSON.stringify(SUMMARY_STATES.filter((s) => !TERMINAL.has(s))
 import type { Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import { shardCount } from "./shards";
 import type { IndexReport } from "./protocol";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
 
@@ -138,19 +139,22 @@ const DAY_S = 86_400;
 const TRACE_COLUMNS = "sort_at, trace_id, state, started_at, updated_at, names, workers, summary";
 const TASK_COLUMNS = "task_id, trace_id, name, state, worker, updated_at";
 
-function partitionDdl(day: number): string {
+function partitionDdl(day: number, idIndexed: boolean): string {
   return `CREATE TABLE IF NOT EXISTS traces_${day} (
      sort_at REAL NOT NULL, trace_id TEXT NOT NULL, state TEXT NOT NULL, started_at REAL, updated_at REAL NOT NULL,
      names TEXT NOT NULL, workers TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (sort_at, trace_id)) WITHOUT ROWID;
    CREATE TABLE IF NOT EXISTS tasks_${day} (task_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, name TEXT, state TEXT NOT NULL, worker TEXT,
      updated_at REAL NOT NULL) WITHOUT ROWID;
-   ${traceIdIndexDdl(day)}`;
+   ${idIndexed ? traceIdIndexDdl(day) : ""}`;
 }
 
 /**
  * Whether a trace exists, by id (\`knowsTrace\`): the Worker asks before it touches an object named
  * by an id from a URL, so that reads of unknown ids create nothing. One index row per trace,
- * written once (an update of a summary does not change its key).
+ * written once (an update of a summary does not change its key) — a row per trace that only the
+ * layouts that name objects by trace id need: one object per trace (TRACE_SHARDS=0), or shards
+ * with the pre-shard objects still read (LEGACY_TRACE_OBJECTS=1). With shards alone it would be
+ * a third of the rows a standalone task costs, for nothing (bench/results/rows-written.json).
  */
 function traceIdIndexDdl(day: number): string {
   return `CREATE INDEX IF NOT EXISTS traces_${day}_by_id ON traces_${day} (trace_id);`;
@@ -193,6 +197,8 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
    * gap and refetches, which is right, since it may have missed frames meanwhile.
    */
   private liveSeq = Date.now() * 1000;
+  /** Whether the day partitions index traces by id (see traceIdIndexDdl). */
+  private readonly idIndexed: boolean;
 
   /** The day partitions that exist, oldest first. */
   private days: number[] = [];
@@ -203,6 +209,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     this.sql = sqlFor(ctx.storage.sql);
     // Synchronous SQL finishes before the object takes any call.
     migrate(ctx.storage.sql, TRACE_INDEX_MIGRATIONS);
+    this.idIndexed = shardCount(env) === 0 || env.LEGACY_TRACE_OBJECTS === "1";
     this.loadPartitions();
   }
 
@@ -213,7 +220,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     }>`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('traces', 'tasks')`.toArray();
     if (legacy.length) {
       const today = Math.floor(Date.now() / 1000 / DAY_S);
-      this.ctx.storage.sql.exec(partitionDdl(today));
+      this.ctx.storage.sql.exec(partitionDdl(today, this.idIndexed));
       for (const { name } of legacy) {
         const columns = name === "traces" ? TRACE_COLUMNS : TASK_COLUMNS;
         this.ctx.storage.sql.exec(
@@ -229,7 +236,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       .map((t) => Number(t.name.slice("traces_".length)))
       .sort((a, b) => a - b);
     // Partitions made before the id index existed get it (a no-op once they have it).
-    for (const day of this.days) this.ctx.storage.sql.exec(traceIdIndexDdl(day));
+    if (this.idIndexed) for (const day of this.days) this.ctx.storage.sql.exec(traceIdIndexDdl(day));
     if (this.days.length === 0) this.ensureDay(Math.floor(Date.now() / 1000 / DAY_S));
     else this.rebuildViews();
   }
@@ -247,7 +254,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   private ensureDay(day: number): void {
     if (this.days.includes(day)) return;
-    this.ctx.storage.sql.exec(partitionDdl(day));
+    this.ctx.storage.sql.exec(partitionDdl(day, this.idIndexed));
     this.days = [...this.days, day].sort((a, b) => a - b);
     this.rebuildViews();
   }

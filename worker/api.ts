@@ -78,8 +78,13 @@ async function ownObject(env: Env, traceId: string) {
   return (await index(env).knowsTrace(traceId)) ? traceGraphOf(env, traceId) : null;
 }
 
-/** With shards: the object of a trace written before shards, when the index knows it and its shard does not hold it. */
+/**
+ * With shards: the object of a trace written before shards (LEGACY_TRACE_OBJECTS=1, while a
+ * deployment upgraded from per-trace objects still holds such traces), when the index knows it and
+ * its shard does not hold it.
+ */
 async function legacyObject(env: Env, traceId: string) {
+  if (env.LEGACY_TRACE_OBJECTS !== "1") return null;
   const legacy = legacyTraceGraphOf(env, traceId);
   if (!legacy || !(await index(env).knowsTrace(traceId))) return null;
   return (await traceGraphOf(env, traceId).hasTrace(traceId)) ? null : legacy;

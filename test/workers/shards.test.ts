@@ -14,7 +14,8 @@ import { TRACE_GRAPH_MIGRATIONS, TraceGraph } from "../../durable-objects/trace-
 import { traceObjectName } from "../../durable-objects/shards";
 import { migrate } from "../../durable-objects/sql";
 import type { IndexReport } from "../../durable-objects/protocol";
-import { INDEX_NAME } from "../../durable-objects/env";
+import { INDEX_NAME, type Env } from "../../durable-objects/env";
+import app from "../../worker/index";
 import { graphOf, settle, shards } from "./objects";
 
 let n = 0;
@@ -396,18 +397,22 @@ describe("objects written before shards", () => {
           .one().n,
       ).toBe(0);
     });
-    // Read through the API: from the shard it would live in now, falling back to its own object.
-    const res = await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}`);
+    // Read through the API: from the shard it would live in now, falling back to its own object
+    // while the deployment says such objects exist (LEGACY_TRACE_OBJECTS=1).
+    const legacyFetch = (url: string) =>
+      shards === 0 ? exports.default.fetch(url) : app.fetch(new Request(url), { ...env, LEGACY_TRACE_OBJECTS: "1" } as Env);
+    if (shards > 0) expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}`)).status).toBe(404);
+    const res = await legacyFetch(`http://127.0.0.1/api/traces/${traceId}`);
     expect(res.status).toBe(200);
     const snap = TraceSnapshot.parse(await res.json());
     expect(snap.nodes.map((x) => [x.id, x.state]).sort()).toEqual([
       [traceId, "STARTED"],
       [`${traceId}-child`, "PENDING"],
     ]);
-    const detail = await exports.default.fetch(`http://127.0.0.1/api/tasks/${traceId}`);
+    const detail = await legacyFetch(`http://127.0.0.1/api/tasks/${traceId}`);
     expect(detail.status).toBe(200);
     const anomalies = (await (
-      await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}/anomalies`)
+      await legacyFetch(`http://127.0.0.1/api/traces/${traceId}/anomalies`)
     ).json()) as { anomalies: { id: string }[] };
     expect(anomalies.anomalies.map((a) => a.id)).toEqual(["a1"]);
   });
