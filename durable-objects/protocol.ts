@@ -22,6 +22,12 @@ export interface FinishedRun {
   name: string | null;
   state: string;
   runtime_ms: number | null;
+  /**
+   * Published (or due, for an ETA) → first started, in ms, clamped at 0 and never below the
+   * worker-clock received → started (shared/queue-wait.ts); null when it never started. Optional:
+   * a shard running older code during a deploy reports runs without it.
+   */
+  queue_wait_ms?: number | null;
   finished_at: number;
 }
 

@@ -22,6 +22,7 @@ import {
 import { traceKeyOf, type TaskEvent } from "../shared/wire";
 import { failureCount, summarize, type StateCounts } from "../shared/states";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
+import { queueWaitMs } from "../shared/queue-wait";
 import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./protocol";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
@@ -700,6 +701,7 @@ export class TraceGraph extends DurableObject<Env> {
           name: r.name,
           state: r.state,
           runtime_ms: r.runtime_ms,
+          queue_wait_ms: queueWaitMs(r),
           finished_at: r.finished_at,
         });
       }

@@ -38,13 +38,21 @@ export interface TraceQuery {
   limit?: number | undefined;
 }
 
+/** p50/p95/p99 of runtime and of queue wait (ms; null without samples). */
+export interface RunPercentiles {
+  runtime_p50_ms: number | null;
+  runtime_p95_ms: number | null;
+  runtime_p99_ms: number | null;
+  queue_wait_p50_ms: number | null;
+  queue_wait_p95_ms: number | null;
+  queue_wait_p99_ms: number | null;
+}
+
 /** Per-name run statistics; `registered` comes from the Fleet. */
-export interface RunStats {
+export interface RunStats extends RunPercentiles {
   name: string;
   runs: number;
   failures: number;
-  runtime_p50_ms: number | null;
-  runtime_p95_ms: number | null;
   last_run_at: number | null;
 }
 
@@ -76,7 +84,10 @@ export interface IndexBackend {
   finishedSince(since: number): Promise<{ finished: number; failed: number }>;
   counts(): Promise<{ traces: number; tasks: number }>;
   throughput(bucketS: number, buckets: number): Promise<ThroughputBucket[]>;
-  topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }>;
+  topNames(
+    since: number,
+    limit: number,
+  ): Promise<{ busiest: NameStat[]; slowest: NameStat[]; longestWait: NameStat[] }>;
 }
 
 /** States that count as a failed run (the v3 migration's SQL lists the same). */
@@ -127,6 +138,10 @@ export const TRACE_INDEX_MIGRATIONS = [
    INSERT INTO tasks_v3 SELECT task_id, trace_id, name, state, worker, updated_at FROM tasks WHERE task_id <> trace_id;
    DROP TABLE tasks;
    ALTER TABLE tasks_v3 RENAME TO tasks;`,
+  // v4: queue waits (published → started, see shared/queue-wait.ts) sampled beside the runtimes in
+  // the same (name, minute) rows, so a run costs no more rows written than before. Rows from
+  // before have none ('[]': their wait percentiles are null until new runs come).
+  `ALTER TABLE runs ADD COLUMN waits TEXT NOT NULL DEFAULT '[]';`,
 ];
 
 /**
@@ -162,7 +177,7 @@ function traceIdIndexDdl(day: number): string {
 
 /** Run statistics are kept per minute of finishing. */
 const MINUTE_S = 60;
-/** Runtimes kept per task name and minute (beyond it percentiles come from a sample). */
+/** Runtimes (and, apart, queue waits) kept per task name and minute (beyond it percentiles come from a sample). */
 const MAX_RUNTIMES_PER_MINUTE = 2_000;
 /** Run statistics gathered from reports are written this often (seconds). */
 const RUNS_WRITE_S = 10;
@@ -182,6 +197,25 @@ function percentile(sorted: number[], p: number): number | null {
   if (sorted.length === 0) return null;
   const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[index] ?? null;
+}
+
+/** Nearest-rank p50/p95/p99 of the sampled runtimes and queue waits (sorts them in place). */
+function runPercentiles(runtimes: number[], waits: number[]): RunPercentiles {
+  runtimes.sort((a, b) => a - b);
+  waits.sort((a, b) => a - b);
+  return {
+    runtime_p50_ms: percentile(runtimes, 50),
+    runtime_p95_ms: percentile(runtimes, 95),
+    runtime_p99_ms: percentile(runtimes, 99),
+    queue_wait_p50_ms: percentile(waits, 50),
+    queue_wait_p95_ms: percentile(waits, 95),
+    queue_wait_p99_ms: percentile(waits, 99),
+  };
+}
+
+/** Appends a row's JSON array of samples (stored rows from before v4 have '[]'). */
+function pushSamples(into: number[], json: string | null): void {
+  for (const v of JSON.parse(json ?? "[]") as number[]) into.push(v);
 }
 
 /**
@@ -370,11 +404,15 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         finished: 0,
         failed: 0,
         runtimes: [],
+        waits: [],
         last: 0,
       };
       g.finished++;
       if (isFailed(r.state as TaskState)) g.failed++;
       if (r.runtime_ms !== null && g.runtimes.length < MAX_RUNTIMES_PER_MINUTE) g.runtimes.push(r.runtime_ms);
+      // Absent from a shard on older code, null when the task never started.
+      const wait = r.queue_wait_ms ?? null;
+      if (wait !== null && g.waits.length < MAX_RUNTIMES_PER_MINUTE) g.waits.push(wait);
       g.last = Math.max(g.last, r.finished_at);
       this.pendingRuns.set(key, g);
     }
@@ -397,20 +435,32 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     const groups = [...this.pendingRuns.values()];
     this.pendingRuns.clear();
     for (const chunk of jsonChunks(groups))
-      this.sql`INSERT INTO runs (name, minute, finished, failed, runtimes, last_at)
-             SELECT value ->> '$.name', value ->> '$.minute', value ->> '$.finished', value ->> '$.failed', json(value -> '$.runtimes'), value ->> '$.last'
+      this.sql`INSERT INTO runs (name, minute, finished, failed, runtimes, waits, last_at)
+             SELECT value ->> '$.name', value ->> '$.minute', value ->> '$.finished', value ->> '$.failed', json(value -> '$.runtimes'),
+                    json(value -> '$.waits'), value ->> '$.last'
              FROM json_each(${chunk}) WHERE true
              ON CONFLICT (name, minute) DO UPDATE SET finished = finished + excluded.finished, failed = failed + excluded.failed,
                last_at = MAX(last_at, excluded.last_at),
                runtimes = CASE WHEN json_array_length(runtimes) >= ${MAX_RUNTIMES_PER_MINUTE} THEN runtimes ELSE (
                  SELECT json_group_array(value) FROM (
-                   SELECT value FROM json_each(runs.runtimes) UNION ALL SELECT value FROM json_each(excluded.runtimes))) END`;
+                   SELECT value FROM json_each(runs.runtimes) UNION ALL SELECT value FROM json_each(excluded.runtimes))) END,
+               waits = CASE WHEN json_array_length(waits) >= ${MAX_RUNTIMES_PER_MINUTE} THEN waits ELSE (
+                 SELECT json_group_array(value) FROM (
+                   SELECT value FROM json_each(runs.waits) UNION ALL SELECT value FROM json_each(excluded.waits))) END`;
   }
 
   private prunedAt = 0;
   private pendingRuns = new Map<
     string,
-    { name: string; minute: number; finished: number; failed: number; runtimes: number[]; last: number }
+    {
+      name: string;
+      minute: number;
+      finished: number;
+      failed: number;
+      runtimes: number[];
+      waits: number[];
+      last: number;
+    }
   >();
   private runsAlarmSet = false;
   private pendingCounters = new Map<string, number>();
@@ -565,34 +615,32 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     this.writeRuns();
     const byName = new Map<
       string,
-      { runs: number; failures: number; runtimes: number[]; last: number | null }
+      { runs: number; failures: number; runtimes: number[]; waits: number[]; last: number | null }
     >();
     for (const r of this.sql<{
       name: string;
       finished: number;
       failed: number;
       runtimes: string;
+      waits: string;
       last_at: number;
     }>`
-      SELECT name, finished, failed, runtimes, last_at FROM runs WHERE name <> ''`) {
-      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], last: null };
+      SELECT name, finished, failed, runtimes, waits, last_at FROM runs WHERE name <> ''`) {
+      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], waits: [], last: null };
       s.runs += r.finished;
       s.failures += r.failed;
-      for (const v of JSON.parse(r.runtimes) as number[]) s.runtimes.push(v);
+      pushSamples(s.runtimes, r.runtimes);
+      pushSamples(s.waits, r.waits);
       s.last = Math.max(s.last ?? 0, r.last_at);
       byName.set(r.name, s);
     }
-    return [...byName].map(([name, s]) => {
-      const sorted = s.runtimes.sort((a, b) => a - b);
-      return {
-        name,
-        runs: s.runs,
-        failures: s.failures,
-        runtime_p50_ms: percentile(sorted, 50),
-        runtime_p95_ms: percentile(sorted, 95),
-        last_run_at: s.last,
-      };
-    });
+    return [...byName].map(([name, s]) => ({
+      name,
+      runs: s.runs,
+      failures: s.failures,
+      ...runPercentiles(s.runtimes, s.waits),
+      last_run_at: s.last,
+    }));
   }
 
   /** Runs finished since `since` (to the minute). */
@@ -619,33 +667,41 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     }));
   }
 
-  /** Over runs finished since `since`: the names that ran most and the slowest by p95. */
-  async topNames(since: number, limit: number): Promise<{ busiest: NameStat[]; slowest: NameStat[] }> {
+  /**
+   * Over runs finished since `since`: the names that ran most, the slowest by p95 runtime and
+   * those that waited longest for a worker by p95 queue wait.
+   */
+  async topNames(
+    since: number,
+    limit: number,
+  ): Promise<{ busiest: NameStat[]; slowest: NameStat[]; longestWait: NameStat[] }> {
     this.writeRuns();
-    const byName = new Map<string, { runs: number; failures: number; runtimes: number[] }>();
-    for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string }>`
-      SELECT name, finished, failed, runtimes FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)} AND name <> ''`) {
-      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [] };
+    const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; waits: number[] }>();
+    for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string; waits: string }>`
+      SELECT name, finished, failed, runtimes, waits FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)} AND name <> ''`) {
+      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], waits: [] };
       s.runs += r.finished;
       s.failures += r.failed;
-      for (const v of JSON.parse(r.runtimes) as number[]) s.runtimes.push(v);
+      pushSamples(s.runtimes, r.runtimes);
+      pushSamples(s.waits, r.waits);
       byName.set(r.name, s);
     }
-    const stats: NameStat[] = [...byName].map(([name, s]) => ({
+    const stats = [...byName].map(([name, s]) => ({
       name,
       runs: s.runs,
       failures: s.failures,
-      runtime_p95_ms: percentile(
-        s.runtimes.sort((a, b) => a - b),
-        95,
-      ),
+      ...runPercentiles(s.runtimes, s.waits),
     }));
+    const alphabetical = (a: NameStat, b: NameStat) => (a.name < b.name ? -1 : 1);
+    const top = (value: (s: (typeof stats)[number]) => number | null) =>
+      stats
+        .filter((s) => value(s) !== null)
+        .sort((a, b) => value(b)! - value(a)! || alphabetical(a, b))
+        .slice(0, limit);
     return {
-      busiest: [...stats].sort((a, b) => b.runs - a.runs || (a.name < b.name ? -1 : 1)).slice(0, limit),
-      slowest: stats
-        .filter((s) => s.runtime_p95_ms !== null)
-        .sort((a, b) => b.runtime_p95_ms! - a.runtime_p95_ms! || (a.name < b.name ? -1 : 1))
-        .slice(0, limit),
+      busiest: [...stats].sort((a, b) => b.runs - a.runs || alphabetical(a, b)).slice(0, limit),
+      slowest: top((s) => s.runtime_p95_ms),
+      longestWait: top((s) => s.queue_wait_p95_ms),
     };
   }
 

@@ -180,6 +180,19 @@ export const TaskSearchHit = z.object({
 export const TaskSearch = z.object({ tasks: z.array(TaskSearchHit) });
 export type TaskSearch = z.infer<typeof TaskSearch>;
 
+/**
+ * Per task name, nearest-rank percentiles in milliseconds (null: no sample) of runtime and of queue
+ * wait: published (or due, for an ETA/countdown) → first started, never below the worker-clock
+ * received → started and clamped at 0 against clock skew (shared/queue-wait.ts). Optional: a
+ * server from before they existed omits them.
+ */
+export const RunPercentiles = z.object({
+  runtime_p99_ms: z.number().nullable().optional(),
+  queue_wait_p50_ms: z.number().nullable().optional(),
+  queue_wait_p95_ms: z.number().nullable().optional(),
+  queue_wait_p99_ms: z.number().nullable().optional(),
+});
+
 export const RegistryEntry = z.object({
   name: z.string(),
   status: z.enum(["ACTIVE", "NEVER_RUN", "NOT_REGISTERED"]),
@@ -195,6 +208,7 @@ export const RegistryEntry = z.object({
   doc: z.string().nullable(),
   /** Open anomalies of tasks with this name. */
   open_anomalies: z.number().int(),
+  ...RunPercentiles.shape,
 });
 export type RegistryEntry = z.infer<typeof RegistryEntry>;
 export const Registry = z.object({ tasks: z.array(RegistryEntry) });
@@ -252,7 +266,14 @@ export type AnomalyList = z.infer<typeof AnomalyList>;
 
 export const ThroughputBucket = z.object({ start: z.number(), finished: z.number().int(), failed: z.number().int() });
 export type ThroughputBucket = z.infer<typeof ThroughputBucket>;
-export const NameStat = z.object({ name: z.string(), runs: z.number().int(), failures: z.number().int(), runtime_p95_ms: z.number().nullable() });
+export const NameStat = z.object({
+  name: z.string(),
+  runs: z.number().int(),
+  failures: z.number().int(),
+  runtime_p95_ms: z.number().nullable(),
+  runtime_p50_ms: z.number().nullable().optional(),
+  ...RunPercentiles.shape,
+});
 export type NameStat = z.infer<typeof NameStat>;
 
 export const Stats = z.object({
@@ -265,9 +286,11 @@ export const Stats = z.object({
   last_day: z.object({ finished: z.number().int(), failed: z.number().int() }),
   /** Finished and failed per bucket, oldest first: 12 × 5 min (last hour) and 24 × 1 h (last day). */
   throughput: z.object({ hour: z.array(ThroughputBucket), day: z.array(ThroughputBucket) }),
-  /** Over the last 24 h: the names that ran most, and the slowest by p95 runtime. */
+  /** Over the last 24 h: the names that ran most, and the slowest by p95 runtime (each with all the percentiles). */
   busiest_names: z.array(NameStat),
   slowest_names: z.array(NameStat),
+  /** Over the last 24 h: the names that waited longest for a worker, by p95 queue wait. */
+  longest_queue_wait_names: z.array(NameStat).optional(),
 });
 export type Stats = z.infer<typeof Stats>;
 

@@ -213,6 +213,10 @@ export const api = new Hono<ApiEnv>()
         failure_rate: runs ? (s?.failures ?? 0) / runs : 0,
         runtime_p50_ms: s?.runtime_p50_ms ?? null,
         runtime_p95_ms: s?.runtime_p95_ms ?? null,
+        runtime_p99_ms: s?.runtime_p99_ms ?? null,
+        queue_wait_p50_ms: s?.queue_wait_p50_ms ?? null,
+        queue_wait_p95_ms: s?.queue_wait_p95_ms ?? null,
+        queue_wait_p99_ms: s?.queue_wait_p99_ms ?? null,
         last_run_at: s?.last_run_at ?? null,
         registered_by: reg?.workers ?? [],
         module: reg?.def.module ?? null,
@@ -259,6 +263,7 @@ export const api = new Hono<ApiEnv>()
       throughput: { hour: hourly, day: daily },
       busiest_names: top.busiest,
       slowest_names: top.slowest,
+      longest_queue_wait_names: top.longestWait,
     };
     return c.json(stats, 200);
   })
