@@ -46,6 +46,8 @@ describe("everyday use", () => {
     await page.locator('tr[data-task-name="app.add"]').waitFor();
     expect(await page.title()).toBe("Task registry · stemtrace");
     expect(await page.locator("[data-not-registered-help]").innerText()).toContain("no online worker registers this name");
+    // Queue wait beside run time (published → started of the recorded run).
+    expect(await page.locator('tr[data-task-name="app.add"] [data-queue-p50]').innerText()).toMatch(/\d+(\.\d+)? (ms|s)/);
     await page.getByLabel("Search task names").fill("boo");
     await page.locator('tr[data-task-name="app.add"]').waitFor({ state: "detached" });
     expect(await page.locator('tr[data-task-name="app.boom"]').count()).toBe(1);

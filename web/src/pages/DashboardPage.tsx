@@ -66,6 +66,13 @@ export function DashboardPage() {
             <Boundary region="slowest names">
               <NameTable title="Slowest task names by p95 (24 h)" rows={stats.data.slowest_names} value={(r) => duration(r.runtime_p95_ms)} />
             </Boundary>
+            <Boundary region="longest queue waits">
+              <NameTable
+                title="Longest waits for a worker, p95 (24 h)"
+                rows={stats.data.longest_queue_wait_names ?? []}
+                value={(r) => `${duration(r.queue_wait_p95_ms)} queued · runs ${duration(r.runtime_p50_ms)}`}
+              />
+            </Boundary>
           </section>
         </>
       )}

@@ -12,7 +12,7 @@ import { ago, duration, encodeId, percent, shortId, shortName, text } from "../f
 import { Link } from "../router";
 import { REGISTRY_STATUS_STYLES } from "../states";
 
-const COLUMNS = 9;
+const COLUMNS = 11;
 
 /** What the statuses mean, as the original stemtrace explains "Not registered". */
 const STATUS_HELP: Record<RegistryEntry["status"], string> = {
@@ -95,8 +95,10 @@ export function RegistryPage() {
               <th>status</th>
               <th className="num">runs</th>
               <th className="num">failure rate</th>
-              <th className="num">p50</th>
-              <th className="num">p95</th>
+              <th className="num" title="runtime, 50th percentile">run p50</th>
+              <th className="num" title="runtime, 95th percentile">run p95</th>
+              <th className="num" title="time waiting for a worker (published → started, never less than the worker's own received → started), 50th percentile">queue p50</th>
+              <th className="num" title="time waiting for a worker, 95th percentile">queue p95</th>
               <th>last run</th>
               <th>registered by</th>
               <th />
@@ -133,7 +135,9 @@ export function RegistryPage() {
                     <td className="num">{t.runs.toLocaleString()}</td>
                     <td className={`num${t.failure_rate > 0 ? " bad" : ""}`}>{percent(t.failure_rate)}</td>
                     <td className="num">{duration(t.runtime_p50_ms)}</td>
-                    <td className="num">{duration(t.runtime_p95_ms)}</td>
+                    <td className="num" title={t.runtime_p99_ms != null ? `p99 ${duration(t.runtime_p99_ms)}` : undefined}>{duration(t.runtime_p95_ms)}</td>
+                    <td className="num" data-queue-p50>{duration(t.queue_wait_p50_ms)}</td>
+                    <td className="num" title={t.queue_wait_p99_ms != null ? `p99 ${duration(t.queue_wait_p99_ms)}` : undefined}>{duration(t.queue_wait_p95_ms)}</td>
                     <td>{ago(t.last_run_at)}</td>
                     <td className="muted">{t.registered_by.join(", ") || "—"}</td>
                     <td onClick={(e) => e.stopPropagation()}>
