@@ -2,7 +2,7 @@
  * What the objects say to each other: the TraceGraph shards, the Fleet and the index. One file, so
  * no object imports another object's module (types only, no runtime code).
  */
-import type { Anomaly, TraceSummary } from "../shared/api";
+import type { Anomaly, TaskSort, TraceSummary } from "../shared/api";
 
 /** A task as the index keeps it for the task → trace lookup and search (not its trace's root). */
 export interface IndexedTask {
@@ -64,4 +64,18 @@ export interface LiveRegistry {
   online: { hostname: string; queues: string[]; registers: boolean }[];
   /** task name → online workers that register it */
   names: Record<string, string[]>;
+}
+
+/** What the Worker asks every shard for one page of the task list (`GET /api/tasks`). */
+export interface TaskListQuery {
+  sort: TaskSort;
+  state?: string;
+  name?: string;
+  worker?: string;
+  queue?: string;
+  from?: number;
+  to?: number;
+  /** The last row of the previous page: (sort key, task id). */
+  after?: [number, string];
+  limit: number;
 }

@@ -5,6 +5,7 @@ import type {
   GraphNode,
   TaskDetail,
   TaskLink,
+  TaskRow,
   TraceLiveMessage,
   TraceSnapshot,
   TraceSummary,
@@ -23,7 +24,7 @@ import { traceKeyOf, type TaskEvent } from "../shared/wire";
 import { failureCount, summarize, type StateCounts } from "../shared/states";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
 import { queueWaitMs } from "../shared/queue-wait";
-import type { FinishedRun, IndexedTask, IndexReport, IngestResult, WorkerChange } from "./protocol";
+import type { FinishedRun, IndexedTask, IndexReport, IngestResult, TaskListQuery, WorkerChange } from "./protocol";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { Deadlines, OneAlarm } from "./deadlines";
@@ -1025,6 +1026,59 @@ export class TraceGraph extends DurableObject<Env> {
   async anomalyList(traceId: string): Promise<Anomaly[]> {
     if (!this.schemaReady()) return [];
     return this.anomalies.list(traceId);
+  }
+
+  /**
+   * This shard's tasks for the task list (`GET /api/tasks`), largest sort key first, after the
+   * cursor: the Worker merges every shard's page. A scan of the shard's task rows (no index: the
+   * list is a page someone opens, and an index would cost a row written per task on ingest).
+   */
+  async listTasks(query: TaskListQuery): Promise<(TaskRow & { sort_key: number })[]> {
+    if (!this.schemaReady()) return [];
+    this.materialize(Date.now() / 1000);
+    const rows = this.sql<{
+      trace_id: string;
+      task_id: string;
+      record: string;
+      k: number;
+    }>`
+      SELECT trace_id, task_id, record, k FROM (
+        SELECT trace_id, task_id, record, state, name, worker, published_at, started_at,
+          CASE ${query.sort}
+            WHEN 'started' THEN started_at
+            WHEN 'runtime' THEN runtime_ms
+            WHEN 'queue_wait' THEN MAX(0, started_at - COALESCE(published_at, started_at))
+            ELSE COALESCE(published_at, started_at, finished_at)
+          END AS k
+        FROM tasks)
+      WHERE k IS NOT NULL
+        AND (${query.state ?? null} IS NULL OR state = ${query.state ?? null})
+        AND (${query.name ?? null} IS NULL OR name LIKE ${"%" + (query.name ?? "") + "%"})
+        AND (${query.worker ?? null} IS NULL OR worker = ${query.worker ?? null})
+        AND (${query.queue ?? null} IS NULL OR json_extract(record, '$.queue') = ${query.queue ?? null})
+        AND (${query.from ?? null} IS NULL OR COALESCE(published_at, started_at) >= ${query.from ?? null})
+        AND (${query.to ?? null} IS NULL OR COALESCE(published_at, started_at) <= ${query.to ?? null})
+        AND (${query.after?.[0] ?? null} IS NULL OR (k, task_id) < (${query.after?.[0] ?? null}, ${query.after?.[1] ?? null}))
+      ORDER BY k DESC, task_id DESC LIMIT ${query.limit}`.toArray();
+    return rows.map((row) => {
+      const r = JSON.parse(row.record) as TaskRecord;
+      return {
+        task_id: row.task_id,
+        trace_id: row.trace_id,
+        name: r.name,
+        state: r.state,
+        worker: r.worker,
+        queue: r.queue,
+        published_at: r.published_at,
+        received_at: r.received_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        runtime_ms: r.runtime_ms,
+        queue_wait_ms: queueWaitMs(r),
+        retries: r.retries,
+        sort_key: row.k,
+      };
+    });
   }
 
   /** Whether this object holds any task of the trace (accepted, flushed or not). Writes nothing. */

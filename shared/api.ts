@@ -180,6 +180,32 @@ export const TaskSearchHit = z.object({
 export const TaskSearch = z.object({ tasks: z.array(TaskSearchHit) });
 export type TaskSearch = z.infer<typeof TaskSearch>;
 
+/** How the task list can be ordered (newest first / largest first). */
+export const TaskSort = z.enum(["published", "started", "runtime", "queue_wait"]);
+export type TaskSort = z.infer<typeof TaskSort>;
+
+/** One row of `GET /api/tasks` (without `q`): every task, not every trace (Flower's main page). */
+export const TaskRow = z.object({
+  task_id: z.string(),
+  trace_id: z.string(),
+  name: z.string().nullable(),
+  state: TaskState,
+  worker: z.string().nullable(),
+  queue: z.string().nullable(),
+  published_at: Ts,
+  received_at: Ts,
+  started_at: Ts,
+  finished_at: Ts,
+  runtime_ms: z.number().nullable(),
+  /** started − published (never below received → started, never negative): time waiting for a worker. */
+  queue_wait_ms: z.number().nullable(),
+  retries: z.number().int(),
+});
+export type TaskRow = z.infer<typeof TaskRow>;
+
+export const TaskListPage = z.object({ tasks: z.array(TaskRow), next_cursor: z.string().nullable() });
+export type TaskListPage = z.infer<typeof TaskListPage>;
+
 /**
  * Per task name, nearest-rank percentiles in milliseconds (null: no sample) of runtime and of queue
  * wait: published (or due, for an ETA/countdown) → first started, never below the worker-clock

@@ -3,6 +3,8 @@ import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import {
   AnomalyKind,
+  TaskSort,
+  type TaskListPage,
   type Anomaly,
   type TaskDetail,
   type AnomalyList,
@@ -14,8 +16,8 @@ import {
   type WorkerList,
 } from "../shared/api";
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
-import { decodeCursor } from "../shared/cursor";
-import { legacyTraceGraphOf, shardCount, traceGraphOf } from "../durable-objects/shards";
+import { decodeCursor, encodeCursor } from "../shared/cursor";
+import { legacyTraceGraphOf, shardCount, shardNames, traceGraphOf } from "../durable-objects/shards";
 import { authMode, requireAuth, type Caller } from "./auth";
 import { HttpError } from "./errors";
 
@@ -141,11 +143,52 @@ export const traces = new Hono<ApiEnv>()
     return c.body(json, 200, { "Content-Type": "application/json; charset=UTF-8" });
   });
 
+const TaskListQuerySchema = z.object({
+  q: z.string().max(300).optional(),
+  sort: TaskSort.optional(),
+  state: z.string().max(30).optional(),
+  name: z.string().max(300).optional(),
+  worker: z.string().max(300).optional(),
+  queue: z.string().max(300).optional(),
+  from: z.coerce.number().optional(),
+  to: z.coerce.number().optional(),
+  cursor: z.string().max(500).optional(),
+  limit: z.coerce.number().int().min(1).max(200).optional(),
+});
+
 export const tasks = new Hono<ApiEnv>()
-  .get("/", async (c) => {
-    const q = c.req.query("q")?.trim();
-    if (!q) throw new HttpError(400, "invalid_query", "pass ?q= with a task id prefix or a task name");
-    return c.json(await index(c.env).searchTasks(q, 50), 200);
+  .get("/", query(TaskListQuerySchema), async (c) => {
+    const params = c.req.valid("query");
+    const q = params.q?.trim();
+    // ?q=: search by id prefix or name (the index); otherwise every task, newest first.
+    if (q) return c.json(await index(c.env).searchTasks(q, 50), 200);
+    const shards = shardCount(c.env);
+    if (shards === 0)
+      throw new HttpError(
+        501,
+        "needs_shards",
+        "the task list reads every trace shard; with TRACE_SHARDS=0 (one object per trace) there is none to read: search with ?q= instead",
+      );
+    const after = params.cursor ? decodeCursor(params.cursor) : null;
+    if (params.cursor && !after) throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
+    const limit = params.limit ?? 50;
+    const { q: _q, cursor: _c, limit: _l, ...filters } = params;
+    const pages = await Promise.all(
+      shardNames(shards).map((name) =>
+        c.env.TRACE_GRAPH.getByName(name).listTasks({ ...filters, sort: params.sort ?? "published", ...(after ? { after } : {}), limit: limit + 1 }),
+      ),
+    );
+    // Every shard's page is sorted the same way: the merged page is their first `limit` rows.
+    const merged = pages
+      .flat()
+      .sort((a, b) => b.sort_key - a.sort_key || (a.task_id < b.task_id ? 1 : a.task_id > b.task_id ? -1 : 0));
+    const page = merged.slice(0, limit);
+    const last = page[page.length - 1];
+    const list: TaskListPage = {
+      tasks: page.map(({ sort_key: _k, ...row }) => row),
+      next_cursor: merged.length > limit && last ? encodeCursor(last.sort_key, last.task_id) : null,
+    };
+    return c.json(list, 200);
   })
   .get("/:taskId", async (c) => {
     const taskId = c.req.param("taskId");
