@@ -60,7 +60,6 @@ export function parseArgs(argv, env = process.env) {
 
 /** A successful ingest request in wrangler's request log (colours stripped before matching). */
 export function isIngestLine(line) {
-  // eslint-disable-next-line no-control-regex
   const plain = line.replace(/\x1b\[[0-9;]*m/g, "");
   return /\bPOST \/v1\/events 2\d\d\b/.test(plain);
 }
