@@ -140,7 +140,8 @@ function main() {
       if (child.exitCode === null) child.kill(sig);
     });
   }
-  child.on("exit", (code) => process.exit(code ?? (stopping ? 0 : 1)));
+  // wrangler answers a stop signal with 128 + its number: a stop we were asked for is a clean exit.
+  child.on("exit", (code) => process.exit(stopping ? 0 : (code ?? 1)));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main();
