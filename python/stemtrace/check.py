@@ -109,7 +109,7 @@ def _explain_status(status: int, body: bytes, endpoint: str, token_set: bool, lo
     if status in (404, 405):
         base = endpoint[: -len("/v1/events")] if endpoint.endswith("/v1/events") else endpoint
         return [f"FAILED: nothing takes events at {endpoint} (HTTP {status})."] + server + [
-            f"  Fix: STEMTRACE_URL is the server's base address, e.g. http://127.0.0.1:8787 — without /v1/events,",
+            "  Fix: STEMTRACE_URL is the server's base address, e.g. http://127.0.0.1:8787 — without /v1/events,",
             f"  /api or a page path (now {base!r}); is this address a stemtrace server at all?",
         ]
     if status == 413:
