@@ -23,7 +23,7 @@ if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.pack
   # `npm install`, not `npm ci`: the lock file names workerd's other-platform binaries as optional
   # packages that npm ci insists on seeing resolved.
   echo "== npm install"
-  npm install --no-audit --no-fund --loglevel=error
+  npm install --no-save --no-audit --no-fund --loglevel=error
 fi
 if [ ! -x node_modules/.bin/node ]; then
   echo "!! npm install did not provide node_modules/.bin/node (Node 22); cannot run the suites"

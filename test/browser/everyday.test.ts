@@ -72,4 +72,25 @@ describe("everyday use", () => {
     expect(await row.locator(".registered-names li").allInnerTexts()).toEqual(["app.add", "app.boom"]);
     await screenshot(page, "42-workers-registered");
   });
+
+  it("the Tasks page lists every task, sorts by a column, filters, and opens a task in its trace", async () => {
+    await page.goto(`${server.base}/tasks`);
+    const list = page.locator("[data-task-list]");
+    await list.waitFor();
+    expect(await page.title()).toBe("Tasks · stemtrace");
+    // The check-free recordings: 01 (app.add), 02 (app.boom), 12 (does.not.exist): one task each.
+    await page.locator('tr[data-task-id="e6f835a4-3694-4b3b-8f7e-0a24625da7a4"]').waitFor();
+    expect(await list.locator("tbody tr").count()).toBeGreaterThanOrEqual(3);
+    await page.getByRole("button", { name: "runtime" }).click();
+    await page.waitForURL(/sort=runtime/);
+    await page.getByLabel("State").selectOption("FAILURE");
+    await page.waitForURL(/state=FAILURE/);
+    await page.locator('tr[data-task-id="d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0"]').waitFor({ state: "detached" });
+    const rows = list.locator("tbody tr");
+    expect(await rows.count()).toBe(1);
+    await screenshot(page, "43-tasks");
+    await rows.first().click();
+    await page.waitForURL(/\/traces\/.+\?task=e6f835a4/);
+    await page.locator("aside.side-panel").waitFor();
+  });
 });

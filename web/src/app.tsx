@@ -11,6 +11,7 @@ import { TaskPage } from "./pages/TaskPage";
 import { TracePage } from "./pages/TracePage";
 import { TracesPage } from "./pages/TracesPage";
 import { WorkersPage } from "./pages/WorkersPage";
+import { TasksPage } from "./pages/TasksPage";
 import { Link, useLocation } from "./router";
 import { matchRoute, type PageName, type RouteMatch } from "./routes";
 
@@ -48,6 +49,7 @@ function ThemeToggle() {
 const PAGES: Record<PageName, (m: RouteMatch) => ReactNode> = {
   trace: (m) => <TracePage key={m.segment} traceId={m.id!} />,
   task: (m) => <TaskPage key={m.segment} taskId={m.id!} />,
+  tasks: () => <TasksPage />,
   workers: () => <WorkersPage />,
   registry: () => <RegistryPage />,
   dashboard: () => <DashboardPage />,
@@ -78,6 +80,7 @@ function App() {
   const health = useQuery(healthQuery());
   const nav = [
     ["/", "Traces"],
+    ["/tasks", "Tasks"],
     ["/dashboard", "Dashboard"],
     ["/workers", "Workers"],
     ["/registry", "Registry"],

@@ -7,7 +7,7 @@ import { prefetch } from "./api/early";
 import { decodeSegment, encodeId } from "./format";
 import { elkInWorker } from "./graph/elk";
 
-export type PageName = "trace" | "task" | "workers" | "registry" | "dashboard" | "traces";
+export type PageName = "trace" | "task" | "tasks" | "workers" | "registry" | "dashboard" | "traces";
 
 export interface Route {
   page: PageName;
@@ -31,6 +31,7 @@ export const ROUTES: readonly Route[] = [
     },
   },
   { page: "task", title: (id) => `Task ${(id ?? "").slice(0, 8)}`, pattern: /^\/tasks\/([^/]+)$/ },
+  { page: "tasks", title: () => "Tasks", pattern: /^\/tasks\/?$/ },
   { page: "workers", title: () => "Workers", pattern: /^\/workers$/ },
   { page: "registry", title: () => "Task registry", pattern: /^\/registry$/ },
   { page: "dashboard", title: () => "Dashboard", pattern: /^\/dashboard$/ },

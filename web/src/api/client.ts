@@ -11,6 +11,8 @@ import {
   Stats,
   TaskDetail,
   TaskSearch,
+  TaskListPage,
+  type TaskSort,
   TraceList,
   TraceSnapshot,
   WorkerList,
@@ -57,6 +59,26 @@ function query(params: Record<string, string | number | undefined>): string {
   const s = search.toString();
   return s ? `?${s}` : "";
 }
+
+/** The task list's filters and order (GET /api/tasks without q). */
+export interface TaskListFilters {
+  sort?: TaskSort;
+  state?: string;
+  name?: string;
+  worker?: string;
+  queue?: string;
+  from?: number;
+  cursor?: string;
+}
+
+export const taskListQuery = (f: TaskListFilters) =>
+  queryOptions({
+    queryKey: ["tasks", f] as const,
+    queryFn: () => fetchJson(`/api/tasks${query({ ...f, limit: 50 })}`, TaskListPage),
+    placeholderData: (previous) => previous,
+    refetchInterval: 5000,
+    retry: false,
+  });
 
 export const keys = {
   traces: (f: TraceFilters) => ["traces", f] as const,

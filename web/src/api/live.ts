@@ -178,7 +178,7 @@ export function useGlobalLive() {
   useEffect(() => {
     const last = { current: -1 };
     const refetchAll = () => {
-      for (const key of [["traces"], ["workers"], ["anomalies"], ["stats"]]) void client.invalidateQueries({ queryKey: key });
+      for (const key of [["traces"], ["tasks"], ["workers"], ["anomalies"], ["stats"]]) void client.invalidateQueries({ queryKey: key });
     };
     return keepOpen(
         "global",
