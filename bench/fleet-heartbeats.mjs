@@ -21,8 +21,24 @@ const SECONDS = arg("--seconds", 40);
 const FREQ = 2;
 
 let seq = 0;
-const event = (host, type, extra) => ({ v: 1, id: `${host}-${type}-${++seq}`, kind: "worker", type, ts: Date.now() / 1000, seq, host, pid: 1000, freq: FREQ, ...extra });
-const registered = Array.from({ length: 20 }, (_, i) => ({ name: `app.tasks.task_${i}`, module: "app.tasks", signature: "(x, y=None)", doc: "A task." }));
+const event = (host, type, extra) => ({
+  v: 1,
+  id: `${host}-${type}-${++seq}`,
+  kind: "worker",
+  type,
+  ts: Date.now() / 1000,
+  seq,
+  host,
+  pid: 1000,
+  freq: FREQ,
+  ...extra,
+});
+const registered = Array.from({ length: 20 }, (_, i) => ({
+  name: `app.tasks.task_${i}`,
+  module: "app.tasks",
+  signature: "(x, y=None)",
+  doc: "A task.",
+}));
 
 // Keep-alive connections, at most 64 at a time (as a load balancer in front of the Worker would
 // hold): a request waits for a free connection, so a server falling behind shows as latency.
@@ -32,23 +48,37 @@ function post(base, events) {
   const t0 = performance.now();
   const body = JSON.stringify({ events });
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}/v1/events`, { method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) } }, (res) => {
-      const chunks = [];
-      res.on("data", (c) => chunks.push(c));
-      res.on("end", () => {
-        if (res.statusCode !== 202) reject(new Error(`POST answered ${res.statusCode}: ${Buffer.concat(chunks)}`));
-        else resolve(performance.now() - t0);
-      });
-    });
+    const req = http.request(
+      `${base}/v1/events`,
+      {
+        method: "POST",
+        agent,
+        headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          if (res.statusCode !== 202)
+            reject(new Error(`POST answered ${res.statusCode}: ${Buffer.concat(chunks)}`));
+          else resolve(performance.now() - t0);
+        });
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
 }
 
-const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : null);
+const pct = (sorted, p) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : null;
 const round = (x) => (x === null ? null : Math.round(x * 10) / 10);
 
-const load = () => os.loadavg().map((x) => x.toFixed(2)).join(" ");
+const load = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
 const loadBefore = load();
 const server = await startWranglerDev();
 const results = {
@@ -74,12 +104,14 @@ try {
         req.on("error", reject);
         req.end();
       });
-    await Promise.all(Array.from({ length: 64 }, async () => {
-      while (performance.now() < end) {
-        await getHealth();
-        count++;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (performance.now() < end) {
+          await getHealth();
+          count++;
+        }
+      }),
+    );
     results.dev_server_ceiling_req_per_s = Math.round(count / ((performance.now() - t) / 1000));
     console.log(`wrangler dev answers ${results.dev_server_ceiling_req_per_s} GET /api/health per second`);
   }
@@ -87,7 +119,15 @@ try {
   // 1. Online, 50 at a time.
   const t0 = performance.now();
   for (let i = 0; i < hosts.length; i += 50)
-    await Promise.all(hosts.slice(i, i + 50).map((h) => post(server.base, [event(h, "online", { registered, queues: ["celery"], pool: "prefork", concurrency: 4 })])));
+    await Promise.all(
+      hosts
+        .slice(i, i + 50)
+        .map((h) =>
+          post(server.base, [
+            event(h, "online", { registered, queues: ["celery"], pool: "prefork", concurrency: 4 }),
+          ]),
+        ),
+    );
   results.online_s = round((performance.now() - t0) / 1000);
   console.log(`${WORKERS} workers online in ${results.online_s} s`);
 
@@ -132,10 +172,20 @@ try {
     seconds: round(seconds),
     offered_per_s: Math.round((WORKERS / FREQ) * 10) / 10,
     achieved_per_s: Math.round(sent / seconds),
-    latency_ms: { p50: round(pct(latencies, 50)), p95: round(pct(latencies, 95)), p99: round(pct(latencies, 99)), max: round(latencies[latencies.length - 1] ?? null) },
+    latency_ms: {
+      p50: round(pct(latencies, 50)),
+      p95: round(pct(latencies, 95)),
+      p99: round(pct(latencies, 99)),
+      max: round(latencies[latencies.length - 1] ?? null),
+    },
     windows: windows.map((w) => {
       const s = w.latencies.sort((a, b) => a - b);
-      return { from_s: w.from / 1000, requests: s.length, p50_ms: round(pct(s, 50)), p95_ms: round(pct(s, 95)) };
+      return {
+        from_s: w.from / 1000,
+        requests: s.length,
+        p50_ms: round(pct(s, 50)),
+        p95_ms: round(pct(s, 95)),
+      };
     }),
   };
   console.log("heartbeats", results.heartbeats);
@@ -150,7 +200,10 @@ try {
   };
   try {
     results.workerd_rss_mib = Math.round(
-      execSync("ps -eo rss,comm | grep -i workerd", { encoding: "utf8" }).trim().split("\n").reduce((s, l) => s + Number(l.trim().split(/\s+/)[0] || 0), 0) / 1024,
+      execSync("ps -eo rss,comm | grep -i workerd", { encoding: "utf8" })
+        .trim()
+        .split("\n")
+        .reduce((s, l) => s + Number(l.trim().split(/\s+/)[0] || 0), 0) / 1024,
     );
   } catch {
     results.workerd_rss_mib = null;

@@ -30,10 +30,24 @@ function syntheticTrace(traceId, tasks, startTs = Date.now() / 1000) {
     const taskId = i === 0 ? traceId : `${traceId}-t${i}`;
     types.forEach((type, k) =>
       events.push({
-        v: 1, id: `${taskId}-e${k}`, kind: "task", type, ts: startTs + i * 0.001 + k * 0.0001, seq: i * 5 + k,
-        host: type === "published" ? null : "bench@host", pid: 100, task_id: taskId, name: `app.step${i % 7}`,
-        trace_id: traceId, root_id: traceId, parent_id: i === 0 ? null : traceId, retries: 0, queue: "celery",
-        args: [i], kwargs: {}, ...(type === "postrun" ? { state: "SUCCESS", runtime_ms: 2.5 } : {}),
+        v: 1,
+        id: `${taskId}-e${k}`,
+        kind: "task",
+        type,
+        ts: startTs + i * 0.001 + k * 0.0001,
+        seq: i * 5 + k,
+        host: type === "published" ? null : "bench@host",
+        pid: 100,
+        task_id: taskId,
+        name: `app.step${i % 7}`,
+        trace_id: traceId,
+        root_id: traceId,
+        parent_id: i === 0 ? null : traceId,
+        retries: 0,
+        queue: "celery",
+        args: [i],
+        kwargs: {},
+        ...(type === "postrun" ? { state: "SUCCESS", runtime_ms: 2.5 } : {}),
       }),
     );
   }
@@ -42,7 +56,8 @@ function syntheticTrace(traceId, tasks, startTs = Date.now() / 1000) {
 
 function batchesOf(events, size = 100) {
   const out = [];
-  for (let i = 0; i < events.length; i += size) out.push(JSON.stringify({ events: events.slice(i, i + size) }));
+  for (let i = 0; i < events.length; i += size)
+    out.push(JSON.stringify({ events: events.slice(i, i + size) }));
   return out;
 }
 
@@ -75,7 +90,11 @@ function ownProcesses(pgid) {
 function memoryOf(pid) {
   const text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
   const kib = (key) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(text)?.[1] ?? 0);
-  return { rss_mib: Math.round(kib("Rss") / 1024), anon_mib: Math.round(kib("Anonymous") / 1024), file_mib: Math.round((kib("Rss") - kib("Anonymous")) / 1024) };
+  return {
+    rss_mib: Math.round(kib("Rss") / 1024),
+    anon_mib: Math.round(kib("Anonymous") / 1024),
+    file_mib: Math.round((kib("Rss") - kib("Anonymous")) / 1024),
+  };
 }
 
 /** Bytes on disk under the wrangler persist directory, split into TraceGraph objects and the rest. */
@@ -103,7 +122,11 @@ async function postAll(base, batches, concurrency) {
   const worker = async () => {
     while (next < batches.length) {
       const body = batches[next++];
-      const res = await fetch(`${base}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+      const res = await fetch(`${base}/v1/events`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body,
+      });
       if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${await res.text()}`);
       const answer = await res.json(); // read before adding: `accepted += await …` would lose concurrent updates
       accepted += answer.accepted;
@@ -151,20 +174,41 @@ try {
     const after = ownProcesses(server.pid);
     const cpu = after.map((p) => {
       const used = p.cpu_s - (before.find((b) => b.pid === p.pid)?.cpu_s ?? 0);
-      return { role: p.role, cpu_pct: Math.round((100 * used) / secs), cpu_ms_per_batch: +((1000 * used) / batches.length).toFixed(2) };
+      return {
+        role: p.role,
+        cpu_pct: Math.round((100 * used) / secs),
+        cpu_ms_per_batch: +((1000 * used) / batches.length).toFixed(2),
+      };
     });
-    const r = { events: accepted, seconds: +secs.toFixed(2), events_per_s: Math.round(accepted / secs), load_average: load, cpu };
+    const r = {
+      events: accepted,
+      seconds: +secs.toFixed(2),
+      events_per_s: Math.round(accepted / secs),
+      load_average: load,
+      cpu,
+    };
     if (profile && run === runs) {
       const summary = summarizeProfile(await inspector.stopProfile());
       r.profiled = true;
       mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-      writeFileSync(join(ROOT, "bench/results/ingest-http-profile.json"), JSON.stringify({ date: results.date, run: r, ...summary }, null, 2) + "\n");
+      writeFileSync(
+        join(ROOT, "bench/results/ingest-http-profile.json"),
+        JSON.stringify({ date: results.date, run: r, ...summary }, null, 2) + "\n",
+      );
     }
     runResults.push(r);
     console.log("throughput run", run, JSON.stringify(r));
   }
-  const sorted = runResults.filter((r) => !r.profiled).map((r) => r.events_per_s).sort((a, b) => a - b);
-  results.throughput = { batch: 100, concurrency, median_events_per_s: sorted[Math.floor(sorted.length / 2)], runs: runResults };
+  const sorted = runResults
+    .filter((r) => !r.profiled)
+    .map((r) => r.events_per_s)
+    .sort((a, b) => a - b);
+  results.throughput = {
+    batch: 100,
+    concurrency,
+    median_events_per_s: sorted[Math.floor(sorted.length / 2)],
+    runs: runResults,
+  };
 
   // 2. One 100,000-task trace (500,000 events): memory sampled every 10% of the way.
   inspector?.close(); // wrangler's proxy drops idle sessions: one short session per sample
@@ -179,7 +223,13 @@ try {
   };
   const samples = [];
   const sample = async (tasks) => {
-    const s = { tasks, ...memoryOf(isolatePid), js_heap: await heapUsage(), storage: storageOf(server.persist), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib };
+    const s = {
+      tasks,
+      ...memoryOf(isolatePid),
+      js_heap: await heapUsage(),
+      storage: storageOf(server.persist),
+      proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib,
+    };
     samples.push(s);
     console.log("big trace", JSON.stringify(s));
   };
@@ -206,7 +256,12 @@ try {
   //    overhead of wrangler dev's workerd processes, not the Durable Object's.
   const replay = [];
   const replaySample = () => {
-    const s = { requests: replay.length * step, ...memoryOf(isolatePid), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib, storage: storageOf(server.persist) };
+    const s = {
+      requests: replay.length * step,
+      ...memoryOf(isolatePid),
+      proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib,
+      storage: storageOf(server.persist),
+    };
     replay.push(s);
     console.log("replay", JSON.stringify(s));
   };
@@ -220,16 +275,26 @@ try {
 
   // 4. Control without any Durable Object: as many requests of 100 events that validation rejects
   //    (wire version 2), so the Worker answers them itself and no TraceGraph or index is called.
-  const rejectedBatch = JSON.stringify({ events: syntheticTrace("never-stored", 20).map((e) => ({ ...e, v: 2 })) });
+  const rejectedBatch = JSON.stringify({
+    events: syntheticTrace("never-stored", 20).map((e) => ({ ...e, v: 2 })),
+  });
   const noDo = [];
   const noDoSample = () => {
-    const s = { requests: noDo.length * step, ...memoryOf(isolatePid), proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib };
+    const s = {
+      requests: noDo.length * step,
+      ...memoryOf(isolatePid),
+      proxy_rss_mib: memoryOf(processes.find((p) => p.role.includes("proxy")).pid).rss_mib,
+    };
     noDo.push(s);
     console.log("rejected-only", JSON.stringify(s));
   };
   noDoSample();
   for (let i = 0; i < bigBatches.length; i += step) {
-    await postAll(server.base, Array.from({ length: Math.min(step, bigBatches.length - i) }, () => rejectedBatch), 4);
+    await postAll(
+      server.base,
+      Array.from({ length: Math.min(step, bigBatches.length - i) }, () => rejectedBatch),
+      4,
+    );
     noDoSample();
   }
   results.big_trace.control_rejected_only = noDo;
@@ -237,7 +302,13 @@ try {
   const t2 = performance.now();
   const snap = await fetch(`${server.base}/api/traces/big-trace`);
   const body = await snap.json();
-  results.big_trace.snapshot = { ms: Math.round(performance.now() - t2), status: snap.status, nodes: body.nodes?.length ?? null, truncated: body.truncated ?? null, error: body.error?.message };
+  results.big_trace.snapshot = {
+    ms: Math.round(performance.now() - t2),
+    status: snap.status,
+    nodes: body.nodes?.length ?? null,
+    truncated: body.truncated ?? null,
+    error: body.error?.message,
+  };
   console.log("big snapshot", results.big_trace.snapshot);
   results.load_average_end = loadavg();
 } finally {

@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "results");
 
-const read = (name) => (existsSync(join(RESULTS_DIR, name)) ? JSON.parse(readFileSync(join(RESULTS_DIR, name), "utf8")) : null);
+const read = (name) =>
+  existsSync(join(RESULTS_DIR, name)) ? JSON.parse(readFileSync(join(RESULTS_DIR, name), "utf8")) : null;
 const n = (x) => (typeof x === "number" ? x.toLocaleString("en-US") : String(x ?? "–"));
 const load = (l) => (l ? l.join(" / ") : "–");
 const ok = (pass) => (pass ? "**met**" : "**not met**");
@@ -22,7 +23,8 @@ function graphSection(g) {
   const tenths = by("big_trace_tenth");
   const start = by("big_trace_start")[0];
   const bigSnap = by("big_trace_snapshot")[0];
-  const isolate = (r) => (r?.workerd ?? []).reduce((max, w) => (w.rss_mib > (max?.rss_mib ?? -1) ? w : max), null);
+  const isolate = (r) =>
+    (r?.workerd ?? []).reduce((max, w) => (w.rss_mib > (max?.rss_mib ?? -1) ? w : max), null);
   const lines = [
     "## Inside one TraceGraph (`npm run bench:graph`)",
     "",
@@ -33,26 +35,53 @@ function graphSection(g) {
     "|---|---:|---:|---|",
   ];
   if (ingest)
-    lines.push(`| apply 100-event batches, ${n(ingest.trace_tasks)}-task trace (median of ${ingest.runs_events_per_s.length} runs: ${ingest.runs_events_per_s.map(n).join(", ")}) | ${n(ingest.median_events_per_s)} events/s | ≥ 20,000 events/s | ${ok(ingest.median_events_per_s >= 20_000)} |`);
+    lines.push(
+      `| apply 100-event batches, ${n(ingest.trace_tasks)}-task trace (median of ${ingest.runs_events_per_s.length} runs: ${ingest.runs_events_per_s.map(n).join(", ")}) | ${n(ingest.median_events_per_s)} events/s | ≥ 20,000 events/s | ${ok(ingest.median_events_per_s >= 20_000)} |`,
+    );
   // The API's path is the JSON one (GET /api/traces/:id); the object RPC is kept for comparison.
   const snapJson = by("snapshot10k_json")[0];
-  if (snapJson) lines.push(`| snapshot of a 10,000-task trace (${snapJson.via}, median of ${snapJson.runs}, max ${snapJson.max_ms} ms) | ${snapJson.median_ms} ms | < 200 ms | ${ok(snapJson.median_ms < 200)} |`);
-  if (snap) lines.push(`| the same as objects (${snap.via}, median of ${snap.runs}, max ${snap.max_ms} ms), for comparison | ${snap.median_ms} ms | | |`);
+  if (snapJson)
+    lines.push(
+      `| snapshot of a 10,000-task trace (${snapJson.via}, median of ${snapJson.runs}, max ${snapJson.max_ms} ms) | ${snapJson.median_ms} ms | < 200 ms | ${ok(snapJson.median_ms < 200)} |`,
+    );
+  if (snap)
+    lines.push(
+      `| the same as objects (${snap.via}, median of ${snap.runs}, max ${snap.max_ms} ms), for comparison | ${snap.median_ms} ms | | |`,
+    );
   if (tenths.length) {
     const rates = tenths.map((t) => t.events_per_s);
-    lines.push(`| 100,000-task trace: slowest tenth / last tenth | ${n(Math.min(...rates))} / ${n(rates[rates.length - 1])} events/s | flat (no per-batch work that grows with the trace) | |`);
+    lines.push(
+      `| 100,000-task trace: slowest tenth / last tenth | ${n(Math.min(...rates))} / ${n(rates[rates.length - 1])} events/s | flat (no per-batch work that grows with the trace) | |`,
+    );
   }
-  if (bigSnap) lines.push(`| snapshot of the 100,000-task trace (cut to the first ${n(bigSnap.truncated?.shown ?? bigSnap.nodes)}) | ${bigSnap.ms} ms | | |`);
+  if (bigSnap)
+    lines.push(
+      `| snapshot of the 100,000-task trace (cut to the first ${n(bigSnap.truncated?.shown ?? bigSnap.nodes)}) | ${bigSnap.ms} ms | | |`,
+    );
   if (tenths.length) {
-    lines.push("", "100,000-task trace, by tenths (RSS of the workerd process running the tests, sampled from Node):", "", "| tasks | events/s in that tenth | SQLite size MiB | workerd RSS MiB | of which anonymous MiB |", "|---:|---:|---:|---:|---:|");
+    lines.push(
+      "",
+      "100,000-task trace, by tenths (RSS of the workerd process running the tests, sampled from Node):",
+      "",
+      "| tasks | events/s in that tenth | SQLite size MiB | workerd RSS MiB | of which anonymous MiB |",
+      "|---:|---:|---:|---:|---:|",
+    );
     if (start) lines.push(`| 0 | | | ${n(isolate(start)?.rss_mib)} | ${n(isolate(start)?.anon_mib)} |`);
-    for (const t of tenths) lines.push(`| ${n(t.tasks)} | ${n(t.events_per_s)} | ${t.db_mib} | ${n(isolate(t)?.rss_mib)} | ${n(isolate(t)?.anon_mib)} |`);
+    for (const t of tenths)
+      lines.push(
+        `| ${n(t.tasks)} | ${n(t.events_per_s)} | ${t.db_mib} | ${n(isolate(t)?.rss_mib)} | ${n(isolate(t)?.anon_mib)} |`,
+      );
   }
   return lines;
 }
 
 function httpSection(h) {
-  if (!h?.throughput?.runs) return ["## HTTP through `wrangler dev` (`node_modules/.bin/node bench/http-ingest.mjs`)", "", "No results yet."];
+  if (!h?.throughput?.runs)
+    return [
+      "## HTTP through `wrangler dev` (`node_modules/.bin/node bench/http-ingest.mjs`)",
+      "",
+      "No results yet.",
+    ];
   const t = h.throughput;
   const lines = [
     "## HTTP through `wrangler dev` (`node_modules/.bin/node bench/http-ingest.mjs`)",
@@ -68,7 +97,9 @@ function httpSection(h) {
   t.runs.forEach((r, i) => {
     const iso = r.cpu.find((c) => c.role.startsWith("workerd (Worker"));
     const proxy = r.cpu.find((c) => c.role.includes("proxy"));
-    lines.push(`| ${i + 1}${r.profiled ? " (profiled)" : ""} | ${n(r.events_per_s)} | ${load(r.load_average)} | ${iso?.cpu_pct ?? "–"} | ${iso?.cpu_ms_per_batch ?? "–"} | ${proxy?.cpu_ms_per_batch ?? "–"} |`);
+    lines.push(
+      `| ${i + 1}${r.profiled ? " (profiled)" : ""} | ${n(r.events_per_s)} | ${load(r.load_average)} | ${iso?.cpu_pct ?? "–"} | ${iso?.cpu_ms_per_batch ?? "–"} | ${proxy?.cpu_ms_per_batch ?? "–"} |`,
+    );
   });
   const b = h.big_trace;
   if (b) {
@@ -79,18 +110,43 @@ function httpSection(h) {
       "| tasks | workerd RSS MiB | anonymous | file-backed | JS heap used MiB (isolate: Worker + all DOs) | TraceGraph SQLite on disk MiB |",
       "|---:|---:|---:|---:|---:|---:|",
     );
-    for (const s of b.samples) lines.push(`| ${n(s.tasks)} | ${s.rss_mib} | ${s.anon_mib} | ${s.file_mib} | ${s.js_heap.used_mib} | ${s.storage.trace_graph_mib} |`);
-    lines.splice(lines.length - b.samples.length - 2, 0, "RSS of the Worker's workerd (and of wrangler's proxy workerd, which holds no Durable Object):", "");
-    lines[lines.length - b.samples.length - 2] = "| tasks | workerd RSS MiB | anonymous | file-backed | JS heap used MiB (isolate: Worker + all DOs) | TraceGraph SQLite on disk MiB | proxy workerd RSS MiB |";
+    for (const s of b.samples)
+      lines.push(
+        `| ${n(s.tasks)} | ${s.rss_mib} | ${s.anon_mib} | ${s.file_mib} | ${s.js_heap.used_mib} | ${s.storage.trace_graph_mib} |`,
+      );
+    lines.splice(
+      lines.length - b.samples.length - 2,
+      0,
+      "RSS of the Worker's workerd (and of wrangler's proxy workerd, which holds no Durable Object):",
+      "",
+    );
+    lines[lines.length - b.samples.length - 2] =
+      "| tasks | workerd RSS MiB | anonymous | file-backed | JS heap used MiB (isolate: Worker + all DOs) | TraceGraph SQLite on disk MiB | proxy workerd RSS MiB |";
     lines[lines.length - b.samples.length - 1] = "|---:|---:|---:|---:|---:|---:|---:|";
     b.samples.forEach((s, i) => (lines[lines.length - b.samples.length + i] += ` ${s.proxy_rss_mib} |`));
     if (b.replay_all_duplicates) {
-      lines.push("", "Control: the same requests again, every event a duplicate (nothing stored):", "", "| requests replayed | workerd RSS MiB | anonymous | proxy workerd RSS MiB | TraceGraph SQLite MiB |", "|---:|---:|---:|---:|---:|");
-      for (const s of b.replay_all_duplicates) lines.push(`| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} | ${s.storage.trace_graph_mib} |`);
+      lines.push(
+        "",
+        "Control: the same requests again, every event a duplicate (nothing stored):",
+        "",
+        "| requests replayed | workerd RSS MiB | anonymous | proxy workerd RSS MiB | TraceGraph SQLite MiB |",
+        "|---:|---:|---:|---:|---:|",
+      );
+      for (const s of b.replay_all_duplicates)
+        lines.push(
+          `| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} | ${s.storage.trace_graph_mib} |`,
+        );
     }
     if (b.control_rejected_only) {
-      lines.push("", "Control: as many requests whose 100 events validation rejects (no Durable Object called):", "", "| requests | workerd RSS MiB | anonymous | proxy workerd RSS MiB |", "|---:|---:|---:|---:|");
-      for (const s of b.control_rejected_only) lines.push(`| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} |`);
+      lines.push(
+        "",
+        "Control: as many requests whose 100 events validation rejects (no Durable Object called):",
+        "",
+        "| requests | workerd RSS MiB | anonymous | proxy workerd RSS MiB |",
+        "|---:|---:|---:|---:|",
+      );
+      for (const s of b.control_rejected_only)
+        lines.push(`| ${n(s.requests)} | ${s.rss_mib} | ${s.anon_mib} | ${s.proxy_rss_mib} |`);
     }
   }
   return lines;

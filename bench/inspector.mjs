@@ -29,16 +29,26 @@ export async function connectInspector(inspectorPort) {
         pending.delete(id);
         reject(new Error(`inspector: no answer to ${method}`));
       }, timeoutMs);
-      pending.set(id, { method, resolve: (v) => (clearTimeout(timer), resolve(v)), reject: (e) => (clearTimeout(timer), reject(e)) });
+      pending.set(id, {
+        method,
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
       ws.send(JSON.stringify({ id, method, params }));
     });
   return {
     send,
     /** JS heap of the isolate, in MiB (workerd does not answer HeapProfiler.collectGarbage: garbage included). */
     async heapUsage() {
-      const { usedSize, totalSize, embedderHeapUsedSize, backingStorageSize } = await send("Runtime.getHeapUsage");
+      const { usedSize, totalSize, embedderHeapUsedSize, backingStorageSize } =
+        await send("Runtime.getHeapUsage");
       const mib = (n) => +((n ?? 0) / 2 ** 20).toFixed(1);
-      return { used_mib: mib(usedSize), total_mib: mib(totalSize), embedder_mib: mib(embedderHeapUsedSize), backing_store_mib: mib(backingStorageSize) };
+      return {
+        used_mib: mib(usedSize),
+        total_mib: mib(totalSize),
+        embedder_mib: mib(embedderHeapUsedSize),
+        backing_store_mib: mib(backingStorageSize),
+      };
     },
     async startProfile(intervalUs = 500) {
       await send("Profiler.enable");
@@ -86,5 +96,10 @@ export function summarizeProfile(profile, top = 30) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([fn, count]) => ({ pct: +((100 * count) / total).toFixed(1), fn }));
-  return { samples: total, ms: Math.round((profile.endTime - profile.startTime) / 1000), self: rows(self), inclusive: rows(inclusive) };
+  return {
+    samples: total,
+    ms: Math.round((profile.endTime - profile.startTime) / 1000),
+    self: rows(self),
+    inclusive: rows(inclusive),
+  };
 }

@@ -7,7 +7,12 @@ const LIFECYCLE = ["published", "received", "started", "succeeded", "postrun"] a
  * `tasks` tasks of one trace, spawned by the root, 5 events each, in lifecycle order per task.
  * `first` > 0 gives the next tasks of the same trace (to build a very large trace in slices).
  */
-export function syntheticTrace(traceId: string, tasks: number, startTs = 1_795_000_000, first = 0): TaskEvent[] {
+export function syntheticTrace(
+  traceId: string,
+  tasks: number,
+  startTs = 1_795_000_000,
+  first = 0,
+): TaskEvent[] {
   const events: TaskEvent[] = [];
   for (let i = first; i < first + tasks; i++) {
     const taskId = i === 0 ? traceId : `${traceId}-t${i}`;
@@ -45,7 +50,8 @@ export function interleave(events: TaskEvent[], parallel = 20): TaskEvent[] {
   const perTask = 5;
   for (let base = 0; base < events.length; base += parallel * perTask) {
     const chunk = events.slice(base, base + parallel * perTask);
-    for (let k = 0; k < perTask; k++) for (let t = 0; t * perTask + k < chunk.length; t++) out.push(chunk[t * perTask + k]!);
+    for (let k = 0; k < perTask; k++)
+      for (let t = 0; t * perTask + k < chunk.length; t++) out.push(chunk[t * perTask + k]!);
   }
   return out;
 }

@@ -48,20 +48,34 @@ function intOption(name, fallback, min) {
   const raw = option(name);
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer ≥ ${min}, not ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`${name} must be an integer ≥ ${min}, not ${JSON.stringify(raw)}`);
   return n;
 }
-const known = ["--shards", "--rounds", "--big-tasks", "--snapshot-tasks", "--neighbours", "--seed", "--out-prefix", "--base"];
-for (const a of argv) if (a.startsWith("--") && !known.includes(a.split("=")[0])) throw new Error(`unknown option ${a}; options: ${known.join(" ")}`);
+const known = [
+  "--shards",
+  "--rounds",
+  "--big-tasks",
+  "--snapshot-tasks",
+  "--neighbours",
+  "--seed",
+  "--out-prefix",
+  "--base",
+];
+for (const a of argv)
+  if (a.startsWith("--") && !known.includes(a.split("=")[0]))
+    throw new Error(`unknown option ${a}; options: ${known.join(" ")}`);
 
 const base = option("--base")?.replace(/\/+$/, "");
 const shardsGiven = option("--shards");
 const shardList = (shardsGiven ?? (base ? "0" : "0,8,16,32")).split(",").map((s) => {
   const n = Number(s.trim());
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--shards takes integers ≥ 0, comma-separated, not ${JSON.stringify(shardsGiven)}`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new Error(`--shards takes integers ≥ 0, comma-separated, not ${JSON.stringify(shardsGiven)}`);
   return n;
 });
-if (base && shardList.length !== 1) throw new Error("with --base, --shards gives the running server's TRACE_SHARDS: one value");
+if (base && shardList.length !== 1)
+  throw new Error("with --base, --shards gives the running server's TRACE_SHARDS: one value");
 const opts = {
   shards: shardList,
   rounds: intOption("--rounds", 3, 1),
@@ -72,7 +86,8 @@ const opts = {
   out_prefix: option("--out-prefix") ?? "shards",
   base: base ?? null,
 };
-if (!/^[\w.-]+$/.test(opts.out_prefix)) throw new Error(`--out-prefix must be a plain file name prefix, not ${JSON.stringify(opts.out_prefix)}`);
+if (!/^[\w.-]+$/.test(opts.out_prefix))
+  throw new Error(`--out-prefix must be a plain file name prefix, not ${JSON.stringify(opts.out_prefix)}`);
 
 const CLIENTS = 4; // concurrent clients, every phase
 const PER_BATCH = 1000; // events per POST
@@ -96,16 +111,23 @@ export function fnv1a32(text) {
   return hash >>> 0;
 }
 export const shardIndex = (traceKey, shards) => fnv1a32(traceKey) % shards;
-export const traceObjectName = (traceKey, shards) => (shards > 0 ? `shard-${shardIndex(traceKey, shards)}-of-${shards}` : traceKey);
+export const traceObjectName = (traceKey, shards) =>
+  shards > 0 ? `shard-${shardIndex(traceKey, shards)}-of-${shards}` : traceKey;
 // Published FNV-1a 32 test vectors, so a slip in the hash cannot go unnoticed.
-for (const [text, want] of [["", 0x811c9dc5], ["a", 0xe40c292c], ["foobar", 0xbf9cf968]])
-  if (fnv1a32(text) !== want) throw new Error(`fnv1a32(${JSON.stringify(text)}) = ${fnv1a32(text)}, expected ${want}`);
+for (const [text, want] of [
+  ["", 0x811c9dc5],
+  ["a", 0xe40c292c],
+  ["foobar", 0xbf9cf968],
+])
+  if (fnv1a32(text) !== want)
+    throw new Error(`fnv1a32(${JSON.stringify(text)}) = ${fnv1a32(text)}, expected ${want}`);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
 const T0 = performance.now();
-const log = (...parts) => console.error(`[${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s]`, ...parts);
+const log = (...parts) =>
+  console.error(`[${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s]`, ...parts);
 const loadavg = () => os.loadavg().map((n) => +n.toFixed(2));
 const median = (a) => (a.length ? [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] : null);
 const fmt = (x) => (typeof x === "number" ? Math.round(x).toLocaleString("en-US") : "–");
@@ -124,7 +146,14 @@ function mulberry32(seed) {
 const randInt = (rnd, lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1));
 
 /** A fresh tally of POSTs; every answer that is not 202 with an empty `rejected` counts as bad. */
-const newTally = () => ({ posts: 0, bad: 0, accepted: 0, duplicates: 0, rejected_events: 0, bad_samples: [] });
+const newTally = () => ({
+  posts: 0,
+  bad: 0,
+  accepted: 0,
+  duplicates: 0,
+  rejected_events: 0,
+  bad_samples: [],
+});
 function addTally(into, t) {
   for (const k of ["posts", "bad", "accepted", "duplicates", "rejected_events"]) into[k] += t[k];
   for (const s of t.bad_samples) if (into.bad_samples.length < 5) into.bad_samples.push(s);
@@ -139,7 +168,11 @@ async function postAll(url, bodies, clients = CLIENTS) {
     Array.from({ length: clients }, async () => {
       while (next < bodies.length) {
         const { body } = bodies[next++];
-        const res = await fetch(`${url}/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body });
+        const res = await fetch(`${url}/v1/events`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        });
         const text = await res.text();
         let answer = null;
         try {
@@ -154,7 +187,8 @@ async function postAll(url, bodies, clients = CLIENTS) {
         tally.rejected_events += rejected;
         if (res.status !== 202 || !Array.isArray(answer?.rejected) || rejected > 0) {
           tally.bad++;
-          if (tally.bad_samples.length < 5) tally.bad_samples.push({ status: res.status, body: text.slice(0, 400) });
+          if (tally.bad_samples.length < 5)
+            tally.bad_samples.push({ status: res.status, body: text.slice(0, 400) });
         }
       }
     }),
@@ -176,10 +210,25 @@ const toBodies = (events) => {
 /** The five events of one task that runs and succeeds, as fanout.mjs and http-ingest.mjs send them. */
 function plainTask(taskId, traceId, rootId, parentId, t, ts0) {
   return ["published", "received", "started", "succeeded", "postrun"].map((type, k) => ({
-    v: 1, id: `${taskId}-e${k}`, kind: "task", type, ts: ts0 + t * 0.001 + k * 0.0001, seq: t * 5 + k,
-    host: type === "published" ? null : "bench@host", pid: 100, task_id: taskId, name: `app.job${t % 5}`,
-    trace_id: traceId, root_id: rootId, parent_id: parentId, retries: 0, queue: "celery", args: [t], kwargs: {},
-    ...(type === "succeeded" ? { result: t } : {}), ...(type === "postrun" ? { state: "SUCCESS", runtime_ms: 1 } : {}),
+    v: 1,
+    id: `${taskId}-e${k}`,
+    kind: "task",
+    type,
+    ts: ts0 + t * 0.001 + k * 0.0001,
+    seq: t * 5 + k,
+    host: type === "published" ? null : "bench@host",
+    pid: 100,
+    task_id: taskId,
+    name: `app.job${t % 5}`,
+    trace_id: traceId,
+    root_id: rootId,
+    parent_id: parentId,
+    retries: 0,
+    queue: "celery",
+    args: [t],
+    kwargs: {},
+    ...(type === "succeeded" ? { result: t } : {}),
+    ...(type === "postrun" ? { state: "SUCCESS", runtime_ms: 1 } : {}),
   }));
 }
 
@@ -218,7 +267,9 @@ async function phaseFanout(url, label, tally) {
     const one = await fanoutRun(url, true);
     addTally(tally, one);
     packed.push(one);
-    log(`${label} independent/packed: round ${r + 1}/${opts.rounds}: independent ${fmt(many.events_per_s)} ev/s, packed ${fmt(one.events_per_s)} ev/s${many.bad + one.bad ? `, ${many.bad + one.bad} bad POSTs` : ""}`);
+    log(
+      `${label} independent/packed: round ${r + 1}/${opts.rounds}: independent ${fmt(many.events_per_s)} ev/s, packed ${fmt(one.events_per_s)} ev/s${many.bad + one.bad ? `, ${many.bad + one.bad} bad POSTs` : ""}`,
+    );
   }
   const out = {
     warmup,
@@ -228,7 +279,9 @@ async function phaseFanout(url, label, tally) {
     packed_median_events_per_s: median(packed.map((r) => r.events_per_s)),
   };
   out.ratio = ratio(out.independent_median_events_per_s, out.packed_median_events_per_s);
-  log(`${label} independent/packed: medians ${fmt(out.independent_median_events_per_s)} / ${fmt(out.packed_median_events_per_s)} ev/s, ratio ${out.ratio}`);
+  log(
+    `${label} independent/packed: medians ${fmt(out.independent_median_events_per_s)} / ${fmt(out.packed_median_events_per_s)} ev/s, ratio ${out.ratio}`,
+  );
   return out;
 }
 
@@ -262,10 +315,33 @@ function interleave(seqs, window, rnd) {
  * as the producer sends them; `publisher` is the task that published it (from a worker) or null (a client).
  */
 function mixTask(taskId, name, traceId, msg, publisher, arg) {
-  const common = { v: 1, kind: "task", task_id: taskId, name, trace_id: traceId, pid: 100, retries: 0, queue: "celery" };
-  const ev = (type, extra) => ({ ...common, id: `${taskId}-${type}`, type, ts: 0, seq: 0, host: "bench@host", ...extra });
+  const common = {
+    v: 1,
+    kind: "task",
+    task_id: taskId,
+    name,
+    trace_id: traceId,
+    pid: 100,
+    retries: 0,
+    queue: "celery",
+  };
+  const ev = (type, extra) => ({
+    ...common,
+    id: `${taskId}-${type}`,
+    type,
+    ts: 0,
+    seq: 0,
+    host: "bench@host",
+    ...extra,
+  });
   return {
-    published: ev("published", { host: publisher ? "bench@host" : null, ...msg, ...(publisher ? { publisher_task_id: publisher } : {}), args: [arg], kwargs: {} }),
+    published: ev("published", {
+      host: publisher ? "bench@host" : null,
+      ...msg,
+      ...(publisher ? { publisher_task_id: publisher } : {}),
+      args: [arg],
+      kwargs: {},
+    }),
     received: ev("received", msg),
     started: ev("started", {}),
     succeeded: ev("succeeded", { result: arg, runtime_ms: 1.5, state: "SUCCESS" }),
@@ -286,7 +362,18 @@ function chain(prefix, n) {
   const names = ids.map((_, i) => `app.chain_step${i % 4}`);
   const announce = (from) => ids.slice(from).map((task_id, j) => ({ name: names[from + j], task_id }));
   const tasks = ids.map((id, i) =>
-    mixTask(id, names[i], ids[0], { root_id: ids[0], ...(i ? { parent_id: ids[i - 1] } : {}), ...(i < n - 1 ? { chain: announce(i + 1) } : {}) }, i ? ids[i - 1] : null, i),
+    mixTask(
+      id,
+      names[i],
+      ids[0],
+      {
+        root_id: ids[0],
+        ...(i ? { parent_id: ids[i - 1] } : {}),
+        ...(i < n - 1 ? { chain: announce(i + 1) } : {}),
+      },
+      i ? ids[i - 1] : null,
+      i,
+    ),
   );
   const out = [tasks[0].published];
   tasks.forEach((t, i) => {
@@ -301,7 +388,16 @@ function chain(prefix, n) {
  *  5.2 does), then run by 4 worker processes. Trace = group id. */
 function group(prefix, n, rnd) {
   const gid = prefix;
-  const tasks = Array.from({ length: n }, (_, i) => mixTask(`${prefix}-t${i}`, "app.group_member", gid, { root_id: `${prefix}-t${i}`, group_id: gid }, null, i));
+  const tasks = Array.from({ length: n }, (_, i) =>
+    mixTask(
+      `${prefix}-t${i}`,
+      "app.group_member",
+      gid,
+      { root_id: `${prefix}-t${i}`, group_id: gid },
+      null,
+      i,
+    ),
+  );
   return [...tasks.map((t) => t.published), ...interleave(tasks.map(lifecycle), 4, rnd)];
 }
 
@@ -311,7 +407,20 @@ function chord(prefix, n, rnd) {
   const gid = prefix;
   const cbId = `${prefix}-cb`;
   const header = Array.from({ length: n - 1 }, (_, i) =>
-    mixTask(`${prefix}-t${i}`, "app.chord_part", gid, { root_id: `${prefix}-t${i}`, group_id: gid, group_index: i, chord_callback_id: cbId, chord_callback_name: "app.chord_sum" }, null, i),
+    mixTask(
+      `${prefix}-t${i}`,
+      "app.chord_part",
+      gid,
+      {
+        root_id: `${prefix}-t${i}`,
+        group_id: gid,
+        group_index: i,
+        chord_callback_id: cbId,
+        chord_callback_name: "app.chord_sum",
+      },
+      null,
+      i,
+    ),
   );
   const run = interleave(header.map(lifecycle), 4, rnd);
   const lastSucceeded = run.findLastIndex((e) => e.type === "succeeded");
@@ -327,7 +436,14 @@ function buildMix(seed, prefix, shards) {
   const totalTasks = (BATCHES_PER_RUN * PER_BATCH) / 5;
   const workflowTarget = Math.round(totalTasks * WORKFLOW_SHARE);
   const units = [];
-  const stats = { seed, tasks: totalTasks, standalone_tasks: 0, workflows: { chain: 0, group: 0, chord: 0 }, workflow_tasks: { chain: 0, group: 0, chord: 0 }, workflow_sizes: [] };
+  const stats = {
+    seed,
+    tasks: totalTasks,
+    standalone_tasks: 0,
+    workflows: { chain: 0, group: 0, chord: 0 },
+    workflow_tasks: { chain: 0, group: 0, chord: 0 },
+    workflow_sizes: [],
+  };
   let inWorkflows = 0;
   for (let w = 0; workflowTarget - inWorkflows >= 3; w++) {
     const kind = ["chain", "group", "chord"][Math.floor(rnd() * 3)];
@@ -363,10 +479,17 @@ function buildMix(seed, prefix, shards) {
     objects.push(new Set([...keys].map((k) => traceObjectName(k, shards))).size);
   }
   stats.workflow_share = +(inWorkflows / totalTasks).toFixed(3);
-  stats.traces_per_batch = { mean: +(traces.reduce((a, b) => a + b, 0) / traces.length).toFixed(1), max: Math.max(...traces) };
-  stats.trace_objects_per_batch = { mean: +(objects.reduce((a, b) => a + b, 0) / objects.length).toFixed(1), max: Math.max(...objects) };
+  stats.traces_per_batch = {
+    mean: +(traces.reduce((a, b) => a + b, 0) / traces.length).toFixed(1),
+    max: Math.max(...traces),
+  };
+  stats.trace_objects_per_batch = {
+    mean: +(objects.reduce((a, b) => a + b, 0) / objects.length).toFixed(1),
+    max: Math.max(...objects),
+  };
   stats.max_body_bytes = Math.max(...bodies.map((b) => Buffer.byteLength(b.body)));
-  if (stats.max_body_bytes > 1024 * 1024) throw new Error(`a mix batch is ${stats.max_body_bytes} bytes, over the 1 MiB limit`);
+  if (stats.max_body_bytes > 1024 * 1024)
+    throw new Error(`a mix batch is ${stats.max_body_bytes} bytes, over the 1 MiB limit`);
   return { bodies, stats };
 }
 
@@ -378,7 +501,9 @@ async function phaseMix(url, label, shards, tally, packedMedian) {
     const res = await postAll(url, bodies);
     addTally(tally, res);
     runs.push({ load_average: load, ...res, mix: stats });
-    log(`${label} mix: round ${r + 1}/${opts.rounds}: ${fmt(res.events_per_s)} ev/s (${stats.traces_per_batch.mean} traces, ${stats.trace_objects_per_batch.mean} objects per batch)${res.bad ? `, ${res.bad} bad POSTs` : ""}`);
+    log(
+      `${label} mix: round ${r + 1}/${opts.rounds}: ${fmt(res.events_per_s)} ev/s (${stats.traces_per_batch.mean} traces, ${stats.trace_objects_per_batch.mean} objects per batch)${res.bad ? `, ${res.bad} bad POSTs` : ""}`,
+    );
   }
   const med = median(runs.map((r) => r.events_per_s));
   const out = { runs, median_events_per_s: med, ratio_to_packed: ratio(med, packedMedian) };
@@ -403,7 +528,16 @@ async function phaseBig(url, label, tally) {
     // Built before the clock starts for this tenth; only the POSTs are timed.
     const evs = [];
     for (let t = b * tasksPerBatch; t < Math.min(opts.big_tasks, (b + perTenth) * tasksPerBatch); t++)
-      evs.push(...plainTask(t === 0 ? traceId : `${traceId}-t${t}`, traceId, traceId, t === 0 ? null : traceId, t, ts0));
+      evs.push(
+        ...plainTask(
+          t === 0 ? traceId : `${traceId}-t${t}`,
+          traceId,
+          traceId,
+          t === 0 ? null : traceId,
+          t,
+          ts0,
+        ),
+      );
     const load = loadavg();
     const res = await postAll(url, toBodies(evs));
     addTally(tally, res);
@@ -411,9 +545,19 @@ async function phaseBig(url, label, tally) {
     events += res.events;
     const tasksSoFar = Math.min(opts.big_tasks, (b + perTenth) * tasksPerBatch);
     tenths.push({ tasks: tasksSoFar, load_average: load, ...res });
-    log(`${label} big trace: ${fmt(tasksSoFar)}/${fmt(opts.big_tasks)} tasks, ${fmt(res.events_per_s)} ev/s in this part${res.bad ? `, ${res.bad} bad POSTs` : ""}`);
+    log(
+      `${label} big trace: ${fmt(tasksSoFar)}/${fmt(opts.big_tasks)} tasks, ${fmt(res.events_per_s)} ev/s in this part${res.bad ? `, ${res.bad} bad POSTs` : ""}`,
+    );
   }
-  const out = { trace_id: traceId, tasks: opts.big_tasks, events, post_seconds: +postSeconds.toFixed(2), wall_seconds: +((performance.now() - t0) / 1000).toFixed(2), events_per_s: Math.round(events / postSeconds), tenths };
+  const out = {
+    trace_id: traceId,
+    tasks: opts.big_tasks,
+    events,
+    post_seconds: +postSeconds.toFixed(2),
+    wall_seconds: +((performance.now() - t0) / 1000).toFixed(2),
+    events_per_s: Math.round(events / postSeconds),
+    tenths,
+  };
   log(`${label} big trace: ${fmt(out.events_per_s)} ev/s over ${fmt(events)} events`);
   return out;
 }
@@ -434,13 +578,26 @@ async function phaseSnapshot(url, label, shards, tally) {
   // Interleaved task by task, so the object's rows of both kinds are mixed as in real traffic.
   const evs = [];
   for (let i = 0; i < Math.max(opts.snapshot_tasks, neighbourIds.length); i++) {
-    if (i < opts.snapshot_tasks) evs.push(...plainTask(i === 0 ? traceId : `${traceId}-t${i}`, traceId, traceId, i === 0 ? null : traceId, i, ts0));
-    if (i < neighbourIds.length) evs.push(...plainTask(neighbourIds[i], neighbourIds[i], neighbourIds[i], null, i, ts0));
+    if (i < opts.snapshot_tasks)
+      evs.push(
+        ...plainTask(
+          i === 0 ? traceId : `${traceId}-t${i}`,
+          traceId,
+          traceId,
+          i === 0 ? null : traceId,
+          i,
+          ts0,
+        ),
+      );
+    if (i < neighbourIds.length)
+      evs.push(...plainTask(neighbourIds[i], neighbourIds[i], neighbourIds[i], null, i, ts0));
   }
   const load = loadavg();
   const ingest = await postAll(url, toBodies(evs));
   addTally(tally, ingest);
-  log(`${label} snapshot: ingested ${fmt(opts.snapshot_tasks)}-task trace + ${fmt(neighbourIds.length)} neighbours${home === null ? "" : ` on shard ${home} of ${shards}`} at ${fmt(ingest.events_per_s)} ev/s${ingest.bad ? `, ${ingest.bad} bad POSTs` : ""}`);
+  log(
+    `${label} snapshot: ingested ${fmt(opts.snapshot_tasks)}-task trace + ${fmt(neighbourIds.length)} neighbours${home === null ? "" : ` on shard ${home} of ${shards}`} at ${fmt(ingest.events_per_s)} ev/s${ingest.bad ? `, ${ingest.bad} bad POSTs` : ""}`,
+  );
   const runs = [];
   for (let r = 0; r < SNAPSHOT_RUNS; r++) {
     const t0 = performance.now();
@@ -454,11 +611,20 @@ async function phaseSnapshot(url, label, shards, tally) {
       // reported below
     }
     const nodes = Array.isArray(body?.nodes) ? body.nodes.length : null;
-    const run = { ms: +ms.toFixed(1), status: res.status, bytes: Buffer.byteLength(text), nodes, task_count: body?.summary?.task_count ?? null, truncated: body?.truncated ?? null };
+    const run = {
+      ms: +ms.toFixed(1),
+      status: res.status,
+      bytes: Buffer.byteLength(text),
+      nodes,
+      task_count: body?.summary?.task_count ?? null,
+      truncated: body?.truncated ?? null,
+    };
     run.ok = res.status === 200 && nodes === opts.snapshot_tasks && !body?.truncated;
     if (!run.ok) run.error = body?.error?.message ?? text.slice(0, 300);
     runs.push(run);
-    log(`${label} snapshot: GET ${r + 1}/${SNAPSHOT_RUNS}: ${run.ms} ms, ${run.status}, ${nodes} nodes${run.ok ? "" : " — NOT OK"}`);
+    log(
+      `${label} snapshot: GET ${r + 1}/${SNAPSHOT_RUNS}: ${run.ms} ms, ${run.status}, ${nodes} nodes${run.ok ? "" : " — NOT OK"}`,
+    );
   }
   const out = {
     trace_id: traceId,
@@ -472,7 +638,9 @@ async function phaseSnapshot(url, label, shards, tally) {
     max_ms: Math.max(...runs.map((r) => r.ms)),
     failed_gets: runs.filter((r) => !r.ok).length,
   };
-  log(`${label} snapshot: median ${out.median_ms} ms, max ${out.max_ms} ms${out.failed_gets ? `, ${out.failed_gets} GETs NOT OK` : ""}`);
+  log(
+    `${label} snapshot: median ${out.median_ms} ms, max ${out.max_ms} ms${out.failed_gets ? `, ${out.failed_gets} GETs NOT OK` : ""}`,
+  );
   return out;
 }
 
@@ -481,8 +649,15 @@ async function phaseSnapshot(url, label, shards, tally) {
 
 function gitState() {
   try {
-    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "durable-objects", "worker", "shared", "wrangler.toml"], { cwd: ROOT, encoding: "utf8" }).trim();
+    const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], {
+      cwd: ROOT,
+      encoding: "utf8",
+    }).trim();
+    const dirty = execFileSync(
+      "git",
+      ["status", "--porcelain", "--", "durable-objects", "worker", "shared", "wrangler.toml"],
+      { cwd: ROOT, encoding: "utf8" },
+    ).trim();
     return { head, changed_files: dirty ? dirty.split("\n").map((l) => l.trim()) : [] };
   } catch {
     return null;
@@ -503,7 +678,14 @@ const results = {
     node: process.version,
   },
   git: gitState(),
-  setup: { clients: CLIENTS, events_per_batch: PER_BATCH, batches_per_run: BATCHES_PER_RUN, snapshot_gets: SNAPSHOT_RUNS, mix_window: MIX_WINDOW, workflow_share: WORKFLOW_SHARE },
+  setup: {
+    clients: CLIENTS,
+    events_per_batch: PER_BATCH,
+    batches_per_run: BATCHES_PER_RUN,
+    snapshot_gets: SNAPSHOT_RUNS,
+    mix_window: MIX_WINDOW,
+    workflow_share: WORKFLOW_SHARE,
+  },
   configs: [],
 };
 
@@ -529,7 +711,9 @@ function markdown() {
   ];
   for (const c of results.configs) {
     const p = c.phases;
-    const snap = p.snapshot ? `${p.snapshot.median_ms} / ${p.snapshot.max_ms}${p.snapshot.failed_gets ? ` (${p.snapshot.failed_gets} GETs not OK)` : ""}` : "–";
+    const snap = p.snapshot
+      ? `${p.snapshot.median_ms} / ${p.snapshot.max_ms}${p.snapshot.failed_gets ? ` (${p.snapshot.failed_gets} GETs not OK)` : ""}`
+      : "–";
     lines.push(
       `| ${c.label}${c.error ? " (failed)" : ""} | ${fmt(p.fanout?.independent_median_events_per_s)} | ${fmt(p.fanout?.packed_median_events_per_s)} | ${p.fanout?.ratio ?? "–"} | ${fmt(p.mix?.median_events_per_s)} | ${p.mix?.ratio_to_packed ?? "–"} | ${fmt(p.big?.events_per_s)} | ${snap} | ${c.tally.bad} of ${fmt(c.tally.posts)} | ${c.load_before.join(" / ")} → ${c.load_after?.join(" / ") ?? "–"} |`,
     );
@@ -539,7 +723,10 @@ function markdown() {
     lines.push("", "## Problems", "");
     for (const c of failures) {
       if (c.error) lines.push(`- ${c.label}: stopped by an error: \`${c.error.split("\n")[0]}\``);
-      if (c.tally.bad) lines.push(`- ${c.label}: ${c.tally.bad} POSTs not answered 202 with an empty \`rejected\` (${c.tally.rejected_events} events rejected); first: \`${JSON.stringify(c.tally.bad_samples[0]).slice(0, 300)}\``);
+      if (c.tally.bad)
+        lines.push(
+          `- ${c.label}: ${c.tally.bad} POSTs not answered 202 with an empty \`rejected\` (${c.tally.rejected_events} events rejected); first: \`${JSON.stringify(c.tally.bad_samples[0]).slice(0, 300)}\``,
+        );
     }
   }
   return lines.join("\n") + "\n";
@@ -563,7 +750,15 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 let failed = false;
 for (const shards of opts.shards) {
   const label = base ? "external" : String(shards);
-  const config = { label, shards, vars: base ? null : { TRACE_SHARDS: String(shards) }, load_before: loadavg(), started: new Date().toISOString(), tally: newTally(), phases: {} };
+  const config = {
+    label,
+    shards,
+    vars: base ? null : { TRACE_SHARDS: String(shards) },
+    load_before: loadavg(),
+    started: new Date().toISOString(),
+    tally: newTally(),
+    phases: {},
+  };
   results.configs.push(config);
   const t0 = performance.now();
   try {
@@ -576,7 +771,13 @@ for (const shards of opts.shards) {
     } else log(`external server ${url} (neighbour placement for TRACE_SHARDS=${shards})`);
     const tag = base ? "external" : `TRACE_SHARDS=${shards}`;
     config.phases.fanout = await phaseFanout(url, tag, config.tally);
-    config.phases.mix = await phaseMix(url, tag, shards, config.tally, config.phases.fanout.packed_median_events_per_s);
+    config.phases.mix = await phaseMix(
+      url,
+      tag,
+      shards,
+      config.tally,
+      config.phases.fanout.packed_median_events_per_s,
+    );
     config.phases.big = await phaseBig(url, tag, config.tally);
     config.phases.snapshot = await phaseSnapshot(url, tag, shards, config.tally);
   } catch (err) {
@@ -585,15 +786,21 @@ for (const shards of opts.shards) {
     log(`${label}: FAILED: ${err?.stack ?? err}`);
   } finally {
     // wrangler dev's own output, when something went wrong, to tell a crash from a bad answer.
-    if (current && (config.error || config.tally.bad)) config.server_output_tail = current.output().slice(-6000);
+    if (current && (config.error || config.tally.bad))
+      config.server_output_tail = current.output().slice(-6000);
     if (current) {
       await current.stop().catch((e) => log(`stopping wrangler dev: ${e}`));
       current = null;
     }
     config.load_after = loadavg();
     config.seconds = +((performance.now() - t0) / 1000).toFixed(1);
-    if (config.tally.bad) log(`${label}: ${config.tally.bad} of ${config.tally.posts} POSTs not answered 202 with an empty rejected`);
-    log(`${label}: done in ${config.seconds} s; load average ${config.load_before.join(" / ")} → ${config.load_after.join(" / ")}`);
+    if (config.tally.bad)
+      log(
+        `${label}: ${config.tally.bad} of ${config.tally.posts} POSTs not answered 202 with an empty rejected`,
+      );
+    log(
+      `${label}: done in ${config.seconds} s; load average ${config.load_before.join(" / ")} → ${config.load_after.join(" / ")}`,
+    );
     save();
   }
 }

@@ -25,16 +25,38 @@ const RUNS = 20;
 function trace(traceId, tasks, groupSize) {
   const events = [];
   let n = 0;
-  const ev = (task_id, type, extra = {}) => ({ v: 1, id: `${traceId}-${n++}`, kind: "task", type, ts: 1_795_000_000 + n / 1000, seq: n, host: type === "published" ? null : "bench@host", pid: 1, task_id, name: task_id === traceId ? "app.root" : "app.step", trace_id: traceId, ...extra });
-  events.push(ev(traceId, "published"), ev(traceId, "started"), ev(traceId, "succeeded"), ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 3 }));
+  const ev = (task_id, type, extra = {}) => ({
+    v: 1,
+    id: `${traceId}-${n++}`,
+    kind: "task",
+    type,
+    ts: 1_795_000_000 + n / 1000,
+    seq: n,
+    host: type === "published" ? null : "bench@host",
+    pid: 1,
+    task_id,
+    name: task_id === traceId ? "app.root" : "app.step",
+    trace_id: traceId,
+    ...extra,
+  });
+  events.push(
+    ev(traceId, "published"),
+    ev(traceId, "started"),
+    ev(traceId, "succeeded"),
+    ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 3 }),
+  );
   for (let i = 1; i < tasks; i++) {
     const id = `${traceId}-t${i}`;
-    const group = groupSize ? { group_id: `${traceId}-g${Math.floor((i - 1) / groupSize)}`, group_index: (i - 1) % groupSize } : {};
+    const group = groupSize
+      ? { group_id: `${traceId}-g${Math.floor((i - 1) / groupSize)}`, group_index: (i - 1) % groupSize }
+      : {};
     const failed = i % 97 === 0;
     events.push(
       ev(id, "published", { parent_id: traceId, ...group }),
       ev(id, "started", group),
-      failed ? ev(id, "failed", { ...group, exception: { type: "ValueError", message: "bench" } }) : ev(id, "succeeded", group),
+      failed
+        ? ev(id, "failed", { ...group, exception: { type: "ValueError", message: "bench" } })
+        : ev(id, "succeeded", group),
       ev(id, "postrun", { state: failed ? "FAILURE" : "SUCCESS", runtime_ms: 2, ...group }),
     );
   }
@@ -43,30 +65,57 @@ function trace(traceId, tasks, groupSize) {
 
 async function ingest(base, events) {
   for (let i = 0; i < events.length; i += 1000) {
-    const res = await fetch(`${base}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events: events.slice(i, i + 1000) }) });
+    const res = await fetch(`${base}/v1/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ events: events.slice(i, i + 1000) }),
+    });
     if (res.status !== 202) throw new Error(`ingest ${res.status}: ${await res.text()}`);
   }
 }
 
-const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.max(0, Math.ceil((p / 100) * xs.length) - 1))];
+const percentile = (xs, p) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.max(0, Math.ceil((p / 100) * xs.length) - 1))];
 
 /** Resolves (in the page) when a node matching `selector` is laid out and on screen. */
 const onScreen = (selector) => {
   const el = document.querySelector(selector);
   if (!el) return false;
   const r = el.getBoundingClientRect();
-  return r.width > 0 && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth && getComputedStyle(el.closest(".react-flow__node") ?? el).visibility !== "hidden";
+  return (
+    r.width > 0 &&
+    r.bottom > 0 &&
+    r.right > 0 &&
+    r.top < innerHeight &&
+    r.left < innerWidth &&
+    getComputedStyle(el.closest(".react-flow__node") ?? el).visibility !== "hidden"
+  );
 };
 
 const server = await startWranglerDev();
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
 });
 const cpu = os.cpus()[0]?.model ?? "unknown CPU";
 const loadavg = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
-const results = { date: new Date().toISOString(), machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${cpu}, ${os.platform()} ${os.release()}`, chromium: browser.version(), load_average: { start: loadavg(), end: null }, open: {}, live: null };
+const results = {
+  date: new Date().toISOString(),
+  machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${cpu}, ${os.platform()} ${os.release()}`,
+  chromium: browser.version(),
+  load_average: { start: loadavg(), end: null },
+  open: {},
+  live: null,
+};
 try {
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
   const warm = await context.newPage();
@@ -96,11 +145,20 @@ try {
       visible.push(tVisible);
       if (r === RUNS - 1) {
         const status = (await page.locator(".graph-status").textContent()) ?? "";
-        results.open[label] = { rendered_nodes: await page.locator(".react-flow__node").count(), tasks_drawn: status.match(/([\d,]+) of [\d,]+ tasks drawn/)?.[1] ?? "all" };
+        results.open[label] = {
+          rendered_nodes: await page.locator(".react-flow__node").count(),
+          tasks_drawn: status.match(/([\d,]+) of [\d,]+ tasks drawn/)?.[1] ?? "all",
+        };
       }
       await page.close();
     }
-    Object.assign(results.open[label], { runs: RUNS, visible_median_ms: percentile(visible, 50), interactive_median_ms: percentile(interactive, 50), interactive_p95_ms: percentile(interactive, 95), interactive_runs_ms: interactive });
+    Object.assign(results.open[label], {
+      runs: RUNS,
+      visible_median_ms: percentile(visible, 50),
+      interactive_median_ms: percentile(interactive, 50),
+      interactive_p95_ms: percentile(interactive, 95),
+      interactive_runs_ms: interactive,
+    });
     console.log(label, results.open[label]);
   }
 
@@ -108,7 +166,23 @@ try {
   const liveId = "ui-bench-live";
   const n = 40;
   const events = [];
-  for (let i = 0; i < n; i++) events.push({ v: 1, id: `live-p-${i}`, kind: "task", type: "published", ts: Date.now() / 1000, seq: i, host: null, pid: 1, task_id: `${liveId}-${i}`, name: "app.live", trace_id: liveId, root_id: liveId, group_id: `${liveId}-g`, group_index: i });
+  for (let i = 0; i < n; i++)
+    events.push({
+      v: 1,
+      id: `live-p-${i}`,
+      kind: "task",
+      type: "published",
+      ts: Date.now() / 1000,
+      seq: i,
+      host: null,
+      pid: 1,
+      task_id: `${liveId}-${i}`,
+      name: "app.live",
+      trace_id: liveId,
+      root_id: liveId,
+      group_id: `${liveId}-g`,
+      group_index: i,
+    });
   await ingest(server.base, events);
   const page = await context.newPage();
   await page.goto(`${server.base}/traces/${liveId}?`);
@@ -117,14 +191,44 @@ try {
   const latencies = [];
   for (let i = 0; i < n; i++) {
     const selector = `[data-task-id="${liveId}-${i}"][data-state="STARTED"]`;
-    const seen = page.waitForFunction((s) => document.querySelector(s) !== null, selector, { polling: "raf", timeout: 10_000 });
+    const seen = page.waitForFunction((s) => document.querySelector(s) !== null, selector, {
+      polling: "raf",
+      timeout: 10_000,
+    });
     const t0 = performance.now();
-    const post = fetch(`${server.base}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events: [{ v: 1, id: `live-s-${i}`, kind: "task", type: "started", ts: Date.now() / 1000, seq: n + i, host: "w", pid: 1, task_id: `${liveId}-${i}`, name: "app.live", trace_id: liveId, group_id: `${liveId}-g`, group_index: i }] }) });
+    const post = fetch(`${server.base}/v1/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        events: [
+          {
+            v: 1,
+            id: `live-s-${i}`,
+            kind: "task",
+            type: "started",
+            ts: Date.now() / 1000,
+            seq: n + i,
+            host: "w",
+            pid: 1,
+            task_id: `${liveId}-${i}`,
+            name: "app.live",
+            trace_id: liveId,
+            group_id: `${liveId}-g`,
+            group_index: i,
+          },
+        ],
+      }),
+    });
     await seen;
     latencies.push(performance.now() - t0);
     await post;
   }
-  results.live = { samples: n, p50_ms: Math.round(percentile(latencies, 50)), p95_ms: Math.round(percentile(latencies, 95)), max_ms: Math.round(Math.max(...latencies)) };
+  results.live = {
+    samples: n,
+    p50_ms: Math.round(percentile(latencies, 50)),
+    p95_ms: Math.round(percentile(latencies, 95)),
+    max_ms: Math.round(Math.max(...latencies)),
+  };
   console.log("live", results.live);
 } finally {
   await browser.close();
@@ -133,7 +237,10 @@ try {
 
 results.load_average.end = loadavg();
 writeFileSync(join(ROOT, "bench/results/ui.json"), JSON.stringify(results, null, 2) + "\n");
-const rows = Object.entries(results.open).map(([label, r]) => `| ${label} | ${r.visible_median_ms} | ${r.interactive_median_ms} | ${r.interactive_p95_ms} | ${r.tasks_drawn} | ${r.rendered_nodes} |`);
+const rows = Object.entries(results.open).map(
+  ([label, r]) =>
+    `| ${label} | ${r.visible_median_ms} | ${r.interactive_median_ms} | ${r.interactive_p95_ms} | ${r.tasks_drawn} | ${r.rendered_nodes} |`,
+);
 // The notes (what changed and why) are written by hand under "## Notes" and kept across runs.
 const md = join(ROOT, "bench/results/ui.md");
 const previous = existsSync(md) ? readFileSync(md, "utf8") : "";

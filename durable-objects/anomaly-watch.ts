@@ -91,7 +91,9 @@ export class AnomalyWatch {
   private isBrokenTrace(traceId: string): boolean {
     let broken = this.brokenTraces.get(traceId);
     if (broken === undefined) {
-      broken = this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM trace_marks WHERE trace_id = ${traceId}`.one().n > 0;
+      broken =
+        this.sql<{ n: number }>`SELECT COUNT(*) AS n FROM trace_marks WHERE trace_id = ${traceId}`.one().n >
+        0;
       if (this.brokenTraces.size > 50_000) this.brokenTraces.clear(); // a cache, bounded
       this.brokenTraces.set(traceId, broken);
     }
@@ -100,7 +102,8 @@ export class AnomalyWatch {
 
   private markBroken(traceId: string): void {
     if (this.brokenTraces.get(traceId) === true) return;
-    this.sql`INSERT INTO trace_marks (trace_id, not_run) VALUES (${traceId}, 0) ON CONFLICT (trace_id) DO NOTHING`;
+    this
+      .sql`INSERT INTO trace_marks (trace_id, not_run) VALUES (${traceId}, 0) ON CONFLICT (trace_id) DO NOTHING`;
     this.brokenTraces.set(traceId, true);
   }
 
@@ -207,10 +210,13 @@ export class AnomalyWatch {
     else
       broken =
         records.some(
-          (r) => r.group_id !== null || r.chord_callback_id !== null || r.chain.length > 0 || !!r.chord_callback_chain?.length,
+          (r) =>
+            r.group_id !== null ||
+            r.chord_callback_id !== null ||
+            r.chain.length > 0 ||
+            !!r.chord_callback_chain?.length,
         ) && this.isBrokenTrace(traceId);
-    if (broken)
-      this.deadlines.set({ kind: "graph_check", traceId }, now + GRAPH_CHECK_DELAY_S, "earliest");
+    if (broken) this.deadlines.set({ kind: "graph_check", traceId }, now + GRAPH_CHECK_DELAY_S, "earliest");
     return { changed, watches };
   }
 
@@ -299,7 +305,10 @@ export class AnomalyWatch {
           const live = await liveRegistry();
           if (kind === "check_registered" && r.name && live) {
             const registering = live.online.filter((w) => w.registers);
-            if (registering.length > 0 && !((Object.hasOwn(live.names, r.name) ? live.names[r.name] : undefined)?.length ?? 0))
+            if (
+              registering.length > 0 &&
+              !((Object.hasOwn(live.names, r.name) ? live.names[r.name] : undefined)?.length ?? 0)
+            )
               this.openAnomaly(traceId, "unregistered", r, r.published_at, { now, online: live.online });
           }
           if (dueAt <= now + 0.001)

@@ -44,7 +44,9 @@ export class OneAlarm {
   async atOrBefore(times: readonly (number | null | undefined)[]): Promise<void> {
     const finite = times.filter((t): t is number => typeof t === "number" && Number.isFinite(t));
     if (finite.length !== times.filter((t) => t !== null && t !== undefined).length)
-      console.warn(`${this.label}: ignoring deadlines that are not times: ${JSON.stringify(times.map(String))}`);
+      console.warn(
+        `${this.label}: ignoring deadlines that are not times: ${JSON.stringify(times.map(String))}`,
+      );
     if (finite.length === 0) return;
     const next = Math.min(Math.ceil(Math.min(...finite) * 1000), Date.now() + MAX_ALARM_AHEAD_MS);
     if (this.at === undefined) this.at = await this.storage.getAlarm();
@@ -82,7 +84,8 @@ export class Deadlines {
       this
         .sql`INSERT OR IGNORE INTO deadlines (key, kind, trace_id, due_at) VALUES (${keyOf(d)}, ${d.kind}, ${traceId}, ${dueAt})`;
     else
-      this.sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${keyOf(d)}, ${d.kind}, ${traceId}, ${dueAt})
+      this
+        .sql`INSERT INTO deadlines (key, kind, trace_id, due_at) VALUES (${keyOf(d)}, ${d.kind}, ${traceId}, ${dueAt})
                ON CONFLICT (key) DO UPDATE SET due_at = MIN(deadlines.due_at, excluded.due_at)`;
   }
 
@@ -97,7 +100,8 @@ export class Deadlines {
     for (const r of this.sql<DeadlineRow>`
       SELECT key, kind, trace_id FROM deadlines WHERE due_at <= ${now + 0.001} ORDER BY due_at`) {
       if (r.kind === "drop") out.push({ kind: "drop", day: Number(r.key.slice("drop:".length)) });
-      else if (r.kind === "graph_check" && r.trace_id !== null) out.push({ kind: "graph_check", traceId: r.trace_id });
+      else if (r.kind === "graph_check" && r.trace_id !== null)
+        out.push({ kind: "graph_check", traceId: r.trace_id });
     }
     return out;
   }
@@ -108,7 +112,8 @@ export class Deadlines {
 
   /** Forgets the graph checks of traces that are gone (retention). */
   forgetTraces(traceIdsJson: string): void {
-    this.sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${traceIdsJson}))`;
+    this
+      .sql`DELETE FROM deadlines WHERE kind = 'graph_check' AND trace_id IN (SELECT value FROM json_each(${traceIdsJson}))`;
   }
 
   /** For tests: makes every deadline of this kind due now. */

@@ -147,7 +147,12 @@ export class Fleet extends DurableObject<Env> {
     let total = 0;
     for (const row of this.sql<{ host: string; counts: string; total: number }>`
       SELECT host, counts, total FROM producer_drops ORDER BY host`.toArray()) {
-      const entry = byHost.get(row.host) ?? { host: row.host || null, dropped: 0, processes: 0, by_reason: {} };
+      const entry = byHost.get(row.host) ?? {
+        host: row.host || null,
+        dropped: 0,
+        processes: 0,
+        by_reason: {},
+      };
       byHost.set(row.host, entry);
       entry.dropped += row.total;
       entry.processes++;
@@ -178,7 +183,9 @@ export class Fleet extends DurableObject<Env> {
     const transitions: WorkerChange[] = [];
     const receivedAt = Date.now() / 1000;
     for (const e of [...events].sort((a, b) => a.ts - b.ts || a.seq - b.seq)) {
-      if (this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${receivedAt})`.rowsWritten === 0)
+      if (
+        this.sql`INSERT OR IGNORE INTO seen_events (id, ts) VALUES (${e.id}, ${receivedAt})`.rowsWritten === 0
+      )
         continue;
       accepted++;
       const result = this.apply(e);
@@ -303,10 +310,11 @@ export class Fleet extends DurableObject<Env> {
    */
   private async rearmAlarm(): Promise<void> {
     await this.alarm_.atOrBefore([
-      this.sql<{ due: number | null }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due,
+      this.sql<{
+        due: number | null;
+      }>`SELECT MIN(lost_due_at) AS due FROM workers WHERE status = 'ONLINE'`.one().due,
     ]);
   }
-
 
   /** Marks workers whose heartbeats stopped as LOST and tells their traces. Idempotent. */
   async alarm(): Promise<void> {

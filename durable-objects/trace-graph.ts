@@ -24,7 +24,14 @@ import { traceKeyOf, type TaskEvent } from "../shared/wire";
 import { failureCount, summarize, type StateCounts } from "../shared/states";
 import { AnomalyWatch, type TaskWatch } from "./anomaly-watch";
 import { queueWaitMs } from "../shared/queue-wait";
-import type { FinishedRun, IndexedTask, IndexReport, IngestResult, TaskListQuery, WorkerChange } from "./protocol";
+import type {
+  FinishedRun,
+  IndexedTask,
+  IndexReport,
+  IngestResult,
+  TaskListQuery,
+  WorkerChange,
+} from "./protocol";
 import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { Deadlines, OneAlarm } from "./deadlines";
@@ -283,7 +290,9 @@ export class TraceGraph extends DurableObject<Env> {
   private schemaReady(): boolean {
     if (
       !this.hasSchema &&
-      this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0
+      this.ctx.storage.sql
+        .exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        .toArray().length > 0
     )
       this.openSchema();
     return this.hasSchema;
@@ -408,7 +417,8 @@ export class TraceGraph extends DurableObject<Env> {
     const now = Date.now() / 1000;
     const { accepted, changed, anomaliesChanged, rejected } = this.absorb(events, now, this.logSeq + 1);
     const duplicates = events.length - accepted.length - rejected.length;
-    if (accepted.length === 0) return rejected.length ? { accepted: 0, duplicates, rejected } : { accepted: 0, duplicates };
+    if (accepted.length === 0)
+      return rejected.length ? { accepted: 0, duplicates, rejected } : { accepted: 0, duplicates };
     // Durable before the answer: the accepted events are a row of the ring (more if very large).
     for (const chunk of jsonChunks(accepted)) {
       this.logSeq++;
@@ -439,7 +449,12 @@ export class TraceGraph extends DurableObject<Env> {
     now: number,
     seq: number,
     limitSize = true,
-  ): { accepted: TaskEvent[]; changed: PendingTask[]; anomaliesChanged: boolean; rejected: { id: string; error: string }[] } {
+  ): {
+    accepted: TaskEvent[];
+    changed: PendingTask[];
+    anomaliesChanged: boolean;
+    rejected: { id: string; error: string }[];
+  } {
     const missing: [string, string][] = [];
     const seenKeys = new Set<string>();
     for (const e of events) {
@@ -927,7 +942,10 @@ export class TraceGraph extends DurableObject<Env> {
       // and the announced ones that will never run (their last graph check counted them).
       const stateCounts: StateCounts = Object.fromEntries(byState) as StateCounts;
       const failures = failureCount(stateCounts);
-      const state = summarize({ ...stateCounts, NOT_RUN: (stateCounts.NOT_RUN ?? 0) + (notRun.get(traceId) ?? 0) });
+      const state = summarize({
+        ...stateCounts,
+        NOT_RUN: (stateCounts.NOT_RUN ?? 0) + (notRun.get(traceId) ?? 0),
+      });
       const t = times.get(traceId);
       const started = t?.started ?? null;
       const finishedAt = isTerminal(state) ? (t?.finished ?? null) : null;
@@ -1137,10 +1155,10 @@ export class TraceGraph extends DurableObject<Env> {
             container: { kind: chord.kind, size: chord.size },
           }
         : parentEdge
-        ? link(parentEdge.source, parentEdge.kind)
-        : node.parent_id
-          ? link(node.parent_id, null)
-          : null,
+          ? link(parentEdge.source, parentEdge.kind)
+          : node.parent_id
+            ? link(node.parent_id, null)
+            : null,
       children: view.edges.filter((e) => e.source === taskId).map((e) => link(e.target, e.kind)),
       events: events.map((e) => ({
         type: e.type,
@@ -1225,7 +1243,8 @@ export class TraceGraph extends DurableObject<Env> {
           unreadable.push([day, r.trace_id, r.task_id]);
         }
     for (const [day, traceId, taskId] of unreadable)
-      this.sql`UPDATE ${ident(`tasks_${day}`)} SET watch_kind = NULL, due_at = NULL WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
+      this
+        .sql`UPDATE ${ident(`tasks_${day}`)} SET watch_kind = NULL, due_at = NULL WHERE trace_id = ${traceId} AND task_id = ${taskId}`;
     await this.anomalies.runDueWatches(
       watches,
       (traceId, taskId, watch) => {
@@ -1306,7 +1325,11 @@ export class TraceGraph extends DurableObject<Env> {
     return acceptLiveSocket(
       this.ctx,
       request,
-      { type: "hello", trace_id: traceId, seq: this.hasSchema ? this.liveSeq(traceId) : 0 } satisfies TraceLiveMessage,
+      {
+        type: "hello",
+        trace_id: traceId,
+        seq: this.hasSchema ? this.liveSeq(traceId) : 0,
+      } satisfies TraceLiveMessage,
       [traceId],
     );
   }
@@ -1326,7 +1349,9 @@ export class TraceGraph extends DurableObject<Env> {
       const view = buildGraph(records);
       const recorded = new Map(records.map((r) => [r.task_id, r.state]));
       const changedIds = new Set(changed.map((r) => r.task_id));
-      nodes = view.nodes.filter((n) => changedIds.has(n.id) || n.placeholder || recorded.get(n.id) !== n.state);
+      nodes = view.nodes.filter(
+        (n) => changedIds.has(n.id) || n.placeholder || recorded.get(n.id) !== n.state,
+      );
       containers = view.containers;
       this.anomalies.decorate(traceId, view.nodes);
       summary = summarizeGraph(traceId, view, touched, this.anomalies.openCount(traceId));

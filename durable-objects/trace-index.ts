@@ -581,7 +581,10 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   /** The trace of a task that is not its trace's root (null: it is a root, or not seen yet). */
   /** Whether the list has this trace (through each day's id index). */
   async knowsTrace(traceId: string): Promise<boolean> {
-    return this.sql<{ one: number }>`SELECT 1 AS one FROM traces WHERE trace_id = ${traceId} LIMIT 1`.toArray().length > 0;
+    return (
+      this.sql<{ one: number }>`SELECT 1 AS one FROM traces WHERE trace_id = ${traceId} LIMIT 1`.toArray()
+        .length > 0
+    );
   }
 
   async traceOfTask(taskId: string): Promise<string | null> {
@@ -677,7 +680,13 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
   ): Promise<{ busiest: NameStat[]; slowest: NameStat[]; longestWait: NameStat[] }> {
     this.writeRuns();
     const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; waits: number[] }>();
-    for (const r of this.sql<{ name: string; finished: number; failed: number; runtimes: string; waits: string }>`
+    for (const r of this.sql<{
+      name: string;
+      finished: number;
+      failed: number;
+      runtimes: string;
+      waits: string;
+    }>`
       SELECT name, finished, failed, runtimes, waits FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)} AND name <> ''`) {
       const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], waits: [] };
       s.runs += r.finished;

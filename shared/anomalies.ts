@@ -56,7 +56,9 @@ export function anomalyConfigFrom(vars: Record<string, string | undefined>): Ano
   try {
     const parsed: unknown = JSON.parse(vars.STUCK_STARTED_BY_NAME || "{}");
     if (parsed && typeof parsed === "object" && !Array.isArray(parsed))
-      byName = Object.fromEntries(Object.entries(parsed).filter((kv): kv is [string, number] => typeof kv[1] === "number" && kv[1] > 0));
+      byName = Object.fromEntries(
+        Object.entries(parsed).filter((kv): kv is [string, number] => typeof kv[1] === "number" && kv[1] > 0),
+      );
   } catch {
     // a malformed override map is ignored rather than breaking detection
   }
@@ -102,7 +104,9 @@ export function watchFor(record: TaskRecord, config: AnomalyConfig, now: number)
       // the stuck-pending watch. Re-folding a still-pending task checks again, which is harmless.
       const check = record.published_at + config.registeredGraceS;
       const stuck = record.published_at + config.pendingS;
-      return check < stuck ? { kind: "check_registered", due_at: check } : { kind: "stuck_pending", due_at: stuck };
+      return check < stuck
+        ? { kind: "check_registered", due_at: check }
+        : { kind: "stuck_pending", due_at: stuck };
     }
     case "RECEIVED":
     case "SCHEDULED": {
@@ -132,16 +136,30 @@ export interface RuntimeProfile {
 }
 
 /** The running timeout of a task name and why: override, own history (p99 × factor), or global. */
-export function startedTimeout(name: string | null, config: AnomalyConfig, profile: RuntimeProfile | null): { seconds: number; basis: string } {
+export function startedTimeout(
+  name: string | null,
+  config: AnomalyConfig,
+  profile: RuntimeProfile | null,
+): { seconds: number; basis: string } {
   const override = name ? config.startedByName[name] : undefined;
-  if (override !== undefined) return { seconds: override, basis: "configured for this task (STUCK_STARTED_BY_NAME)" };
+  if (override !== undefined)
+    return { seconds: override, basis: "configured for this task (STUCK_STARTED_BY_NAME)" };
   if (profile && profile.runs >= config.historyMinRuns && profile.p99_ms !== null) {
     const derived = (profile.p99_ms / 1000) * config.startedFactor;
     return derived > config.startedFloorS
-      ? { seconds: derived, basis: `${config.startedFactor} × the p99 of its last ${profile.runs} runs (${formatSeconds(profile.p99_ms / 1000)})` }
-      : { seconds: config.startedFloorS, basis: `the floor STUCK_STARTED_FLOOR_S (its p99 over ${profile.runs} runs is ${formatSeconds(profile.p99_ms / 1000)})` };
+      ? {
+          seconds: derived,
+          basis: `${config.startedFactor} × the p99 of its last ${profile.runs} runs (${formatSeconds(profile.p99_ms / 1000)})`,
+        }
+      : {
+          seconds: config.startedFloorS,
+          basis: `the floor STUCK_STARTED_FLOOR_S (its p99 over ${profile.runs} runs is ${formatSeconds(profile.p99_ms / 1000)})`,
+        };
   }
-  return { seconds: config.startedS, basis: "the global STUCK_STARTED_S (too few finished runs to use its own history)" };
+  return {
+    seconds: config.startedS,
+    basis: "the global STUCK_STARTED_S (too few finished runs to use its own history)",
+  };
 }
 
 /** The anomaly a task's state is in by itself, or null. */
@@ -190,7 +208,17 @@ const queueOf = (r: Pick<TaskRecord, "queue">) => r.queue ?? "celery";
 /** What an explanation reads of a task: a folded record, or a graph node (placeholders have no record). */
 export type AnomalySubject = Pick<
   TaskRecord,
-  "task_id" | "name" | "state" | "state_reason" | "worker" | "queue" | "eta" | "published_at" | "received_at" | "started_at" | "last_started_at"
+  | "task_id"
+  | "name"
+  | "state"
+  | "state_reason"
+  | "worker"
+  | "queue"
+  | "eta"
+  | "published_at"
+  | "received_at"
+  | "started_at"
+  | "last_started_at"
 >;
 
 /** Facts the explanation may use beyond the record. */
@@ -202,8 +230,13 @@ export interface ExplainContext {
 }
 
 /** The human explanation and likely fix of an anomaly. */
-export function explainAnomaly(kind: AnomalyKind, r: AnomalySubject, ctx: ExplainContext): { explanation: string; fix: string } {
-  const age = (since: number | null) => (since === null ? "" : ` ${formatSeconds(Math.max(0, ctx.now - since))} ago`);
+export function explainAnomaly(
+  kind: AnomalyKind,
+  r: AnomalySubject,
+  ctx: ExplainContext,
+): { explanation: string; fix: string } {
+  const age = (since: number | null) =>
+    since === null ? "" : ` ${formatSeconds(Math.max(0, ctx.now - since))} ago`;
   const where = r.worker ?? "its worker";
   switch (kind) {
     case "unregistered": {

@@ -290,7 +290,11 @@ export type Anomaly = z.infer<typeof Anomaly>;
 export const AnomalyList = z.object({ anomalies: z.array(Anomaly) });
 export type AnomalyList = z.infer<typeof AnomalyList>;
 
-export const ThroughputBucket = z.object({ start: z.number(), finished: z.number().int(), failed: z.number().int() });
+export const ThroughputBucket = z.object({
+  start: z.number(),
+  finished: z.number().int(),
+  failed: z.number().int(),
+});
 export type ThroughputBucket = z.infer<typeof ThroughputBucket>;
 export const NameStat = z.object({
   name: z.string(),

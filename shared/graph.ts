@@ -60,7 +60,8 @@ function placeholderRecord(p: Placeholder): TaskRecord {
 /** Every task a record's message names before it exists: chain steps, chord members and callbacks. */
 export function announcedTasks(r: TaskRecord): AnnouncedTask[] {
   const out: AnnouncedTask[] = [];
-  if (r.chord_callback_id && r.chord_callback_name) out.push({ task_id: r.chord_callback_id, name: r.chord_callback_name });
+  if (r.chord_callback_id && r.chord_callback_name)
+    out.push({ task_id: r.chord_callback_id, name: r.chord_callback_name });
   for (const step of [...r.chain, ...(r.chord_callback_chain ?? [])]) {
     if ("task_id" in step) out.push({ task_id: step.task_id, name: step.name });
     else {
@@ -104,7 +105,8 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
     for (const step of steps) {
       if ("task_id" in step) {
         chainAnnounced.add(step.task_id);
-        for (const p of previous) if (!chainPredecessor.has(step.task_id)) chainPredecessor.set(step.task_id, p);
+        for (const p of previous)
+          if (!chainPredecessor.has(step.task_id)) chainPredecessor.set(step.task_id, p);
         announce({
           task: step,
           after: previous[0] ?? null,
@@ -129,7 +131,13 @@ export function buildGraph(records: readonly TaskRecord[]): TraceGraphView {
         });
         if (callback) {
           callbackIds.add(callback.task_id);
-          announce({ task: callback, after: null, group_id: null, group_index: null, chord_callback_id: null });
+          announce({
+            task: callback,
+            after: null,
+            group_id: null,
+            group_index: null,
+            chord_callback_id: null,
+          });
           previous = [callback.task_id];
         } else previous = step.tasks.map((t) => t.task_id);
       }
@@ -309,16 +317,25 @@ export function toGraphNode(r: TaskRecord): GraphNode {
 }
 
 /** The trace's headline numbers, from its built graph. */
-export function summarizeGraph(traceId: string, view: TraceGraphView, updatedAt: number, anomalyCount = 0): TraceSummary {
+export function summarizeGraph(
+  traceId: string,
+  view: TraceGraphView,
+  updatedAt: number,
+  anomalyCount = 0,
+): TraceSummary {
   const real = view.nodes.filter((n) => !n.placeholder);
   const root =
     view.nodes.find((n) => n.id === traceId) ??
     real.find((n) => !n.parent_id || !view.nodes.some((m) => m.id === n.parent_id)) ??
     view.nodes[0] ??
     null;
-  const starts = real.map((n) => n.published_at ?? n.received_at ?? n.started_at).filter((t): t is number => t !== null);
+  const starts = real
+    .map((n) => n.published_at ?? n.received_at ?? n.started_at)
+    .filter((t): t is number => t !== null);
   // Tasks sent, and the announced ones that will never run: the index's summary counts the same.
-  const counted = countStates(view.nodes.filter((n) => !n.placeholder || n.state === "NOT_RUN").map((n) => n.state));
+  const counted = countStates(
+    view.nodes.filter((n) => !n.placeholder || n.state === "NOT_RUN").map((n) => n.state),
+  );
   const state = summarize(counted);
   const finishes = real.map((n) => n.finished_at).filter((t): t is number => t !== null);
   const startedAt = starts.length ? Math.min(...starts) : null;
@@ -333,7 +350,8 @@ export function summarizeGraph(traceId: string, view: TraceGraphView, updatedAt:
     started_at: startedAt,
     updated_at: updatedAt,
     finished_at: finishedAt,
-    duration_ms: startedAt !== null && finishedAt !== null ? Math.round((finishedAt - startedAt) * 1000) : null,
+    duration_ms:
+      startedAt !== null && finishedAt !== null ? Math.round((finishedAt - startedAt) * 1000) : null,
     workers: [...new Set(real.map((n) => n.worker).filter((w): w is string => !!w))].sort(),
     task_names: [...new Set(view.nodes.map((n) => n.name).filter((w): w is string => !!w))].sort(),
     anomaly_count: anomalyCount,

@@ -6,7 +6,10 @@ export const EVENT_SCHEMA_PATH = "shared/event.schema.json";
 /** The JSON Schema of the batch envelope and of one wire event, as committed in the repo. */
 export function eventJsonSchema(): string {
   const { $schema: _drop, ...event } = z.toJSONSchema(Event, { io: "input", unrepresentable: "any" });
-  const { $schema: _drop2, ...producer } = z.toJSONSchema(ProducerReport, { io: "input", unrepresentable: "any" });
+  const { $schema: _drop2, ...producer } = z.toJSONSchema(ProducerReport, {
+    io: "input",
+    unrepresentable: "any",
+  });
   const schema = {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     $id: "https://stemtrace.dev/schema/wire-v1.json",
@@ -15,10 +18,16 @@ export function eventJsonSchema(): string {
     type: "object",
     required: ["events"],
     properties: {
-      events: { type: "array", minItems: 1, maxItems: MAX_EVENTS_PER_BATCH, items: { $ref: "#/$defs/Event" } },
+      events: {
+        type: "array",
+        minItems: 1,
+        maxItems: MAX_EVENTS_PER_BATCH,
+        items: { $ref: "#/$defs/Event" },
+      },
       producer: {
         $ref: "#/$defs/ProducerReport",
-        description: "Optional: the sending process's cumulative drop counts by reason (ignored when invalid).",
+        description:
+          "Optional: the sending process's cumulative drop counts by reason (ignored when invalid).",
       },
     },
     $defs: { Event: event, ProducerReport: producer },

@@ -172,7 +172,8 @@ function foldAttempt(events: TaskEvent[], retries: number, delivery: number): At
     state = eta !== null && eta > received.ts + SCHEDULED_MIN_DELAY_S ? "SCHEDULED" : "RECEIVED";
   } else state = "PENDING";
 
-  const terminalEvent = revoked ?? failed ?? succeeded ?? retried ?? postrun ?? unknown ?? rejected ?? internalError;
+  const terminalEvent =
+    revoked ?? failed ?? succeeded ?? retried ?? postrun ?? unknown ?? rejected ?? internalError;
   const failure = failed ?? internalError;
   const runtime = postrun?.runtime_ms ?? firstDefined(events, (e) => e.runtime_ms);
   return {
@@ -185,7 +186,9 @@ function foldAttempt(events: TaskEvent[], retries: number, delivery: number): At
     published_at: published?.ts ?? null,
     received_at: received?.ts ?? null,
     started_at: started?.ts ?? null,
-    finished_at: terminalEvent ? Math.max(...events.filter((e) => LIFECYCLE_RANK[e.type] >= 3 || e === terminalEvent).map((e) => e.ts)) : null,
+    finished_at: terminalEvent
+      ? Math.max(...events.filter((e) => LIFECYCLE_RANK[e.type] >= 3 || e === terminalEvent).map((e) => e.ts))
+      : null,
     eta: firstDefined(events, (e) => e.eta),
     runtime_ms: runtime,
     exception: failure?.exception ?? null,
@@ -224,7 +227,8 @@ function outageOf(attempt: AttemptRecord | undefined, outages: readonly Outage[]
   if (!attempt || attempt.state !== "STARTED" || !attempt.worker || attempt.started_at === null) return null;
   let found: Outage | null = null;
   for (const o of outages)
-    if (o.host === attempt.worker && o.ts >= attempt.started_at - 0.001 && (!found || o.ts < found.ts)) found = o;
+    if (o.host === attempt.worker && o.ts >= attempt.started_at - 0.001 && (!found || o.ts < found.ts))
+      found = o;
   return found;
 }
 
@@ -238,7 +242,11 @@ const OUTAGE_REASON: Record<Outage["kind"], (host: string) => string> = {
  * Folds a task's events (any order, duplicates allowed) into its record. `outages` of workers turn
  * a run that can no longer finish into INTERRUPTED (cold shutdown) or LOST; any later event wins.
  */
-export function foldTask(taskId: string, events: readonly TaskEvent[], outages: readonly Outage[] = []): TaskRecord {
+export function foldTask(
+  taskId: string,
+  events: readonly TaskEvent[],
+  outages: readonly Outage[] = [],
+): TaskRecord {
   const unique = new Map<string, TaskEvent>();
   for (const e of events) unique.set(e.id, e);
   const sorted = [...unique.values()].sort(compareTaskEvents);
@@ -246,7 +254,11 @@ export function foldTask(taskId: string, events: readonly TaskEvent[], outages: 
   const last = attempts[attempts.length - 1];
   const outage = outageOf(last, outages);
   // A retry attempt closed as RETRY while a later attempt exists is history; the last attempt speaks.
-  const state: TaskState = outage ? (outage.kind === "cold" ? "INTERRUPTED" : "LOST") : (last?.state ?? "PENDING");
+  const state: TaskState = outage
+    ? outage.kind === "cold"
+      ? "INTERRUPTED"
+      : "LOST"
+    : (last?.state ?? "PENDING");
   const names = [...new Set(sorted.map((e) => e.name).filter((n): n is string => !!n))];
   const replacement = replacementName(sorted);
   const notSelf = (id: string | null | undefined) => (id && id !== taskId ? id : null);
@@ -267,7 +279,9 @@ export function foldTask(taskId: string, events: readonly TaskEvent[], outages: 
     chord_callback_id: firstDefined(sorted, (e) => e.chord_callback_id),
     chord_callback_name: firstDefined(sorted, (e) => e.chord_callback_name),
     chord_callback_chain:
-      firstDefined(sorted, (e) => (e.chord_callback_chain && e.chord_callback_chain.length ? e.chord_callback_chain : null)) ?? [],
+      firstDefined(sorted, (e) =>
+        e.chord_callback_chain && e.chord_callback_chain.length ? e.chord_callback_chain : null,
+      ) ?? [],
     chain: firstDefined(sorted, (e) => (e.chain && e.chain.length ? e.chain : null)) ?? [],
     callbacks: firstDefined(sorted, (e) => (e.callbacks && e.callbacks.length ? e.callbacks : null)) ?? [],
     errbacks: firstDefined(sorted, (e) => (e.errbacks && e.errbacks.length ? e.errbacks : null)) ?? [],
@@ -303,8 +317,12 @@ function stateReason(state: TaskState, sorted: TaskEvent[]): string | null {
       // Celery 5.2.6 can fail again after the task failed, inside its own machinery (an error in
       // on_chord_part_return, recorded 25b): a second failure of the same run, with another error.
       const last = sorted[sorted.length - 1];
-      const failures = sorted.filter((e) => e.type === "failed" && attemptRetries(e) === (last ? attemptRetries(last) : 0) && e.exception);
-      const distinct = failures.filter((e, i) => failures.findIndex((f) => f.exception!.type === e.exception!.type) === i);
+      const failures = sorted.filter(
+        (e) => e.type === "failed" && attemptRetries(e) === (last ? attemptRetries(last) : 0) && e.exception,
+      );
+      const distinct = failures.filter(
+        (e, i) => failures.findIndex((f) => f.exception!.type === e.exception!.type) === i,
+      );
       if (distinct.length < 2) return null;
       const [first, ...later] = distinct;
       return `failed with ${first!.exception!.type}, then Celery itself raised ${later.map((e) => `${e.exception!.type}: ${e.exception!.message}`).join("; ")} (an error inside Celery, e.g. in on_chord_part_return; the result backend keeps the last one)`;

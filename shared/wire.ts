@@ -56,7 +56,10 @@ export type AnnouncedTask = z.infer<typeof AnnouncedTask>;
  * own signature id is never a real task, 09a: the group id is then learned from its members).
  */
 export const ChainStep = z.union([
-  AnnouncedTask.extend({ group_id: NullableId, group_index: z.number().int().nonnegative().nullable().optional() }),
+  AnnouncedTask.extend({
+    group_id: NullableId,
+    group_index: z.number().int().nonnegative().nullable().optional(),
+  }),
   z.object({
     group_id: Id.nullable(),
     tasks: z.array(AnnouncedTask).max(10_000),
@@ -66,7 +69,10 @@ export const ChainStep = z.union([
 export type ChainStep = z.infer<typeof ChainStep>;
 
 /** A link callback / errback signature. Celery 5.2 assigns no id to these until they run. */
-export const LinkedSignature = z.object({ name: z.string().min(1).max(300), task_id: Id.nullable().optional() });
+export const LinkedSignature = z.object({
+  name: z.string().min(1).max(300),
+  task_id: Id.nullable().optional(),
+});
 export type LinkedSignature = z.infer<typeof LinkedSignature>;
 
 export const TaskEventType = z.enum([
@@ -139,7 +145,10 @@ export const TaskEvent = EventBase.extend({
   runtime_ms: z
     .number()
     .nonnegative()
-    .max(MAX_RUNTIME_MS, { error: (issue) => `${String(issue.input)} ms is over three years: microseconds instead of milliseconds?` })
+    .max(MAX_RUNTIME_MS, {
+      error: (issue) =>
+        `${String(issue.input)} ms is over three years: microseconds instead of milliseconds?`,
+    })
     .nullable()
     .optional(),
   terminated: z.boolean().nullable().optional(),
@@ -161,8 +170,20 @@ export type TaskEvent = z.infer<typeof TaskEvent>;
 
 /** What the message said (links, arguments, announcements): carried by `received`, not by `started` or the end. */
 export const MESSAGE_FIELDS = [
-  "root_id", "parent_id", "group_id", "group_index", "eta", "expires", "args", "kwargs",
-  "chain", "callbacks", "errbacks", "chord_callback_id", "chord_callback_name", "chord_callback_chain",
+  "root_id",
+  "parent_id",
+  "group_id",
+  "group_index",
+  "eta",
+  "expires",
+  "args",
+  "kwargs",
+  "chain",
+  "callbacks",
+  "errbacks",
+  "chord_callback_id",
+  "chord_callback_name",
+  "chord_callback_chain",
 ] as const;
 /** What the run produced: carried by the end event only. */
 const OUTCOME_FIELDS = ["state", "runtime_ms", "result", "exception", "traceback"] as const;
@@ -183,8 +204,15 @@ export function expandCoalesced(e: TaskEvent): TaskEvent[] {
   if (e.received_ts === undefined && e.started_ts === undefined) return [e];
   const { received_ts, started_ts, ...end } = e;
   const out: TaskEvent[] = [];
-  if (received_ts !== undefined) out.push({ ...without(end, OUTCOME_FIELDS), id: `${e.id}:received`, type: "received", ts: received_ts });
-  if (started_ts !== undefined) out.push({ ...without(end, [...OUTCOME_FIELDS, ...MESSAGE_FIELDS]), id: `${e.id}:started`, type: "started", ts: started_ts });
+  if (received_ts !== undefined)
+    out.push({ ...without(end, OUTCOME_FIELDS), id: `${e.id}:received`, type: "received", ts: received_ts });
+  if (started_ts !== undefined)
+    out.push({
+      ...without(end, [...OUTCOME_FIELDS, ...MESSAGE_FIELDS]),
+      id: `${e.id}:started`,
+      type: "started",
+      ts: started_ts,
+    });
   out.push(without(end, MESSAGE_FIELDS));
   return out;
 }
@@ -215,7 +243,10 @@ export const WorkerEvent = EventBase.extend({
   freq: z
     .number()
     .positive()
-    .max(MAX_HEARTBEAT_FREQ_S, { error: (issue) => `${String(issue.input)} s is not a heartbeat interval (at most ${MAX_HEARTBEAT_FREQ_S} s)` })
+    .max(MAX_HEARTBEAT_FREQ_S, {
+      error: (issue) =>
+        `${String(issue.input)} s is not a heartbeat interval (at most ${MAX_HEARTBEAT_FREQ_S} s)`,
+    })
     .nullable()
     .optional(),
 });
@@ -277,7 +308,14 @@ export function traceKeyOf(event: Pick<TaskEvent, "trace_id" | "root_id" | "task
  */
 export function exactMatcher(schema: z.ZodType): (value: unknown) => boolean {
   type Def = { type: string; [key: string]: unknown };
-  type Check = { check: string; minimum?: number; maximum?: number; value?: number; inclusive?: boolean; format?: string };
+  type Check = {
+    check: string;
+    minimum?: number;
+    maximum?: number;
+    value?: number;
+    inclusive?: boolean;
+    format?: string;
+  };
   const never = () => false;
   const defOf = (s: unknown): Def => (s as { _zod: { def: Def } })._zod.def;
   const checksOf = (def: Def): Check[] | null => {
@@ -351,7 +389,12 @@ export function exactMatcher(schema: z.ZodType): (value: unknown) => boolean {
       case "object": {
         if (checks.length || def.catchall !== undefined) return never;
         const shape = def.shape as Record<string, unknown>;
-        const fields = new Map(Object.entries(shape).map(([key, field]) => [key, { optional: defOf(field).type === "optional", test: compile(field) }]));
+        const fields = new Map(
+          Object.entries(shape).map(([key, field]) => [
+            key,
+            { optional: defOf(field).type === "optional", test: compile(field) },
+          ]),
+        );
         const required = [...fields].filter(([, f]) => !f.optional).map(([key]) => key);
         return (v) => {
           if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
@@ -369,7 +412,10 @@ export function exactMatcher(schema: z.ZodType): (value: unknown) => boolean {
         if (checks.length) return never;
         // zod keeps the first option that succeeds; an option may only answer for the value when
         // every earlier one certainly fails (a required key missing, or a literal that differs).
-        const options = (def.options as unknown[]).map((option) => ({ test: compile(option), fails: certainlyFails(option) }));
+        const options = (def.options as unknown[]).map((option) => ({
+          test: compile(option),
+          fails: certainlyFails(option),
+        }));
         return (v) => {
           for (const option of options) {
             if (option.test(v)) return true;
@@ -385,15 +431,22 @@ export function exactMatcher(schema: z.ZodType): (value: unknown) => boolean {
   const certainlyFails = (s: unknown): ((value: unknown) => boolean) => {
     const def = defOf(s);
     if (def.type !== "object") return never;
-    const entries = Object.entries(def.shape as Record<string, unknown>).map(([key, field]) => ({ key, def: defOf(field) }));
+    const entries = Object.entries(def.shape as Record<string, unknown>).map(([key, field]) => ({
+      key,
+      def: defOf(field),
+    }));
     const required = entries.filter((e) => e.def.type !== "optional").map((e) => e.key);
-    const literals = entries.filter((e) => e.def.type === "literal").map((e) => ({ key: e.key, values: e.def.values as unknown[] }));
+    const literals = entries
+      .filter((e) => e.def.type === "literal")
+      .map((e) => ({ key: e.key, values: e.def.values as unknown[] }));
     return (v) => {
       if (typeof v !== "object" || v === null || Array.isArray(v)) return true;
       const record = v as Record<string, unknown>;
       return (
         required.some((key) => !Object.prototype.hasOwnProperty.call(record, key)) ||
-        literals.some((l) => Object.prototype.hasOwnProperty.call(record, l.key) && !l.values.includes(record[l.key]))
+        literals.some(
+          (l) => Object.prototype.hasOwnProperty.call(record, l.key) && !l.values.includes(record[l.key]),
+        )
       );
     };
   };
@@ -406,7 +459,9 @@ const isExactEvent = exactMatcher(Event);
  * `Event.safeParse`, with the same answers and error messages, but without zod's cost for the
  * common case of an event that is valid as sent (the value itself is returned then).
  */
-export function parseEvent(value: unknown): { success: true; data: Event } | { success: false; error: z.ZodError } {
+export function parseEvent(
+  value: unknown,
+): { success: true; data: Event } | { success: false; error: z.ZodError } {
   if (isExactEvent(value)) return { success: true, data: value as Event };
   const parsed = Event.safeParse(value);
   return parsed.success ? { success: true, data: parsed.data } : { success: false, error: parsed.error };
@@ -444,7 +499,8 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
     for (const item of value) if (nestsDeeperThan(item, limit - 1)) return true;
     return false;
   }
-  for (const key in value) if (nestsDeeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
+  for (const key in value)
+    if (nestsDeeperThan((value as Record<string, unknown>)[key], limit - 1)) return true;
   return false;
 }
 
@@ -469,7 +525,8 @@ function findLoneSurrogate(value: unknown, path: string): string | null {
 
 /** The value with every lone surrogate (in strings and keys) replaced by U+FFFD; the same value when none. */
 function wellFormed<T>(value: T): T {
-  if (typeof value === "string") return (LONE_SURROGATE.test(value) ? value.replace(LONE_SURROGATES, "\uFFFD") : value) as T;
+  if (typeof value === "string")
+    return (LONE_SURROGATE.test(value) ? value.replace(LONE_SURROGATES, "\uFFFD") : value) as T;
   if (typeof value !== "object" || value === null) return value;
   if (Array.isArray(value)) {
     let out: unknown[] | null = null;
@@ -492,7 +549,11 @@ function wellFormed<T>(value: T): T {
 
 function describeAhead(seconds: number): string {
   const days = seconds / 86_400;
-  return days >= 365 ? `${Math.round(days / 365)} years` : days >= 2 ? `${Math.round(days)} days` : `${Math.round(seconds / 3600)} hours`;
+  return days >= 365
+    ? `${Math.round(days / 365)} years`
+    : days >= 2
+      ? `${Math.round(days)} days`
+      : `${Math.round(seconds / 3600)} hours`;
 }
 
 /**
@@ -510,7 +571,11 @@ export function screenEvent(
   const latest = nowS + MAX_TS_AHEAD_S;
   const times: [string, number | undefined][] =
     event.kind === "task"
-      ? [["ts", event.ts], ["received_ts", event.received_ts], ["started_ts", event.started_ts]]
+      ? [
+          ["ts", event.ts],
+          ["received_ts", event.received_ts],
+          ["started_ts", event.started_ts],
+        ]
       : [["ts", event.ts]];
   for (const [field, ts] of times)
     if (ts !== undefined && ts > latest)

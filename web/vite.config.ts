@@ -23,5 +23,7 @@ export default defineConfig({
   root: "web",
   plugins: [react(), staticHeaders()],
   build: { outDir: "dist", emptyOutDir: true, chunkSizeWarningLimit: 2000 },
-  server: { proxy: { "/api": { target: "http://127.0.0.1:8787", ws: true }, "/v1": "http://127.0.0.1:8787" } },
+  server: {
+    proxy: { "/api": { target: "http://127.0.0.1:8787", ws: true }, "/v1": "http://127.0.0.1:8787" },
+  },
 });

@@ -50,11 +50,13 @@ const AnomalyListQuery = z.object({
  */
 function query<T extends z.ZodType>(schema: T) {
   const withoutEmpty = z.preprocess(
-    (q) => (q && typeof q === "object" ? Object.fromEntries(Object.entries(q).filter(([, v]) => v !== "")) : q),
+    (q) =>
+      q && typeof q === "object" ? Object.fromEntries(Object.entries(q).filter(([, v]) => v !== "")) : q,
     schema,
   );
   return zValidator("query", withoutEmpty, (result) => {
-    if (!result.success) throw new HttpError(400, "invalid_query", "invalid query parameters", result.error.issues);
+    if (!result.success)
+      throw new HttpError(400, "invalid_query", "invalid query parameters", result.error.issues);
   });
 }
 
@@ -121,7 +123,8 @@ export const traces = new Hono<ApiEnv>()
   .get("/:traceId/anomalies", async (c) => {
     const traceId = c.req.param("traceId");
     let anomalies: Anomaly[];
-    if (shardCount(c.env) === 0) anomalies = (await (await ownObject(c.env, traceId))?.anomalyList(traceId)) ?? [];
+    if (shardCount(c.env) === 0)
+      anomalies = (await (await ownObject(c.env, traceId))?.anomalyList(traceId)) ?? [];
     else
       anomalies =
         (await traceGraphOf(c.env, traceId).anomaliesOf(traceId)) ??
@@ -170,18 +173,26 @@ export const tasks = new Hono<ApiEnv>()
         "the task list reads every trace shard; with TRACE_SHARDS=0 (one object per trace) there is none to read: search with ?q= instead",
       );
     const after = params.cursor ? decodeCursor(params.cursor) : null;
-    if (params.cursor && !after) throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
+    if (params.cursor && !after)
+      throw new HttpError(400, "invalid_cursor", "the cursor is not one this API returned");
     const limit = params.limit ?? 50;
     const { q: _q, cursor: _c, limit: _l, ...filters } = params;
     const pages = await Promise.all(
       shardNames(shards).map((name) =>
-        c.env.TRACE_GRAPH.getByName(name).listTasks({ ...filters, sort: params.sort ?? "published", ...(after ? { after } : {}), limit: limit + 1 }),
+        c.env.TRACE_GRAPH.getByName(name).listTasks({
+          ...filters,
+          sort: params.sort ?? "published",
+          ...(after ? { after } : {}),
+          limit: limit + 1,
+        }),
       ),
     );
     // Every shard's page is sorted the same way: the merged page is their first `limit` rows.
     const merged = pages
       .flat()
-      .sort((a, b) => b.sort_key - a.sort_key || (a.task_id < b.task_id ? 1 : a.task_id > b.task_id ? -1 : 0));
+      .sort(
+        (a, b) => b.sort_key - a.sort_key || (a.task_id < b.task_id ? 1 : a.task_id > b.task_id ? -1 : 0),
+      );
     const page = merged.slice(0, limit);
     const last = page[page.length - 1];
     const list: TaskListPage = {
@@ -265,7 +276,9 @@ export const api = new Hono<ApiEnv>()
         module: reg?.def.module ?? null,
         signature: reg?.def.signature ?? null,
         doc: reg?.def.doc ?? null,
-        open_anomalies: Object.prototype.hasOwnProperty.call(anomalies.by_name, name) ? (anomalies.by_name[name] ?? 0) : 0,
+        open_anomalies: Object.prototype.hasOwnProperty.call(anomalies.by_name, name)
+          ? (anomalies.by_name[name] ?? 0)
+          : 0,
       };
     });
     const q = c.req.query("q")?.toLowerCase();

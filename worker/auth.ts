@@ -4,7 +4,8 @@ import type { Env } from "../durable-objects/env";
 import { HttpError } from "./errors";
 
 /** Who is calling: a person (may read), a machine (may ingest), or anyone in local mode. */
-export type Caller = { kind: "local" } | { kind: "person"; email: string } | { kind: "service"; name: string };
+export type Caller =
+  { kind: "local" } | { kind: "person"; email: string } | { kind: "service"; name: string };
 
 export type AuthMode = "local" | "none" | "token" | "access" | "unconfigured";
 
@@ -38,7 +39,10 @@ const ACCESS_ALGORITHMS = ["RS256"];
 
 /** `access` mode without its settings cannot decide anything: every request gets this. */
 function accessConfigError(env: Env): HttpError | null {
-  const missing = [!env.ACCESS_TEAM_DOMAIN?.trim() && "ACCESS_TEAM_DOMAIN", !env.ACCESS_AUD?.trim() && "ACCESS_AUD"].filter(Boolean);
+  const missing = [
+    !env.ACCESS_TEAM_DOMAIN?.trim() && "ACCESS_TEAM_DOMAIN",
+    !env.ACCESS_AUD?.trim() && "ACCESS_AUD",
+  ].filter(Boolean);
   if (missing.length === 0) return null;
   return new HttpError(
     503,
@@ -49,7 +53,9 @@ function accessConfigError(env: Env): HttpError | null {
 
 async function verifyAccess(env: Env, token: string): Promise<JWTPayload> {
   const team = env.ACCESS_TEAM_DOMAIN!.trim();
-  const issuer = team.startsWith("https://") ? team.replace(/\/+$/, "") : `https://${team.replace(/\/+$/, "")}`;
+  const issuer = team.startsWith("https://")
+    ? team.replace(/\/+$/, "")
+    : `https://${team.replace(/\/+$/, "")}`;
   let jwks = jwksByTeam.get(issuer);
   if (!jwks) {
     jwks = createRemoteJWKSet(new URL(`${issuer}/cdn-cgi/access/certs`));
@@ -93,10 +99,20 @@ export async function authenticate(env: Env, req: Request, need: "read" | "inges
   if (mode === "token")
     throw new HttpError(401, "unauthorized", "send Authorization: Bearer <INGEST_TOKEN> (AUTH_MODE=token)");
   const assertion = req.headers.get("Cf-Access-Jwt-Assertion");
-  if (!assertion) throw new HttpError(401, "unauthorized", "sign in through Cloudflare Access (no Cf-Access-Jwt-Assertion header)");
+  if (!assertion)
+    throw new HttpError(
+      401,
+      "unauthorized",
+      "sign in through Cloudflare Access (no Cf-Access-Jwt-Assertion header)",
+    );
   const payload = await verifyAccess(env, assertion);
   if (typeof payload.email === "string") {
-    if (need === "ingest") throw new HttpError(403, "forbidden", "people may read; only service tokens or the ingest token may ingest");
+    if (need === "ingest")
+      throw new HttpError(
+        403,
+        "forbidden",
+        "people may read; only service tokens or the ingest token may ingest",
+      );
     return { kind: "person", email: payload.email };
   }
   if (typeof payload.common_name === "string") return { kind: "service", name: payload.common_name };

@@ -15,7 +15,8 @@ import { API_CSP, APP_CSP, COMMON_HEADERS, HSTS } from "./headers";
 export type EdgeEnv = Env & { ALLOWED_ORIGINS?: string };
 
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
-const isApiPath = (path: string) => path.startsWith("/api/") || path.startsWith("/v1/") || path === "/api" || path === "/v1";
+const isApiPath = (path: string) =>
+  path.startsWith("/api/") || path.startsWith("/v1/") || path === "/api" || path === "/v1";
 
 /** ALLOWED_ORIGINS as normalized origins (`https://dash.example.com`); entries that are not URLs are ignored. */
 export function allowedOrigins(env: EdgeEnv): Set<string> {
@@ -98,7 +99,8 @@ export const corsAndOrigin = createMiddleware<{ Bindings: EdgeEnv }>(async (c, n
   // Browsers send Origin on every WebSocket handshake and on cross-site writes; producers and
   // scripts send none. Sockets are not covered by CORS, so this check is the only guard.
   const socket = c.req.header("Upgrade")?.toLowerCase() === "websocket";
-  if (origin && (socket || c.req.method !== "GET") && !originAllowed(c.env, c.req.raw, origin)) throw originRefused(origin);
+  if (origin && (socket || c.req.method !== "GET") && !originAllowed(c.env, c.req.raw, origin))
+    throw originRefused(origin);
   return next();
 });
 

@@ -21,6 +21,14 @@ export function errorBody(code: string, message: string, issues?: unknown[]): Ap
 /** The one error handler: client errors as they are, anything else logged and answered as 500. */
 export function handleError(err: Error, c: Context): Response {
   if (err instanceof HttpError) return c.json(errorBody(err.code, err.message, err.issues), err.status);
-  console.error(JSON.stringify({ msg: "unhandled error", path: c.req.path, method: c.req.method, error: String(err), stack: err.stack }));
+  console.error(
+    JSON.stringify({
+      msg: "unhandled error",
+      path: c.req.path,
+      method: c.req.method,
+      error: String(err),
+      stack: err.stack,
+    }),
+  );
   return c.json(errorBody("internal", "stemtrace hit an internal error; it has been logged"), 500);
 }

@@ -20,7 +20,10 @@ const app = new Hono<{ Bindings: Env & EdgeEnv }>()
   .route("/api", api)
   .notFound((c) => {
     if (c.req.path.startsWith("/api/") || c.req.path.startsWith("/v1/"))
-      return c.json(errorBody("not_found", `no route ${c.req.method} ${c.req.path}; see the README for the API`), 404);
+      return c.json(
+        errorBody("not_found", `no route ${c.req.method} ${c.req.path}; see the README for the API`),
+        404,
+      );
     return c.env.ASSETS ? c.env.ASSETS.fetch(c.req.raw) : c.text("not found", 404);
   })
   .onError(handleError);

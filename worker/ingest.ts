@@ -183,28 +183,43 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
     const reported = report?.success
       ? Promise.resolve()
           .then(() => c.env.FLEET.getByName(FLEET_NAME).reportDrops(report.data))
-          .catch((err: unknown) => console.error(JSON.stringify({ msg: "ingest: the fleet did not take a drop report", error: String(err) })))
+          .catch((err: unknown) =>
+            console.error(
+              JSON.stringify({ msg: "ingest: the fleet did not take a drop report", error: String(err) }),
+            ),
+          )
       : null;
 
     // One RPC per object (shard) that holds some of the batch's traces, in parallel. Each call is
     // all-or-nothing for its events; one that fails costs only its own events, which the response
     // lists as `failed` (503: send the batch again; what was stored dedupes).
     const byObject = groupByObject(tasks, (t) => traceKeyOf(t.event), shardCount(c.env));
-    const calls: { indices: number[]; what: string; ids: Map<string, number>; result: Promise<IngestResult> }[] = [
+    const calls: {
+      indices: number[];
+      what: string;
+      ids: Map<string, number>;
+      result: Promise<IngestResult>;
+    }[] = [
       ...[...byObject].map(([name, placed]) => ({
         indices: placed.map((p) => p.index),
         what: `the trace object ${name.slice(0, 80)}`,
         ids: new Map(placed.map((p) => [p.event.id, p.index])),
         // (in a promise: a synchronous throw costs only this object's events too)
-        result: Promise.resolve().then(() => c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(placed.map((p) => p.event)))),
+        result: Promise.resolve().then(() =>
+          c.env.TRACE_GRAPH.getByName(name).ingest(JSON.stringify(placed.map((p) => p.event))),
+        ),
       })),
       ...(workers.length
-        ? [{
-            indices: workers.map((w) => w.index),
-            what: "the fleet",
-            ids: new Map(workers.map((w) => [w.event.id, w.index])),
-            result: Promise.resolve().then(() => c.env.FLEET.getByName(FLEET_NAME).ingest(workers.map((w) => w.event))),
-          }]
+        ? [
+            {
+              indices: workers.map((w) => w.index),
+              what: "the fleet",
+              ids: new Map(workers.map((w) => [w.event.id, w.index])),
+              result: Promise.resolve().then(() =>
+                c.env.FLEET.getByName(FLEET_NAME).ingest(workers.map((w) => w.event)),
+              ),
+            },
+          ]
         : []),
     ];
     const settled = await Promise.allSettled(calls.map((call) => call.result));
@@ -215,7 +230,13 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
     settled.forEach((outcome, i) => {
       const call = calls[i]!;
       if (outcome.status === "rejected") {
-        console.error(JSON.stringify({ msg: "ingest: an object call failed", object: call.what, error: String(outcome.reason) }));
+        console.error(
+          JSON.stringify({
+            msg: "ingest: an object call failed",
+            object: call.what,
+            error: String(outcome.reason),
+          }),
+        );
         failed.push(...notStored(call.indices, call.what, outcome.reason));
         return;
       }
@@ -224,7 +245,8 @@ export const ingest = new Hono<{ Bindings: Env; Variables: { caller: Caller } }>
       for (const r of outcome.value.rejected ?? []) {
         const index = call.ids.get(r.id);
         // One entry per batch event (a coalesced event's parts share its index).
-        if (index !== undefined && !rejected.some((x) => x.index === index)) rejected.push({ index, error: r.error });
+        if (index !== undefined && !rejected.some((x) => x.index === index))
+          rejected.push({ index, error: r.error });
       }
     });
     rejected.sort((a, b) => a.index - b.index);

@@ -24,7 +24,8 @@ function workerdMemory(): { pid: number; rss_mib: number; anon_mib: number }[] {
     }
   }
   const ours = (pid: number): boolean => {
-    for (let p: number | undefined = pid, hops = 0; p && hops < 20; p = parents.get(p), hops++) if (p === process.pid) return true;
+    for (let p: number | undefined = pid, hops = 0; p && hops < 20; p = parents.get(p), hops++)
+      if (p === process.pid) return true;
     return false;
   };
   return [...names]

@@ -14,7 +14,10 @@ function uptime(): string {
   try {
     return execFileSync("uptime", { encoding: "utf8" }).trim();
   } catch {
-    return `load average: ${os.loadavg().map((n) => n.toFixed(2)).join(", ")}`;
+    return `load average: ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(", ")}`;
   }
 }
 

@@ -93,7 +93,12 @@ function newPlan(): Plan {
   return { batches: new Map(), traceKeys: new Set(), tasks: 0 };
 }
 
-function emit(plan: Plan, producer: Producer, window: number, event: Omit<TaskEvent, "v" | "kind" | "seq" | "host" | "pid">) {
+function emit(
+  plan: Plan,
+  producer: Producer,
+  window: number,
+  event: Omit<TaskEvent, "v" | "kind" | "seq" | "host" | "pid">,
+) {
   const key = `${producer}:${window}`;
   let batch = plan.batches.get(key);
   if (!batch) plan.batches.set(key, (batch = { producer, window, events: [] }));
@@ -114,7 +119,17 @@ interface TaskSpec {
   trace_id: string;
   root_id: string;
   /** the message's links (published and received carry them) */
-  links?: Partial<Pick<TaskEvent, "parent_id" | "group_id" | "group_index" | "chord_callback_id" | "chord_callback_name" | "publisher_task_id">>;
+  links?: Partial<
+    Pick<
+      TaskEvent,
+      | "parent_id"
+      | "group_id"
+      | "group_index"
+      | "chord_callback_id"
+      | "chord_callback_name"
+      | "publisher_task_id"
+    >
+  >;
   args: unknown[];
 }
 
@@ -122,8 +137,19 @@ function published(plan: Plan, producer: Producer, window: number, t: TaskSpec, 
   plan.tasks++;
   const { publisher_task_id, ...links } = t.links ?? {};
   emit(plan, producer, window, {
-    id: `${t.task_id}-pub`, type: "published", ts, task_id: t.task_id, name: t.name, trace_id: t.trace_id, root_id: t.root_id,
-    parent_id: null, retries: 0, queue: "celery", args: t.args, kwargs: {}, ...links,
+    id: `${t.task_id}-pub`,
+    type: "published",
+    ts,
+    task_id: t.task_id,
+    name: t.name,
+    trace_id: t.trace_id,
+    root_id: t.root_id,
+    parent_id: null,
+    retries: 0,
+    queue: "celery",
+    args: t.args,
+    kwargs: {},
+    ...links,
     ...(publisher_task_id ? { publisher_task_id } : {}),
   });
 }
@@ -131,20 +157,49 @@ function published(plan: Plan, producer: Producer, window: number, t: TaskSpec, 
 function received(plan: Plan, window: number, t: TaskSpec, ts: number) {
   const { publisher_task_id: _p, ...links } = t.links ?? {};
   emit(plan, "worker", window, {
-    id: `${t.task_id}-rcv`, type: "received", ts, task_id: t.task_id, name: t.name, trace_id: t.trace_id, root_id: t.root_id,
-    retries: 0, queue: "celery", ...links,
+    id: `${t.task_id}-rcv`,
+    type: "received",
+    ts,
+    task_id: t.task_id,
+    name: t.name,
+    trace_id: t.trace_id,
+    root_id: t.root_id,
+    retries: 0,
+    queue: "celery",
+    ...links,
   });
 }
 
-const base = (t: TaskSpec) => ({ task_id: t.task_id, name: t.name, trace_id: t.trace_id, retries: 0, queue: "celery" });
+const base = (t: TaskSpec) => ({
+  task_id: t.task_id,
+  name: t.name,
+  trace_id: t.trace_id,
+  retries: 0,
+  queue: "celery",
+});
 
 function started(plan: Plan, window: number, t: TaskSpec, ts: number) {
   emit(plan, "child", window, { id: `${t.task_id}-sta`, type: "started", ts, ...base(t) });
 }
 
 function finished(plan: Plan, window: number, t: TaskSpec, ts: number, runtimeMs: number) {
-  emit(plan, "child", window, { id: `${t.task_id}-suc`, type: "succeeded", ts, ...base(t), result: 1, state: "SUCCESS", runtime_ms: runtimeMs });
-  emit(plan, "child", window, { id: `${t.task_id}-pst`, type: "postrun", ts: ts + 0.0002, ...base(t), state: "SUCCESS", runtime_ms: runtimeMs });
+  emit(plan, "child", window, {
+    id: `${t.task_id}-suc`,
+    type: "succeeded",
+    ts,
+    ...base(t),
+    result: 1,
+    state: "SUCCESS",
+    runtime_ms: runtimeMs,
+  });
+  emit(plan, "child", window, {
+    id: `${t.task_id}-pst`,
+    type: "postrun",
+    ts: ts + 0.0002,
+    ...base(t),
+    state: "SUCCESS",
+    runtime_ms: runtimeMs,
+  });
 }
 
 /** Independent `.delay()` tasks at `rate`/s for `seconds`: one trace each (trace = root = task id). */
@@ -155,7 +210,13 @@ function standalonePlan(prefix: string, t0: number, rate: number, seconds: numbe
   for (let w = 0; w < windows; w++)
     for (let j = 0; j < perWindow; j++) {
       const id = `${prefix}-t${w}-${j}`;
-      const t: TaskSpec = { task_id: id, name: `app.job${(w * perWindow + j) % 5}`, trace_id: id, root_id: id, args: [j] };
+      const t: TaskSpec = {
+        task_id: id,
+        name: `app.job${(w * perWindow + j) % 5}`,
+        trace_id: id,
+        root_id: id,
+        args: [j],
+      };
       const tp = t0 + w * WINDOW_S + ((j + 0.5) / perWindow) * 0.8 * WINDOW_S; // published within window w
       published(plan, "client", w, t, tp);
       received(plan, w + 1, t, tp + WINDOW_S);
@@ -186,14 +247,35 @@ function workflowPlan(prefix: string, t0: number, workflows: number, seconds: nu
     const group = `${wf}-group`;
     const rootId = `${wf}-root`;
     const callbackId = `${wf}-callback`;
-    const root: TaskSpec = { task_id: rootId, name: "app.fanout", trace_id: group, root_id: rootId, args: [n] };
+    const root: TaskSpec = {
+      task_id: rootId,
+      name: "app.fanout",
+      trace_id: group,
+      root_id: rootId,
+      args: [n],
+    };
     const members: TaskSpec[] = Array.from({ length: GROUP_SIZE }, (_, k) => ({
-      task_id: `${wf}-m${k}`, name: "app.part", trace_id: group, root_id: rootId, args: [k],
-      links: { parent_id: rootId, publisher_task_id: rootId, group_id: group, group_index: k, chord_callback_id: callbackId, chord_callback_name: "app.collect" },
+      task_id: `${wf}-m${k}`,
+      name: "app.part",
+      trace_id: group,
+      root_id: rootId,
+      args: [k],
+      links: {
+        parent_id: rootId,
+        publisher_task_id: rootId,
+        group_id: group,
+        group_index: k,
+        chord_callback_id: callbackId,
+        chord_callback_name: "app.collect",
+      },
     }));
     const last = members[GROUP_SIZE - 1]!;
     const callback: TaskSpec = {
-      task_id: callbackId, name: "app.collect", trace_id: group, root_id: rootId, args: [[]],
+      task_id: callbackId,
+      name: "app.collect",
+      trace_id: group,
+      root_id: rootId,
+      args: [[]],
       links: { parent_id: last.task_id, publisher_task_id: last.task_id },
     };
     published(plan, "client", w, root, at(0));
@@ -219,7 +301,11 @@ function workflowPlan(prefix: string, t0: number, workflows: number, seconds: nu
 async function post(events: TaskEvent[]): Promise<number> {
   let accepted = 0;
   for (let i = 0; i < events.length; i += 1000) {
-    const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events: events.slice(i, i + 1000) }) });
+    const res = await exports.default.fetch("http://127.0.0.1/v1/events", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ events: events.slice(i, i + 1000) }),
+    });
     expect(res.status).toBe(202);
     const body = (await res.json()) as { accepted: number; duplicates: number; rejected: unknown[] };
     expect(body.rejected).toEqual([]);
@@ -228,7 +314,8 @@ async function post(events: TaskEvent[]): Promise<number> {
   return accepted;
 }
 
-const quantile = (xs: number[], q: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]! : 0);
+const quantile = (xs: number[], q: number) =>
+  xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]! : 0;
 
 /**
  * Each producer is one sender thread: at each flush it posts everything that is due (on time that
@@ -244,7 +331,7 @@ async function play(plan: Plan, t0: number) {
       .filter((b) => b.producer === producer)
       .map((b) => ({ at: t0 + (b.window + 1) * WINDOW_S + PHASE_S[producer], events: b.events }))
       .sort((a, b) => a.at - b.at);
-    for (let i = 0; i < queue.length; ) {
+    for (let i = 0; i < queue.length;) {
       await sleep((queue[i]!.at - nowS()) * 1000);
       const start = nowS();
       const due: TaskEvent[] = [];
@@ -261,8 +348,16 @@ async function play(plan: Plan, t0: number) {
   return {
     accepted,
     posts,
-    post_late_ms: { p50: Math.round(quantile(late, 0.5)), p90: Math.round(quantile(late, 0.9)), max: Math.round(Math.max(0, ...late)) },
-    post_ms: { p50: Math.round(quantile(took, 0.5)), p90: Math.round(quantile(took, 0.9)), max: Math.round(Math.max(0, ...took)) },
+    post_late_ms: {
+      p50: Math.round(quantile(late, 0.5)),
+      p90: Math.round(quantile(late, 0.9)),
+      max: Math.round(Math.max(0, ...late)),
+    },
+    post_ms: {
+      p50: Math.round(quantile(took, 0.5)),
+      p90: Math.round(quantile(took, 0.9)),
+      max: Math.round(Math.max(0, ...took)),
+    },
   };
 }
 
@@ -281,8 +376,18 @@ interface Meter {
   by_statement?: Record<string, { rows_written: number; rows_read: number; statements: number }>;
 }
 const ZERO: Meter = { rows_written: 0, rows_read: 0, statements: 0 };
-const add = (a: Meter, b: Meter): Meter => ({ rows_written: a.rows_written + b.rows_written, rows_read: a.rows_read + b.rows_read, statements: a.statements + b.statements, db_bytes: (a.db_bytes ?? 0) + (b.db_bytes ?? 0) });
-const sub = (a: Meter, b: Meter): Meter => ({ rows_written: a.rows_written - b.rows_written, rows_read: a.rows_read - b.rows_read, statements: a.statements - b.statements, db_bytes: (a.db_bytes ?? 0) - (b.db_bytes ?? 0) });
+const add = (a: Meter, b: Meter): Meter => ({
+  rows_written: a.rows_written + b.rows_written,
+  rows_read: a.rows_read + b.rows_read,
+  statements: a.statements + b.statements,
+  db_bytes: (a.db_bytes ?? 0) + (b.db_bytes ?? 0),
+});
+const sub = (a: Meter, b: Meter): Meter => ({
+  rows_written: a.rows_written - b.rows_written,
+  rows_read: a.rows_read - b.rows_read,
+  statements: a.statements - b.statements,
+  db_bytes: (a.db_bytes ?? 0) - (b.db_bytes ?? 0),
+});
 
 /** Per-statement counts of `after` minus `before`, summed over objects (instrumented builds only). */
 function statementDelta(after: Meter[], before: Meter[]): Map<string, Meter> {
@@ -290,7 +395,14 @@ function statementDelta(after: Meter[], before: Meter[]): Map<string, Meter> {
   const fold = (m: Meter | undefined, sign: number) => {
     for (const [text, c] of Object.entries(m?.by_statement ?? {})) {
       const prev = out.get(text) ?? ZERO;
-      out.set(text, add(prev, { rows_written: sign * c.rows_written, rows_read: sign * c.rows_read, statements: sign * c.statements }));
+      out.set(
+        text,
+        add(prev, {
+          rows_written: sign * c.rows_written,
+          rows_read: sign * c.rows_read,
+          statements: sign * c.statements,
+        }),
+      );
     }
   };
   after.forEach((m) => fold(m, 1));
@@ -304,12 +416,20 @@ function topStatements(delta: Map<string, Meter>, tasks: number, limit = 12) {
     .filter(([, m]) => m.rows_written || m.rows_read)
     .sort(([, a], [, b]) => b.rows_written - a.rows_written || b.rows_read - a.rows_read)
     .slice(0, limit)
-    .map(([statement, m]) => ({ statement, rows_written_per_task: per(m.rows_written, tasks), rows_read_per_task: per(m.rows_read, tasks), statements_per_task: per(m.statements, tasks) }));
+    .map(([statement, m]) => ({
+      statement,
+      rows_written_per_task: per(m.rows_written, tasks),
+      rows_read_per_task: per(m.rows_read, tasks),
+      statements_per_task: per(m.statements, tasks),
+    }));
 }
 
 async function traceObjectStats(names: string[]): Promise<Meter[]> {
   const out: Meter[] = [];
-  for (let i = 0; i < names.length; i += 100) out.push(...(await Promise.all(names.slice(i, i + 100).map((n) => env.TRACE_GRAPH.getByName(n).storageStats()))));
+  for (let i = 0; i < names.length; i += 100)
+    out.push(
+      ...(await Promise.all(names.slice(i, i + 100).map((n) => env.TRACE_GRAPH.getByName(n).storageStats()))),
+    );
   return out;
 }
 
@@ -331,10 +451,16 @@ async function checkGraph(plan: Plan) {
   const key = [...plan.traceKeys].at(-1)!;
   const res = await exports.default.fetch(`http://127.0.0.1/api/traces/${encodeURIComponent(key)}`);
   expect(res.status).toBe(200);
-  const graph = (await res.json()) as { nodes: { state: string }[]; containers: { kind: string; members: string[]; callback_id: string | null }[] };
+  const graph = (await res.json()) as {
+    nodes: { state: string }[];
+    containers: { kind: string; members: string[]; callback_id: string | null }[];
+  };
   expect(graph.nodes.length).toBe(plan.tasks / plan.traceKeys.size);
   expect(graph.nodes.every((n) => n.state === "SUCCESS")).toBe(true);
-  if (graph.nodes.length > 1) expect(graph.containers.some((c) => c.kind === "CHORD" && c.members.length === GROUP_SIZE && c.callback_id)).toBe(true);
+  if (graph.nodes.length > 1)
+    expect(
+      graph.containers.some((c) => c.kind === "CHORD" && c.members.length === GROUP_SIZE && c.callback_id),
+    ).toBe(true);
 }
 
 const per = (n: number, d: number) => +(n / d).toFixed(3);
@@ -353,11 +479,21 @@ async function measure(workload: Record<string, unknown>, build: (t0: number) =>
   const after = await meterAll(traceObjects);
   await checkGraph(plan);
   const traceDeltas = after.trace.map((m, i) => sub(m, before.trace[i]!));
-  const delta = { trace: traceDeltas.reduce(add, ZERO), index: sub(after.index, before.index), fleet: sub(after.fleet, before.fleet) };
+  const delta = {
+    trace: traceDeltas.reduce(add, ZERO),
+    index: sub(after.index, before.index),
+    fleet: sub(after.fleet, before.fleet),
+  };
   // Events were accepted, so some trace object wrote them: none did means the names are wrong.
-  if (delta.trace.rows_written <= 0) throw new Error("no trace object wrote a row: traceObjectNames() does not name the objects that hold the traces (shards?)");
+  if (delta.trace.rows_written <= 0)
+    throw new Error(
+      "no trace object wrote a row: traceObjectNames() does not name the objects that hold the traces (shards?)",
+    );
   const objectsRestarted = [...traceDeltas, delta.index, delta.fleet].filter(restarted).length;
-  if (objectsRestarted) console.warn(`${objectsRestarted} objects started again during the workload: their counts are incomplete`);
+  if (objectsRestarted)
+    console.warn(
+      `${objectsRestarted} objects started again during the workload: their counts are incomplete`,
+    );
   const total = add(add(delta.trace, delta.index), delta.fleet);
   const perTask = (key: "rows_written" | "rows_read" | "statements") => ({
     trace: per(delta.trace[key], plan.tasks),
@@ -381,7 +517,10 @@ async function measure(workload: Record<string, unknown>, build: (t0: number) =>
     rows_written_per_event: per(total.rows_written, events),
     // SQLite grows in pages and reuses freed ones: a coarse figure, all objects together.
     storage_bytes_per_task: Math.round((total.db_bytes ?? 0) / plan.tasks),
-    totals: { ...delta, total: { rows_written: total.rows_written, rows_read: total.rows_read, statements: total.statements } },
+    totals: {
+      ...delta,
+      total: { rows_written: total.rows_written, rows_read: total.rows_read, statements: total.statements },
+    },
     ...(after.index.by_statement
       ? {
           by_statement: {
@@ -403,12 +542,22 @@ const runId = `rw${Date.now().toString(36)}`;
 
 for (const rate of RATES)
   it(`standalone tasks at ${rate}/s for ${SECONDS} s`, async () => {
-    await measure({ workload: "standalone", rate_per_s: rate, seconds: SECONDS }, (t0) => standalonePlan(`${runId}-r${rate}`, t0, rate, SECONDS));
+    await measure({ workload: "standalone", rate_per_s: rate, seconds: SECONDS }, (t0) =>
+      standalonePlan(`${runId}-r${rate}`, t0, rate, SECONDS),
+    );
   });
 
-it.skipIf(WORKFLOWS <= 0)(`${WORKFLOWS} workflows of ${GROUP_SIZE + 2} tasks over ${WORKFLOW_SECONDS} s`, async () => {
-  await measure(
-    { workload: "workflow", tasks_per_workflow: GROUP_SIZE + 2, workflows: WORKFLOWS, seconds: WORKFLOW_SECONDS },
-    (t0) => workflowPlan(`${runId}-wf`, t0, WORKFLOWS, WORKFLOW_SECONDS),
-  );
-});
+it.skipIf(WORKFLOWS <= 0)(
+  `${WORKFLOWS} workflows of ${GROUP_SIZE + 2} tasks over ${WORKFLOW_SECONDS} s`,
+  async () => {
+    await measure(
+      {
+        workload: "workflow",
+        tasks_per_workflow: GROUP_SIZE + 2,
+        workflows: WORKFLOWS,
+        seconds: WORKFLOW_SECONDS,
+      },
+      (t0) => workflowPlan(`${runId}-wf`, t0, WORKFLOWS, WORKFLOW_SECONDS),
+    );
+  },
+);

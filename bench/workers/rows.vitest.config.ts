@@ -18,11 +18,15 @@ const params = {
 // (production: 70-140 s), which would lose its counts: every Durable Object binding of
 // wrangler.toml is kept as it is, but not evicted.
 const wranglerToml = new URL("../../wrangler.toml", import.meta.url).pathname;
-const durableObjects = (unstable_getMiniflareWorkerOptions(wranglerToml).workerOptions.durableObjects ?? {}) as Record<string, string | { className: string }>;
+const durableObjects = (unstable_getMiniflareWorkerOptions(wranglerToml).workerOptions.durableObjects ??
+  {}) as Record<string, string | { className: string }>;
 const keptAlive = Object.fromEntries(
   Object.entries(durableObjects).map(([binding, designator]) => [
     binding,
-    { ...(typeof designator === "string" ? { className: designator } : designator), unsafePreventEviction: true },
+    {
+      ...(typeof designator === "string" ? { className: designator } : designator),
+      unsafePreventEviction: true,
+    },
   ]),
 );
 
@@ -36,7 +40,9 @@ export default defineConfig({
           ROWS_BENCH_PARAMS: JSON.stringify(params),
           // The trace-shard count and flush interval, only when set (else wrangler.toml's).
           ...(process.env.TRACE_SHARDS !== undefined ? { TRACE_SHARDS: process.env.TRACE_SHARDS } : {}),
-          ...(process.env.FLUSH_INTERVAL_S !== undefined ? { FLUSH_INTERVAL_S: process.env.FLUSH_INTERVAL_S } : {}),
+          ...(process.env.FLUSH_INTERVAL_S !== undefined
+            ? { FLUSH_INTERVAL_S: process.env.FLUSH_INTERVAL_S }
+            : {}),
         },
         durableObjects: keptAlive,
       },

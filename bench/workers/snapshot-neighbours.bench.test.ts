@@ -15,7 +15,8 @@ async function fill(objectName: string, traceId: string, neighbours: number) {
   const events = interleave(syntheticTrace(traceId, 10_000));
   for (let i = 0; i < neighbours; i++) events.push(...syntheticTrace(`${traceId}-n${i}`, 1));
   await runInDurableObject(env.TRACE_GRAPH.getByName(objectName), async (graph: TraceGraph) => {
-    for (let i = 0; i < events.length; i += 1000) await graph.ingest(JSON.stringify(events.slice(i, i + 1000)));
+    for (let i = 0; i < events.length; i += 1000)
+      await graph.ingest(JSON.stringify(events.slice(i, i + 1000)));
     await graph.flush();
   });
 }
@@ -27,7 +28,8 @@ async function time(objectName: string, traceId: string) {
     const t0 = performance.now();
     const json = await stub.snapshotJson(traceId);
     times.push(performance.now() - t0);
-    if (!json || (JSON.parse(json) as { nodes: unknown[] }).nodes.length !== 10_000) throw new Error("expected 10,000 nodes");
+    if (!json || (JSON.parse(json) as { nodes: unknown[] }).nodes.length !== 10_000)
+      throw new Error("expected 10,000 nodes");
   }
   return { median_ms: Math.round(median(times)), max_ms: Math.round(Math.max(...times)) };
 }
@@ -37,5 +39,7 @@ it("snapshot of a 10,000-task trace beside 10,000 neighbours", async () => {
   await fill("snap-alone", "snapa", 0);
   const beside = await time("snap-shard", "snapn");
   const alone = await time("snap-alone", "snapa");
-  console.log(`BENCH ${JSON.stringify({ name: "snapshot10k_neighbours", neighbours: 10_000, beside, alone, via: "RPC stub.snapshotJson() (the API's path)" })}`);
+  console.log(
+    `BENCH ${JSON.stringify({ name: "snapshot10k_neighbours", neighbours: 10_000, beside, alone, via: "RPC stub.snapshotJson() (the API's path)" })}`,
+  );
 });

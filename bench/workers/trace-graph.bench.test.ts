@@ -33,7 +33,11 @@ async function ingestBatches(traceId: string, batches: string[]) {
     let accepted = 0;
     for (const b of batches) accepted += (await graph.ingest(b)).accepted;
     await graph.flush(); // rows written and the index told: part of the cost
-    return { ms: performance.now() - t0, accepted, db_mib: +(state.storage.sql.databaseSize / 2 ** 20).toFixed(1) };
+    return {
+      ms: performance.now() - t0,
+      accepted,
+      db_mib: +(state.storage.sql.databaseSize / 2 ** 20).toFixed(1),
+    };
   });
 }
 
@@ -47,7 +51,13 @@ it("ingest throughput, 100-event batches", async () => {
     if (accepted !== 20_000) throw new Error(`accepted ${accepted} of 20,000 events`);
     runs.push(Math.round((accepted / ms) * 1000));
   }
-  report("ingest", { trace_tasks: 4_000, events_per_run: 20_000, batch: 100, runs_events_per_s: runs, median_events_per_s: median(runs) });
+  report("ingest", {
+    trace_tasks: 4_000,
+    events_per_run: 20_000,
+    batch: 100,
+    runs_events_per_s: runs,
+    median_events_per_s: median(runs),
+  });
 });
 
 it("snapshot of a 10,000-task trace", async () => {
@@ -58,9 +68,15 @@ it("snapshot of a 10,000-task trace", async () => {
     const t0 = performance.now();
     const snap = await stub.snapshot("snap10k");
     times.push(performance.now() - t0);
-    if (!snap || snap.nodes.length !== 10_000) throw new Error(`expected 10,000 nodes, got ${snap?.nodes.length}`);
+    if (!snap || snap.nodes.length !== 10_000)
+      throw new Error(`expected 10,000 nodes, got ${snap?.nodes.length}`);
   }
-  report("snapshot10k", { runs: times.length, median_ms: Math.round(median(times)), max_ms: Math.round(Math.max(...times)), via: "RPC stub.snapshot()" });
+  report("snapshot10k", {
+    runs: times.length,
+    median_ms: Math.round(median(times)),
+    max_ms: Math.round(Math.max(...times)),
+    via: "RPC stub.snapshot()",
+  });
   // What GET /api/traces/:id does: the TraceGraph serializes, one string crosses the RPC.
   const jsonTimes: number[] = [];
   for (let i = 0; i < 5; i++) {
@@ -69,7 +85,12 @@ it("snapshot of a 10,000-task trace", async () => {
     jsonTimes.push(performance.now() - t0);
     if (!json || json.length < 1_000_000) throw new Error("expected a 10,000-task snapshot as JSON");
   }
-  report("snapshot10k_json", { runs: jsonTimes.length, median_ms: Math.round(median(jsonTimes)), max_ms: Math.round(Math.max(...jsonTimes)), via: "RPC stub.snapshotJson() (the API's path)" });
+  report("snapshot10k_json", {
+    runs: jsonTimes.length,
+    median_ms: Math.round(median(jsonTimes)),
+    max_ms: Math.round(Math.max(...jsonTimes)),
+    via: "RPC stub.snapshotJson() (the API's path)",
+  });
 });
 
 it("a 100,000-task trace, ingested in tenths", async () => {
@@ -77,11 +98,24 @@ it("a 100,000-task trace, ingested in tenths", async () => {
   report("big_trace_start", { tasks: 0, sample_memory: true });
   for (let i = 0; i < 10; i++) {
     // Built a tenth at a time so that the benchmark's own copy of the events stays small.
-    const { ms, accepted, db_mib } = await ingestBatches("big", batchesOf("big", tasks / 10, (i * tasks) / 10));
-    report("big_trace_tenth", { tasks: ((i + 1) * tasks) / 10, events_per_s: Math.round((accepted / ms) * 1000), db_mib, sample_memory: true });
+    const { ms, accepted, db_mib } = await ingestBatches(
+      "big",
+      batchesOf("big", tasks / 10, (i * tasks) / 10),
+    );
+    report("big_trace_tenth", {
+      tasks: ((i + 1) * tasks) / 10,
+      events_per_s: Math.round((accepted / ms) * 1000),
+      db_mib,
+      sample_memory: true,
+    });
   }
   const stub = graphOf("big");
   const t0 = performance.now();
   const snap = await stub.snapshot("big");
-  report("big_trace_snapshot", { ms: Math.round(performance.now() - t0), nodes: snap?.nodes.length ?? 0, truncated: snap?.truncated ?? null, sample_memory: true });
+  report("big_trace_snapshot", {
+    ms: Math.round(performance.now() - t0),
+    nodes: snap?.nodes.length ?? 0,
+    truncated: snap?.truncated ?? null,
+    sample_memory: true,
+  });
 });

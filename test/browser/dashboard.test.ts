@@ -18,14 +18,41 @@ let n = 0;
 
 function task(task_id: string, type: string, extra: Record<string, unknown> = {}) {
   n++;
-  return { v: 1, id: `dash-${n}`, kind: "task", type, ts: now(), seq: n, host: "dash@host", pid: 7, task_id, name: "app.report", trace_id: task_id, ...extra };
+  return {
+    v: 1,
+    id: `dash-${n}`,
+    kind: "task",
+    type,
+    ts: now(),
+    seq: n,
+    host: "dash@host",
+    pid: 7,
+    task_id,
+    name: "app.report",
+    trace_id: task_id,
+    ...extra,
+  };
 }
 
 beforeAll(async () => {
   server = await startServer();
   await ingest(server.base, wireFixture("12_unregistered"));
   await ingest(server.base, [
-    { v: 1, id: "dash-online", kind: "worker", type: "online", ts: now(), seq: 0, host: "dash@host", pid: 7, freq: 3600, pool: "prefork", concurrency: 4, queues: ["celery"], registered: [{ name: "app.report", module: "app", signature: "(day)", doc: null }] },
+    {
+      v: 1,
+      id: "dash-online",
+      kind: "worker",
+      type: "online",
+      ts: now(),
+      seq: 0,
+      host: "dash@host",
+      pid: 7,
+      freq: 3600,
+      pool: "prefork",
+      concurrency: 4,
+      queues: ["celery"],
+      registered: [{ name: "app.report", module: "app", signature: "(day)", doc: null }],
+    },
     task(STUCK, "published", { host: null, queue: "reports", ts: now() - 600 }),
   ]);
   // Some finished work for throughput, busiest and slowest.
@@ -33,7 +60,13 @@ beforeAll(async () => {
   for (let i = 0; i < 12; i++) {
     const id = `dash-done-${i}`;
     done.push(task(id, "started", { name: i % 3 ? "app.fast" : "app.slow", ts: now() - 30 }));
-    done.push(task(id, i === 5 ? "failed" : "succeeded", { name: i % 3 ? "app.fast" : "app.slow", runtime_ms: i % 3 ? 20 : 4000, ...(i === 5 ? { exception: { type: "ValueError", message: "bad" } } : { state: "SUCCESS" }) }));
+    done.push(
+      task(id, i === 5 ? "failed" : "succeeded", {
+        name: i % 3 ? "app.fast" : "app.slow",
+        runtime_ms: i % 3 ? 20 : 4000,
+        ...(i === 5 ? { exception: { type: "ValueError", message: "bad" } } : { state: "SUCCESS" }),
+      }),
+    );
   }
   await ingest(server.base, done);
   browser = await launchBrowser();
@@ -65,7 +98,9 @@ describe("dashboard and anomaly badges", () => {
     }
     expect(await page.locator(".throughput").first().textContent()).toMatch(/12 finished 8\.3% failed/);
     await page.locator("text=Busiest task names").waitFor();
-    expect(await page.locator(".card", { hasText: "Slowest task names" }).locator("tr").first().textContent()).toContain("slow");
+    expect(
+      await page.locator(".card", { hasText: "Slowest task names" }).locator("tr").first().textContent(),
+    ).toContain("slow");
     await page.locator('.worker-chip:has-text("dash@host")').waitFor();
     await screenshot(page, "20-dashboard");
   });

@@ -14,10 +14,27 @@ beforeAll(async () => {
   server = await startServer();
   const now = Date.now() / 1000;
   await ingest(server.base, [
-    { v: 1, id: "ev-online", kind: "worker", type: "online", ts: now, seq: 0, host: "every@host", pid: 4242, freq: 3600, pool: "prefork", concurrency: 2, queues: ["celery"],
-      registered: [{ name: "app.add", module: "app", signature: "(x, y)", doc: "Adds." }, { name: "app.boom", module: "app", signature: "(x=None)", doc: null }] },
+    {
+      v: 1,
+      id: "ev-online",
+      kind: "worker",
+      type: "online",
+      ts: now,
+      seq: 0,
+      host: "every@host",
+      pid: 4242,
+      freq: 3600,
+      pool: "prefork",
+      concurrency: 2,
+      queues: ["celery"],
+      registered: [
+        { name: "app.add", module: "app", signature: "(x, y)", doc: "Adds." },
+        { name: "app.boom", module: "app", signature: "(x=None)", doc: null },
+      ],
+    },
   ]);
-  for (const name of ["01_single_success", "02_failure", "12_unregistered"]) await ingest(server.base, wireFixture(name));
+  for (const name of ["01_single_success", "02_failure", "12_unregistered"])
+    await ingest(server.base, wireFixture(name));
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 });
@@ -38,16 +55,22 @@ describe("everyday use", () => {
     await screenshot(page, "40-unknown-task");
     await box.getByRole("link", { name: "search for it" }).click();
     await page.waitForURL(/\/\?q=0000dead/);
-    expect(await page.getByLabel("Find a task by id").inputValue()).toBe("0000dead-beef-4000-8000-000000000000");
+    expect(await page.getByLabel("Find a task by id").inputValue()).toBe(
+      "0000dead-beef-4000-8000-000000000000",
+    );
   });
 
   it("the registry searches, filters by status, explains 'Not registered' and opens a name's recent runs", async () => {
     await page.goto(`${server.base}/registry`);
     await page.locator('tr[data-task-name="app.add"]').waitFor();
     expect(await page.title()).toBe("Task registry · stemtrace");
-    expect(await page.locator("[data-not-registered-help]").innerText()).toContain("no online worker registers this name");
+    expect(await page.locator("[data-not-registered-help]").innerText()).toContain(
+      "no online worker registers this name",
+    );
     // Queue wait beside run time (published → started of the recorded run).
-    expect(await page.locator('tr[data-task-name="app.add"] [data-queue-p50]').innerText()).toMatch(/\d+(\.\d+)? (ms|s)/);
+    expect(await page.locator('tr[data-task-name="app.add"] [data-queue-p50]').innerText()).toMatch(
+      /\d+(\.\d+)? (ms|s)/,
+    );
     await page.getByLabel("Search task names").fill("boo");
     await page.locator('tr[data-task-name="app.add"]').waitFor({ state: "detached" });
     expect(await page.locator('tr[data-task-name="app.boom"]').count()).toBe(1);
@@ -85,7 +108,9 @@ describe("everyday use", () => {
     await page.waitForURL(/sort=runtime/);
     await page.getByLabel("State").selectOption("FAILURE");
     await page.waitForURL(/state=FAILURE/);
-    await page.locator('tr[data-task-id="d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0"]').waitFor({ state: "detached" });
+    await page
+      .locator('tr[data-task-id="d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0"]')
+      .waitFor({ state: "detached" });
     const rows = list.locator("tbody tr");
     expect(await rows.count()).toBe(1);
     await screenshot(page, "43-tasks");

@@ -12,13 +12,22 @@ let server: Server;
 let browser: Browser;
 let page: Page;
 
-const IN_CHAIN = { trace: "6cf33936-74c6-4e9b-a681-cf80c6a5b1b8", callback: "bec189b2-c8a0-401f-a9c3-5f489c0b788b", last: "ba411506-0b0d-41ec-b1c0-cefcca41145f" };
-const FAILS = { trace: "b0176ce2-7895-4bec-b9e0-41764263ad12", callback: "d35e2562-5c3f-4d47-a4c1-29b907948598", last: "7261d47d-6380-45a7-be5d-a2e190e1a3a4" };
+const IN_CHAIN = {
+  trace: "6cf33936-74c6-4e9b-a681-cf80c6a5b1b8",
+  callback: "bec189b2-c8a0-401f-a9c3-5f489c0b788b",
+  last: "ba411506-0b0d-41ec-b1c0-cefcca41145f",
+};
+const FAILS = {
+  trace: "b0176ce2-7895-4bec-b9e0-41764263ad12",
+  callback: "d35e2562-5c3f-4d47-a4c1-29b907948598",
+  last: "7261d47d-6380-45a7-be5d-a2e190e1a3a4",
+};
 const RETRIED = "a44d6bda-7b42-4cee-9b8f-e18c92bb5079";
 
 beforeAll(async () => {
   server = await startServer();
-  for (const name of ["25a_chord_in_chain", "25b_chord_in_chain_header_fails", "03_retry_then_success"]) await ingest(server.base, wireFixture(name));
+  for (const name of ["25a_chord_in_chain", "25b_chord_in_chain_header_fails", "03_retry_then_success"])
+    await ingest(server.base, wireFixture(name));
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
 });
@@ -37,8 +46,12 @@ describe("Celery fidelity in the UI", () => {
     expect(await page.locator(`.react-flow__node[data-id="${chordId}"] .task-node`).count()).toBe(2);
     await page.locator(`[data-task-id="${IN_CHAIN.callback}"][data-state="SUCCESS"]`).waitFor();
     await page.locator(`[data-task-id="${IN_CHAIN.last}"][data-state="SUCCESS"]`).waitFor();
-    expect(await page.locator(`[data-testid="rf__edge-chord:${chordId}->${IN_CHAIN.callback}"]`).count()).toBe(1);
-    expect(await page.locator(`[data-testid="rf__edge-chain:${IN_CHAIN.callback}->${IN_CHAIN.last}"]`).count()).toBe(1);
+    expect(
+      await page.locator(`[data-testid="rf__edge-chord:${chordId}->${IN_CHAIN.callback}"]`).count(),
+    ).toBe(1);
+    expect(
+      await page.locator(`[data-testid="rf__edge-chain:${IN_CHAIN.callback}->${IN_CHAIN.last}"]`).count(),
+    ).toBe(1);
     expect(await page.locator(".react-flow__edge.edge-spawn").count()).toBe(0);
     await screenshot(page, "20-chord-in-chain");
   });
@@ -54,7 +67,9 @@ describe("Celery fidelity in the UI", () => {
       await page.locator(`[data-task-id="${FAILS.callback}"]`).waitFor();
     }
     expect(await page.locator(".trace-facts").innerText()).toMatch(/3\s+ran · 2\s+not run/);
-    expect(await page.locator(`[data-task-id="${FAILS.callback}"]`).getAttribute("title")).toContain("chord_never_fired");
+    expect(await page.locator(`[data-task-id="${FAILS.callback}"]`).getAttribute("title")).toContain(
+      "chord_never_fired",
+    );
     expect(await page.locator(`[data-task-id="${FAILS.last}"]`).getAttribute("title")).not.toContain("⚠");
     // A click on the "not run" card opens the task, not "Could not load task".
     await page.locator(`[data-task-id="${FAILS.callback}"]`).click();

@@ -18,7 +18,20 @@ const LONG = "x".repeat(20_000);
 const now = Date.now() / 1000;
 const deep = (depth: number): unknown => (depth === 0 ? { $float: "NaN" } : { d: [deep(depth - 1)] });
 let n = 0;
-const task = (task_id: string, type: string, extra: Record<string, unknown> = {}) => ({ v: 1, id: `hard-${++n}`, kind: "task", type, ts: now - 5, seq: n, host: type === "published" ? null : "hard@host", pid: 9, task_id, name: "app.hostile", trace_id: task_id, ...extra });
+const task = (task_id: string, type: string, extra: Record<string, unknown> = {}) => ({
+  v: 1,
+  id: `hard-${++n}`,
+  kind: "task",
+  type,
+  ts: now - 5,
+  seq: n,
+  host: type === "published" ? null : "hard@host",
+  pid: 9,
+  task_id,
+  name: "app.hostile",
+  trace_id: task_id,
+  ...extra,
+});
 
 const NORMAL = "hard-normal";
 const PAGES = (ids: { trace: string; task: string }) => [
@@ -33,7 +46,11 @@ const PAGES = (ids: { trace: string; task: string }) => [
 
 /** Posts one batch on its own and records the answer: the server may (rightly) reject some of these. */
 async function store(label: string, events: unknown[]) {
-  const res = await fetch(`${server.base}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events }) });
+  const res = await fetch(`${server.base}/v1/events`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ events }),
+  });
   accepted[label] = { status: res.status, body: (await res.text()).slice(0, 300) };
   expect(res.status, `${label}: ${accepted[label]!.body}`).toBeLessThan(500);
 }
@@ -41,16 +58,74 @@ async function store(label: string, events: unknown[]) {
 beforeAll(async () => {
   server = await startServer();
   // A normal trace beside the hostile ones, so every page has something to draw.
-  await store("normal", [task(NORMAL, "published"), task(NORMAL, "started"), task(NORMAL, "succeeded", { result: { $float: "NaN" } }), task(NORMAL, "postrun", { state: "SUCCESS", runtime_ms: 12 })]);
-  await store("huge ts", [task("hard-huge-ts", "published", { ts: 9e12 }), task("hard-huge-ts", "started", { ts: 9e12 + 1 })]);
+  await store("normal", [
+    task(NORMAL, "published"),
+    task(NORMAL, "started"),
+    task(NORMAL, "succeeded", { result: { $float: "NaN" } }),
+    task(NORMAL, "postrun", { state: "SUCCESS", runtime_ms: 12 }),
+  ]);
+  await store("huge ts", [
+    task("hard-huge-ts", "published", { ts: 9e12 }),
+    task("hard-huge-ts", "started", { ts: 9e12 + 1 }),
+  ]);
   await store("negative ts", [task("hard-negative-ts", "published", { ts: -1e10 })]);
-  await store("unknown with lone surrogate", [task(`hard-lone-${LONE}-id`, "unknown", { name: `does.not${LONE}.exist`, exception: { type: "KeyError", message: `'x${LONE}'` } })]);
-  await store("lone surrogate name", [task("hard-lone-name", "published", { name: `app.${LONE}weird` }), task("hard-lone-name", "failed", { name: `app.${LONE}weird`, exception: { type: `Err${LONE}`, message: LONE }, traceback: `Traceback\n${LONE}` })]);
-  await store("long strings", [task("hard-long", "published", { queue: "q".repeat(300) }), task("hard-long", "failed", { exception: { type: "E".repeat(300), message: LONG }, traceback: LONG })]);
+  await store("unknown with lone surrogate", [
+    task(`hard-lone-${LONE}-id`, "unknown", {
+      name: `does.not${LONE}.exist`,
+      exception: { type: "KeyError", message: `'x${LONE}'` },
+    }),
+  ]);
+  await store("lone surrogate name", [
+    task("hard-lone-name", "published", { name: `app.${LONE}weird` }),
+    task("hard-lone-name", "failed", {
+      name: `app.${LONE}weird`,
+      exception: { type: `Err${LONE}`, message: LONE },
+      traceback: `Traceback\n${LONE}`,
+    }),
+  ]);
+  await store("long strings", [
+    task("hard-long", "published", { queue: "q".repeat(300) }),
+    task("hard-long", "failed", { exception: { type: "E".repeat(300), message: LONG }, traceback: LONG }),
+  ]);
   await store("deep json", [task("hard-deep", "published", { args: [deep(60)], kwargs: { k: deep(60) } })]);
-  await store("nan markers", [task("hard-nan", "published", { args: [{ $float: "NaN" }, { $float: "Infinity" }, { $float: "-Infinity" }], kwargs: { x: { $float: "NaN" } } })]);
-  await store("worker", [{ v: 1, id: "hard-w-online", kind: "worker", type: "online", ts: now, seq: 0, host: `hard${LONE}@host`, pid: 9, freq: 2, pool: "prefork", concurrency: 4, queues: ["celery", `q${LONE}`], registered: [{ name: `app.reg${LONE}`, module: LONG.slice(0, 300), signature: "(x)", doc: LONG.slice(0, 10_000) }] }]);
-  await store("worker huge ts", [{ v: 1, id: "hard-w-future", kind: "worker", type: "heartbeat", ts: 9e12, seq: 1, host: "hard-future@host", pid: 9, freq: 2 }]);
+  await store("nan markers", [
+    task("hard-nan", "published", {
+      args: [{ $float: "NaN" }, { $float: "Infinity" }, { $float: "-Infinity" }],
+      kwargs: { x: { $float: "NaN" } },
+    }),
+  ]);
+  await store("worker", [
+    {
+      v: 1,
+      id: "hard-w-online",
+      kind: "worker",
+      type: "online",
+      ts: now,
+      seq: 0,
+      host: `hard${LONE}@host`,
+      pid: 9,
+      freq: 2,
+      pool: "prefork",
+      concurrency: 4,
+      queues: ["celery", `q${LONE}`],
+      registered: [
+        { name: `app.reg${LONE}`, module: LONG.slice(0, 300), signature: "(x)", doc: LONG.slice(0, 10_000) },
+      ],
+    },
+  ]);
+  await store("worker huge ts", [
+    {
+      v: 1,
+      id: "hard-w-future",
+      kind: "worker",
+      type: "heartbeat",
+      ts: 9e12,
+      seq: 1,
+      host: "hard-future@host",
+      pid: 9,
+      freq: 2,
+    },
+  ]);
   browser = await launchBrowser();
 });
 
@@ -74,7 +149,11 @@ async function watchedPage(context: BrowserContext): Promise<{ page: Page; watch
   });
   await page.exposeFunction("__reportCsp", (v: string) => watch.csp.push(v));
   await page.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (e) => (window as unknown as { __reportCsp(v: string): void }).__reportCsp(`${e.violatedDirective} ${e.blockedURI}`));
+    document.addEventListener("securitypolicyviolation", (e) =>
+      (window as unknown as { __reportCsp(v: string): void }).__reportCsp(
+        `${e.violatedDirective} ${e.blockedURI}`,
+      ),
+    );
   });
   return { page, watch };
 }
@@ -83,18 +162,33 @@ async function watchedPage(context: BrowserContext): Promise<{ page: Page; watch
 async function assertRendered(page: Page, label: string): Promise<{ regionErrors: string[] }> {
   await page.locator("nav.topbar .brand").waitFor({ timeout: 20_000 });
   // Settled: no loading line left (graph layout included).
-  await page.waitForFunction(() => !document.querySelector(".loading") && (document.querySelector("main")?.textContent ?? "").trim().length > 0, undefined, { timeout: 30_000 });
+  await page.waitForFunction(
+    () =>
+      !document.querySelector(".loading") &&
+      (document.querySelector("main")?.textContent ?? "").trim().length > 0,
+    undefined,
+    { timeout: 30_000 },
+  );
   const main = (await page.locator("main").innerText()).trim();
   expect(main.length, `${label}: main is empty`).toBeGreaterThan(0);
-  expect(await page.locator("nav.topbar a").count(), `${label}: the top bar is gone`).toBeGreaterThanOrEqual(5);
-  const regionErrors = await page.locator("[data-region-error]").evaluateAll((els) => els.map((e) => e.textContent ?? ""));
+  expect(await page.locator("nav.topbar a").count(), `${label}: the top bar is gone`).toBeGreaterThanOrEqual(
+    5,
+  );
+  const regionErrors = await page
+    .locator("[data-region-error]")
+    .evaluateAll((els) => els.map((e) => e.textContent ?? ""));
   return { regionErrors };
 }
 
 describe("hostile stored data", () => {
   it("stores or rejects each hostile batch without a 5xx", () => {
-    console.info(`hostile batches: ${Object.entries(accepted).map(([k, r]) => `${k} → ${r.status} ${r.body}`).join("\n")}`);
-    for (const [label, r] of Object.entries(accepted)) expect(r.status, `${label}: ${r.body}`).toBeLessThan(500);
+    console.info(
+      `hostile batches: ${Object.entries(accepted)
+        .map(([k, r]) => `${k} → ${r.status} ${r.body}`)
+        .join("\n")}`,
+    );
+    for (const [label, r] of Object.entries(accepted))
+      expect(r.status, `${label}: ${r.body}`).toBeLessThan(500);
     expect(accepted.normal!.status).toBe(202);
   });
 
@@ -128,22 +222,34 @@ describe("hostile stored data", () => {
 type Variant = { time: number; ms: number; str: (s: string) => string; ids?: boolean };
 function extremize(value: unknown, v: Variant, key = ""): unknown {
   if (Array.isArray(value)) return value.map((x) => extremize(x, v, key));
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, extremize(x, v, k)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, x]) => [k, extremize(x, v, k)]));
   if (typeof value === "number") {
     if (/(_at|^ts|^since|^start|_ts|last_seen|^first_seen)$/.test(key)) return v.time;
     if (/_ms$/.test(key)) return v.ms;
     if (/rate$/.test(key)) return v.ms < 0 ? -1 : 1e300;
   }
   // Ids with a lone surrogate: what made every link to them throw "URI malformed".
-  if (v.ids && typeof value === "string" && /^(id|trace_id|task_id|parent_id|root_id)$/.test(key)) return `${value}${LONE}`;
-  if (typeof value === "string" && /(^|_)(name|hostname|explanation|fix|message|type|worker|queue|reason|module|signature|doc)$/.test(key)) return v.str(value);
+  if (v.ids && typeof value === "string" && /^(id|trace_id|task_id|parent_id|root_id)$/.test(key))
+    return `${value}${LONE}`;
+  if (
+    typeof value === "string" &&
+    /(^|_)(name|hostname|explanation|fix|message|type|worker|queue|reason|module|signature|doc)$/.test(key)
+  )
+    return v.str(value);
   return value;
 }
 
 const VARIANTS: Array<[string, Variant]> = [
   ["past a Date's range", { time: 8.64e12 + 1, ms: 1e300, str: (s) => `${s}${LONE}` }],
-  ["far negative, lone surrogates in ids", { time: -1e15, ms: -5, str: (s) => `${LONE}${s}\uDFFF`, ids: true }],
-  ["huge numbers and long text", { time: 1.7976931348623157e308, ms: 1.7976931348623157e308, str: (s) => `${s}${"w".repeat(5000)}` }],
+  [
+    "far negative, lone surrogates in ids",
+    { time: -1e15, ms: -5, str: (s) => `${LONE}${s}\uDFFF`, ids: true },
+  ],
+  [
+    "huge numbers and long text",
+    { time: 1.7976931348623157e308, ms: 1.7976931348623157e308, str: (s) => `${s}${"w".repeat(5000)}` },
+  ],
 ];
 
 describe("extreme API answers (routes rewrite the real responses)", () => {
@@ -234,9 +340,37 @@ describe("headers in the browser", () => {
     const foreign = `http://localhost:${new URL(server.base).port}`;
     await page.goto(`${foreign}/`);
     const outcome = await page.evaluate(async (target) => {
-      const body = JSON.stringify({ events: [{ v: 1, id: "csrf-1", kind: "task", type: "published", ts: Date.now() / 1000, seq: 1, host: null, pid: 1, task_id: "csrf-trace", name: "app.csrf", trace_id: "csrf-trace" }] });
-      await fetch(`${target}/v1/events`, { method: "POST", mode: "no-cors", headers: { "Content-Type": "text/plain" }, body }).catch(() => null);
-      const json = await fetch(`${target}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body }).then((r) => `status ${r.status}`, (e: Error) => `blocked: ${e.message}`);
+      const body = JSON.stringify({
+        events: [
+          {
+            v: 1,
+            id: "csrf-1",
+            kind: "task",
+            type: "published",
+            ts: Date.now() / 1000,
+            seq: 1,
+            host: null,
+            pid: 1,
+            task_id: "csrf-trace",
+            name: "app.csrf",
+            trace_id: "csrf-trace",
+          },
+        ],
+      });
+      await fetch(`${target}/v1/events`, {
+        method: "POST",
+        mode: "no-cors",
+        headers: { "Content-Type": "text/plain" },
+        body,
+      }).catch(() => null);
+      const json = await fetch(`${target}/v1/events`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body,
+      }).then(
+        (r) => `status ${r.status}`,
+        (e: Error) => `blocked: ${e.message}`,
+      );
       const socket = await new Promise<string>((resolve) => {
         const ws = new WebSocket(`${target.replace("http", "ws")}/api/live`);
         ws.onopen = () => resolve("open");

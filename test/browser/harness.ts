@@ -22,17 +22,33 @@ export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }
 
 export function wireFixture(name: string): unknown[] {
-  return (JSON.parse(readFileSync(join(ROOT as string, "test/fixtures/wire", `${name}.json`), "utf8")) as { events: unknown[] }).events;
+  return (
+    JSON.parse(readFileSync(join(ROOT as string, "test/fixtures/wire", `${name}.json`), "utf8")) as {
+      events: unknown[];
+    }
+  ).events;
 }
 
 export async function ingest(base: string, events: unknown[]): Promise<void> {
   for (let i = 0; i < events.length; i += 500) {
-    const res = await fetch(`${base}/v1/events`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events: events.slice(i, i + 500) }) });
+    const res = await fetch(`${base}/v1/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ events: events.slice(i, i + 500) }),
+    });
     if (res.status !== 202) throw new Error(`ingest answered ${res.status}: ${await res.text()}`);
   }
 }

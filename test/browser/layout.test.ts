@@ -7,7 +7,21 @@ import ELK from "elkjs/lib/elk.bundled.js";
 import { describe, expect, it } from "vitest";
 import type { GraphContainer, GraphEdge, GraphNode, TaskState, TraceSnapshot } from "../../shared/api";
 import { TraceSnapshot as TraceSnapshotSchema } from "../../shared/api";
-import { CARD_BUDGET, FOLD_OVER, FOLD_SHOW, gridColumns, layoutGraph, linearLayout, MORE_H, structureKey, TASK_H, TASK_W, TREE_OVER, visibleGraph, type FlowNode } from "../../web/src/graph/layout";
+import {
+  CARD_BUDGET,
+  FOLD_OVER,
+  FOLD_SHOW,
+  gridColumns,
+  layoutGraph,
+  linearLayout,
+  MORE_H,
+  structureKey,
+  TASK_H,
+  TASK_W,
+  TREE_OVER,
+  visibleGraph,
+  type FlowNode,
+} from "../../web/src/graph/layout";
 
 const elk = new ELK();
 
@@ -36,7 +50,12 @@ function node(id: string, extra: Partial<GraphNode> = {}): GraphNode {
   };
 }
 
-function snapshot(nodes: GraphNode[], containers: GraphContainer[], edges: Omit<GraphEdge, "id">[], state: TaskState = "SUCCESS"): TraceSnapshot {
+function snapshot(
+  nodes: GraphNode[],
+  containers: GraphContainer[],
+  edges: Omit<GraphEdge, "id">[],
+  state: TaskState = "SUCCESS",
+): TraceSnapshot {
   const s: TraceSnapshot = {
     trace_id: nodes[0]!.id,
     seq: 1,
@@ -70,7 +89,13 @@ function chordTrace(): TraceSnapshot {
       node("root-0"),
       ...members.map((id, i) => node(id, { group_id: "g-1", group_index: i, parent_id: "root-0" })),
       node("cb-4", { name: "app.tsum" }),
-      node("next-5", { placeholder: true, state: "PENDING", started_at: null, finished_at: null, published_at: null }),
+      node("next-5", {
+        placeholder: true,
+        state: "PENDING",
+        started_at: null,
+        finished_at: null,
+        published_at: null,
+      }),
     ],
     [{ id: "g-1", kind: "CHORD", state: "SUCCESS", members, callback_id: "cb-4", size: 3 }],
     [
@@ -84,13 +109,32 @@ function chordTrace(): TraceSnapshot {
 const byId = (nodes: FlowNode[]) => new Map(nodes.map((n) => [n.id, n]));
 
 /** Every drawn task with its container: React Flow child nodes and grid cells alike. */
-function drawnTasks(nodes: FlowNode[]): { id: string; container: string | null; x: number; y: number; w: number; h: number; more: boolean }[] {
+function drawnTasks(
+  nodes: FlowNode[],
+): { id: string; container: string | null; x: number; y: number; w: number; h: number; more: boolean }[] {
   const out = [];
   for (const n of nodes) {
     if (n.data.kind === "task" || n.data.kind === "more")
-      out.push({ id: n.id, container: n.parentId ?? null, x: n.position.x, y: n.position.y, w: n.width!, h: n.height!, more: n.data.kind === "more" });
+      out.push({
+        id: n.id,
+        container: n.parentId ?? null,
+        x: n.position.x,
+        y: n.position.y,
+        w: n.width!,
+        h: n.height!,
+        more: n.data.kind === "more",
+      });
     if (n.data.kind === "container" && n.data.cells)
-      for (const c of n.data.cells) out.push({ id: c.id, container: n.id, x: c.x, y: c.y, w: TASK_W, h: c.more ? MORE_H : TASK_H, more: c.more });
+      for (const c of n.data.cells)
+        out.push({
+          id: c.id,
+          container: n.id,
+          x: c.x,
+          y: c.y,
+          w: TASK_W,
+          h: c.more ? MORE_H : TASK_H,
+          more: c.more,
+        });
   }
   return out;
 }
@@ -108,7 +152,8 @@ describe("graph layout", () => {
     expect(layout.edges.find((e) => e.source === "g-1" && e.target === "cb-4")?.data?.kind).toBe("chord");
     // Parents come before their children (React Flow requires it).
     const index = new Map(layout.nodes.map((n, i) => [n.id, i]));
-    for (const n of layout.nodes) if (n.parentId) expect(index.get(n.parentId)!).toBeLessThan(index.get(n.id)!);
+    for (const n of layout.nodes)
+      if (n.parentId) expect(index.get(n.parentId)!).toBeLessThan(index.get(n.id)!);
     // Left to right: root, then the chord, then the callback, then the placeholder.
     expect(nodes.get("root-0")!.position.x).toBeLessThan(chord.position.x);
     expect(chord.position.x + (chord.width ?? 0)).toBeLessThan(nodes.get("cb-4")!.position.x);
@@ -119,7 +164,9 @@ describe("graph layout", () => {
 
   it("bundles edges from one task into many members of a container into one edge", () => {
     const v = visibleGraph(chordTrace(), new Set());
-    expect(v.edges.filter((e) => e.source === "root-0")).toEqual([{ id: "chain:root-0->g-1", source: "root-0", target: "g-1", kind: "chain", count: 3 }]);
+    expect(v.edges.filter((e) => e.source === "root-0")).toEqual([
+      { id: "chain:root-0->g-1", source: "root-0", target: "g-1", kind: "chain", count: 3 },
+    ]);
   });
 
   it("keeps members inside their container and never overlapping", async () => {
@@ -140,14 +187,19 @@ describe("graph layout", () => {
   it("folds a 500-member group to its first members and a '… N more' node that expands", async () => {
     const members = Array.from({ length: 500 }, (_, i) => `m-${i}`);
     const s = snapshot(
-      [node("root-0"), ...members.map((id, i) => node(id, { group_id: "g-big", group_index: i, parent_id: "root-0" }))],
+      [
+        node("root-0"),
+        ...members.map((id, i) => node(id, { group_id: "g-big", group_index: i, parent_id: "root-0" })),
+      ],
       [{ id: "g-big", kind: "GROUP", state: "SUCCESS", members, callback_id: null, size: 500 }],
       members.map((m) => ({ source: "root-0", target: m, kind: "spawn" as const })),
     );
     const folded = await layoutGraph(s, new Set(), elk);
     const drawn = drawnTasks(folded.nodes);
     expect(drawn.filter((t) => !t.more)).toHaveLength(1 + FOLD_SHOW);
-    expect(drawn.filter((t) => t.more)).toEqual([expect.objectContaining({ id: "more:g-big", container: "g-big" })]);
+    expect(drawn.filter((t) => t.more)).toEqual([
+      expect.objectContaining({ id: "more:g-big", container: "g-big" }),
+    ]);
     const box = folded.nodes.find((n) => n.id === "g-big")!;
     expect(box.data.kind === "container" && box.data.hidden).toBe(500 - FOLD_SHOW);
     expect(folded.edges).toHaveLength(1);
@@ -164,12 +216,21 @@ describe("graph layout", () => {
   it("folds a big fan-out of spawned children and reroutes their edges to the stub", () => {
     const kids = Array.from({ length: FOLD_OVER + 30 }, (_, i) => `k-${i}`);
     const s = snapshot(
-      [node("root-0"), ...kids.map((id) => node(id, { parent_id: "root-0" })), node("grandchild-x", { parent_id: kids[kids.length - 1]! })],
+      [
+        node("root-0"),
+        ...kids.map((id) => node(id, { parent_id: "root-0" })),
+        node("grandchild-x", { parent_id: kids[kids.length - 1]! }),
+      ],
       [],
-      [...kids.map((k) => ({ source: "root-0", target: k, kind: "spawn" as const })), { source: kids[kids.length - 1]!, target: "grandchild-x", kind: "spawn" }],
+      [
+        ...kids.map((k) => ({ source: "root-0", target: k, kind: "spawn" as const })),
+        { source: kids[kids.length - 1]!, target: "grandchild-x", kind: "spawn" },
+      ],
     );
     const v = visibleGraph(s, new Set());
-    expect(v.folds).toEqual([{ id: "more:root-0:spawn", foldKey: "root-0:spawn", hidden: kids.length - FOLD_SHOW }]);
+    expect(v.folds).toEqual([
+      { id: "more:root-0:spawn", foldKey: "root-0:spawn", hidden: kids.length - FOLD_SHOW },
+    ]);
     expect(v.tasks.map((t) => t.id)).toContain("grandchild-x");
     expect(v.edges.find((e) => e.target === "grandchild-x")?.source).toBe("more:root-0:spawn");
     expect(visibleGraph(s, new Set(["root-0:spawn"])).folds).toEqual([]);
@@ -183,10 +244,24 @@ describe("graph layout", () => {
     for (let g = 0; g < groups; g++) {
       const members = Array.from({ length: size }, (_, i) => `t-${g}-${i}`);
       for (const [i, m] of members.entries()) {
-        nodes.push(node(m, { group_id: `g-${g}`, group_index: i, parent_id: "root-0", ...(g === 40 && i === 3 ? { state: "FAILURE" as const } : {}) }));
+        nodes.push(
+          node(m, {
+            group_id: `g-${g}`,
+            group_index: i,
+            parent_id: "root-0",
+            ...(g === 40 && i === 3 ? { state: "FAILURE" as const } : {}),
+          }),
+        );
         edges.push({ source: "root-0", target: m, kind: "spawn" });
       }
-      containers.push({ id: `g-${g}`, kind: "GROUP", state: g === 40 ? "FAILURE" : "SUCCESS", members, callback_id: null, size });
+      containers.push({
+        id: `g-${g}`,
+        kind: "GROUP",
+        state: g === 40 ? "FAILURE" : "SUCCESS",
+        members,
+        callback_id: null,
+        size,
+      });
     }
     return snapshot(nodes, containers, edges);
   }
@@ -209,9 +284,13 @@ describe("graph layout", () => {
     expect(shelves).toHaveLength(1);
     const shelf = shelves[0]!;
     if (shelf.data.kind !== "shelf") throw new Error("not a shelf");
-    expect(shelf.data.groups.map((g) => g.container.id)).toEqual(Array.from({ length: 80 - full }, (_, i) => `g-${full + i}`));
+    expect(shelf.data.groups.map((g) => g.container.id)).toEqual(
+      Array.from({ length: 80 - full }, (_, i) => `g-${full + i}`),
+    );
     expect(shelf.data.tasks).toBe((80 - full) * 25);
-    expect(shelf.data.groups.find((g) => g.container.id === "g-40")?.counts).toEqual(expect.arrayContaining([["FAILURE", 1]]));
+    expect(shelf.data.groups.find((g) => g.container.id === "g-40")?.counts).toEqual(
+      expect.arrayContaining([["FAILURE", 1]]),
+    );
     expect(shelf.data.cells).toHaveLength(80 - full);
     for (const c of shelf.data.cells) expect(c.x + TASK_W).toBeLessThanOrEqual(shelf.width!);
     // React Flow: the root, 19 groups, the shelf; one edge each, the shelf's standing for 1,525.
@@ -239,20 +318,30 @@ describe("graph layout", () => {
   it("lays out a large trace that is a tree as a tree: columns by depth, siblings in publish order, nothing overlapping", async () => {
     const s = groupsTrace(80, 25);
     expect(s.nodes.length).toBeGreaterThan(TREE_OVER);
-    const layout = await layoutGraph(s, new Set(), { layout: () => Promise.reject(new Error("elk is not needed for a tree")) });
+    const layout = await layoutGraph(s, new Set(), {
+      layout: () => Promise.reject(new Error("elk is not needed for a tree")),
+    });
     expect(layout.engine).toBe("tree");
     const nodes = byId(layout.nodes);
     const root = nodes.get("root-0")!;
     const column = layout.nodes.filter((n) => n.id !== "root-0");
-    expect(column.map((n) => n.id)).toEqual([...Array.from({ length: 19 }, (_, g) => `g-${g}`), expect.stringMatching(/^shelf:/)]);
+    expect(column.map((n) => n.id)).toEqual([
+      ...Array.from({ length: 19 }, (_, g) => `g-${g}`),
+      expect.stringMatching(/^shelf:/),
+    ]);
     for (const n of column) expect(n.position.x).toBe(column[0]!.position.x);
     expect(column[0]!.position.x).toBeGreaterThan(root.position.x + TASK_W);
-    for (let i = 1; i < column.length; i++) expect(column[i]!.position.y).toBeGreaterThanOrEqual(column[i - 1]!.position.y + column[i - 1]!.height!);
+    for (let i = 1; i < column.length; i++)
+      expect(column[i]!.position.y).toBeGreaterThanOrEqual(
+        column[i - 1]!.position.y + column[i - 1]!.height!,
+      );
     // The root is level with its first child: the first view, at the root, shows the start.
     expect(root.position.y).toBe(column[0]!.position.y);
     const last = column[column.length - 1]!;
     // Opening every group keeps it a tree: 81 boxes, still no elk.
-    const all = await layoutGraph(s, new Set([last.id]), { layout: () => Promise.reject(new Error("no elk")) });
+    const all = await layoutGraph(s, new Set([last.id]), {
+      layout: () => Promise.reject(new Error("no elk")),
+    });
     expect(all.engine).toBe("tree");
     expect(all.nodes).toHaveLength(81);
   });
@@ -262,9 +351,18 @@ describe("graph layout", () => {
     const tree = visibleGraph(s, new Set());
     const linear = linearLayout(s, tree);
     expect(linear.engine).toBe("linear");
-    expect(linear.nodes.map((n) => n.id).sort()).toEqual([...tree.containers.map((c) => c.container.id), "root-0", tree.shelves[0]!.id].sort());
-    const boxes = linear.nodes.map((n) => ({ x0: n.position.x, y0: n.position.y, x1: n.position.x + n.width!, y1: n.position.y + n.height! }));
-    for (const [i, a] of boxes.entries()) for (const b of boxes.slice(i + 1)) expect(a.x1 <= b.x0 || b.x1 <= a.x0 || a.y1 <= b.y0 || b.y1 <= a.y0).toBe(true);
+    expect(linear.nodes.map((n) => n.id).sort()).toEqual(
+      [...tree.containers.map((c) => c.container.id), "root-0", tree.shelves[0]!.id].sort(),
+    );
+    const boxes = linear.nodes.map((n) => ({
+      x0: n.position.x,
+      y0: n.position.y,
+      x1: n.position.x + n.width!,
+      y1: n.position.y + n.height!,
+    }));
+    for (const [i, a] of boxes.entries())
+      for (const b of boxes.slice(i + 1))
+        expect(a.x1 <= b.x0 || b.x1 <= a.x0 || a.y1 <= b.y0 || b.y1 <= a.y0).toBe(true);
   });
 
   it("draws a fan-out as a comb: one trunk from the source, a tooth into each target", async () => {
@@ -315,12 +413,25 @@ describe("graph layout", () => {
     const s = groupsTrace(25, 25);
     const extra = Array.from({ length: 25 }, (_, i) => `x-${i}`);
     const t = snapshot(
-      [...s.nodes, node("other-1"), ...extra.map((id, i) => node(id, { group_id: "g-x", group_index: i, parent_id: "other-1" }))],
-      [...s.containers, { id: "g-x", kind: "CHORD", state: "SUCCESS", members: extra, callback_id: null, size: 25 }],
-      [...s.edges.map(({ id: _, ...e }) => e), { source: "root-0", target: "other-1", kind: "chain" }, ...extra.map((m) => ({ source: "other-1", target: m, kind: "spawn" as const }))],
+      [
+        ...s.nodes,
+        node("other-1"),
+        ...extra.map((id, i) => node(id, { group_id: "g-x", group_index: i, parent_id: "other-1" })),
+      ],
+      [
+        ...s.containers,
+        { id: "g-x", kind: "CHORD", state: "SUCCESS", members: extra, callback_id: null, size: 25 },
+      ],
+      [
+        ...s.edges.map(({ id: _, ...e }) => e),
+        { source: "root-0", target: "other-1", kind: "chain" },
+        ...extra.map((m) => ({ source: "other-1", target: m, kind: "spawn" as const })),
+      ],
     );
     const v = visibleGraph(t, new Set());
-    expect(v.shelves.map((sh) => sh.containers.map((c) => c.id))).toEqual([["g-19", "g-20", "g-21", "g-22", "g-23", "g-24"]]);
+    expect(v.shelves.map((sh) => sh.containers.map((c) => c.id))).toEqual([
+      ["g-19", "g-20", "g-21", "g-22", "g-23", "g-24"],
+    ]);
     const lone = v.containers.find((c) => c.container.id === "g-x")!;
     expect(lone).toMatchObject({ collapsed: true, members: [], hidden: 25, moreId: "more:g-x" });
     expect(v.edges.find((e) => e.source === "other-1")).toMatchObject({ target: "more:g-x", count: 25 });
@@ -329,9 +440,25 @@ describe("graph layout", () => {
   it("attaches a lone edge into a grid member to the container, and nests containers with inner edges", async () => {
     // Chord header of two chain slots (a1 → a2, b1 → b2): edges inside the container.
     const s = snapshot(
-      [node("root-0"), node("a1-1", { group_id: "g" }), node("a2-2", { group_id: "g" }), node("b1-3", { group_id: "g" }), node("b2-4", { group_id: "g" }), node("cb-5"), node("x-6", { group_id: "h" }), node("y-7", { group_id: "h" })],
       [
-        { id: "g", kind: "CHORD", state: "SUCCESS", members: ["a1-1", "a2-2", "b1-3", "b2-4"], callback_id: "cb-5", size: 2 },
+        node("root-0"),
+        node("a1-1", { group_id: "g" }),
+        node("a2-2", { group_id: "g" }),
+        node("b1-3", { group_id: "g" }),
+        node("b2-4", { group_id: "g" }),
+        node("cb-5"),
+        node("x-6", { group_id: "h" }),
+        node("y-7", { group_id: "h" }),
+      ],
+      [
+        {
+          id: "g",
+          kind: "CHORD",
+          state: "SUCCESS",
+          members: ["a1-1", "a2-2", "b1-3", "b2-4"],
+          callback_id: "cb-5",
+          size: 2,
+        },
         { id: "h", kind: "GROUP", state: "SUCCESS", members: ["x-6", "y-7"], callback_id: null, size: 2 },
       ],
       [
@@ -346,14 +473,22 @@ describe("graph layout", () => {
     expect(nodes.get("a2-2")!.parentId).toBe("g");
     expect(nodes.get("a1-1")!.position.x).toBeLessThan(nodes.get("a2-2")!.position.x);
     expect(nodes.get("x-6")).toBeUndefined();
-    expect(layout.edges.map((e) => e.id).sort()).toEqual(["chain:a1-1->a2-2", "chain:b1-3->b2-4", "chord:g->cb-5", "spawn:cb-5->h"]);
+    expect(layout.edges.map((e) => e.id).sort()).toEqual([
+      "chain:a1-1->a2-2",
+      "chain:b1-3->b2-4",
+      "chord:g->cb-5",
+      "spawn:cb-5->h",
+    ]);
     const h = nodes.get("h")!;
     expect(h.data.kind === "container" && h.data.ports).toEqual({ in: true, out: false });
   });
 
   it("keeps the structure key across state changes and changes it when a node appears", () => {
     const s = chordTrace();
-    const patched = { ...s, nodes: s.nodes.map((n) => (n.id === "next-5" ? { ...n, state: "STARTED" as const } : n)) };
+    const patched = {
+      ...s,
+      nodes: s.nodes.map((n) => (n.id === "next-5" ? { ...n, state: "STARTED" as const } : n)),
+    };
     expect(structureKey(patched)).toBe(structureKey(s));
     const grown = { ...s, nodes: [...s.nodes, node("late-6")] };
     expect(structureKey(grown)).not.toBe(structureKey(s));

@@ -17,12 +17,38 @@ let n = 0;
 
 function task(type: string, extra: Record<string, unknown> = {}) {
   n++;
-  return { v: 1, id: `producer-ui-${n}`, kind: "task", type, ts: now(), seq: n, host: "lossy@host", pid: 7, task_id: TASK, name: "app.ratio", trace_id: TASK, ...extra };
+  return {
+    v: 1,
+    id: `producer-ui-${n}`,
+    kind: "task",
+    type,
+    ts: now(),
+    seq: n,
+    host: "lossy@host",
+    pid: 7,
+    task_id: TASK,
+    name: "app.ratio",
+    trace_id: TASK,
+    ...extra,
+  };
 }
 
 function online(host: string, pid: number) {
   n++;
-  return { v: 1, id: `producer-ui-${n}`, kind: "worker", type: "online", ts: now(), seq: n, host, pid, freq: 3600, pool: "prefork", concurrency: 2, queues: ["celery"] };
+  return {
+    v: 1,
+    id: `producer-ui-${n}`,
+    kind: "worker",
+    type: "online",
+    ts: now(),
+    seq: n,
+    host,
+    pid,
+    freq: 3600,
+    pool: "prefork",
+    concurrency: 2,
+    queues: ["celery"],
+  };
 }
 
 beforeAll(async () => {
@@ -31,13 +57,20 @@ beforeAll(async () => {
     online("clean@host", 8),
     task("published", { host: null, args: [1, { __float__: "Infinity" }], kwargs: {} }),
     task("started"),
-    task("succeeded", { state: "SUCCESS", runtime_ms: 3, result: { ratio: { __float__: "NaN" }, low: { __float__: "-Infinity" } } }),
+    task("succeeded", {
+      state: "SUCCESS",
+      runtime_ms: 3,
+      result: { ratio: { __float__: "NaN" }, low: { __float__: "-Infinity" } },
+    }),
   ]);
   // The drop report rides on a batch's envelope.
   const res = await fetch(`${server.base}/v1/events`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ events: [online("lossy@host", 7)], producer: { host: "lossy@host", pid: 7, process: "a", dropped: { buffer_full: 1234 } } }),
+    body: JSON.stringify({
+      events: [online("lossy@host", 7)],
+      producer: { host: "lossy@host", pid: 7, process: "a", dropped: { buffer_full: 1234 } },
+    }),
   });
   expect(res.status).toBe(202);
   browser = await launchBrowser();
@@ -53,7 +86,11 @@ describe("producer hardening in the UI", () => {
   it("shows non-finite floats as marked values, not as objects", async () => {
     await page.goto(`${server.base}/traces/${TASK}?task=${TASK}`);
     await page.locator(".side-panel .json-float").first().waitFor();
-    expect(await page.locator(".side-panel .json-float").allTextContents()).toEqual(["Infinity", "NaN", "-Infinity"]);
+    expect(await page.locator(".side-panel .json-float").allTextContents()).toEqual([
+      "Infinity",
+      "NaN",
+      "-Infinity",
+    ]);
     expect((await page.locator(".side-panel .json").allTextContents()).join("")).not.toContain("__float__");
     await screenshot(page, "producer-nan-result");
   });

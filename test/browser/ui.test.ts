@@ -17,7 +17,16 @@ const FAILED_TASK = "e6f835a4-3694-4b3b-8f7e-0a24625da7a4";
 
 beforeAll(async () => {
   server = await startServer();
-  for (const name of ["01_single_success", "02_failure", "05_chain", "07_chord", "10a_chord_header_fails", "03_retry_then_success", "09a_chain_with_group", "00_worker_lifecycle"])
+  for (const name of [
+    "01_single_success",
+    "02_failure",
+    "05_chain",
+    "07_chord",
+    "10a_chord_header_fails",
+    "03_retry_then_success",
+    "09a_chain_with_group",
+    "00_worker_lifecycle",
+  ])
     await ingest(server.base, wireFixture(name));
   browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
@@ -53,21 +62,39 @@ describe("stemtrace UI", () => {
 
   it("shows a failed chord's callback as not run", async () => {
     await page.goto(`${server.base}/traces/0e8252d6-c130-4c46-8bbb-6a7efd01a0f1`);
-    await page.locator(`[data-task-id="d6bbf20c-b8eb-426a-a60a-79b6a0eb50f3"][data-state="NOT_RUN"]`).waitFor();
+    await page
+      .locator(`[data-task-id="d6bbf20c-b8eb-426a-a60a-79b6a0eb50f3"][data-state="NOT_RUN"]`)
+      .waitFor();
     await page.locator(`[data-container-id="0e8252d6-c130-4c46-8bbb-6a7efd01a0f1"]`).waitFor();
     await screenshot(page, "03-chord-header-fails");
   });
 
   it("changes a node's state live, without a reload", async () => {
     const taskId = "live-ui-task";
-    const ev = (type: string, n: number, extra: object = {}) => ({ v: 1, id: `live-ui-${n}`, kind: "task", type, ts: Date.now() / 1000, seq: n, host: type === "published" ? null : "ui@host", pid: 1, task_id: taskId, name: "app.live", trace_id: taskId, ...extra });
+    const ev = (type: string, n: number, extra: object = {}) => ({
+      v: 1,
+      id: `live-ui-${n}`,
+      kind: "task",
+      type,
+      ts: Date.now() / 1000,
+      seq: n,
+      host: type === "published" ? null : "ui@host",
+      pid: 1,
+      task_id: taskId,
+      name: "app.live",
+      trace_id: taskId,
+      ...extra,
+    });
     await ingest(server.base, [ev("published", 1), ev("started", 2)]);
     await page.goto(`${server.base}/traces/${taskId}`);
     const node = page.locator(`[data-task-id="${taskId}"]`);
     await node.and(page.locator('[data-state="STARTED"]')).waitFor();
     await page.locator(".connection.live").waitFor();
     await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
-    await ingest(server.base, [ev("succeeded", 3, { result: 1 }), ev("postrun", 4, { state: "SUCCESS", runtime_ms: 5 })]);
+    await ingest(server.base, [
+      ev("succeeded", 3, { result: 1 }),
+      ev("postrun", 4, { state: "SUCCESS", runtime_ms: 5 }),
+    ]);
     await page.locator(`[data-task-id="${taskId}"][data-state="SUCCESS"]`).waitFor({ timeout: 10_000 });
     expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42); // same page: no reload
     await screenshot(page, "04-live-update");
@@ -83,7 +110,9 @@ describe("stemtrace UI", () => {
   });
 
   it("shows retries as attempts and a timeline view", async () => {
-    await page.goto(`${server.base}/traces/a44d6bda-7b42-4cee-9b8f-e18c92bb5079?task=a44d6bda-7b42-4cee-9b8f-e18c92bb5079`);
+    await page.goto(
+      `${server.base}/traces/a44d6bda-7b42-4cee-9b8f-e18c92bb5079?task=a44d6bda-7b42-4cee-9b8f-e18c92bb5079`,
+    );
     await page.locator(".side-panel .attempt").nth(2).waitFor();
     expect(await page.locator(".side-panel .attempt").count()).toBe(3);
     await page.goto(`${server.base}/traces/5adc8709-a080-47a4-b72f-56557d872262?view=timeline`);
@@ -95,11 +124,34 @@ describe("stemtrace UI", () => {
   it("keeps a 600-task trace usable: folded group and fan-out that expand on click", async () => {
     const traceId = "big-ui-trace";
     let n = 0;
-    const ev = (task_id: string, type: string, extra: object = {}) => ({ v: 1, id: `big-${n++}`, kind: "task", type, ts: 1_795_000_000 + n / 1000, seq: n, host: type === "published" ? null : "w1@host", pid: 1, task_id, name: task_id === traceId ? "app.fan_out" : "app.work", trace_id: traceId, ...extra });
-    const events = [ev(traceId, "published"), ev(traceId, "started"), ev(traceId, "succeeded"), ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 4 })];
+    const ev = (task_id: string, type: string, extra: object = {}) => ({
+      v: 1,
+      id: `big-${n++}`,
+      kind: "task",
+      type,
+      ts: 1_795_000_000 + n / 1000,
+      seq: n,
+      host: type === "published" ? null : "w1@host",
+      pid: 1,
+      task_id,
+      name: task_id === traceId ? "app.fan_out" : "app.work",
+      trace_id: traceId,
+      ...extra,
+    });
+    const events = [
+      ev(traceId, "published"),
+      ev(traceId, "started"),
+      ev(traceId, "succeeded"),
+      ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 4 }),
+    ];
     for (let i = 0; i < 300; i++) {
       const g = { group_id: "big-group", group_index: i, parent_id: traceId };
-      events.push(ev(`m-${i}`, "published", g), ev(`m-${i}`, "started", g), ev(`m-${i}`, i === 7 ? "failed" : "succeeded", g), ev(`m-${i}`, "postrun", { ...g, state: i === 7 ? "FAILURE" : "SUCCESS", runtime_ms: 3 }));
+      events.push(
+        ev(`m-${i}`, "published", g),
+        ev(`m-${i}`, "started", g),
+        ev(`m-${i}`, i === 7 ? "failed" : "succeeded", g),
+        ev(`m-${i}`, "postrun", { ...g, state: i === 7 ? "FAILURE" : "SUCCESS", runtime_ms: 3 }),
+      );
       events.push(ev(`s-${i}`, "published", { parent_id: traceId }));
     }
     await ingest(server.base, events);
@@ -117,15 +169,38 @@ describe("stemtrace UI", () => {
   it("keeps a trace of many groups within the card budget: later groups on a shelf that opens them", async () => {
     const traceId = "shelf-ui-trace";
     let n = 0;
-    const ev = (task_id: string, type: string, extra: object = {}) => ({ v: 1, id: `shelf-${n++}`, kind: "task", type, ts: 1_795_000_000 + n / 1000, seq: n, host: type === "published" ? null : "w1@host", pid: 1, task_id, name: task_id === traceId ? "app.fan_out" : "app.work", trace_id: traceId, ...extra });
-    const events = [ev(traceId, "published"), ev(traceId, "started"), ev(traceId, "succeeded"), ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 4 })];
+    const ev = (task_id: string, type: string, extra: object = {}) => ({
+      v: 1,
+      id: `shelf-${n++}`,
+      kind: "task",
+      type,
+      ts: 1_795_000_000 + n / 1000,
+      seq: n,
+      host: type === "published" ? null : "w1@host",
+      pid: 1,
+      task_id,
+      name: task_id === traceId ? "app.fan_out" : "app.work",
+      trace_id: traceId,
+      ...extra,
+    });
+    const events = [
+      ev(traceId, "published"),
+      ev(traceId, "started"),
+      ev(traceId, "succeeded"),
+      ev(traceId, "postrun", { state: "SUCCESS", runtime_ms: 4 }),
+    ];
     // 12 groups of 50: nine fit the 500-card budget with the root, three go on the shelf.
     for (let g = 0; g < 12; g++)
       for (let i = 0; i < 50; i++) {
         const id = `sg${g}-${i}`;
         const x = { group_id: `shelf-g${g}`, group_index: i, parent_id: traceId };
         const failed = g === 10 && i === 4;
-        events.push(ev(id, "published", x), ev(id, "started", x), ev(id, failed ? "failed" : "succeeded", x), ev(id, "postrun", { ...x, state: failed ? "FAILURE" : "SUCCESS", runtime_ms: 3 }));
+        events.push(
+          ev(id, "published", x),
+          ev(id, "started", x),
+          ev(id, failed ? "failed" : "succeeded", x),
+          ev(id, "postrun", { ...x, state: failed ? "FAILURE" : "SUCCESS", runtime_ms: 3 }),
+        );
       }
     await ingest(server.base, events);
     await page.goto(`${server.base}/traces/${traceId}`);
@@ -141,7 +216,11 @@ describe("stemtrace UI", () => {
     // Live: a member of a shelved group fails; its summary says so without a reload.
     await page.locator(".connection.live").waitFor();
     const late = { group_id: "shelf-g11", group_index: 3, parent_id: traceId };
-    await ingest(server.base, [ev("sg11-3", "retried", late), ev("sg11-3", "failed", { ...late, retries: 1 }), ev("sg11-3", "postrun", { ...late, retries: 1, state: "FAILURE", runtime_ms: 3 })]);
+    await ingest(server.base, [
+      ev("sg11-3", "retried", late),
+      ev("sg11-3", "failed", { ...late, retries: 1 }),
+      ev("sg11-3", "postrun", { ...late, retries: 1, state: "FAILURE", runtime_ms: 3 }),
+    ]);
     await page.locator('[data-summary-id="shelf-g11"]', { hasText: "1 failed" }).waitFor({ timeout: 10_000 });
     await page.locator('[data-summary-id="shelf-g10"]').click();
     await page.locator('[data-container-id="shelf-g10"] [data-task-id="sg10-49"]').waitFor();

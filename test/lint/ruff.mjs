@@ -9,12 +9,18 @@ import { fileURLToPath } from "node:url";
 import { PositionEncoding, Workspace } from "@astral-sh/ruff-wasm-nodejs";
 
 const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : ["python", "test/e2e", "test/fixtures/recorder", "bench"];
+const roots = process.argv.slice(2).length
+  ? process.argv.slice(2)
+  : ["python", "test/e2e", "test/fixtures/recorder", "bench"];
 
 function pythonFiles(path) {
   const full = resolve(ROOT, path);
   if (statSync(full).isFile()) return full.endsWith(".py") ? [full] : [];
-  return readdirSync(full).flatMap((name) => (name === "__pycache__" || name === "node_modules" || name.startsWith(".") ? [] : pythonFiles(join(full, name))));
+  return readdirSync(full).flatMap((name) =>
+    name === "__pycache__" || name === "node_modules" || name.startsWith(".")
+      ? []
+      : pythonFiles(join(full, name)),
+  );
 }
 
 // The CLI's default rule set (the playground build enables many more when given nothing).
@@ -25,8 +31,12 @@ const files = roots.flatMap(pythonFiles);
 for (const file of files) {
   for (const d of ws.check(readFileSync(file, "utf8"))) {
     findings++;
-    console.log(`${relative(ROOT, file)}:${d.start_location.row}:${d.start_location.column}: ${d.code ?? "syntax"} ${d.message}`);
+    console.log(
+      `${relative(ROOT, file)}:${d.start_location.row}:${d.start_location.column}: ${d.code ?? "syntax"} ${d.message}`,
+    );
   }
 }
-console.log(`ruff ${Workspace.version()}: ${files.length} files, ${findings} finding${findings === 1 ? "" : "s"}`);
+console.log(
+  `ruff ${Workspace.version()}: ${files.length} files, ${findings} finding${findings === 1 ? "" : "s"}`,
+);
 process.exit(findings ? 1 : 0);

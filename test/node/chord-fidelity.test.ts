@@ -29,15 +29,29 @@ describe("chords wherever Celery puts them", () => {
     const g = traceOf("25d_chained_chords_header_fails");
     const notRun = g.nodes.filter((n) => n.state === "NOT_RUN");
     expect(notRun.map((n) => n.id).sort()).toEqual(
-      ["9c0891f4-0797-4214-9589-d19fb5a48619", "78aeef2e-3d15-447f-983c-fefdaf61c58c", "323b7a65-052e-457b-b7ce-f0cffcc59f0a", "82491f0c-4ca2-4960-b8f4-1afca629c2b6"].sort(),
+      [
+        "9c0891f4-0797-4214-9589-d19fb5a48619",
+        "78aeef2e-3d15-447f-983c-fefdaf61c58c",
+        "323b7a65-052e-457b-b7ce-f0cffcc59f0a",
+        "82491f0c-4ca2-4960-b8f4-1afca629c2b6",
+      ].sort(),
     );
     expect(notRun.map((n) => stateAnomalyKind(n)).filter(Boolean)).toEqual(["chord_never_fired"]);
   });
 
   it("25e: nested chords are one trace, each callback on its own header", () => {
     const g = traceOf("25e_chord_header_of_chains");
-    expect(g.containers.filter((c) => c.kind === "CHORD").map((c) => c.callback_id).sort()).toEqual(
-      ["956a6c64-8f90-4b5f-b531-ed1d6e6285df", "03b3f155-d61c-4729-a85d-45bff11669cc", "9d4e9889-c8ac-4efa-b042-a8163d61715c"].sort(),
+    expect(
+      g.containers
+        .filter((c) => c.kind === "CHORD")
+        .map((c) => c.callback_id)
+        .sort(),
+    ).toEqual(
+      [
+        "956a6c64-8f90-4b5f-b531-ed1d6e6285df",
+        "03b3f155-d61c-4729-a85d-45bff11669cc",
+        "9d4e9889-c8ac-4efa-b042-a8163d61715c",
+      ].sort(),
     );
   });
 

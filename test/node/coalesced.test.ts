@@ -33,7 +33,13 @@ function coalesce(events: TaskEvent[]): { events: TaskEvent[]; coalesced: number
 
 /** The event without its id and seq (the expansion derives ids), keys sorted. */
 const canonical = (e: TaskEvent) =>
-  JSON.stringify(Object.fromEntries(Object.entries(e).filter(([k]) => k !== "id" && k !== "seq").sort(([a], [b]) => (a < b ? -1 : 1))));
+  JSON.stringify(
+    Object.fromEntries(
+      Object.entries(e)
+        .filter(([k]) => k !== "id" && k !== "seq")
+        .sort(([a], [b]) => (a < b ? -1 : 1)),
+    ),
+  );
 
 describe("coalesced end events", () => {
   let total = 0;
@@ -53,14 +59,76 @@ describe("coalesced end events", () => {
 
   it("derives the ids and leaves every other event alone", () => {
     const end = {
-      v: 1, id: "p-9", seq: 9, kind: "task", type: "succeeded", ts: 3, host: "w@h", pid: 7, task_id: "t", name: "n",
-      trace_id: "t", retries: 0, queue: "celery", root_id: "r", state: "SUCCESS", runtime_ms: 1.5, result: 4,
-      received_ts: 1, started_ts: 2,
+      v: 1,
+      id: "p-9",
+      seq: 9,
+      kind: "task",
+      type: "succeeded",
+      ts: 3,
+      host: "w@h",
+      pid: 7,
+      task_id: "t",
+      name: "n",
+      trace_id: "t",
+      retries: 0,
+      queue: "celery",
+      root_id: "r",
+      state: "SUCCESS",
+      runtime_ms: 1.5,
+      result: 4,
+      received_ts: 1,
+      started_ts: 2,
     } as TaskEvent;
     expect(expandCoalesced(end)).toEqual([
-      { v: 1, id: "p-9:received", seq: 9, kind: "task", type: "received", ts: 1, host: "w@h", pid: 7, task_id: "t", name: "n", trace_id: "t", retries: 0, queue: "celery", root_id: "r" },
-      { v: 1, id: "p-9:started", seq: 9, kind: "task", type: "started", ts: 2, host: "w@h", pid: 7, task_id: "t", name: "n", trace_id: "t", retries: 0, queue: "celery" },
-      { v: 1, id: "p-9", seq: 9, kind: "task", type: "succeeded", ts: 3, host: "w@h", pid: 7, task_id: "t", name: "n", trace_id: "t", retries: 0, queue: "celery", state: "SUCCESS", runtime_ms: 1.5, result: 4 },
+      {
+        v: 1,
+        id: "p-9:received",
+        seq: 9,
+        kind: "task",
+        type: "received",
+        ts: 1,
+        host: "w@h",
+        pid: 7,
+        task_id: "t",
+        name: "n",
+        trace_id: "t",
+        retries: 0,
+        queue: "celery",
+        root_id: "r",
+      },
+      {
+        v: 1,
+        id: "p-9:started",
+        seq: 9,
+        kind: "task",
+        type: "started",
+        ts: 2,
+        host: "w@h",
+        pid: 7,
+        task_id: "t",
+        name: "n",
+        trace_id: "t",
+        retries: 0,
+        queue: "celery",
+      },
+      {
+        v: 1,
+        id: "p-9",
+        seq: 9,
+        kind: "task",
+        type: "succeeded",
+        ts: 3,
+        host: "w@h",
+        pid: 7,
+        task_id: "t",
+        name: "n",
+        trace_id: "t",
+        retries: 0,
+        queue: "celery",
+        state: "SUCCESS",
+        runtime_ms: 1.5,
+        result: 4,
+      },
     ]);
     const { received_ts: _r, ...startedOnly } = end;
     expect(expandCoalesced(startedOnly).map((e) => e.type)).toEqual(["started", "succeeded"]);

@@ -8,7 +8,35 @@ import * as f from "../../web/src/format";
 
 const LONE_HIGH = "trace-\uD800-x";
 const LONE_LOW = "\uDC00";
-const extremes: unknown[] = [null, undefined, NaN, Infinity, -Infinity, 0, -1, -1e300, 1e300, 8.64e12, 8.64e12 + 1, 1e15, Number.MAX_VALUE, Number.MIN_VALUE, -8.64e12 - 1, "", "x", LONE_HIGH, LONE_LOW, "a".repeat(100_000), {}, [], { $float: "NaN" }, true, Symbol("s"), 10n, () => 1];
+const extremes: unknown[] = [
+  null,
+  undefined,
+  NaN,
+  Infinity,
+  -Infinity,
+  0,
+  -1,
+  -1e300,
+  1e300,
+  8.64e12,
+  8.64e12 + 1,
+  1e15,
+  Number.MAX_VALUE,
+  Number.MIN_VALUE,
+  -8.64e12 - 1,
+  "",
+  "x",
+  LONE_HIGH,
+  LONE_LOW,
+  "a".repeat(100_000),
+  {},
+  [],
+  { $float: "NaN" },
+  true,
+  Symbol("s"),
+  10n,
+  () => 1,
+];
 const formatters: Array<[string, (v: unknown) => string]> = [
   ["time", f.time],
   ["dateTime", f.dateTime],
@@ -29,7 +57,10 @@ const formatters: Array<[string, (v: unknown) => string]> = [
 describe("formatters tolerate any value", () => {
   it("never throw and always answer a string, for the extremes and for anything fast-check makes", () => {
     for (const [name, fn] of formatters)
-      for (const v of extremes) expect(typeof fn(v), `${name}(${String(typeof v === "symbol" ? "symbol" : v).slice(0, 20)})`).toBe("string");
+      for (const v of extremes)
+        expect(typeof fn(v), `${name}(${String(typeof v === "symbol" ? "symbol" : v).slice(0, 20)})`).toBe(
+          "string",
+        );
     fc.assert(
       fc.property(fc.oneof(fc.anything(), fc.double(), fc.string({ unit: "binary" }), fc.bigInt()), (v) => {
         for (const [, fn] of formatters) expect(typeof fn(v)).toBe("string");

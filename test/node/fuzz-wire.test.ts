@@ -35,15 +35,34 @@ function nested(depth: number): unknown {
 function hasLone(value: unknown): boolean {
   if (typeof value === "string") return LONE.test(value);
   if (Array.isArray(value)) return value.some(hasLone);
-  if (value && typeof value === "object") return Object.entries(value).some(([k, v]) => LONE.test(k) || hasLone(v));
+  if (value && typeof value === "object")
+    return Object.entries(value).some(([k, v]) => LONE.test(k) || hasLone(v));
   return false;
 }
 
 const lone = fc.integer({ min: 0xd800, max: 0xdfff }).map((c) => String.fromCharCode(c));
-const str = fc.oneof(fc.string({ unit: "binary", maxLength: 8 }), fc.tuple(fc.string({ maxLength: 3 }), lone).map(([a, b]) => a + b));
+const str = fc.oneof(
+  fc.string({ unit: "binary", maxLength: 8 }),
+  fc.tuple(fc.string({ maxLength: 3 }), lone).map(([a, b]) => a + b),
+);
 const number = fc.oneof(
   fc.double(),
-  fc.constantFrom(-0, 0, MIN_TS - 1, MIN_TS, MAX_TS, MAX_TS + 1, NOW, NOW * 1000, NOW * 1e6, 8.64e12, 1e308, -1, 0.5, NOW + MAX_TS_AHEAD_S + 1),
+  fc.constantFrom(
+    -0,
+    0,
+    MIN_TS - 1,
+    MIN_TS,
+    MAX_TS,
+    MAX_TS + 1,
+    NOW,
+    NOW * 1000,
+    NOW * 1e6,
+    8.64e12,
+    1e308,
+    -1,
+    0.5,
+    NOW + MAX_TS_AHEAD_S + 1,
+  ),
 );
 const anyValue = fc.oneof(str, number, fc.boolean(), fc.constant(null), fc.jsonValue({ maxDepth: 3 }));
 const payload = fc.oneof(fc.jsonValue({ maxDepth: 4 }), fc.integer({ min: 0, max: 200 }).map(nested), str);
@@ -62,7 +81,11 @@ const event = fc
     result: payload,
     freq: fc.option(number, { nil: undefined }),
     received_ts: fc.option(number, { nil: undefined }),
-    chaos: fc.dictionary(fc.constantFrom("seq", "v", "name", "runtime_ms", "retries", "queue", "pid", "group_index"), anyValue, { maxKeys: 2 }),
+    chaos: fc.dictionary(
+      fc.constantFrom("seq", "v", "name", "runtime_ms", "retries", "queue", "pid", "group_index"),
+      anyValue,
+      { maxKeys: 2 },
+    ),
   })
   .map(({ chaos, ...e }) => ({ v: 1, seq: 1, name: "app.x", ...e, ...chaos }));
 
@@ -88,7 +111,9 @@ describe("the wire checks on generated events", () => {
           expect(e.ts).toBeGreaterThanOrEqual(MIN_TS);
           expect(e.ts).toBeLessThanOrEqual(NOW + MAX_TS_AHEAD_S);
           expect(hasLone(e)).toBe(false);
-          if (e.kind === "task") for (const f of ["args", "kwargs", "result"] as const) expect(nestsDeeperThan(e[f], MAX_PAYLOAD_DEPTH)).toBe(false);
+          if (e.kind === "task")
+            for (const f of ["args", "kwargs", "result"] as const)
+              expect(nestsDeeperThan(e[f], MAX_PAYLOAD_DEPTH)).toBe(false);
           if (e.kind === "worker" && e.freq != null) expect(e.freq).toBeGreaterThan(0);
         }
         refused += result.rejected.length;
@@ -114,14 +139,28 @@ describe("the wire checks on generated events", () => {
     const e = { v: 1, id: "e", kind: "worker", type: "heartbeat", ts: NOW * 1000, seq: 1, host: "w@h" };
     const r = validateEvents([e], NOW);
     expect(r.rejected[0]!.error).toMatch(/^ts: .*milliseconds instead of seconds\?/);
-    expect(validateEvents([{ ...e, ts: NOW * 1e6 }], NOW).rejected[0]!.error).toMatch(/microseconds or nanoseconds/);
-    expect(validateEvents([{ ...e, ts: NOW + 2 * 86_400 }], NOW).rejected[0]!.error).toMatch(/2 days ahead of the server's clock/);
+    expect(validateEvents([{ ...e, ts: NOW * 1e6 }], NOW).rejected[0]!.error).toMatch(
+      /microseconds or nanoseconds/,
+    );
+    expect(validateEvents([{ ...e, ts: NOW + 2 * 86_400 }], NOW).rejected[0]!.error).toMatch(
+      /2 days ahead of the server's clock/,
+    );
   });
 
   it("a task named like an Object property gets a numeric deadline (not a string)", () => {
     const config = anomalyConfigFrom({ STUCK_STARTED_BY_NAME: '{"app.slow": 5}' });
     for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
-      const started: TaskEvent = { v: 1, id: `s-${name}`, kind: "task", type: "started", ts: NOW, seq: 1, host: "w@h", task_id: "t", name };
+      const started: TaskEvent = {
+        v: 1,
+        id: `s-${name}`,
+        kind: "task",
+        type: "started",
+        ts: NOW,
+        seq: 1,
+        host: "w@h",
+        task_id: "t",
+        name,
+      };
       const watch = watchFor(foldTask("t", [started]), config, NOW);
       expect(typeof watch?.due_at, name).toBe("number");
       expect(Number.isFinite(watch!.due_at)).toBe(true);

@@ -10,7 +10,19 @@ import type { TaskEvent } from "../../shared/wire";
 let n = 0;
 function ev(task_id: string, type: TaskEvent["type"], extra: Partial<TaskEvent> = {}): TaskEvent {
   n++;
-  return { v: 1, id: `e${n}`, kind: "task", type, ts: 1000 + n, seq: n, host: type === "published" ? null : "w@h", pid: 1, task_id, name: "app.t", ...extra };
+  return {
+    v: 1,
+    id: `e${n}`,
+    kind: "task",
+    type,
+    ts: 1000 + n,
+    seq: n,
+    host: type === "published" ? null : "w@h",
+    pid: 1,
+    task_id,
+    name: "app.t",
+    ...extra,
+  };
 }
 
 function graph(events: TaskEvent[]) {
@@ -22,21 +34,46 @@ function graph(events: TaskEvent[]) {
 describe("graph rules beyond the recordings", () => {
   it("09b chord header containing a chain: the chain's first step is a slot of the group", () => {
     const g = graph([
-      ev("T1", "published", { name: "app.add", chain: [{ task_id: "T3", name: "app.mul", group_id: "G", group_index: 0 }] }),
-      ev("T2", "published", { name: "app.add", group_id: "G", group_index: 1, chord_callback_id: "CB", chord_callback_name: "app.tsum" }),
+      ev("T1", "published", {
+        name: "app.add",
+        chain: [{ task_id: "T3", name: "app.mul", group_id: "G", group_index: 0 }],
+      }),
+      ev("T2", "published", {
+        name: "app.add",
+        group_id: "G",
+        group_index: 1,
+        chord_callback_id: "CB",
+        chord_callback_name: "app.tsum",
+      }),
       ev("T1", "succeeded"),
-      ev("T3", "published", { name: "app.mul", parent_id: "T1", group_id: "G", group_index: 0, chord_callback_id: "CB", chord_callback_name: "app.tsum" }),
+      ev("T3", "published", {
+        name: "app.mul",
+        parent_id: "T1",
+        group_id: "G",
+        group_index: 0,
+        chord_callback_id: "CB",
+        chord_callback_name: "app.tsum",
+      }),
     ]);
     const chord = g.containers.find((c) => c.id === "G");
     expect(chord).toMatchObject({ kind: "CHORD", callback_id: "CB", size: 2 });
     expect(chord?.members).toEqual(["T1", "T3", "T2"]);
     expect(g.edges.find((e) => e.source === "T1" && e.target === "T3")?.kind).toBe("chain");
-    expect(g.nodes.find((x) => x.id === "CB")).toMatchObject({ placeholder: true, state: "PENDING", name: "app.tsum" });
+    expect(g.nodes.find((x) => x.id === "CB")).toMatchObject({
+      placeholder: true,
+      state: "PENDING",
+      name: "app.tsum",
+    });
   });
 
   it("a chain step after a failed step is NOT_RUN, and so is everything after it", () => {
     const g = graph([
-      ev("A", "published", { chain: [{ task_id: "B", name: "app.b" }, { task_id: "C", name: "app.c" }] }),
+      ev("A", "published", {
+        chain: [
+          { task_id: "B", name: "app.b" },
+          { task_id: "C", name: "app.c" },
+        ],
+      }),
       ev("A", "started"),
       ev("A", "failed", { exception: { type: "ValueError", message: "x" } }),
     ]);
@@ -73,14 +110,28 @@ describe("graph rules beyond the recordings", () => {
   });
 
   it("a chord callback whose header is still running stays PENDING (not NOT_RUN) even after a failure", () => {
-    const header = (id: string, i: number) => ev(id, "published", { group_id: "G", group_index: i, chord_callback_id: "CB", chord_callback_name: "app.cb" });
-    const g = graph([header("H0", 0), header("H1", 1), ev("H0", "failed", { exception: { type: "E", message: "m" } }), ev("H1", "started")]);
+    const header = (id: string, i: number) =>
+      ev(id, "published", {
+        group_id: "G",
+        group_index: i,
+        chord_callback_id: "CB",
+        chord_callback_name: "app.cb",
+      });
+    const g = graph([
+      header("H0", 0),
+      header("H1", 1),
+      ev("H0", "failed", { exception: { type: "E", message: "m" } }),
+      ev("H1", "started"),
+    ]);
     expect(g.nodes.find((x) => x.id === "CB")?.state).toBe("PENDING");
     expect(g.containers[0]?.state).toBe("STARTED");
   });
 
   it("a received task with a future ETA is SCHEDULED", () => {
-    const g = graph([ev("S", "published"), ev("S", "received", { eta: new Date((1000 + n + 60) * 1000).toISOString() })]);
+    const g = graph([
+      ev("S", "published"),
+      ev("S", "received", { eta: new Date((1000 + n + 60) * 1000).toISOString() }),
+    ]);
     expect(g.nodes[0]?.state).toBe("SCHEDULED");
   });
 });

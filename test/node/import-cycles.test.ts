@@ -21,9 +21,13 @@ function files(dir: string): string[] {
   return out;
 }
 
-const IMPORT = /^\s*(import|export)\s+(type\s+)?[^'";]*?from\s+["']([^"']+)["']|^\s*import\s+["']([^"']+)["']/gm;
+const IMPORT =
+  /^\s*(import|export)\s+(type\s+)?[^'";]*?from\s+["']([^"']+)["']|^\s*import\s+["']([^"']+)["']/gm;
 
-interface Edge { to: string; typeOnly: boolean }
+interface Edge {
+  to: string;
+  typeOnly: boolean;
+}
 
 function graph(): Map<string, Edge[]> {
   const all = DIRS.flatMap((d) => files(join(ROOT, d)));
@@ -51,7 +55,8 @@ function cycles(g: Map<string, Edge[]>): string[][] {
     state.set(f, 1);
     stack.push(f);
     for (const { to } of g.get(f) ?? []) {
-      if (state.get(to) === 1) found.push([...stack.slice(stack.indexOf(to)), to].map((p) => relative(ROOT, p)));
+      if (state.get(to) === 1)
+        found.push([...stack.slice(stack.indexOf(to)), to].map((p) => relative(ROOT, p)));
       else if (!state.has(to)) visit(to);
     }
     stack.pop();
@@ -76,8 +81,15 @@ describe("import rules", () => {
       for (const { to, typeOnly } of edges) {
         const target = relative(ROOT, to);
         if (from.startsWith("shared/") && !target.startsWith("shared/")) bad.push(`${from} → ${target}`);
-        if (from.startsWith("durable-objects/") && target.startsWith("worker/")) bad.push(`${from} → ${target}`);
-        if (from.startsWith("web/") && !target.startsWith("web/") && !target.startsWith("shared/") && !typeOnly) bad.push(`${from} → ${target}`);
+        if (from.startsWith("durable-objects/") && target.startsWith("worker/"))
+          bad.push(`${from} → ${target}`);
+        if (
+          from.startsWith("web/") &&
+          !target.startsWith("web/") &&
+          !target.startsWith("shared/") &&
+          !typeOnly
+        )
+          bad.push(`${from} → ${target}`);
       }
     }
     expect(bad).toEqual([]);
@@ -91,11 +103,21 @@ describe("generated Env types", () => {
     const dir = mkdtempSync(join(ROOT, ".wrangler-types-check-"));
     try {
       const out = join(dir, "worker-configuration.d.ts");
-      const run = spawnSync(process.execPath, [join(ROOT, "node_modules/wrangler/bin/wrangler.js"), "types", out, "--include-runtime=false", "--strict-vars=false"], {
-        cwd: ROOT,
-        encoding: "utf8",
-        env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-      });
+      const run = spawnSync(
+        process.execPath,
+        [
+          join(ROOT, "node_modules/wrangler/bin/wrangler.js"),
+          "types",
+          out,
+          "--include-runtime=false",
+          "--strict-vars=false",
+        ],
+        {
+          cwd: ROOT,
+          encoding: "utf8",
+          env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+        },
+      );
       expect(run.status, run.stderr).toBe(0);
       // Only the generated header (command line, output path) and the relative import paths differ.
       const normalize = (text: string) =>
@@ -105,9 +127,10 @@ describe("generated Env types", () => {
           .join("\n")
           .replaceAll(`import("./${relative(ROOT, dir)}/../`, 'import("./')
           .replaceAll('import("../', 'import("./');
-      expect(normalize(readFileSync(out, "utf8")), "run `npm run types` and commit worker-configuration.d.ts").toBe(
-        normalize(readFileSync(join(ROOT, "worker-configuration.d.ts"), "utf8")),
-      );
+      expect(
+        normalize(readFileSync(out, "utf8")),
+        "run `npm run types` and commit worker-configuration.d.ts",
+      ).toBe(normalize(readFileSync(join(ROOT, "worker-configuration.d.ts"), "utf8")));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

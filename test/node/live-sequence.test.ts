@@ -11,14 +11,50 @@ import { applyTraceMessage, globalSeqGap } from "../../web/src/api/live";
 import { keys } from "../../web/src/api/client";
 
 const node = (id: string, state: GraphNode["state"]): GraphNode => ({
-  id, name: "app.t", state, placeholder: false, retries: 0, worker: null, queue: null, parent_id: null, group_id: "G",
-  group_index: null, published_at: 1, received_at: null, started_at: null, finished_at: null, eta: null, runtime_ms: null,
-  exception_type: null, state_reason: null, anomaly: null,
+  id,
+  name: "app.t",
+  state,
+  placeholder: false,
+  retries: 0,
+  worker: null,
+  queue: null,
+  parent_id: null,
+  group_id: "G",
+  group_index: null,
+  published_at: 1,
+  received_at: null,
+  started_at: null,
+  finished_at: null,
+  eta: null,
+  runtime_ms: null,
+  exception_type: null,
+  state_reason: null,
+  anomaly: null,
 });
-const group = (state: GraphContainer["state"]): GraphContainer => ({ id: "G", kind: "GROUP", state, members: ["a", "b"], callback_id: null, size: 2 });
+const group = (state: GraphContainer["state"]): GraphContainer => ({
+  id: "G",
+  kind: "GROUP",
+  state,
+  members: ["a", "b"],
+  callback_id: null,
+  size: 2,
+});
 const summary = (state: GraphNode["state"]) =>
-  ({ trace_id: "T", state, root_task_id: "a", root_name: "app.t", task_count: 2, failure_count: 0, started_at: 1, updated_at: 2,
-     finished_at: null, duration_ms: null, workers: [], task_names: [], anomaly_count: 0 }) satisfies TraceSnapshot["summary"];
+  ({
+    trace_id: "T",
+    state,
+    root_task_id: "a",
+    root_name: "app.t",
+    task_count: 2,
+    failure_count: 0,
+    started_at: 1,
+    updated_at: 2,
+    finished_at: null,
+    duration_ms: null,
+    workers: [],
+    task_names: [],
+    anomaly_count: 0,
+  }) satisfies TraceSnapshot["summary"];
 
 function setup(seq: number) {
   const client = new QueryClient();
@@ -26,15 +62,38 @@ function setup(seq: number) {
   client.getQueryCache().subscribe((e) => {
     if (e.type === "updated" && e.action.type === "invalidate") refetches++;
   });
-  const snapshot: TraceSnapshot = { trace_id: "T", seq, summary: summary("STARTED"), nodes: [node("a", "STARTED"), node("b", "SUCCESS")], containers: [group("STARTED")], edges: [] };
+  const snapshot: TraceSnapshot = {
+    trace_id: "T",
+    seq,
+    summary: summary("STARTED"),
+    nodes: [node("a", "STARTED"), node("b", "SUCCESS")],
+    containers: [group("STARTED")],
+    edges: [],
+  };
   client.setQueryData(keys.trace("T"), snapshot);
   const newest = { current: -1 };
   const send = (msg: TraceLiveMessage) => applyTraceMessage(client, "T", msg, newest);
-  return { client, send, refetches: () => refetches, snap: () => client.getQueryData<TraceSnapshot>(keys.trace("T"))!, newest };
+  return {
+    client,
+    send,
+    refetches: () => refetches,
+    snap: () => client.getQueryData<TraceSnapshot>(keys.trace("T"))!,
+    newest,
+  };
 }
 
-const delta = (seq: number, extra: Partial<Extract<TraceLiveMessage, { type: "delta" }>> = {}): TraceLiveMessage => ({
-  type: "delta", trace_id: "T", seq, nodes: [node("a", "SUCCESS")], containers: [group("SUCCESS")], structure_changed: false, summary: summary("SUCCESS"), ...extra,
+const delta = (
+  seq: number,
+  extra: Partial<Extract<TraceLiveMessage, { type: "delta" }>> = {},
+): TraceLiveMessage => ({
+  type: "delta",
+  trace_id: "T",
+  seq,
+  nodes: [node("a", "SUCCESS")],
+  containers: [group("SUCCESS")],
+  structure_changed: false,
+  summary: summary("SUCCESS"),
+  ...extra,
 });
 
 describe("trace live sequence", () => {

@@ -20,7 +20,10 @@ describe("order independence", () => {
         const expected = graphOf(traceEvents);
         fc.assert(
           fc.property(
-            fc.shuffledSubarray(traceEvents, { minLength: traceEvents.length, maxLength: traceEvents.length }),
+            fc.shuffledSubarray(traceEvents, {
+              minLength: traceEvents.length,
+              maxLength: traceEvents.length,
+            }),
             fc.array(fc.nat({ max: traceEvents.length - 1 }), { maxLength: traceEvents.length }),
             (shuffled, dupes) => {
               const withDuplicates = [...shuffled, ...dupes.map((i) => shuffled[i]!)];

@@ -21,19 +21,34 @@ function sameAnswer(value: unknown): void {
 
 const isExact = exactMatcher(Event);
 
-const lengths = [0, 1, 63, 64, 65, 99, 100, 101, 199, 200, 201, 299, 300, 301, 1999, 2000, 2001, 99_999, 100_000, 100_001, 200_000, 200_001];
+const lengths = [
+  0, 1, 63, 64, 65, 99, 100, 101, 199, 200, 201, 299, 300, 301, 1999, 2000, 2001, 99_999, 100_000, 100_001,
+  200_000, 200_001,
+];
 const edgeValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.constantFrom(...lengths).map((n) => "x".repeat(n)),
   fc.constantFrom(-1, 0, -0, 1, 1.5, 2 ** 53 - 1, 2 ** 53, -(2 ** 53), 1e308, 1795334409.25),
   fc.constantFrom(null, true, false, "", "1", [], {}, undefined),
-  fc.constantFrom(...["published", "postrun", "task", "worker", "SUCCESS", "IGNORED", "warm", "cold", "nope"]),
+  fc.constantFrom(
+    ...["published", "postrun", "task", "worker", "SUCCESS", "IGNORED", "warm", "cold", "nope"],
+  ),
   fc.constantFrom(1, 2, "1"),
-  fc.constantFrom(...lengths.filter((n) => n <= 10_001).concat([1000, 1001, 10_000, 10_001])).map((n) => Array.from({ length: n }, (_, i) => `id-${i}`)),
-  fc.record({ task_id: fc.constantFrom("t", "", 3), name: fc.constantFrom("app.x", "", null) }, { requiredKeys: [] }),
+  fc
+    .constantFrom(...lengths.filter((n) => n <= 10_001).concat([1000, 1001, 10_000, 10_001]))
+    .map((n) => Array.from({ length: n }, (_, i) => `id-${i}`)),
+  fc.record(
+    { task_id: fc.constantFrom("t", "", 3), name: fc.constantFrom("app.x", "", null) },
+    { requiredKeys: [] },
+  ),
   fc.record(
     {
       group_id: fc.constantFrom("g", null, ""),
-      tasks: fc.constantFrom([], [{ task_id: "a", name: "b" }], [{ task_id: "a" }], [{ task_id: "a", name: "b", extra: 1 }]),
+      tasks: fc.constantFrom(
+        [],
+        [{ task_id: "a", name: "b" }],
+        [{ task_id: "a" }],
+        [{ task_id: "a", name: "b", extra: 1 }],
+      ),
       chord_callback: fc.constantFrom(null, { task_id: "c", name: "d" }, { task_id: "c" }),
       task_id: fc.constantFrom("t", 1),
       name: fc.constantFrom("n", ""),
@@ -42,7 +57,14 @@ const edgeValue: fc.Arbitrary<unknown> = fc.oneof(
     },
     { requiredKeys: [] },
   ),
-  fc.record({ type: fc.constantFrom("ValueError", 1), message: fc.constantFrom("boom", null), stack: fc.constant("x") }, { requiredKeys: [] }),
+  fc.record(
+    {
+      type: fc.constantFrom("ValueError", 1),
+      message: fc.constantFrom("boom", null),
+      stack: fc.constant("x"),
+    },
+    { requiredKeys: [] },
+  ),
 );
 const keys = [
   ...Object.keys((Event.options[0] as z.ZodObject).shape),
@@ -53,7 +75,20 @@ const keys = [
 /** A path into an event: a top-level key, or one inside a chain step, a link, the exception. */
 const path = fc.oneof(
   fc.constantFrom(...keys).map((k) => [k]),
-  fc.tuple(fc.constantFrom("chain", "callbacks", "errbacks", "registered"), fc.nat(2), fc.constantFrom("task_id", "name", "group_id", "group_index", "tasks", "chord_callback", "module", "extra")),
+  fc.tuple(
+    fc.constantFrom("chain", "callbacks", "errbacks", "registered"),
+    fc.nat(2),
+    fc.constantFrom(
+      "task_id",
+      "name",
+      "group_id",
+      "group_index",
+      "tasks",
+      "chord_callback",
+      "module",
+      "extra",
+    ),
+  ),
   fc.tuple(fc.constant("exception"), fc.constantFrom("type", "message", "extra")),
 );
 
@@ -68,7 +103,8 @@ function mutate(event: unknown, at: (string | number)[], value: unknown): unknow
   }
   const last = at[at.length - 1]!;
   if (value === undefined) delete target[last];
-  else if (last === "__proto__") Object.defineProperty(target, last, { value, enumerable: true, configurable: true, writable: true });
+  else if (last === "__proto__")
+    Object.defineProperty(target, last, { value, enumerable: true, configurable: true, writable: true });
   else target[last] = value;
   return copy;
 }
@@ -83,21 +119,25 @@ describe("parseEvent (the Worker's fast validation path)", () => {
 
   it("answers exactly as zod on mutations around every limit of the schema", () => {
     fc.assert(
-      fc.property(fc.constantFrom(...recorded), fc.array(fc.tuple(path, edgeValue), { minLength: 1, maxLength: 4 }), (event, changes) => {
-        let value = event;
-        for (const [at, v] of changes) value = mutate(value, at, v);
-        // The Worker only ever sees what JSON.parse makes of a body: plain objects (an own
-        // "__proto__" key included), never a null-prototype object or a value JSON cannot carry.
-        let text: string | undefined;
-        try {
-          text = JSON.stringify(value);
-        } catch {
-          return; // a BigInt: no body can hold it
-        }
-        value = JSON.parse(text ?? "null");
-        sameAnswer(value);
-        if (isExact(value)) expect(Event.safeParse(value).success).toBe(true);
-      }),
+      fc.property(
+        fc.constantFrom(...recorded),
+        fc.array(fc.tuple(path, edgeValue), { minLength: 1, maxLength: 4 }),
+        (event, changes) => {
+          let value = event;
+          for (const [at, v] of changes) value = mutate(value, at, v);
+          // The Worker only ever sees what JSON.parse makes of a body: plain objects (an own
+          // "__proto__" key included), never a null-prototype object or a value JSON cannot carry.
+          let text: string | undefined;
+          try {
+            text = JSON.stringify(value);
+          } catch {
+            return; // a BigInt: no body can hold it
+          }
+          value = JSON.parse(text ?? "null");
+          sameAnswer(value);
+          if (isExact(value)) expect(Event.safeParse(value).success).toBe(true);
+        },
+      ),
       { numRuns: 5000 },
     );
   });

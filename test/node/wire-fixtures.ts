@@ -10,9 +10,13 @@ const dir = fileURLToPath(new URL("../fixtures/wire/", import.meta.url));
 /** Every recorded scenario: its file name and its events, in recorded order. */
 export const scenarios: { file: string; events: Event[] }[] = readdirSync(dir)
   .filter((f) => f.endsWith(".json"))
-  .map((file) => ({ file, events: (JSON.parse(readFileSync(dir + file, "utf8")) as { events: Event[] }).events }));
+  .map((file) => ({
+    file,
+    events: (JSON.parse(readFileSync(dir + file, "utf8")) as { events: Event[] }).events,
+  }));
 
-export const taskEventsOf = (events: Event[]): TaskEvent[] => events.filter((e): e is TaskEvent => e.kind === "task");
+export const taskEventsOf = (events: Event[]): TaskEvent[] =>
+  events.filter((e): e is TaskEvent => e.kind === "task");
 
 /** What the TraceGraph shows for these task events (folded per task, then the graph rules). */
 export function graphOf(events: TaskEvent[]) {

@@ -6,7 +6,15 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { AnomalyList, Registry, Stats, TaskDetail, TraceList, TraceSnapshot, type Anomaly } from "../../shared/api";
+import {
+  AnomalyList,
+  Registry,
+  Stats,
+  TaskDetail,
+  TraceList,
+  TraceSnapshot,
+  type Anomaly,
+} from "../../shared/api";
 import type { TaskEvent, WorkerEvent } from "../../shared/wire";
 import type { TraceGraph } from "../../durable-objects/trace-graph";
 import type { Fleet } from "../../durable-objects/fleet";
@@ -18,7 +26,20 @@ const now = () => Date.now() / 1000;
 
 function ev(task_id: string, type: TaskEvent["type"], extra: Partial<TaskEvent> = {}): TaskEvent {
   n++;
-  return { v: 1, id: `an-${n}`, kind: "task", type, ts: now(), seq: n, host: "w1@h", pid: 1, task_id, name: "app.work", trace_id: task_id, ...extra };
+  return {
+    v: 1,
+    id: `an-${n}`,
+    kind: "task",
+    type,
+    ts: now(),
+    seq: n,
+    host: "w1@h",
+    pid: 1,
+    task_id,
+    name: "app.work",
+    trace_id: task_id,
+    ...extra,
+  };
 }
 
 function wev(host: string, type: WorkerEvent["type"], extra: Partial<WorkerEvent> = {}): WorkerEvent {
@@ -27,7 +48,11 @@ function wev(host: string, type: WorkerEvent["type"], extra: Partial<WorkerEvent
 }
 
 async function post(events: unknown[]) {
-  const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ events }) });
+  const res = await exports.default.fetch("http://127.0.0.1/v1/events", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ events }),
+  });
   expect(res.status).toBe(202);
   const body = (await res.json()) as { rejected: unknown[] };
   expect(body.rejected).toEqual([]);
@@ -54,10 +79,16 @@ async function forceDue(traceId: string, which: "watch:%" | "graph_check" | "non
   await runInDurableObject(graph(traceId), async (_obj: TraceGraph, state) => {
     if (which === "watch:%") {
       // Rows live in the trace's day partition (`tasks` is a view over them).
-      const { part } = state.storage.sql.exec<{ part: number }>("SELECT part FROM tasks WHERE trace_id = ? LIMIT 1", traceId).one();
-      state.storage.sql.exec(`UPDATE tasks_${part} SET due_at = 0 WHERE trace_id = ? AND due_at IS NOT NULL`, traceId);
+      const { part } = state.storage.sql
+        .exec<{ part: number }>("SELECT part FROM tasks WHERE trace_id = ? LIMIT 1", traceId)
+        .one();
+      state.storage.sql.exec(
+        `UPDATE tasks_${part} SET due_at = 0 WHERE trace_id = ? AND due_at IS NOT NULL`,
+        traceId,
+      );
     }
-    if (which === "graph_check") state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = ?", `graph_check:${traceId}`);
+    if (which === "graph_check")
+      state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE key = ?", `graph_check:${traceId}`);
     await state.storage.setAlarm(Date.now());
   });
   await runAlarm(traceId);
@@ -71,7 +102,13 @@ async function alarmOf(traceId: string): Promise<number | null> {
   await graph(traceId).flush();
   return runInDurableObject(graph(traceId), async (_o: TraceGraph, state) => {
     const earliest = (where: string, ...args: string[]) =>
-      state.storage.sql.exec<{ due: number | null }>(`SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL ${where} UNION ALL SELECT MIN(due_at) FROM deadlines WHERE true ${where})`, ...args, ...args).one().due;
+      state.storage.sql
+        .exec<{ due: number | null }>(
+          `SELECT MIN(due) AS due FROM (SELECT MIN(due_at) AS due FROM tasks WHERE due_at IS NOT NULL ${where} UNION ALL SELECT MIN(due_at) FROM deadlines WHERE true ${where})`,
+          ...args,
+          ...args,
+        )
+        .one().due;
     // Never late: the alarm is at the earliest deadline or before it (it only moves earlier, and
     // one that fires early finds nothing due and re-arms).
     const all = earliest("");
@@ -81,7 +118,10 @@ async function alarmOf(traceId: string): Promise<number | null> {
   });
 }
 
-async function anomaliesOf(traceId: string, status: "open" | "resolved" | "all" = "open"): Promise<Anomaly[]> {
+async function anomaliesOf(
+  traceId: string,
+  status: "open" | "resolved" | "all" = "open",
+): Promise<Anomaly[]> {
   return (await get(`/api/anomalies?trace_id=${traceId}&status=${status}`, AnomalyList)).anomalies;
 }
 
@@ -136,7 +176,10 @@ describe("stuck pending", () => {
 describe("stuck received and scheduled", () => {
   it("flags a task received and not started within STUCK_RECEIVED_S", async () => {
     const id = "stuck-received-1";
-    await post([ev(id, "published", { ts: now() - 500, host: null }), ev(id, "received", { ts: now() - 400 })]);
+    await post([
+      ev(id, "published", { ts: now() - 500, host: null }),
+      ev(id, "received", { ts: now() - 400 }),
+    ]);
     await runAlarm(id);
     const [a] = await anomaliesOf(id);
     expect(a).toMatchObject({ kind: "stuck_received", task_id: id });
@@ -156,7 +199,9 @@ describe("stuck received and scheduled", () => {
     expect(await alarmOf(id)).toBe(Math.ceil((received + 800 + 300) * 1000));
 
     const late = "stuck-scheduled-2";
-    await post([ev(late, "received", { ts: now() - 2000, eta: new Date((now() - 1500) * 1000).toISOString() })]);
+    await post([
+      ev(late, "received", { ts: now() - 2000, eta: new Date((now() - 1500) * 1000).toISOString() }),
+    ]);
     await runAlarm(late);
     const [a] = await anomaliesOf(late);
     expect(a!.kind).toBe("stuck_received");
@@ -191,7 +236,15 @@ describe("stuck started", () => {
     const hist = "history-runs";
     const runs: TaskEvent[] = [];
     for (let i = 0; i < 25; i++)
-      runs.push(ev(`${hist}-${i}`, "succeeded", { trace_id: hist, name: "app.hist", ts: now() - 5000, runtime_ms: 40_000, state: "SUCCESS" }));
+      runs.push(
+        ev(`${hist}-${i}`, "succeeded", {
+          trace_id: hist,
+          name: "app.hist",
+          ts: now() - 5000,
+          runtime_ms: 40_000,
+          state: "SUCCESS",
+        }),
+      );
     await post(runs);
 
     const early = "stuck-started-hist-early";
@@ -213,17 +266,30 @@ describe("stuck started", () => {
 describe("unregistered", () => {
   it("flags task_unknown at once, on the node, the trace and the registry row", async () => {
     const id = "unreg-unknown";
-    await post([ev(id, "published", { name: "app.nowhere", host: null }), ev(id, "unknown", { name: "app.nowhere" })]);
+    await post([
+      ev(id, "published", { name: "app.nowhere", host: null }),
+      ev(id, "unknown", { name: "app.nowhere" }),
+    ]);
     const [a] = await anomaliesOf(id);
     expect(a).toMatchObject({ kind: "unregistered", task_name: "app.nowhere" });
     expect(a!.explanation).toContain("task_unknown");
     expect((await nodeOf(id, id)).anomaly).toBe("unregistered");
     const registry = await get("/api/registry?q=app.nowhere", Registry);
-    expect(registry.tasks[0]).toMatchObject({ name: "app.nowhere", status: "NOT_REGISTERED", open_anomalies: 1 });
+    expect(registry.tasks[0]).toMatchObject({
+      name: "app.nowhere",
+      status: "NOT_REGISTERED",
+      open_anomalies: 1,
+    });
   });
 
   it("flags a published name that no online worker registers (and not a registered one)", async () => {
-    await post([wev("reg-worker@h", "online", { registered: [{ name: "app.known", module: "app", signature: "()", doc: null }], queues: ["celery"], freq: 3600 })]);
+    await post([
+      wev("reg-worker@h", "online", {
+        registered: [{ name: "app.known", module: "app", signature: "()", doc: null }],
+        queues: ["celery"],
+        freq: 3600,
+      }),
+    ]);
     const missing = "unreg-published";
     const known = "reg-published";
     await post([ev(missing, "published", { name: "app.not-deployed", host: null, ts: now() - 5 })]);
@@ -246,16 +312,24 @@ describe("interrupted and lost", () => {
   });
 
   it("a cold shutdown interrupts the tasks running on that worker; a warm one flags nothing", async () => {
-    await post([wev("cold@h", "online", { pid: 10, freq: 3600 }), wev("warm@h", "online", { pid: 11, freq: 3600 })]);
+    await post([
+      wev("cold@h", "online", { pid: 10, freq: 3600 }),
+      wev("warm@h", "online", { pid: 11, freq: 3600 }),
+    ]);
     const cold = "cold-running";
     const warm = "warm-running";
     await post([ev(cold, "started", { host: "cold@h", pid: 12, ts: now() - 5 })]);
     await post([ev(warm, "started", { host: "warm@h", pid: 13, ts: now() - 5 })]);
-    await post([wev("cold@h", "shutting_down", { pid: 10, how: "cold" }), wev("warm@h", "shutting_down", { pid: 11, how: "warm" })]);
+    await post([
+      wev("cold@h", "shutting_down", { pid: 10, how: "cold" }),
+      wev("warm@h", "shutting_down", { pid: 11, how: "warm" }),
+    ]);
     const node = await nodeOf(cold, cold);
     expect(node.state).toBe("INTERRUPTED");
     expect(node.state_reason).toContain("shut down cold");
-    expect((await get(`/api/tasks/${cold}`, TaskDetail)).attempts.map((a) => a.state)).toEqual(["INTERRUPTED"]);
+    expect((await get(`/api/tasks/${cold}`, TaskDetail)).attempts.map((a) => a.state)).toEqual([
+      "INTERRUPTED",
+    ]);
     expect((await anomaliesOf(cold)).map((a) => a.kind)).toEqual(["interrupted"]);
     expect((await nodeOf(warm, warm)).state).toBe("STARTED");
     expect(await anomaliesOf(warm)).toEqual([]);
@@ -300,7 +374,10 @@ describe("interrupted and lost", () => {
 
 describe("chord never fired, chain stopped", () => {
   it("flags the callback of a chord whose header failed (recorded 10a)", async () => {
-    const events = taskEvents(scenario("10a_chord_header_fails")).map((e) => ({ ...e, id: `10a-an-${e.id}` }));
+    const events = taskEvents(scenario("10a_chord_header_fails")).map((e) => ({
+      ...e,
+      id: `10a-an-${e.id}`,
+    }));
     await post(events);
     const traceId = events[0]!.trace_id!;
     await forceDue(traceId, "graph_check");
@@ -312,7 +389,13 @@ describe("chord never fired, chain stopped", () => {
   it("flags a chain whose step failed once, at the first step that will not run", async () => {
     const id = "chain-stops";
     await post([
-      ev(id, "published", { host: null, chain: [{ task_id: `${id}-c`, name: "app.c" }, { task_id: `${id}-b`, name: "app.b" }] }),
+      ev(id, "published", {
+        host: null,
+        chain: [
+          { task_id: `${id}-c`, name: "app.c" },
+          { task_id: `${id}-b`, name: "app.b" },
+        ],
+      }),
       ev(id, "failed", { exception: { type: "ValueError", message: "no" } }),
     ]);
     await forceDue(id, "graph_check");
@@ -336,7 +419,9 @@ describe("GET /api/anomalies and /api/stats", () => {
   });
 
   it("announces anomalies on /api/live", async () => {
-    const res = await exports.default.fetch("http://127.0.0.1/api/live", { headers: { Upgrade: "websocket" } });
+    const res = await exports.default.fetch("http://127.0.0.1/api/live", {
+      headers: { Upgrade: "websocket" },
+    });
     const ws = res.webSocket!;
     const frames: { type: string; anomaly?: Anomaly }[] = [];
     ws.accept();

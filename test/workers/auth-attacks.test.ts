@@ -49,14 +49,31 @@ afterAll(() => {
 
 const now = () => Math.floor(Date.now() / 1000);
 
-function sign(payload: JWTPayload, key: CryptoKey = realKey.privateKey, header: Record<string, unknown> = {}) {
+function sign(
+  payload: JWTPayload,
+  key: CryptoKey = realKey.privateKey,
+  header: Record<string, unknown> = {},
+) {
   return new SignJWT(payload).setProtectedHeader({ alg: "RS256", kid: "team-key-1", ...header }).sign(key);
 }
 
-const good = (extra: JWTPayload = {}) => ({ iss: ISS, aud: AUD, iat: now() - 5, exp: now() + 300, email: "ada@example.com", ...extra });
+const good = (extra: JWTPayload = {}) => ({
+  iss: ISS,
+  aud: AUD,
+  iat: now() - 5,
+  exp: now() + 300,
+  email: "ada@example.com",
+  ...extra,
+});
 
-async function status(token: string, need: "read" | "ingest" = "read", env: Env = accessEnv): Promise<number> {
-  const req = new Request("https://stemtrace.example.com/api/traces", { headers: { "Cf-Access-Jwt-Assertion": token } });
+async function status(
+  token: string,
+  need: "read" | "ingest" = "read",
+  env: Env = accessEnv,
+): Promise<number> {
+  const req = new Request("https://stemtrace.example.com/api/traces", {
+    headers: { "Cf-Access-Jwt-Assertion": token },
+  });
   try {
     await authenticate(env, req, need);
     return 200;
@@ -112,8 +129,16 @@ describe("Access tokens: the attack matrix", () => {
     const h = enc({ alg: "HS256", typ: "JWT", kid: "team-key-1" });
     const body = enc(good());
     for (const secret of [await exportSPKI(realKey.publicKey), JSON.stringify(realJwk), realJwk.n!]) {
-      const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-      const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${h}.${body}`)));
+      const key = await crypto.subtle.importKey(
+        "raw",
+        new TextEncoder().encode(secret),
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["sign"],
+      );
+      const mac = new Uint8Array(
+        await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${h}.${body}`)),
+      );
       expect(await status(`${h}.${body}.${base64url.encode(mac)}`)).toBe(403);
     }
   });
@@ -121,15 +146,21 @@ describe("Access tokens: the attack matrix", () => {
   it("never trusts keys named by the token: jku and embedded jwk headers", async () => {
     const jku = await sign(good(), attackerKey.privateKey, { jku: ATTACKER_JWKS });
     expect(await status(jku)).toBe(403);
-    const embedded = await sign(good(), attackerKey.privateKey, { jwk: { kty: attackerJwk.kty, n: attackerJwk.n, e: attackerJwk.e } });
+    const embedded = await sign(good(), attackerKey.privateKey, {
+      jwk: { kty: attackerJwk.kty, n: attackerJwk.n, e: attackerJwk.e },
+    });
     expect(await status(embedded)).toBe(403);
-    const kidless = await sign(good(), attackerKey.privateKey, { kid: undefined, jwk: { kty: attackerJwk.kty, n: attackerJwk.n, e: attackerJwk.e } });
+    const kidless = await sign(good(), attackerKey.privateKey, {
+      kid: undefined,
+      jwk: { kty: attackerJwk.kty, n: attackerJwk.n, e: attackerJwk.e },
+    });
     expect(await status(kidless)).toBe(403);
     expect(otherFetches).toEqual([]); // the jku URL was never fetched
   });
 
   it("refuses garbage in the header: not a JWT, empty, a JWE-shaped token", async () => {
-    for (const t of ["x.y.z", "", "....", "a.b.c.d.e", `${enc({ alg: "RS256" })}.${enc(good())}`]) expect(await status(t)).toBeGreaterThanOrEqual(401);
+    for (const t of ["x.y.z", "", "....", "a.b.c.d.e", `${enc({ alg: "RS256" })}.${enc(good())}`])
+      expect(await status(t)).toBeGreaterThanOrEqual(401);
   });
 });
 
@@ -141,14 +172,23 @@ describe("access mode without its settings", () => {
   ];
   for (const [label, vars] of cases)
     it(`answers 503 with what is missing for every request (${label})`, async () => {
-      const env = { ...workerEnv, AUTH_MODE: "access", ACCESS_TEAM_DOMAIN: undefined, ACCESS_AUD: undefined, ...vars } as Env;
+      const env = {
+        ...workerEnv,
+        AUTH_MODE: "access",
+        ACCESS_TEAM_DOMAIN: undefined,
+        ACCESS_AUD: undefined,
+        ...vars,
+      } as Env;
       const token = await sign(good());
       const requests: Array<[string, RequestInit]> = [
         ["/api/traces", {}],
         ["/api/traces", { headers: { "Cf-Access-Jwt-Assertion": token } }],
         ["/api/health", {}],
         ["/api/workers", { headers: { Authorization: "Bearer whatever" } }],
-        ["/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"events":[]}' }],
+        [
+          "/v1/events",
+          { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"events":[]}' },
+        ],
       ];
       for (const [path, init] of requests) {
         const res = await app.fetch(new Request(`https://stemtrace.example.com${path}`, init), env);
@@ -166,7 +206,10 @@ describe("/api/health", () => {
 
   it("says only ok to a caller that is not signed in", async () => {
     for (const headers of [{}, { Authorization: "Bearer wrong" }] as Array<Record<string, string>>) {
-      const res = await app.fetch(new Request("https://stemtrace.example.com/api/health", { headers }), tokenEnv());
+      const res = await app.fetch(
+        new Request("https://stemtrace.example.com/api/health", { headers }),
+        tokenEnv(),
+      );
       expect(res.status).toBe(200);
       expect(await res.json()).toEqual({ ok: true });
     }
@@ -176,14 +219,36 @@ describe("/api/health", () => {
   });
 
   it("keeps the details for a signed-in caller (token, Access, local)", async () => {
-    const signedIn = await app.fetch(new Request("https://stemtrace.example.com/api/health", { headers: { Authorization: "Bearer health-secret" } }), tokenEnv());
-    expect(await signedIn.json()).toMatchObject({ ok: true, version: expect.any(String), auth_mode: "token" });
+    const signedIn = await app.fetch(
+      new Request("https://stemtrace.example.com/api/health", {
+        headers: { Authorization: "Bearer health-secret" },
+      }),
+      tokenEnv(),
+    );
+    expect(await signedIn.json()).toMatchObject({
+      ok: true,
+      version: expect.any(String),
+      auth_mode: "token",
+    });
     const access = { ...workerEnv, ...accessEnv } as Env;
-    const person = await app.fetch(new Request("https://stemtrace.example.com/api/health", { headers: { "Cf-Access-Jwt-Assertion": await sign(good()) } }), access);
+    const person = await app.fetch(
+      new Request("https://stemtrace.example.com/api/health", {
+        headers: { "Cf-Access-Jwt-Assertion": await sign(good()) },
+      }),
+      access,
+    );
     expect(await person.json()).toMatchObject({ ok: true, auth_mode: "access" });
-    const forged = await app.fetch(new Request("https://stemtrace.example.com/api/health", { headers: { "Cf-Access-Jwt-Assertion": await sign(good(), attackerKey.privateKey) } }), access);
+    const forged = await app.fetch(
+      new Request("https://stemtrace.example.com/api/health", {
+        headers: { "Cf-Access-Jwt-Assertion": await sign(good(), attackerKey.privateKey) },
+      }),
+      access,
+    );
     expect(await forged.json()).toEqual({ ok: true });
-    const local = await app.fetch(new Request("http://127.0.0.1:8787/api/health"), { ...workerEnv, AUTH_MODE: undefined } as Env);
+    const local = await app.fetch(new Request("http://127.0.0.1:8787/api/health"), {
+      ...workerEnv,
+      AUTH_MODE: undefined,
+    } as Env);
     expect(await local.json()).toMatchObject({ ok: true, auth_mode: "none", version: expect.any(String) });
   });
 });

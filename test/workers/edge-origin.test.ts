@@ -11,7 +11,19 @@ import app from "../../worker/index";
 import { settle } from "./objects";
 
 const BASE = "http://127.0.0.1";
-const event = (id: string, trace: string) => ({ v: 1, id, kind: "task", type: "published", ts: Date.now() / 1000, seq: 1, host: null, pid: 1, task_id: trace, name: "app.edge", trace_id: trace });
+const event = (id: string, trace: string) => ({
+  v: 1,
+  id,
+  kind: "task",
+  type: "published",
+  ts: Date.now() / 1000,
+  seq: 1,
+  host: null,
+  pid: 1,
+  task_id: trace,
+  name: "app.edge",
+  trace_id: trace,
+});
 const batch = (id: string) => JSON.stringify({ events: [event(id, `edge-${id}`)] });
 const send = (init: RequestInit, path = "/v1/events") => exports.default.fetch(`${BASE}${path}`, init);
 
@@ -19,7 +31,12 @@ async function traceExists(id: string): Promise<boolean> {
   return (await exports.default.fetch(`${BASE}/api/traces/edge-${id}`)).status === 200;
 }
 
-function socket(path: string, origin?: string, env?: Partial<Env> & { ALLOWED_ORIGINS?: string }, host = BASE) {
+function socket(
+  path: string,
+  origin?: string,
+  env?: Partial<Env> & { ALLOWED_ORIGINS?: string },
+  host = BASE,
+) {
   const headers: Record<string, string> = { Upgrade: "websocket" };
   if (origin) headers.Origin = origin;
   const req = new Request(`${host}${path}`, { headers });
@@ -55,17 +72,28 @@ describe("ingest takes JSON only", () => {
     expect(bare.status).toBe(415);
     const none = await send({ method: "POST", body: new TextEncoder().encode(batch("none")) });
     expect(none.status).toBe(415);
-    expect(((await none.json()) as { error: { message: string } }).error.message).toContain("no Content-Type");
+    expect(((await none.json()) as { error: { message: string } }).error.message).toContain(
+      "no Content-Type",
+    );
   });
 
   it("accepts application/json with parameters and in any case, gzipped or not", async () => {
-    for (const [id, type] of [["cs", "application/json; charset=utf-8"], ["upper", "Application/JSON"]] as const) {
+    for (const [id, type] of [
+      ["cs", "application/json; charset=utf-8"],
+      ["upper", "Application/JSON"],
+    ] as const) {
       const res = await send({ method: "POST", headers: { "Content-Type": type }, body: batch(id) });
       expect(res.status, type).toBe(202);
       expect(await traceExists(id)).toBe(true);
     }
-    const gz = await new Response(new Blob([batch("gz")]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer();
-    const res = await send({ method: "POST", headers: { "Content-Type": "application/json", "Content-Encoding": "gzip" }, body: gz });
+    const gz = await new Response(
+      new Blob([batch("gz")]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer();
+    const res = await send({
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Content-Encoding": "gzip" },
+      body: gz,
+    });
     expect(res.status).toBe(202);
     expect(await traceExists("gz")).toBe(true);
   });
@@ -74,13 +102,21 @@ describe("ingest takes JSON only", () => {
 describe("Origin of sockets and cross-site writes", () => {
   beforeAll(async () => {
     // A trace that exists: in the per-trace layout an unknown trace's socket is a 404 (no object is made for it).
-    expect((await send({ method: "POST", headers: { "Content-Type": "application/json" }, body: batch("ws") })).status).toBe(202);
+    expect(
+      (await send({ method: "POST", headers: { "Content-Type": "application/json" }, body: batch("ws") }))
+        .status,
+    ).toBe(202);
     await settle();
   });
 
   it("refuses a WebSocket handshake from another web origin with 403 and says how to allow it", async () => {
     for (const path of ["/api/live", "/api/traces/edge-ws/live"])
-      for (const origin of ["https://evil.example", "http://127.0.0.1.evil.example", "null", "http://localhost:8787"]) {
+      for (const origin of [
+        "https://evil.example",
+        "http://127.0.0.1.evil.example",
+        "null",
+        "http://localhost:8787",
+      ]) {
         const res = await socket(path, origin);
         expect(res.status, `${path} ${origin}`).toBe(403);
         const body = (await res.json()) as { error: { code: string; message: string } };
@@ -93,25 +129,57 @@ describe("Origin of sockets and cross-site writes", () => {
     await closeSocket(await socket("/api/live", "http://127.0.0.1"));
     await closeSocket(await socket("/api/live", "https://127.0.0.1")); // TLS may end before the Worker
     await closeSocket(await socket("/api/live"));
-    await closeSocket(await socket("/api/traces/edge-ws/live", "https://dash.example.com", { ALLOWED_ORIGINS: "https://dash.example.com, http://localhost:5173" }));
-    await closeSocket(await socket("/api/live", "http://localhost:5173", { ALLOWED_ORIGINS: "https://dash.example.com, http://localhost:5173" }));
+    await closeSocket(
+      await socket("/api/traces/edge-ws/live", "https://dash.example.com", {
+        ALLOWED_ORIGINS: "https://dash.example.com, http://localhost:5173",
+      }),
+    );
+    await closeSocket(
+      await socket("/api/live", "http://localhost:5173", {
+        ALLOWED_ORIGINS: "https://dash.example.com, http://localhost:5173",
+      }),
+    );
     // An allow-list entry is an exact origin, not a prefix or a host.
-    expect((await socket("/api/live", "https://dash.example.com.evil.example", { ALLOWED_ORIGINS: "https://dash.example.com" })).status).toBe(403);
-    expect((await socket("/api/live", "http://dash.example.com", { ALLOWED_ORIGINS: "https://dash.example.com" })).status).toBe(403);
+    expect(
+      (
+        await socket("/api/live", "https://dash.example.com.evil.example", {
+          ALLOWED_ORIGINS: "https://dash.example.com",
+        })
+      ).status,
+    ).toBe(403);
+    expect(
+      (await socket("/api/live", "http://dash.example.com", { ALLOWED_ORIGINS: "https://dash.example.com" }))
+        .status,
+    ).toBe(403);
   });
 
   it("refuses a JSON POST from a foreign page (defence in depth behind the preflight)", async () => {
-    const res = await send({ method: "POST", headers: { "Content-Type": "application/json", Origin: "https://evil.example" }, body: batch("evilpost") });
+    const res = await send({
+      method: "POST",
+      headers: { "Content-Type": "application/json", Origin: "https://evil.example" },
+      body: batch("evilpost"),
+    });
     expect(res.status).toBe(403);
     expect(await traceExists("evilpost")).toBe(false);
-    const own = await send({ method: "POST", headers: { "Content-Type": "application/json", Origin: "http://127.0.0.1" }, body: batch("ownpost") });
+    const own = await send({
+      method: "POST",
+      headers: { "Content-Type": "application/json", Origin: "http://127.0.0.1" },
+      body: batch("ownpost"),
+    });
     expect(own.status).toBe(202);
   });
 });
 
 describe("CORS preflights", () => {
   const preflight = (origin: string, env?: { ALLOWED_ORIGINS?: string }) => {
-    const req = new Request(`${BASE}/v1/events`, { method: "OPTIONS", headers: { Origin: origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type" } });
+    const req = new Request(`${BASE}/v1/events`, {
+      method: "OPTIONS",
+      headers: {
+        Origin: origin,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+      },
+    });
     return env ? app.fetch(req, { ...workerEnv, ...env } as Env) : exports.default.fetch(req);
   };
 
@@ -132,9 +200,15 @@ describe("CORS preflights", () => {
     expect(res.headers.get("Vary")).toContain("Origin");
     // The real request from there carries the same origin back; a foreign one gets none.
     const env = { ...workerEnv, ALLOWED_ORIGINS: "https://dash.example.com" } as Env;
-    const read = await app.fetch(new Request(`${BASE}/api/workers`, { headers: { Origin: "https://dash.example.com" } }), env);
+    const read = await app.fetch(
+      new Request(`${BASE}/api/workers`, { headers: { Origin: "https://dash.example.com" } }),
+      env,
+    );
     expect(read.headers.get("Access-Control-Allow-Origin")).toBe("https://dash.example.com");
-    const foreign = await app.fetch(new Request(`${BASE}/api/workers`, { headers: { Origin: "https://evil.example" } }), env);
+    const foreign = await app.fetch(
+      new Request(`${BASE}/api/workers`, { headers: { Origin: "https://evil.example" } }),
+      env,
+    );
     expect(foreign.headers.get("Access-Control-Allow-Origin")).toBeNull();
   });
 });
@@ -167,10 +241,16 @@ describe("security headers", () => {
   });
 
   it("add HSTS when the host is not local", async () => {
-    const res = await app.fetch(new Request("https://stemtrace.example.com/api/health"), { ...workerEnv, AUTH_MODE: "none" } as Env);
+    const res = await app.fetch(new Request("https://stemtrace.example.com/api/health"), {
+      ...workerEnv,
+      AUTH_MODE: "none",
+    } as Env);
     expectCommon(res, "deployed");
     expect(res.headers.get("Strict-Transport-Security")).toMatch(/max-age=\d{7,}/);
-    const refused = await app.fetch(new Request("https://stemtrace.example.com/api/traces"), { ...workerEnv, AUTH_MODE: undefined } as Env);
+    const refused = await app.fetch(new Request("https://stemtrace.example.com/api/traces"), {
+      ...workerEnv,
+      AUTH_MODE: undefined,
+    } as Env);
     expect(refused.status).toBe(401);
     expect(refused.headers.get("Strict-Transport-Security")).toMatch(/max-age=/);
   });
@@ -185,7 +265,12 @@ describe("security headers", () => {
     expect(csp).toContain("connect-src 'self'");
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toMatch(/unsafe-(inline|eval)|\*/);
-    for (const h of ["X-Content-Type-Options: nosniff", "Referrer-Policy: no-referrer", "Strict-Transport-Security:"]) expect(rule).toContain(h);
+    for (const h of [
+      "X-Content-Type-Options: nosniff",
+      "Referrer-Policy: no-referrer",
+      "Strict-Transport-Security:",
+    ])
+      expect(rule).toContain(h);
     expect(file).toContain("/assets/*\n  Cache-Control: public, max-age=31536000, immutable");
   });
 });

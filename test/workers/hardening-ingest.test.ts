@@ -20,14 +20,34 @@ const now = () => Date.now() / 1000;
 function task(traceId: string, taskId: string, extra: Record<string, unknown> = {}) {
   n++;
   return {
-    v: 1, id: `hi-${n}-${Math.random()}`, kind: "task", type: "published", ts: now() - 5, seq: n, host: null,
-    task_id: taskId, name: "app.hardening", trace_id: traceId, ...extra,
+    v: 1,
+    id: `hi-${n}-${Math.random()}`,
+    kind: "task",
+    type: "published",
+    ts: now() - 5,
+    seq: n,
+    host: null,
+    task_id: taskId,
+    name: "app.hardening",
+    trace_id: traceId,
+    ...extra,
   };
 }
 
 function worker(host: string, type: string, extra: Record<string, unknown> = {}) {
   n++;
-  return { v: 1, id: `hw-${n}-${Math.random()}`, kind: "worker", type, ts: now() - 1, seq: n, host, pid: 7, freq: 2, ...extra };
+  return {
+    v: 1,
+    id: `hw-${n}-${Math.random()}`,
+    kind: "worker",
+    type,
+    ts: now() - 1,
+    seq: n,
+    host,
+    pid: 7,
+    freq: 2,
+    ...extra,
+  };
 }
 
 async function post(events: unknown[]): Promise<{ status: number; body: IngestResponse }> {
@@ -101,7 +121,9 @@ describe("one bad event costs only itself", () => {
     expect(reasons[4]).toMatch(/^ts: .*3 days ahead of the server's clock/);
     expect(reasons[5]).toMatch(/^runtime_ms: /);
     expect(reasons[6]).toMatch(/^ts: /);
-    const w = WorkerInfo.parse(await (await exports.default.fetch("http://127.0.0.1/api/workers/range@h")).json());
+    const w = WorkerInfo.parse(
+      await (await exports.default.fetch("http://127.0.0.1/api/workers/range@h")).json(),
+    );
     expect(w.last_seen).toBeLessThan(now() + 1);
     expect(w.heartbeat_interval_s).toBe(2);
   });
@@ -121,14 +143,21 @@ describe("one bad event costs only itself", () => {
     expect(res.body.rejected[0]!.error).toMatch(/^trace_id: holds a lone UTF-16 surrogate/);
     expect(res.body.rejected[3]!.error).toMatch(/^host: /);
     await settle();
-    const detail = TaskDetail.parse(await (await exports.default.fetch("http://127.0.0.1/api/tasks/sur-ok")).json());
+    const detail = TaskDetail.parse(
+      await (await exports.default.fetch("http://127.0.0.1/api/tasks/sur-ok")).json(),
+    );
     expect(detail.args).toEqual(["a\ufffdb", { "k\ufffd": "\ud83d\ude00 ok" }]);
   });
 
   it("keeps a task's row under the row size limit: the event that would pass it is refused, the task stays readable", async () => {
     const big = "x".repeat(280_000);
     const events = [0, 1, 2, 3].map((i) =>
-      task("big-t", "big-1", { type: i === 0 ? "published" : "retried", host: "w@h", retries: i, args: [big] }),
+      task("big-t", "big-1", {
+        type: i === 0 ? "published" : "retried",
+        host: "w@h",
+        retries: i,
+        args: [big],
+      }),
     );
     const results = [];
     for (const e of events) results.push(await post([task("big-t", `big-other-${e.seq}`), e]));
@@ -179,7 +208,12 @@ describe("an object that fails", () => {
     const a = "fail-a";
     let b = "fail-b-0";
     for (let i = 1; traceObjectName(b, shards) === traceObjectName(a, shards); i++) b = `fail-b-${i}`;
-    const batch = [task(a, a), task(b, b), task(a, `${a}-2`, { parent_id: a }), task(b, "fail-bad", { ts: -1 })];
+    const batch = [
+      task(a, a),
+      task(b, b),
+      task(a, `${a}-2`, { parent_id: a }),
+      task(b, "fail-bad", { ts: -1 }),
+    ];
     const broken = graphOf(a);
     await runInDurableObject(broken, (g: TraceGraph) => {
       (g as unknown as { absorb: () => never }).absorb = () => {
@@ -197,7 +231,11 @@ describe("an object that fails", () => {
     });
     const again = await post(batch);
     expect(again.status).toBe(202);
-    expect(again.body).toEqual({ accepted: 2, duplicates: 1, rejected: [{ index: 3, error: expect.stringMatching(/^ts: /) }] });
+    expect(again.body).toEqual({
+      accepted: 2,
+      duplicates: 1,
+      rejected: [{ index: 3, error: expect.stringMatching(/^ts: /) }],
+    });
     expect((await snapshot(a)).nodes.map((x) => x.id).sort()).toEqual([a, `${a}-2`]);
   });
 });
@@ -217,16 +255,23 @@ describe("the Fleet", () => {
     expect((await post([worker("someone-else@h", "heartbeat")])).status).toBe(202);
     const again = await post([online]);
     expect(again.body).toMatchObject({ accepted: 0, duplicates: 1 });
-    const info = WorkerInfo.parse(await (await exports.default.fetch(`http://127.0.0.1/api/workers/${host}`)).json());
+    const info = WorkerInfo.parse(
+      await (await exports.default.fetch(`http://127.0.0.1/api/workers/${host}`)).json(),
+    );
     expect(info).toMatchObject({ status: "OFFLINE", sessions: 1 });
   });
 
   it("its alarm survives any stored row: a bad one is skipped, silent workers still go LOST, the alarm re-arms", async () => {
-    expect((await post([worker("quiet@h", "online"), worker("absurd@h", "online"), worker("garbled@h", "online")])).status).toBe(202);
+    expect(
+      (await post([worker("quiet@h", "online"), worker("absurd@h", "online"), worker("garbled@h", "online")]))
+        .status,
+    ).toBe(202);
     await runInDurableObject(fleet(), async (_f: Fleet, state) => {
       // Rows as an older version could store them: a deadline no alarm can be set to, unreadable JSON.
       state.storage.sql.exec("UPDATE workers SET lost_due_at = 1e300 WHERE hostname = 'absurd@h'");
-      state.storage.sql.exec("UPDATE workers SET lost_due_at = 0, queues = '[not json', active = '{' WHERE hostname IN ('quiet@h', 'garbled@h')");
+      state.storage.sql.exec(
+        "UPDATE workers SET lost_due_at = 0, queues = '[not json', active = '{' WHERE hostname IN ('quiet@h', 'garbled@h')",
+      );
       await state.storage.setAlarm(Date.now());
     });
     expect(await runDurableObjectAlarm(fleet())).toBe(true);

@@ -16,13 +16,24 @@ let n = 0;
 function ev(traceId: string, taskId: string, type: string, extra: Record<string, unknown> = {}) {
   n++;
   return {
-    v: 1, id: `rd-${n}`, kind: "task", type, ts: now() - 10 + n / 1000, seq: n, host: type === "published" ? null : "w@h",
-    pid: 1, task_id: taskId, name: "app.read", trace_id: traceId, ...extra,
+    v: 1,
+    id: `rd-${n}`,
+    kind: "task",
+    type,
+    ts: now() - 10 + n / 1000,
+    seq: n,
+    host: type === "published" ? null : "w@h",
+    pid: 1,
+    task_id: taskId,
+    name: "app.read",
+    trace_id: traceId,
+    ...extra,
   };
 }
 
 const get = (path: string) => exports.default.fetch(`http://127.0.0.1${path}`);
-const objectIds = async () => new Set((await listDurableObjectIds(env.TRACE_GRAPH)).map((id) => id.toString()));
+const objectIds = async () =>
+  new Set((await listDurableObjectIds(env.TRACE_GRAPH)).map((id) => id.toString()));
 
 describe("reads of unknown ids", () => {
   it("create no object and write no row, in either layout, while known ids still read", async () => {
@@ -32,9 +43,12 @@ describe("reads of unknown ids", () => {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({
         events: [
-          ev(known, known, "published"), ev(known, known, "received"), ev(known, known, "started"),
+          ev(known, known, "published"),
+          ev(known, known, "received"),
+          ev(known, known, "started"),
           ev(known, known, "succeeded", { result: 1, runtime_ms: 5 }),
-          ev(known, "read-child", "published", { parent_id: known }), ev(known, "read-child", "succeeded", { runtime_ms: 1 }),
+          ev(known, "read-child", "published", { parent_id: known }),
+          ev(known, "read-child", "succeeded", { runtime_ms: 1 }),
         ],
       }),
     });
@@ -44,7 +58,10 @@ describe("reads of unknown ids", () => {
 
     const before = await objectIds();
     const written = (await graphOf(known).storageStats()).rows_written;
-    const unknown = Array.from({ length: 40 }, (_, i) => `never-seen-${i}-${Math.random().toString(36).slice(2)}`);
+    const unknown = Array.from(
+      { length: 40 },
+      (_, i) => `never-seen-${i}-${Math.random().toString(36).slice(2)}`,
+    );
     for (const id of unknown) {
       expect((await get(`/api/traces/${id}`)).status).toBe(404);
       expect((await get(`/api/tasks/${id}`)).status).toBe(404);
@@ -79,7 +96,9 @@ describe("reads of unknown ids", () => {
     expect(await stub.hasTrace("x")).toBe(false);
     expect((await stub.storageStats()).rows_written).toBe(0);
     const tables = await runInDurableObject(stub, (_g, state) =>
-      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\'").toArray(),
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE name NOT LIKE '\\_cf\\_%' ESCAPE '\\'")
+        .toArray(),
     );
     expect(tables).toEqual([]);
   });
@@ -96,7 +115,9 @@ describe("reads of unknown ids", () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const res = await get(`/api/traces?limit=1&q=page-${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      const res = await get(
+        `/api/traces?limit=1&q=page-${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      );
       expect(res.status).toBe(200);
       const page = TraceList.parse(await res.json());
       seen.push(...page.traces.map((t) => t.trace_id));

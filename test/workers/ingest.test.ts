@@ -37,7 +37,14 @@ describe("POST /v1/events", () => {
   it("keeps the valid events of a batch and rejects each bad one with its index and reason", async () => {
     const good = taskEvent({ task_id: "keep-1", trace_id: "trace-keep" });
     const res = await post(
-      JSON.stringify({ events: [good, { v: 1, kind: "task" }, taskEvent({ ts: "yesterday" }), taskEvent({ task_id: "keep-2", trace_id: "trace-keep" })] }),
+      JSON.stringify({
+        events: [
+          good,
+          { v: 1, kind: "task" },
+          taskEvent({ ts: "yesterday" }),
+          taskEvent({ task_id: "keep-2", trace_id: "trace-keep" }),
+        ],
+      }),
     );
     expect(res.status).toBe(202);
     const body = IngestResponse.parse(await res.json());
@@ -58,7 +65,9 @@ describe("POST /v1/events", () => {
   });
 
   it("accepts gzip bodies", async () => {
-    const res = await post(await gzip(JSON.stringify({ events: [taskEvent({ trace_id: "trace-gz" })] })), { "Content-Encoding": "gzip" });
+    const res = await post(await gzip(JSON.stringify({ events: [taskEvent({ trace_id: "trace-gz" })] })), {
+      "Content-Encoding": "gzip",
+    });
     expect(res.status).toBe(202);
     expect(IngestResponse.parse(await res.json()).accepted).toBe(1);
   });
@@ -85,8 +94,19 @@ describe("POST /v1/events", () => {
 
   it("expands a coalesced end event into the received, started and succeeded it stands for", async () => {
     const end = taskEvent({
-      type: "succeeded", host: "w1@h", task_id: "co-1", trace_id: "trace-co", root_id: "co-1", queue: "celery", retries: 0,
-      received_ts: 1795334500.5, started_ts: 1795334500.75, ts: 1795334501, state: "SUCCESS", runtime_ms: 250, result: 7,
+      type: "succeeded",
+      host: "w1@h",
+      task_id: "co-1",
+      trace_id: "trace-co",
+      root_id: "co-1",
+      queue: "celery",
+      retries: 0,
+      received_ts: 1795334500.5,
+      started_ts: 1795334500.75,
+      ts: 1795334501,
+      state: "SUCCESS",
+      runtime_ms: 250,
+      result: 7,
     });
     const first = IngestResponse.parse(await (await post(JSON.stringify({ events: [end] }))).json());
     expect(first).toEqual({ accepted: 3, duplicates: 0, rejected: [] });
@@ -94,10 +114,23 @@ describe("POST /v1/events", () => {
     const again = IngestResponse.parse(await (await post(JSON.stringify({ events: [end] }))).json());
     expect(again).toEqual({ accepted: 0, duplicates: 3, rejected: [] });
     const snapshot = (await (await exports.default.fetch("http://127.0.0.1/api/traces/trace-co")).json()) as {
-      nodes: { id: string; state: string; worker: string; received_at: number; started_at: number; finished_at: number }[];
+      nodes: {
+        id: string;
+        state: string;
+        worker: string;
+        received_at: number;
+        started_at: number;
+        finished_at: number;
+      }[];
     };
     const node = snapshot.nodes.find((n) => n.id === "co-1")!;
-    expect(node).toMatchObject({ state: "SUCCESS", worker: "w1@h", received_at: 1795334500.5, started_at: 1795334500.75, finished_at: 1795334501 });
+    expect(node).toMatchObject({
+      state: "SUCCESS",
+      worker: "w1@h",
+      received_at: 1795334500.5,
+      started_at: 1795334500.75,
+      finished_at: 1795334501,
+    });
   });
 
   it("routes by trace_id ?? root_id ?? task_id", async () => {
@@ -110,7 +143,11 @@ describe("POST /v1/events", () => {
         ],
       }),
     );
-    for (const [trace, task] of [["route-trace", "r-a"], ["route-root", "r-b"], ["route-self", "route-self"]] as const) {
+    for (const [trace, task] of [
+      ["route-trace", "r-a"],
+      ["route-root", "r-b"],
+      ["route-self", "route-self"],
+    ] as const) {
       const res = await exports.default.fetch(`http://127.0.0.1/api/traces/${trace}`);
       expect(res.status).toBe(200);
       expect(((await res.json()) as { nodes: { id: string }[] }).nodes.map((n) => n.id)).toContain(task);
@@ -141,7 +178,12 @@ describe("TraceGraph task order", () => {
     // Ties on published_at are broken by task_id in UTF-8 byte order, where "😀" sorts after "\uffff" (not in JS).
     const ids = ["b", "a", "é", "\uffff", "😀", "\ue000", "Z", "a-long", "0", "~"];
     const events = ids.map((id, i) =>
-      taskEvent({ task_id: `order-${id}`, trace_id: "trace-order", type: i % 4 === 3 ? "received" : "published", ts: 1795334409 + (i === 1 || i === 6 ? 1 : 0) }),
+      taskEvent({
+        task_id: `order-${id}`,
+        trace_id: "trace-order",
+        type: i % 4 === 3 ? "received" : "published",
+        ts: 1795334409 + (i === 1 || i === 6 ? 1 : 0),
+      }),
     );
     const res = await post(JSON.stringify({ events }));
     expect(res.status).toBe(202);
@@ -150,7 +192,9 @@ describe("TraceGraph task order", () => {
     await stub.flush();
     await runInDurableObject(stub, async (graph, state) => {
       const expected = state.storage.sql
-        .exec<{ task_id: string }>("SELECT task_id FROM tasks WHERE trace_id = 'trace-order' ORDER BY published_at IS NULL, published_at, task_id")
+        .exec<{ task_id: string }>(
+          "SELECT task_id FROM tasks WHERE trace_id = 'trace-order' ORDER BY published_at IS NULL, published_at, task_id",
+        )
         .toArray()
         .map((r) => r.task_id);
       expect(expected).toHaveLength(ids.length);

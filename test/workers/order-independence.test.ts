@@ -22,7 +22,9 @@ async function outcomeAfter(traceId: string, batches: TaskEvent[][]): Promise<Ou
     await stub.flush();
     // A graph check that is due runs now, between this delivery and the next.
     const due = await runInDurableObject(stub, async (_obj: unknown, state) => {
-      const n = state.storage.sql.exec("UPDATE deadlines SET due_at = 0 WHERE kind = 'graph_check'").rowsWritten;
+      const n = state.storage.sql.exec(
+        "UPDATE deadlines SET due_at = 0 WHERE kind = 'graph_check'",
+      ).rowsWritten;
       if (n > 0) await state.storage.setAlarm(Date.now());
       return n > 0;
     });
@@ -45,7 +47,10 @@ const cases = scenarios
     const traceId = events[0] ? traceKeyOf(events[0]) : null;
     return { name: s.name, traceId, trace: events.filter((e) => traceKeyOf(e) === traceId) };
   })
-  .filter((c): c is { name: string; traceId: string; trace: TaskEvent[] } => c.traceId !== null && c.trace.length > 1);
+  .filter(
+    (c): c is { name: string; traceId: string; trace: TaskEvent[] } =>
+      c.traceId !== null && c.trace.length > 1,
+  );
 
 describe("TraceGraph applies events idempotently and in any order (graph and anomalies)", () => {
   it("covers every recorded scenario", () => {

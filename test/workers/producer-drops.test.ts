@@ -6,8 +6,19 @@ import { IngestResponse } from "../../shared/wire";
 let counter = 0;
 function event(overrides: Record<string, unknown> = {}) {
   counter++;
-  return { v: 1, id: `drops-${counter}`, kind: "task", type: "published", ts: 1795334409 + counter / 1000, seq: counter,
-    host: null, pid: 1, task_id: `drops-task-${counter}`, name: "app.add", ...overrides };
+  return {
+    v: 1,
+    id: `drops-${counter}`,
+    kind: "task",
+    type: "published",
+    ts: 1795334409 + counter / 1000,
+    seq: counter,
+    host: null,
+    pid: 1,
+    task_id: `drops-task-${counter}`,
+    name: "app.add",
+    ...overrides,
+  };
 }
 
 async function post(body: Record<string, unknown>) {
@@ -32,11 +43,23 @@ describe("producer drop reports (the batch envelope's `producer`)", () => {
       producer: { host, pid: 10, process: "main", dropped: { buffer_full: 5 } },
     });
     // A pool child of the same worker, and a client (no node name).
-    await post({ events: [event()], producer: { host, pid: 11, process: "child", dropped: { queue_full: 2, exit: 1 } } });
-    await post({ events: [event()], producer: { host: null, pid: 99, process: "script", dropped: { exit: 4 } } });
+    await post({
+      events: [event()],
+      producer: { host, pid: 11, process: "child", dropped: { queue_full: 2, exit: 1 } },
+    });
+    await post({
+      events: [event()],
+      producer: { host: null, pid: 99, process: "script", dropped: { exit: 4 } },
+    });
     // A batch replayed from a spool carries older counts; they never lower what is known.
-    await post({ events: [event()], producer: { host, pid: 10, process: "main", dropped: { buffer_full: 3 } } });
-    await post({ events: [event()], producer: { host, pid: 10, process: "main", dropped: { buffer_full: 7, rejected: 1 } } });
+    await post({
+      events: [event()],
+      producer: { host, pid: 10, process: "main", dropped: { buffer_full: 3 } },
+    });
+    await post({
+      events: [event()],
+      producer: { host, pid: 10, process: "main", dropped: { buffer_full: 7, rejected: 1 } },
+    });
 
     const drops = (await health()).producer_drops!;
     expect(drops.total).toBe(8 + 3 + 4);
@@ -44,7 +67,9 @@ describe("producer drop reports (the batch envelope's `producer`)", () => {
       { host: null, dropped: 4, processes: 1, by_reason: { exit: 4 } },
       { host, dropped: 11, processes: 2, by_reason: { buffer_full: 7, rejected: 1, queue_full: 2, exit: 1 } },
     ]);
-    const workers = WorkerList.parse(await (await exports.default.fetch("http://127.0.0.1/api/workers")).json());
+    const workers = WorkerList.parse(
+      await (await exports.default.fetch("http://127.0.0.1/api/workers")).json(),
+    );
     expect(workers.workers.find((w) => w.hostname === host)?.dropped).toBe(11);
   });
 
@@ -58,7 +83,9 @@ describe("producer drop reports (the batch envelope's `producer`)", () => {
   it("a worker whose producers lost nothing shows 0", async () => {
     const host = "drops@clean";
     await post({ events: [event({ kind: "worker", type: "online", host, pid: 20, freq: 2 })] });
-    const workers = WorkerList.parse(await (await exports.default.fetch("http://127.0.0.1/api/workers")).json());
+    const workers = WorkerList.parse(
+      await (await exports.default.fetch("http://127.0.0.1/api/workers")).json(),
+    );
     expect(workers.workers.find((w) => w.hostname === host)?.dropped).toBe(0);
   });
 });

@@ -28,7 +28,8 @@ async function ingest(events: unknown[]) {
 function traceOf(s: Scenario, taskId: string): string {
   // A task that never sent an event (a chord callback or chain step that never ran) lives with its announcer.
   const event =
-    taskEvents(s).find((e) => e.task_id === taskId) ?? taskEvents(s).find((e) => JSON.stringify(e).includes(taskId));
+    taskEvents(s).find((e) => e.task_id === taskId) ??
+    taskEvents(s).find((e) => JSON.stringify(e).includes(taskId));
   if (!event) throw new Error(`${s.name}: no event for task ${taskId}`);
   return traceKeyOf(event);
 }
@@ -47,7 +48,8 @@ async function graphOf(name: string, taskId: string) {
     if (!n) throw new Error(`${name}: node ${id} missing from trace ${snap.trace_id}`);
     return n;
   };
-  const edge = (source: string, target: string) => snap.edges.find((e) => e.source === source && e.target === target);
+  const edge = (source: string, target: string) =>
+    snap.edges.find((e) => e.source === source && e.target === target);
   return { snap, node, edge };
 }
 
@@ -65,25 +67,26 @@ beforeAll(async () => {
 });
 
 describe("every scenario matches its ground truth", () => {
-  it.each(scenarios.filter((s) => Object.keys(s.meta.backend_states_after ?? {}).length).map((s) => [s.name, s] as const))(
-    "%s: final states",
-    async (_name, s) => {
-      const containerIds = new Set<string>();
-      for (const [taskId, backend] of Object.entries(s.meta.backend_states_after)) {
-        const announcedOnly = expectedState(s.name, taskId, backend.state) !== backend.state;
-        if (!taskEvents(s).some((e) => e.task_id === taskId) && backend.state === "PENDING" && !announcedOnly) {
-          containerIds.add(taskId); // a group id: never a task (CELERY.md §3, 06)
-          continue;
-        }
-        const expected = expectedState(s.name, taskId, backend.state);
-        if (expected === null) continue;
-        const trace = await snapshotOf(traceOf(s, taskId));
-        const node = trace.nodes.find((n) => n.id === taskId);
-        expect(node, `${s.name}: ${taskId}`).toBeDefined();
-        expect(node?.state, `${s.name}: ${taskId}`).toBe(expected);
+  it.each(
+    scenarios
+      .filter((s) => Object.keys(s.meta.backend_states_after ?? {}).length)
+      .map((s) => [s.name, s] as const),
+  )("%s: final states", async (_name, s) => {
+    const containerIds = new Set<string>();
+    for (const [taskId, backend] of Object.entries(s.meta.backend_states_after)) {
+      const announcedOnly = expectedState(s.name, taskId, backend.state) !== backend.state;
+      if (!taskEvents(s).some((e) => e.task_id === taskId) && backend.state === "PENDING" && !announcedOnly) {
+        containerIds.add(taskId); // a group id: never a task (CELERY.md §3, 06)
+        continue;
       }
-    },
-  );
+      const expected = expectedState(s.name, taskId, backend.state);
+      if (expected === null) continue;
+      const trace = await snapshotOf(traceOf(s, taskId));
+      const node = trace.nodes.find((n) => n.id === taskId);
+      expect(node, `${s.name}: ${taskId}`).toBeDefined();
+      expect(node?.state, `${s.name}: ${taskId}`).toBe(expected);
+    }
+  });
 });
 
 describe("one summary", () => {
@@ -92,7 +95,9 @@ describe("one summary", () => {
     const listed = new Map<string, TraceSnapshot["summary"]>();
     let cursor: string | null = null;
     do {
-      const res = await exports.default.fetch(`${base}/api/traces?limit=200${cursor ? `&cursor=${cursor}` : ""}`);
+      const res = await exports.default.fetch(
+        `${base}/api/traces?limit=200${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       const page = (await res.json()) as { traces: TraceSnapshot["summary"][]; next_cursor: string | null };
       for (const t of page.traces) listed.set(t.trace_id, t);
       cursor = page.next_cursor;
@@ -101,7 +106,12 @@ describe("one summary", () => {
       const { summary } = await snapshotOf(traceId);
       const inList = listed.get(traceId);
       expect(inList, traceId).toBeDefined();
-      const pick = (x: TraceSnapshot["summary"]) => [x.state, x.task_count, x.failure_count, x.not_run_count ?? 0];
+      const pick = (x: TraceSnapshot["summary"]) => [
+        x.state,
+        x.task_count,
+        x.failure_count,
+        x.not_run_count ?? 0,
+      ];
       expect(pick(inList!), traceId).toEqual(pick(summary));
     }
   });
@@ -111,7 +121,11 @@ describe("graph rules on real recordings", () => {
   it("01 single success: one node, no edges, no containers", async () => {
     const { snap, node } = await graphOf("01_single_success", "d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0");
     expect(snap.nodes).toHaveLength(1);
-    expect(node("d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0")).toMatchObject({ state: "SUCCESS", name: "app.add", placeholder: false });
+    expect(node("d2b0bddd-04b6-47c2-bff0-5bb4d253c9e0")).toMatchObject({
+      state: "SUCCESS",
+      name: "app.add",
+      placeholder: false,
+    });
     expect(snap.edges).toEqual([]);
     expect(snap.summary).toMatchObject({ state: "SUCCESS", task_count: 1, failure_count: 0 });
   });
@@ -145,7 +159,11 @@ describe("graph rules on real recordings", () => {
   });
 
   it("05 chain: chain edges in order, one trace", async () => {
-    const [t1, t2, t3] = ["0844444d-c6ff-46c9-b82c-60920efd0db3", "74fce431-ba89-449c-ac4c-630ff1297187", "388c2713-973c-4c7b-8c95-0aedf05f5c75"];
+    const [t1, t2, t3] = [
+      "0844444d-c6ff-46c9-b82c-60920efd0db3",
+      "74fce431-ba89-449c-ac4c-630ff1297187",
+      "388c2713-973c-4c7b-8c95-0aedf05f5c75",
+    ];
     const { snap, edge } = await graphOf("05_chain", t1!);
     expect(snap.nodes.map((n) => n.id).sort()).toEqual([t1, t2, t3].sort());
     expect(edge(t1!, t2!)?.kind).toBe("chain");
@@ -155,16 +173,26 @@ describe("graph rules on real recordings", () => {
 
   it("06 group: one GROUP container with its three members in one trace", async () => {
     const group = "e7f84d43-73e0-467d-a9a5-fe35ca27833e";
-    const children = ["0e430479-e37e-4599-a660-5627cba0a87b", "e15871ed-97c0-4c37-aca6-0e6feb5deacd", "01648b24-6215-4428-86b4-08f8f72ec19d"];
+    const children = [
+      "0e430479-e37e-4599-a660-5627cba0a87b",
+      "e15871ed-97c0-4c37-aca6-0e6feb5deacd",
+      "01648b24-6215-4428-86b4-08f8f72ec19d",
+    ];
     const { snap } = await graphOf("06_group", children[0]!);
     expect(snap.trace_id).toBe(group);
-    expect(snap.containers).toEqual([expect.objectContaining({ id: group, kind: "GROUP", state: "SUCCESS", callback_id: null })]);
+    expect(snap.containers).toEqual([
+      expect.objectContaining({ id: group, kind: "GROUP", state: "SUCCESS", callback_id: null }),
+    ]);
     expect([...snap.containers[0]!.members].sort()).toEqual([...children].sort());
     expect(snap.nodes.some((n) => n.id === group)).toBe(false);
   });
 
   it("07 chord: CHORD container ordered by group_index, callback linked only through the header", async () => {
-    const header = ["980cf0c5-aba0-4198-8d65-f0cc400ba427", "67278e89-5bc2-4280-bda3-b76219f0edb4", "07b6e364-f211-4951-8903-8d920f49c7b1"];
+    const header = [
+      "980cf0c5-aba0-4198-8d65-f0cc400ba427",
+      "67278e89-5bc2-4280-bda3-b76219f0edb4",
+      "07b6e364-f211-4951-8903-8d920f49c7b1",
+    ];
     const callback = "a8a105c9-4b68-4925-8153-5ab3d922fc62";
     const group = "d1d062f7-e9fe-4c5b-b161-46ca668ebb50";
     const { snap, node, edge } = await graphOf("07_chord", header[0]!);
@@ -179,7 +207,11 @@ describe("graph rules on real recordings", () => {
 
   it("08 parent spawning children: spawn edges", async () => {
     const parent = "f634bf34-2f9c-48d7-8197-40ecebf98549";
-    const children = ["bd68b97e-46da-4a0d-a668-ec3962f25713", "fe243b50-e655-4ce5-b6a5-5926f6213a9c", "958d81d5-8f6f-4819-a46a-630be42b041f"];
+    const children = [
+      "bd68b97e-46da-4a0d-a668-ec3962f25713",
+      "fe243b50-e655-4ce5-b6a5-5926f6213a9c",
+      "958d81d5-8f6f-4819-a46a-630be42b041f",
+    ];
     const { snap, edge } = await graphOf("08_parent_child", parent);
     for (const child of children) expect(edge(parent, child)?.kind).toBe("spawn");
     expect(snap.nodes).toHaveLength(4);
@@ -193,7 +225,9 @@ describe("graph rules on real recordings", () => {
     const callback = "971d4a38-bdda-418e-874e-77070ddb09c3";
     const header = ["efef779e-66fe-43eb-b8db-9d3768fde9e4", "46ad16f6-e7b1-48b2-9a47-091fe07f4423"];
     const { snap, node, edge } = await graphOf("09a_chain_with_group", first);
-    expect(snap.containers).toEqual([{ id: group, kind: "CHORD", state: "SUCCESS", members: header, callback_id: callback, size: 2 }]);
+    expect(snap.containers).toEqual([
+      { id: group, kind: "CHORD", state: "SUCCESS", members: header, callback_id: callback, size: 2 },
+    ]);
     for (const h of header) expect(edge(first, h)?.kind).toBe("chain");
     expect(edge(group, callback)?.kind).toBe("chord");
     expect(edge(first, callback)).toBeUndefined();
@@ -205,7 +239,9 @@ describe("graph rules on real recordings", () => {
     const first = "e390d316-7731-4549-a61c-85ccc144b200";
     const group = "1714f733-4863-4528-9611-43cff4d4affc";
     const { snap, edge } = await graphOf("09d_chain_ending_in_group", first);
-    expect(snap.containers).toEqual([expect.objectContaining({ id: group, kind: "GROUP", state: "SUCCESS" })]);
+    expect(snap.containers).toEqual([
+      expect.objectContaining({ id: group, kind: "GROUP", state: "SUCCESS" }),
+    ]);
     for (const m of snap.containers[0]!.members) expect(edge(first, m)?.kind).toBe("chain");
     expect(snap.containers[0]!.members).toHaveLength(2);
   });
@@ -227,7 +263,13 @@ describe("graph rules on real recordings", () => {
     const { snap, edge } = await graphOf("25a_chord_in_chain", first);
     const [chord] = snap.containers;
     expect(snap.containers).toHaveLength(1);
-    expect(chord).toMatchObject({ kind: "CHORD", state: "SUCCESS", members: header, callback_id: callback, size: 2 });
+    expect(chord).toMatchObject({
+      kind: "CHORD",
+      state: "SUCCESS",
+      members: header,
+      callback_id: callback,
+      size: 2,
+    });
     for (const h of header) expect(edge(first, h)?.kind).toBe("chain");
     expect(edge(chord!.id, callback)?.kind).toBe("chord");
     expect(edge(callback, last)?.kind).toBe("chain");
@@ -235,7 +277,11 @@ describe("graph rules on real recordings", () => {
     expect(snap.summary).toMatchObject({ state: "SUCCESS", task_count: 5, not_run_count: 0 });
     // The callback's origin is its chord, not the header task that happened to finish last.
     const detail = await detailOf(callback);
-    expect(detail.parent).toMatchObject({ task_id: chord!.id, kind: "chord", container: { kind: "CHORD", size: 2 } });
+    expect(detail.parent).toMatchObject({
+      task_id: chord!.id,
+      kind: "chord",
+      container: { kind: "CHORD", size: 2 },
+    });
     expect(detail.task.parent_id).toBe(chord!.id);
   });
 
@@ -273,12 +319,17 @@ describe("graph rules on real recordings", () => {
     const secondHeader = ["78aeef2e-3d15-447f-983c-fefdaf61c58c", "323b7a65-052e-457b-b7ce-f0cffcc59f0a"];
     const secondCallback = "82491f0c-4ca2-4960-b8f4-1afca629c2b6";
     const { snap, node } = await graphOf("25d_chained_chords_header_fails", boom);
-    for (const id of [firstCallback, ...secondHeader, secondCallback]) expect(node(id).state, id).toBe("NOT_RUN");
+    for (const id of [firstCallback, ...secondHeader, secondCallback])
+      expect(node(id).state, id).toBe("NOT_RUN");
     expect(node(secondCallback).state_reason).toMatch(/^not run: its chord header did not run/);
     expect(snap.summary.not_run_count).toBe(4);
     const res = await exports.default.fetch(`${base}/api/traces/${snap.trace_id}/anomalies`);
-    const { anomalies } = (await res.json()) as { anomalies: { kind: string; task_id: string; resolved_at: number | null }[] };
-    expect(anomalies.filter((a) => a.resolved_at === null).map((a) => [a.kind, a.task_id])).toEqual([["chord_never_fired", firstCallback]]);
+    const { anomalies } = (await res.json()) as {
+      anomalies: { kind: string; task_id: string; resolved_at: number | null }[];
+    };
+    expect(anomalies.filter((a) => a.resolved_at === null).map((a) => [a.kind, a.task_id])).toEqual([
+      ["chord_never_fired", firstCallback],
+    ]);
   });
 
   it("25e chord whose header members are chains holding chords: every callback linked to its own header", async () => {
@@ -286,13 +337,21 @@ describe("graph rules on real recordings", () => {
       { group: "3d2fafac-3b3a-4dff-9715-8235ffccf1f2", callback: "956a6c64-8f90-4b5f-b531-ed1d6e6285df" },
       { group: "68aa2baf-f9f6-4af7-8549-6f7201690c7e", callback: "03b3f155-d61c-4729-a85d-45bff11669cc" },
     ];
-    const outer = { group: "d648ed72-8924-4e58-987c-2c27a43f7559", callback: "9d4e9889-c8ac-4efa-b042-a8163d61715c" };
+    const outer = {
+      group: "d648ed72-8924-4e58-987c-2c27a43f7559",
+      callback: "9d4e9889-c8ac-4efa-b042-a8163d61715c",
+    };
     const { snap, edge } = await graphOf("25e_chord_header_of_chains", outer.callback);
     for (const { group, callback } of [...inner, outer]) {
-      expect(snap.containers.find((c) => c.id === group), group).toMatchObject({ kind: "CHORD", callback_id: callback, state: "SUCCESS" });
+      expect(
+        snap.containers.find((c) => c.id === group),
+        group,
+      ).toMatchObject({ kind: "CHORD", callback_id: callback, state: "SUCCESS" });
       expect(edge(group, callback)?.kind).toBe("chord");
     }
-    expect(snap.containers.find((c) => c.id === outer.group)?.members).toEqual(expect.arrayContaining(inner.map((i) => i.callback)));
+    expect(snap.containers.find((c) => c.id === outer.group)?.members).toEqual(
+      expect.arrayContaining(inner.map((i) => i.callback)),
+    );
   });
 
   it("26 chain step fails: the steps after it NOT_RUN, one chain_stopped at the first of them", async () => {
@@ -310,9 +369,13 @@ describe("graph rules on real recordings", () => {
     for (const id of ["7261d47d-6380-45a7-be5d-a2e190e1a3a4", "d35e2562-5c3f-4d47-a4c1-29b907948598"]) {
       const detail = await detailOf(id);
       expect(detail.task.state).toBe("NOT_RUN");
-      expect(detail.trace_id).toBe(traceOf(scenario("25b_chord_in_chain_header_fails"), "a1a8bd03-45c2-497a-8f66-01f73789be5a"));
+      expect(detail.trace_id).toBe(
+        traceOf(scenario("25b_chord_in_chain_header_fails"), "a1a8bd03-45c2-497a-8f66-01f73789be5a"),
+      );
       const res = await exports.default.fetch(`${base}/api/tasks?q=${id.slice(0, 13)}`);
-      const { tasks } = (await res.json()) as { tasks: { task_id: string; state: string; trace_id: string }[] };
+      const { tasks } = (await res.json()) as {
+        tasks: { task_id: string; state: string; trace_id: string }[];
+      };
       expect(tasks.map((t) => [t.task_id, t.state, t.trace_id])).toEqual([[id, "NOT_RUN", detail.trace_id]]);
     }
   });

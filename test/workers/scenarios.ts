@@ -9,15 +9,27 @@ import type { TaskEvent, Event } from "../../shared/wire";
 export interface Scenario {
   name: string;
   events: Event[];
-  meta: { ids: Record<string, unknown>; backend_states_after: Record<string, { state: string; result: unknown }> };
+  meta: {
+    ids: Record<string, unknown>;
+    backend_states_after: Record<string, { state: string; result: unknown }>;
+  };
 }
 
-const wire = import.meta.glob<{ scenario: string; events: Event[] }>("../fixtures/wire/*.json", { eager: true, import: "default" });
-const metas = import.meta.glob<Scenario["meta"]>("../fixtures/celery-5.2.6/*.meta.json", { eager: true, import: "default" });
+const wire = import.meta.glob<{ scenario: string; events: Event[] }>("../fixtures/wire/*.json", {
+  eager: true,
+  import: "default",
+});
+const metas = import.meta.glob<Scenario["meta"]>("../fixtures/celery-5.2.6/*.meta.json", {
+  eager: true,
+  import: "default",
+});
 
 export const scenarios: Scenario[] = Object.entries(wire)
   .map(([path, file]) => {
-    const name = path.split("/").pop()!.replace(/\.json$/, "");
+    const name = path
+      .split("/")
+      .pop()!
+      .replace(/\.json$/, "");
     const meta = metas[`../fixtures/celery-5.2.6/${name}.meta.json`];
     if (!meta) throw new Error(`no meta.json for wire fixture ${name}`);
     return { name, events: file.events, meta };
@@ -26,11 +38,13 @@ export const scenarios: Scenario[] = Object.entries(wire)
 
 export function scenario(name: string): Scenario {
   const s = scenarios.find((x) => x.name === name);
-  if (!s) throw new Error(`wire fixture ${name} is missing: regenerate test/fixtures/wire from the recordings`);
+  if (!s)
+    throw new Error(`wire fixture ${name} is missing: regenerate test/fixtures/wire from the recordings`);
   return s;
 }
 
-export const taskEvents = (s: Scenario): TaskEvent[] => s.events.filter((e): e is TaskEvent => e.kind === "task");
+export const taskEvents = (s: Scenario): TaskEvent[] =>
+  s.events.filter((e): e is TaskEvent => e.kind === "task");
 
 /**
  * Where stemtrace deliberately differs from the result backend, and why (CELERY.md §4):

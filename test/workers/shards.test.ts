@@ -181,7 +181,11 @@ describe("large batches", () => {
       [0, 1, 2, 3].map(async () => {
         while (next < batches.length) {
           const b = batches[next++]!;
-          const res = await exports.default.fetch("http://127.0.0.1/v1/events", { method: "POST", headers: { "Content-Type": "application/json" }, body: b });
+          const res = await exports.default.fetch("http://127.0.0.1/v1/events", {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: b,
+          });
           const text = await res.text();
           if (res.status !== 202 || !text.includes('"rejected":[]'))
             bad.push(`${res.status} ${text.slice(0, 300)}`);
@@ -387,7 +391,9 @@ describe("objects written before shards", () => {
       expect((await restarted.snapshot(traceId))!.nodes).toHaveLength(2);
       // The per-trace object had reported its trace to the index (reads of ids the index does not
       // know never touch an object named by the id): as it did, its summary goes to the index.
-      const summaries = (restarted as unknown as { summariesOf(ids: string[], now: number): IndexReport["traces"] }).summariesOf([traceId], Date.now() / 1000);
+      const summaries = (
+        restarted as unknown as { summariesOf(ids: string[], now: number): IndexReport["traces"] }
+      ).summariesOf([traceId], Date.now() / 1000);
       await env.INDEX.getByName(INDEX_NAME).report({ traces: summaries, tasks: [], runs: [], anomalies: [] });
       expect(
         sql
@@ -400,8 +406,11 @@ describe("objects written before shards", () => {
     // Read through the API: from the shard it would live in now, falling back to its own object
     // while the deployment says such objects exist (LEGACY_TRACE_OBJECTS=1).
     const legacyFetch = (url: string) =>
-      shards === 0 ? exports.default.fetch(url) : app.fetch(new Request(url), { ...env, LEGACY_TRACE_OBJECTS: "1" } as Env);
-    if (shards > 0) expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}`)).status).toBe(404);
+      shards === 0
+        ? exports.default.fetch(url)
+        : app.fetch(new Request(url), { ...env, LEGACY_TRACE_OBJECTS: "1" } as Env);
+    if (shards > 0)
+      expect((await exports.default.fetch(`http://127.0.0.1/api/traces/${traceId}`)).status).toBe(404);
     const res = await legacyFetch(`http://127.0.0.1/api/traces/${traceId}`);
     expect(res.status).toBe(200);
     const snap = TraceSnapshot.parse(await res.json());

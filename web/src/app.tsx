@@ -15,7 +15,9 @@ import { TasksPage } from "./pages/TasksPage";
 import { Link, useLocation } from "./router";
 import { matchRoute, type PageName, type RouteMatch } from "./routes";
 
-const queryClient = new QueryClient({ defaultOptions: { queries: { staleTime: 5_000, refetchOnWindowFocus: false, retry: 1 } } });
+const queryClient = new QueryClient({
+  defaultOptions: { queries: { staleTime: 5_000, refetchOnWindowFocus: false, retry: 1 } },
+});
 
 function Connection() {
   const state = useConnectionState();
@@ -88,20 +90,38 @@ function App() {
   return (
     <div className="app">
       <Boundary region="header">
-      <nav className="topbar">
-        <Link to="/" className="brand">
-          <svg className="logo" width="18" height="18" viewBox="0 0 16 16" aria-hidden><circle cx="3.5" cy="8" r="2.5" /><circle cx="12.5" cy="3.5" r="2.5" /><circle cx="12.5" cy="12.5" r="2.5" /><path d="M5.5 7 10.5 4M5.5 9l5 3" strokeWidth="1.4" /></svg> stemtrace
-        </Link>
-        {nav.map(([to, label]) => (
-          <Link key={to} to={to!} className={(to === "/" ? path === "/" || path.startsWith("/traces") : path.startsWith(to!)) ? "active" : ""}>
-            {label}
+        <nav className="topbar">
+          <Link to="/" className="brand">
+            <svg className="logo" width="18" height="18" viewBox="0 0 16 16" aria-hidden>
+              <circle cx="3.5" cy="8" r="2.5" />
+              <circle cx="12.5" cy="3.5" r="2.5" />
+              <circle cx="12.5" cy="12.5" r="2.5" />
+              <path d="M5.5 7 10.5 4M5.5 9l5 3" strokeWidth="1.4" />
+            </svg>{" "}
+            stemtrace
           </Link>
-        ))}
-        <span className="spacer" />
-        {health.data?.auth_mode === "none" && <span className="local-mode" title="AUTH_MODE is off: fine on localhost, never on the internet">local mode · auth off</span>}
-        <Connection />
-        <ThemeToggle />
-      </nav>
+          {nav.map(([to, label]) => (
+            <Link
+              key={to}
+              to={to!}
+              className={
+                (to === "/" ? path === "/" || path.startsWith("/traces") : path.startsWith(to!))
+                  ? "active"
+                  : ""
+              }
+            >
+              {label}
+            </Link>
+          ))}
+          <span className="spacer" />
+          {health.data?.auth_mode === "none" && (
+            <span className="local-mode" title="AUTH_MODE is off: fine on localhost, never on the internet">
+              local mode · auth off
+            </span>
+          )}
+          <Connection />
+          <ThemeToggle />
+        </nav>
       </Boundary>
       <main>
         {/* Keyed by path: a page that failed starts afresh when you go elsewhere. */}

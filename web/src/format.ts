@@ -78,8 +78,17 @@ export function count(n: unknown): string {
 
 // One formatter each: `toLocaleTimeString` builds a new Intl formatter per call, which cost
 // ~0.15 ms per graph node.
-const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-const clockMinutes = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hour12: false });
+const clock = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+const clockMinutes = new Intl.DateTimeFormat(undefined, {
+  hour: "2-digit",
+  minute: "2-digit",
+  hour12: false,
+});
 const day = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 
 /** The Date for epoch seconds, or null when there is none to show. */

@@ -10,21 +10,76 @@ export interface StateStyle {
 }
 
 export const STATE_STYLES: Record<TaskState, StateStyle> = {
-  PENDING: { label: "Pending", icon: "○", color: "var(--st-pending)", help: "published (or announced), not received by a worker yet" },
-  SCHEDULED: { label: "Scheduled", icon: "◷", color: "var(--st-scheduled)", help: "received with an ETA or countdown; waiting for it" },
-  RECEIVED: { label: "Received", icon: "◌", color: "var(--st-received)", help: "a worker holds it; not started yet" },
+  PENDING: {
+    label: "Pending",
+    icon: "○",
+    color: "var(--st-pending)",
+    help: "published (or announced), not received by a worker yet",
+  },
+  SCHEDULED: {
+    label: "Scheduled",
+    icon: "◷",
+    color: "var(--st-scheduled)",
+    help: "received with an ETA or countdown; waiting for it",
+  },
+  RECEIVED: {
+    label: "Received",
+    icon: "◌",
+    color: "var(--st-received)",
+    help: "a worker holds it; not started yet",
+  },
   STARTED: { label: "Running", icon: "▶", color: "var(--st-started)", help: "running now" },
-  RETRY: { label: "Retrying", icon: "↻", color: "var(--st-retry)", help: "an attempt failed; another is coming" },
+  RETRY: {
+    label: "Retrying",
+    icon: "↻",
+    color: "var(--st-retry)",
+    help: "an attempt failed; another is coming",
+  },
   SUCCESS: { label: "Success", icon: "✓", color: "var(--st-success)", help: "finished" },
   FAILURE: { label: "Failure", icon: "✕", color: "var(--st-failure)", help: "raised an exception" },
-  REVOKED: { label: "Revoked", icon: "⊘", color: "var(--st-revoked)", help: "revoked, expired or terminated" },
-  REJECTED: { label: "Rejected", icon: "⇥", color: "var(--st-revoked)", help: "the worker rejected the message" },
+  REVOKED: {
+    label: "Revoked",
+    icon: "⊘",
+    color: "var(--st-revoked)",
+    help: "revoked, expired or terminated",
+  },
+  REJECTED: {
+    label: "Rejected",
+    icon: "⇥",
+    color: "var(--st-revoked)",
+    help: "the worker rejected the message",
+  },
   IGNORED: { label: "Ignored", icon: "–", color: "var(--st-pending)", help: "the task ignored its result" },
-  UNREGISTERED: { label: "Unregistered", icon: "?", color: "var(--st-failure)", help: "no worker has this task name registered" },
-  INTERRUPTED: { label: "Interrupted", icon: "⚡", color: "var(--st-interrupted)", help: "the run ended without a result (terminate, time limit, cold shutdown)" },
-  LOST: { label: "Lost", icon: "☁", color: "var(--st-interrupted)", help: "its worker vanished while it ran" },
-  NOT_RUN: { label: "Not run", icon: "⊖", color: "var(--st-notrun)", help: "can no longer run: something upstream failed" },
-  REPLACED: { label: "Replaced", icon: "⇄", color: "var(--st-pending)", help: "replaced by another task (Task.replace)" },
+  UNREGISTERED: {
+    label: "Unregistered",
+    icon: "?",
+    color: "var(--st-failure)",
+    help: "no worker has this task name registered",
+  },
+  INTERRUPTED: {
+    label: "Interrupted",
+    icon: "⚡",
+    color: "var(--st-interrupted)",
+    help: "the run ended without a result (terminate, time limit, cold shutdown)",
+  },
+  LOST: {
+    label: "Lost",
+    icon: "☁",
+    color: "var(--st-interrupted)",
+    help: "its worker vanished while it ran",
+  },
+  NOT_RUN: {
+    label: "Not run",
+    icon: "⊖",
+    color: "var(--st-notrun)",
+    help: "can no longer run: something upstream failed",
+  },
+  REPLACED: {
+    label: "Replaced",
+    icon: "⇄",
+    color: "var(--st-pending)",
+    help: "replaced by another task (Task.replace)",
+  },
 };
 
 export const ALL_STATES = Object.keys(STATE_STYLES) as TaskState[];

@@ -40,7 +40,11 @@ async function fetchJson<T extends z.ZodType>(path: string, schema: T): Promise<
     throw new ApiError(res.status, message);
   }
   const parsed = schema.safeParse(body);
-  if (!parsed.success) throw new ApiError(500, `the server answered ${path} in an unexpected shape: ${parsed.error.issues[0]?.message ?? ""}`);
+  if (!parsed.success)
+    throw new ApiError(
+      500,
+      `the server answered ${path} in an unexpected shape: ${parsed.error.issues[0]?.message ?? ""}`,
+    );
   return parsed.data;
 }
 
@@ -94,19 +98,49 @@ export const tracesQuery = (f: TraceFilters) =>
   });
 
 export const traceQuery = (id: string) =>
-  queryOptions({ queryKey: keys.trace(id), queryFn: () => fetchJson(`/api/traces/${encodeId(id)}`, TraceSnapshot) });
+  queryOptions({
+    queryKey: keys.trace(id),
+    queryFn: () => fetchJson(`/api/traces/${encodeId(id)}`, TraceSnapshot),
+  });
 
 export const taskQuery = (id: string) =>
-  queryOptions({ queryKey: keys.task(id), queryFn: () => fetchJson(`/api/tasks/${encodeId(id)}`, TaskDetail) });
+  queryOptions({
+    queryKey: keys.task(id),
+    queryFn: () => fetchJson(`/api/tasks/${encodeId(id)}`, TaskDetail),
+  });
 
 export const taskSearchQuery = (q: string) =>
-  queryOptions({ queryKey: ["task-search", q], queryFn: () => fetchJson(`/api/tasks${query({ q })}`, TaskSearch), enabled: q.length > 0 });
+  queryOptions({
+    queryKey: ["task-search", q],
+    queryFn: () => fetchJson(`/api/tasks${query({ q })}`, TaskSearch),
+    enabled: q.length > 0,
+  });
 
-export const workersQuery = () => queryOptions({ queryKey: ["workers"], queryFn: () => fetchJson("/api/workers", WorkerList), refetchInterval: 5000 });
-export const registryQuery = () => queryOptions({ queryKey: ["registry"], queryFn: () => fetchJson("/api/registry", Registry) });
-export const statsQuery = () => queryOptions({ queryKey: ["stats"], queryFn: () => fetchJson("/api/stats", Stats), refetchInterval: 10_000 });
+export const workersQuery = () =>
+  queryOptions({
+    queryKey: ["workers"],
+    queryFn: () => fetchJson("/api/workers", WorkerList),
+    refetchInterval: 5000,
+  });
+export const registryQuery = () =>
+  queryOptions({ queryKey: ["registry"], queryFn: () => fetchJson("/api/registry", Registry) });
+export const statsQuery = () =>
+  queryOptions({
+    queryKey: ["stats"],
+    queryFn: () => fetchJson("/api/stats", Stats),
+    refetchInterval: 10_000,
+  });
 export const anomaliesQuery = () =>
-  queryOptions({ queryKey: ["anomalies"], queryFn: () => fetchJson("/api/anomalies", AnomalyList), retry: false, refetchInterval: 10_000 });
+  queryOptions({
+    queryKey: ["anomalies"],
+    queryFn: () => fetchJson("/api/anomalies", AnomalyList),
+    retry: false,
+    refetchInterval: 10_000,
+  });
 export const traceAnomaliesQuery = (traceId: string) =>
-  queryOptions({ queryKey: ["anomalies", "trace", traceId], queryFn: () => fetchJson(`/api/traces/${encodeId(traceId)}/anomalies`, AnomalyList) });
-export const healthQuery = () => queryOptions({ queryKey: ["health"], queryFn: () => fetchJson("/api/health", Health), staleTime: 60_000 });
+  queryOptions({
+    queryKey: ["anomalies", "trace", traceId],
+    queryFn: () => fetchJson(`/api/traces/${encodeId(traceId)}/anomalies`, AnomalyList),
+  });
+export const healthQuery = () =>
+  queryOptions({ queryKey: ["health"], queryFn: () => fetchJson("/api/health", Health), staleTime: 60_000 });

@@ -27,7 +27,11 @@ function setConnection(key: string, state: ConnectionState | null) {
   if (state === null) connections.delete(key);
   else connections.set(key, state);
   const states = [...connections.values()];
-  connectionSummary = states.includes("reconnecting") ? "reconnecting" : states.includes("connecting") ? "connecting" : "live";
+  connectionSummary = states.includes("reconnecting")
+    ? "reconnecting"
+    : states.includes("connecting")
+      ? "connecting"
+      : "live";
   for (const l of listeners) l();
 }
 export function useConnectionState(): ConnectionState {
@@ -50,7 +54,12 @@ const PING_MS = 25_000;
 const SILENT_MS = 60_000;
 
 /** Keeps a socket open with exponential backoff; `onMessage` gets every text frame but "pong". */
-function keepOpen(key: string, path: string, onMessage: (data: string) => void, onOpen: () => void): () => void {
+function keepOpen(
+  key: string,
+  path: string,
+  onMessage: (data: string) => void,
+  onOpen: () => void,
+): () => void {
   let ws: WebSocket | null = null;
   let closed = false;
   let delay = 500;
@@ -102,7 +111,12 @@ function keepOpen(key: string, path: string, onMessage: (data: string) => void, 
  * refetches. `newest` remembers the highest seq seen, so a snapshot that lands older than a frame
  * already received is refetched too (see useTraceLive).
  */
-export function applyTraceMessage(client: QueryClient, traceId: string, msg: TraceLiveMessage, newest: { current: number }) {
+export function applyTraceMessage(
+  client: QueryClient,
+  traceId: string,
+  msg: TraceLiveMessage,
+  newest: { current: number },
+) {
   const key = keys.trace(traceId);
   newest.current = Math.max(newest.current, msg.seq);
   const current = client.getQueryData<TraceSnapshot>(key);
@@ -115,8 +129,14 @@ export function applyTraceMessage(client: QueryClient, traceId: string, msg: Tra
   const known = new Set(current.nodes.map((n) => n.id));
   const sameContainers =
     !msg.containers ||
-    (msg.containers.length === current.containers.length && msg.containers.every((c) => current.containers.some((x) => x.id === c.id)));
-  if (msg.seq !== current.seq + 1 || msg.structure_changed || !sameContainers || msg.nodes.some((n) => !known.has(n.id))) {
+    (msg.containers.length === current.containers.length &&
+      msg.containers.every((c) => current.containers.some((x) => x.id === c.id)));
+  if (
+    msg.seq !== current.seq + 1 ||
+    msg.structure_changed ||
+    !sameContainers ||
+    msg.nodes.some((n) => !known.has(n.id))
+  ) {
     void client.invalidateQueries({ queryKey: key });
     return;
   }
@@ -130,7 +150,8 @@ export function applyTraceMessage(client: QueryClient, traceId: string, msg: Tra
     containers: msg.containers ?? current.containers,
   });
   for (const id of changed.keys()) void client.invalidateQueries({ queryKey: keys.task(id) });
-  if (msg.summary.anomaly_count !== current.summary.anomaly_count) void client.invalidateQueries({ queryKey: ["anomalies"] });
+  if (msg.summary.anomaly_count !== current.summary.anomaly_count)
+    void client.invalidateQueries({ queryKey: ["anomalies"] });
 }
 
 /** Subscribes the trace page to its trace's deltas. */
@@ -178,46 +199,47 @@ export function useGlobalLive() {
   useEffect(() => {
     const last = { current: -1 };
     const refetchAll = () => {
-      for (const key of [["traces"], ["tasks"], ["workers"], ["anomalies"], ["stats"]]) void client.invalidateQueries({ queryKey: key });
+      for (const key of [["traces"], ["tasks"], ["workers"], ["anomalies"], ["stats"]])
+        void client.invalidateQueries({ queryKey: key });
     };
     return keepOpen(
-        "global",
-        "/api/live",
-        (data) => {
-          const parsed = GlobalLiveMessage.safeParse(parseFrame(data));
-          if (!parsed.success) return;
-          const msg = parsed.data;
-          if (msg.type === "hello") {
-            // First open: the list may have been fetched before it (one refetch, as cheap as a page);
-            // a reconnect: refetch only if frames were sent meanwhile.
-            if (last.current === -1) void client.invalidateQueries({ queryKey: ["traces"] });
-            else if (msg.seq !== last.current) refetchAll();
-            last.current = msg.seq;
-            return;
-          }
-          if (globalSeqGap(last, msg.seq)) {
-            refetchAll();
-            return;
-          }
-          if (msg.type === "trace") {
-            let found = false;
-            client.setQueriesData<TraceList>({ queryKey: ["traces"] }, (list) => {
-              if (!list) return list;
-              const index = list.traces.findIndex((t) => t.trace_id === msg.summary.trace_id);
-              if (index === -1) return list;
-              found = true;
-              const traces = [...list.traces];
-              traces[index] = msg.summary;
-              return { ...list, traces };
-            });
-            if (!found) void client.invalidateQueries({ queryKey: ["traces"] });
-          } else if (msg.type === "worker") void client.invalidateQueries({ queryKey: ["workers"] });
-          else if (msg.type === "anomaly") {
-            void client.invalidateQueries({ queryKey: ["anomalies"] });
-            void client.invalidateQueries({ queryKey: ["stats"] });
-          }
-        },
-        () => undefined, // the hello that follows says whether anything was missed
-      );
+      "global",
+      "/api/live",
+      (data) => {
+        const parsed = GlobalLiveMessage.safeParse(parseFrame(data));
+        if (!parsed.success) return;
+        const msg = parsed.data;
+        if (msg.type === "hello") {
+          // First open: the list may have been fetched before it (one refetch, as cheap as a page);
+          // a reconnect: refetch only if frames were sent meanwhile.
+          if (last.current === -1) void client.invalidateQueries({ queryKey: ["traces"] });
+          else if (msg.seq !== last.current) refetchAll();
+          last.current = msg.seq;
+          return;
+        }
+        if (globalSeqGap(last, msg.seq)) {
+          refetchAll();
+          return;
+        }
+        if (msg.type === "trace") {
+          let found = false;
+          client.setQueriesData<TraceList>({ queryKey: ["traces"] }, (list) => {
+            if (!list) return list;
+            const index = list.traces.findIndex((t) => t.trace_id === msg.summary.trace_id);
+            if (index === -1) return list;
+            found = true;
+            const traces = [...list.traces];
+            traces[index] = msg.summary;
+            return { ...list, traces };
+          });
+          if (!found) void client.invalidateQueries({ queryKey: ["traces"] });
+        } else if (msg.type === "worker") void client.invalidateQueries({ queryKey: ["workers"] });
+        else if (msg.type === "anomaly") {
+          void client.invalidateQueries({ queryKey: ["anomalies"] });
+          void client.invalidateQueries({ queryKey: ["stats"] });
+        }
+      },
+      () => undefined, // the hello that follows says whether anything was missed
+    );
   }, [client]);
 }

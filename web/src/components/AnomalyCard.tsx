@@ -21,7 +21,11 @@ export function anomalyLabel(kind: AnomalyKind): string {
 
 export function AnomalyCard({ a }: { a: Anomaly }) {
   return (
-    <div className={`anomaly${a.resolved_at !== null ? " resolved" : ""}`} data-anomaly={a.kind} data-task={a.task_id}>
+    <div
+      className={`anomaly${a.resolved_at !== null ? " resolved" : ""}`}
+      data-anomaly={a.kind}
+      data-task={a.task_id}
+    >
       <strong>{anomalyLabel(a.kind)}</strong>{" "}
       <Link to={`/traces/${encodeId(a.trace_id)}?task=${encodeId(a.task_id)}`}>
         {shortName(a.task_name)} <span className="mono">{shortId(a.task_id)}</span>
@@ -39,4 +43,3 @@ export function AnomalyCard({ a }: { a: Anomaly }) {
     </div>
   );
 }
-

@@ -52,7 +52,15 @@ export class Boundary extends Component<Props, State> {
 }
 
 /** A table row's boundary: the message takes the row's place, across all its columns. */
-export function RowBoundary({ region, columns, children }: { region: string; columns: number; children: ReactNode }) {
+export function RowBoundary({
+  region,
+  columns,
+  children,
+}: {
+  region: string;
+  columns: number;
+  children: ReactNode;
+}) {
   return (
     <Boundary
       region={region}

@@ -4,7 +4,15 @@ import { encodeId, shortName, text } from "../format";
 import { Link } from "../router";
 import { RowBoundary } from "./Boundary";
 
-export function NameTable({ title, rows, value }: { title: string; rows: NameStat[]; value: (r: NameStat) => string }) {
+export function NameTable({
+  title,
+  rows,
+  value,
+}: {
+  title: string;
+  rows: NameStat[];
+  value: (r: NameStat) => string;
+}) {
   return (
     <div className="card">
       <div className="muted">{title}</div>
@@ -15,13 +23,15 @@ export function NameTable({ title, rows, value }: { title: string; rows: NameSta
           <tbody>
             {rows.map((r) => (
               <RowBoundary key={r.name} region={`task name ${text(r.name)}`} columns={3}>
-              <tr>
-                <td>
-                  <Link to={`/?name=${encodeId(r.name)}`}>{shortName(r.name)}</Link>
-                </td>
-                <td className="num">{value(r)}</td>
-                <td className={`num${r.failures ? " bad" : " muted"}`}>{r.failures ? `${r.failures} failed` : ""}</td>
-              </tr>
+                <tr>
+                  <td>
+                    <Link to={`/?name=${encodeId(r.name)}`}>{shortName(r.name)}</Link>
+                  </td>
+                  <td className="num">{value(r)}</td>
+                  <td className={`num${r.failures ? " bad" : " muted"}`}>
+                    {r.failures ? `${r.failures} failed` : ""}
+                  </td>
+                </tr>
               </RowBoundary>
             ))}
           </tbody>

@@ -42,14 +42,20 @@ function AttemptTimeline({ a }: { a: AttemptDetail }) {
     <div className="attempt-timeline">
       <div className="attempt-bar">
         {known.map(([label, t]) => (
-          <span key={label} className={`tick tick-${label}`} style={{ left: `${((t - t0) / span) * 100}%` }} title={`${label} ${time(t)}`} />
+          <span
+            key={label}
+            className={`tick tick-${label}`}
+            style={{ left: `${((t - t0) / span) * 100}%` }}
+            title={`${label} ${time(t)}`}
+          />
         ))}
       </div>
       <div className="attempt-segments" data-segments>
         {/* Labelled segments: a retry's countdown is waiting, not running (its own runtime is its run). */}
         {a.started_at !== null && (a.published_at ?? a.received_at) !== null && (
           <span>
-            <span className="muted">{a.eta && a.retries > 0 ? "waited (retry countdown)" : "queued"}</span> {duration((a.started_at - (a.published_at ?? a.received_at)!) * 1000)}
+            <span className="muted">{a.eta && a.retries > 0 ? "waited (retry countdown)" : "queued"}</span>{" "}
+            {duration((a.started_at - (a.published_at ?? a.received_at)!) * 1000)}
           </span>
         )}
         {a.started_at !== null && a.finished_at !== null && (
@@ -93,13 +99,15 @@ function Relative({ link, traceId }: { link: TaskLink; traceId?: string }) {
     // A chord callback's origin: its chord (a group of the graph, not a task of its own).
     return (
       <li>
-        <Link to={`/traces/${encodeId(traceId)}`}>{link.name}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
+        <Link to={`/traces/${encodeId(traceId)}`}>{link.name}</Link>{" "}
+        <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
         {link.kind && <span className="edge-kind"> {link.kind}</span>}
       </li>
     );
   return (
     <li>
-      <Link to={`/tasks/${encodeId(link.task_id)}`}>{shortName(link.name)}</Link> <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
+      <Link to={`/tasks/${encodeId(link.task_id)}`}>{shortName(link.name)}</Link>{" "}
+      <span className="mono muted">{shortId(link.task_id)}</span> <StateBadge state={link.state} />
       {link.kind && <span className="edge-kind"> {link.kind}</span>}
     </li>
   );
@@ -136,109 +144,130 @@ export function TaskDetailBody({ detail }: { detail: TaskDetail }) {
       <CopyId id={t.id} />
       {t.state_reason && <p className="reason">{t.state_reason}</p>}
       <Boundary region="task anomalies">
-      <TaskAnomalies traceId={detail.trace_id} taskId={t.id} open={t.anomaly !== null} />
+        <TaskAnomalies traceId={detail.trace_id} taskId={t.id} open={t.anomaly !== null} />
       </Boundary>
       <Boundary region="task facts">
-      <dl className="facts">
-        <dt>trace</dt>
-        <dd>
-          <Link to={`/traces/${encodeId(detail.trace_id)}`} className="mono">
-            {shortId(detail.trace_id)}
-          </Link>
-        </dd>
-        <dt>worker</dt>
-        <dd>{t.worker ?? "—"}</dd>
-        <dt>queue</dt>
-        <dd>{t.queue ?? "—"}</dd>
-        <dt>published</dt>
-        <dd>{dateTime(t.published_at)}</dd>
-        <dt>runtime</dt>
-        <dd>{duration(t.runtime_ms)}</dd>
-        <dt>retries</dt>
-        <dd>{t.retries}</dd>
-        {detail.names.length > 1 && (
-          <>
-            <dt>names</dt>
-            <dd>{detail.names.join(" → ")}</dd>
-          </>
-        )}
-      </dl>
+        <dl className="facts">
+          <dt>trace</dt>
+          <dd>
+            <Link to={`/traces/${encodeId(detail.trace_id)}`} className="mono">
+              {shortId(detail.trace_id)}
+            </Link>
+          </dd>
+          <dt>worker</dt>
+          <dd>{t.worker ?? "—"}</dd>
+          <dt>queue</dt>
+          <dd>{t.queue ?? "—"}</dd>
+          <dt>published</dt>
+          <dd>{dateTime(t.published_at)}</dd>
+          <dt>runtime</dt>
+          <dd>{duration(t.runtime_ms)}</dd>
+          <dt>retries</dt>
+          <dd>{t.retries}</dd>
+          {detail.names.length > 1 && (
+            <>
+              <dt>names</dt>
+              <dd>{detail.names.join(" → ")}</dd>
+            </>
+          )}
+        </dl>
       </Boundary>
       {detail.exception && (
         <Boundary region="exception">
-        <section>
-          <h3>Exception</h3>
-          <p className="exception">
-            <strong>{detail.exception.type}</strong>: {detail.exception.message}
-          </p>
-          {detail.traceback && <pre className="traceback">{detail.traceback}</pre>}
-        </section>
+          <section>
+            <h3>Exception</h3>
+            <p className="exception">
+              <strong>{detail.exception.type}</strong>: {detail.exception.message}
+            </p>
+            {detail.traceback && <pre className="traceback">{detail.traceback}</pre>}
+          </section>
         </Boundary>
       )}
       <section>
         <h3>Attempts ({detail.attempts.length})</h3>
         {detail.attempts.length === 0 &&
           (t.state === "NOT_RUN" ? (
-            <p className="muted">Never ran and never will: it was announced by another task's message (a chain step or a chord callback), and what had to come first did not succeed.</p>
+            <p className="muted">
+              Never ran and never will: it was announced by another task's message (a chain step or a chord
+              callback), and what had to come first did not succeed.
+            </p>
           ) : (
-            <p className="muted">No attempt yet: this task was announced by another task and has not been published.</p>
+            <p className="muted">
+              No attempt yet: this task was announced by another task and has not been published.
+            </p>
           ))}
         {detail.attempts.map((a) => (
           <Boundary key={`${a.retries}:${a.delivery}`} region={`attempt #${a.retries}`}>
-          <div className="attempt">
-            <div className="attempt-head">
-              <span>#{a.retries}{a.delivery ? ` (redelivery ${a.delivery})` : ""}</span> <StateBadge state={a.state} />
-              <span className="muted">{a.worker ?? "—"}{a.pid ? ` pid ${a.pid}` : ""}</span>
-              <span className="muted">{duration(a.runtime_ms)}</span>
+            <div className="attempt">
+              <div className="attempt-head">
+                <span>
+                  #{a.retries}
+                  {a.delivery ? ` (redelivery ${a.delivery})` : ""}
+                </span>{" "}
+                <StateBadge state={a.state} />
+                <span className="muted">
+                  {a.worker ?? "—"}
+                  {a.pid ? ` pid ${a.pid}` : ""}
+                </span>
+                <span className="muted">{duration(a.runtime_ms)}</span>
+              </div>
+              <AttemptTimeline a={a} />
+              {a.retry_reason && <p className="muted">retry: {a.retry_reason}</p>}
+              {a.exception && a.state !== "FAILURE" && (
+                <p className="muted">
+                  {a.exception.type}: {a.exception.message}
+                </p>
+              )}
             </div>
-            <AttemptTimeline a={a} />
-            {a.retry_reason && <p className="muted">retry: {a.retry_reason}</p>}
-            {a.exception && a.state !== "FAILURE" && (
-              <p className="muted">
-                {a.exception.type}: {a.exception.message}
-              </p>
-            )}
-          </div>
           </Boundary>
         ))}
       </section>
       <section>
         <h3>Arguments</h3>
         <Boundary region="arguments">
-        <Json value={{ args: detail.args, kwargs: detail.kwargs }} />
+          <Json value={{ args: detail.args, kwargs: detail.kwargs }} />
         </Boundary>
       </section>
       {t.state === "SUCCESS" && (
         <section>
           <h3>Result</h3>
           <Boundary region="result">
-          <Json value={detail.result} />
+            <Json value={detail.result} />
           </Boundary>
         </section>
       )}
       <Boundary region="parent and children">
-      <section>
-        <h3>Parent</h3>
-        {detail.parent ? <ul className="relatives"><Relative link={detail.parent} traceId={detail.trace_id} /></ul> : <p className="muted">none (a root task)</p>}
-        <h3>Children ({detail.children.length.toLocaleString()})</h3>
-        <Children links={detail.children} />
-      </section>
+        <section>
+          <h3>Parent</h3>
+          {detail.parent ? (
+            <ul className="relatives">
+              <Relative link={detail.parent} traceId={detail.trace_id} />
+            </ul>
+          ) : (
+            <p className="muted">none (a root task)</p>
+          )}
+          <h3>Children ({detail.children.length.toLocaleString()})</h3>
+          <Children links={detail.children} />
+        </section>
       </Boundary>
       <section>
         <h3>Events ({detail.events.length})</h3>
         <Boundary region="events">
-        <table className="events">
-          <tbody>
-            {detail.events.map((e, i) => (
-              <tr key={i}>
-                <td className="mono">{time(e.ts)}</td>
-                <td>{e.type}</td>
-                <td className="muted">#{e.retries ?? 0}</td>
-                <td className="muted">{e.host ?? "client"}{e.pid ? ` · ${e.pid}` : ""}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          <table className="events">
+            <tbody>
+              {detail.events.map((e, i) => (
+                <tr key={i}>
+                  <td className="mono">{time(e.ts)}</td>
+                  <td>{e.type}</td>
+                  <td className="muted">#{e.retries ?? 0}</td>
+                  <td className="muted">
+                    {e.host ?? "client"}
+                    {e.pid ? ` · ${e.pid}` : ""}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
         </Boundary>
       </section>
     </div>
@@ -256,12 +285,14 @@ export function TaskDetailLoader({ taskId }: { taskId: string }) {
         {q.error instanceof ApiError && q.error.status === 404 ? (
           <p>
             No trace holds this id. If the task was sent a moment ago its events may still be on their way (
-            <button onClick={() => void q.refetch()}>try again</button>); it may be older than the retention period; or the id may be
-            mistyped — <Link to={`/?q=${encodeId(taskId)}`}>search for it</Link> or go <Link to="/">back to the traces</Link>.
+            <button onClick={() => void q.refetch()}>try again</button>); it may be older than the retention
+            period; or the id may be mistyped — <Link to={`/?q=${encodeId(taskId)}`}>search for it</Link> or
+            go <Link to="/">back to the traces</Link>.
           </p>
         ) : (
           <p>
-            <button onClick={() => void q.refetch()}>Try again</button> or go <Link to="/">back to the traces</Link>.
+            <button onClick={() => void q.refetch()}>Try again</button> or go{" "}
+            <Link to="/">back to the traces</Link>.
           </p>
         )}
       </div>

@@ -42,11 +42,23 @@ function niceStep(span: number): number {
   return [1, 2, 5, 10].map((m) => m * pow).find((s) => s >= raw) ?? raw;
 }
 
-export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; selected: string | null; onSelect: (id: string) => void }) {
+export function Timeline({
+  snapshot,
+  selected,
+  onSelect,
+}: {
+  snapshot: TraceSnapshot;
+  selected: string | null;
+  onSelect: (id: string) => void;
+}) {
   const [by, setBy] = useState<"task" | "worker">("task");
   // Running tasks' bars end at now: a clock that moves every few seconds, not at each render.
   const now = useNow(5_000);
-  const tasks = useMemo(() => snapshot.nodes.filter((n) => n.published_at ?? n.started_at).sort((a, b) => startOf(a) - startOf(b)), [snapshot]);
+  const tasks = useMemo(
+    () =>
+      snapshot.nodes.filter((n) => n.published_at ?? n.started_at).sort((a, b) => startOf(a) - startOf(b)),
+    [snapshot],
+  );
   const { t0, span } = useMemo(() => {
     if (tasks.length === 0) return { t0: 0, span: 1 };
     const first = Math.min(...tasks.map(startOf));
@@ -55,7 +67,14 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
   }, [tasks, now]);
   const rows = useMemo((): Row[] => {
     if (by === "task")
-      return tasks.map((t) => ({ key: t.id, label: shortName(t.name), title: `${t.name ?? ""} ${t.id}`, items: [t], lanes: 1, laneOf: new Map([[t.id, 0]]) }));
+      return tasks.map((t) => ({
+        key: t.id,
+        label: shortName(t.name),
+        title: `${t.name ?? ""} ${t.id}`,
+        items: [t],
+        lanes: 1,
+        laneOf: new Map([[t.id, 0]]),
+      }));
     const byWorker = new Map<string, GraphNode[]>();
     for (const t of tasks) {
       const w = t.worker ?? "(not on a worker yet)";
@@ -75,10 +94,22 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
         else laneEnds[lane] = e;
         laneOf.set(t.id, lane);
       }
-      return { key: worker, label: worker, title: `${worker}: ${items.length} tasks, up to ${laneEnds.length} at once`, items, lanes: Math.max(1, laneEnds.length), laneOf };
+      return {
+        key: worker,
+        label: worker,
+        title: `${worker}: ${items.length} tasks, up to ${laneEnds.length} at once`,
+        items,
+        lanes: Math.max(1, laneEnds.length),
+        laneOf,
+      };
     });
   }, [by, tasks, now]);
-  if (tasks.length === 0) return <div className="empty">Nothing has been sent yet: the timeline starts with the first published task.</div>;
+  if (tasks.length === 0)
+    return (
+      <div className="empty">
+        Nothing has been sent yet: the timeline starts with the first published task.
+      </div>
+    );
   const pct = (t: number) => ((t - t0) / span) * 100;
   const step = niceStep(span);
   const ticks: number[] = [];
@@ -89,7 +120,8 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
     <div className="timeline">
       <div className="timeline-toolbar">
         <span className="muted">
-          from {time(t0)} · {duration(span * 1000)} · <span className="legend-queued" /> queued <span className="legend-run" /> running <span className="legend-wait" /> waiting to retry
+          from {time(t0)} · {duration(span * 1000)} · <span className="legend-queued" /> queued{" "}
+          <span className="legend-run" /> running <span className="legend-wait" /> waiting to retry
         </span>
         <div className="tabs small">
           <button className={by === "task" ? "active" : ""} onClick={() => setBy("task")}>
@@ -114,48 +146,91 @@ export function Timeline({ snapshot, selected, onSelect }: { snapshot: TraceSnap
       <div className="timeline-rows">
         {rows.map((row) => (
           <Boundary key={row.key} region={`timeline row ${row.key}`}>
-          <div className="timeline-row" style={{ height: 8 + row.lanes * 16 }} data-row={row.key}>
-            <div className="timeline-label" title={row.title}>
-              {by === "task" && <span style={{ color: STATE_STYLES[row.items[0]!.state].color }}>{STATE_STYLES[row.items[0]!.state].icon} </span>}
-              {row.label}
-              {by === "task" && <span className="mono muted"> {shortId(row.key)}</span>}
+            <div className="timeline-row" style={{ height: 8 + row.lanes * 16 }} data-row={row.key}>
+              <div className="timeline-label" title={row.title}>
+                {by === "task" && (
+                  <span style={{ color: STATE_STYLES[row.items[0]!.state].color }}>
+                    {STATE_STYLES[row.items[0]!.state].icon}{" "}
+                  </span>
+                )}
+                {row.label}
+                {by === "task" && <span className="mono muted"> {shortId(row.key)}</span>}
+              </div>
+              <div className="timeline-track">
+                {ticks.map((s) => (
+                  <span key={s} className="timeline-grid" style={{ left: `${(s / span) * 100}%` }} />
+                ))}
+                {row.items.map((t) => {
+                  const queued = t.published_at ?? t.received_at ?? t.started_at ?? t0;
+                  const start = t.started_at ?? (t.finished_at === null ? now : queued);
+                  const end = t.finished_at ?? (t.started_at !== null ? now : start);
+                  const top = 4 + (row.laneOf.get(t.id) ?? 0) * 16;
+                  const tip = `${t.name ?? ""} ${shortId(t.id)} · ${STATE_STYLES[t.state].label}\nqueued ${time(queued)} (${duration((start - queued) * 1000)})\nstarted ${time(t.started_at)}\nfinished ${time(t.finished_at)} (${duration((end - start) * 1000)})${t.worker ? `\non ${t.worker}` : ""}`;
+                  const runs = runsOf(t, now);
+                  const waits = runs.slice(1).map((r, i) => [runs[i]![1], r[0]] as const);
+                  const waited = waits.reduce((sum, [a, b]) => sum + Math.max(0, b - a), 0);
+                  return (
+                    <div
+                      key={t.id}
+                      className={`timeline-item${selected === t.id ? " selected" : ""}`}
+                      style={{ top, height: 12 }}
+                      onClick={() => onSelect(t.id)}
+                      title={
+                        tip +
+                        (runs.length > 1
+                          ? `\n${runs.length} runs; waited ${duration(waited * 1000)} between them (retry countdown)`
+                          : "")
+                      }
+                      data-task-id={t.id}
+                    >
+                      <span
+                        className="queued"
+                        style={{
+                          left: `${pct(queued)}%`,
+                          width: `${Math.max(0, pct(start) - pct(queued))}%`,
+                        }}
+                      />
+                      {runs.length > 1 ? (
+                        <>
+                          {waits.map(([a, b], i) => (
+                            <span
+                              key={`w${i}`}
+                              className="wait"
+                              data-wait={i}
+                              style={{ left: `${pct(a)}%`, width: `${Math.max(0, pct(b) - pct(a))}%` }}
+                            />
+                          ))}
+                          {runs.map(([a, b], i) => (
+                            <span
+                              key={`r${i}`}
+                              className="run"
+                              data-run={i}
+                              style={{
+                                left: `${pct(a)}%`,
+                                width: `max(3px, ${pct(b) - pct(a)}%)`,
+                                background: STATE_STYLES[t.runs![i]!.state].color,
+                              }}
+                            />
+                          ))}
+                        </>
+                      ) : (
+                        <span
+                          className="run"
+                          style={{
+                            left: `${pct(start)}%`,
+                            width: `max(3px, ${pct(end) - pct(start)}%)`,
+                            background: STATE_STYLES[t.state].color,
+                          }}
+                        />
+                      )}
+                    </div>
+                  );
+                })}
+              </div>
+              <div className="timeline-dur mono">
+                {by === "task" ? runningTime(row.items[0]!, now) : `${row.items.length} tasks`}
+              </div>
             </div>
-            <div className="timeline-track">
-              {ticks.map((s) => (
-                <span key={s} className="timeline-grid" style={{ left: `${(s / span) * 100}%` }} />
-              ))}
-              {row.items.map((t) => {
-                const queued = t.published_at ?? t.received_at ?? t.started_at ?? t0;
-                const start = t.started_at ?? (t.finished_at === null ? now : queued);
-                const end = t.finished_at ?? (t.started_at !== null ? now : start);
-                const top = 4 + (row.laneOf.get(t.id) ?? 0) * 16;
-                const tip = `${t.name ?? ""} ${shortId(t.id)} · ${STATE_STYLES[t.state].label}\nqueued ${time(queued)} (${duration((start - queued) * 1000)})\nstarted ${time(t.started_at)}\nfinished ${time(t.finished_at)} (${duration((end - start) * 1000)})${t.worker ? `\non ${t.worker}` : ""}`;
-                const runs = runsOf(t, now);
-                const waits = runs.slice(1).map((r, i) => [runs[i]![1], r[0]] as const);
-                const waited = waits.reduce((sum, [a, b]) => sum + Math.max(0, b - a), 0);
-                return (
-                  <div key={t.id} className={`timeline-item${selected === t.id ? " selected" : ""}`} style={{ top, height: 12 }} onClick={() => onSelect(t.id)} title={tip + (runs.length > 1 ? `\n${runs.length} runs; waited ${duration(waited * 1000)} between them (retry countdown)` : "")} data-task-id={t.id}>
-                    <span className="queued" style={{ left: `${pct(queued)}%`, width: `${Math.max(0, pct(start) - pct(queued))}%` }} />
-                    {runs.length > 1 ? (
-                      <>
-                        {waits.map(([a, b], i) => (
-                          <span key={`w${i}`} className="wait" data-wait={i} style={{ left: `${pct(a)}%`, width: `${Math.max(0, pct(b) - pct(a))}%` }} />
-                        ))}
-                        {runs.map(([a, b], i) => (
-                          <span key={`r${i}`} className="run" data-run={i} style={{ left: `${pct(a)}%`, width: `max(3px, ${pct(b) - pct(a)}%)`, background: STATE_STYLES[t.runs![i]!.state].color }} />
-                        ))}
-                      </>
-                    ) : (
-                      <span className="run" style={{ left: `${pct(start)}%`, width: `max(3px, ${pct(end) - pct(start)}%)`, background: STATE_STYLES[t.state].color }} />
-                    )}
-                  </div>
-                );
-              })}
-            </div>
-            <div className="timeline-dur mono">
-              {by === "task" ? runningTime(row.items[0]!, now) : `${row.items.length} tasks`}
-            </div>
-          </div>
           </Boundary>
         ))}
       </div>

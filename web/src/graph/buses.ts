@@ -16,9 +16,16 @@ export const BUS_OFFSET = 24;
  */
 export function withBuses(layout: Layout): Layout {
   const boxes = new Map<string, { x: number; cy: number; right: number }>();
-  for (const n of layout.nodes) if (!n.parentId) boxes.set(n.id, { x: n.position.x, cy: n.position.y + (n.height ?? 0) / 2, right: n.position.x + (n.width ?? 0) });
+  for (const n of layout.nodes)
+    if (!n.parentId)
+      boxes.set(n.id, {
+        x: n.position.x,
+        cy: n.position.y + (n.height ?? 0) / 2,
+        right: n.position.x + (n.width ?? 0),
+      });
   const fans = new Map<string, FlowEdge[]>();
-  for (const e of layout.edges) if (e.data && boxes.has(e.source) && boxes.has(e.target)) push(fans, `${e.source}|${e.data.kind}`, e);
+  for (const e of layout.edges)
+    if (e.data && boxes.has(e.source) && boxes.has(e.target)) push(fans, `${e.source}|${e.data.kind}`, e);
   const roles = new Map<string, "up" | "down" | "branch">();
   for (const list of fans.values()) {
     if (list.length < BUS_MIN) continue;

@@ -81,7 +81,9 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
       layoutOptions: {
         ...ELK_OPTIONS,
         // Keeps siblings in publish order; only without nested containers (it crashes elk there).
-        ...(v.containers.some((c) => c.internal) ? {} : { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" }),
+        ...(v.containers.some((c) => c.internal)
+          ? {}
+          : { "elk.layered.considerModelOrder.strategy": "NODES_AND_EDGES" }),
       },
       children,
       edges: elkEdges,
@@ -90,7 +92,13 @@ export function elkGraph(v: Visible): { graph: ElkNode; boxes: Map<string, Box> 
 }
 
 /** Runs elk on `graph` (from `elkGraph(v)`) and reads its placement back into React Flow nodes. */
-export async function elkLayout(snapshot: TraceSnapshot, v: Visible, graph: ElkNode, boxes: Map<string, Box>, elk: ElkLike): Promise<Layout> {
+export async function elkLayout(
+  snapshot: TraceSnapshot,
+  v: Visible,
+  graph: ElkNode,
+  boxes: Map<string, Box>,
+  elk: ElkLike,
+): Promise<Layout> {
   const root = await elk.layout(graph);
   const byId = new Map(snapshot.nodes.map((n) => [n.id, n]));
   const containerInfo = new Map(v.containers.map((c) => [c.container.id, c]));
@@ -111,7 +119,11 @@ export async function elkLayout(snapshot: TraceSnapshot, v: Visible, graph: ElkN
       if (box) continue;
       for (const m of n.children ?? []) {
         const at = { x: m.x ?? 0, y: m.y ?? 0 };
-        nodes.push(m.id === c.moreId ? moreNode(m.id, c.container.id, c.hidden, "members", at, ports, c.container.id) : taskNode(byId.get(m.id)!, at, ports, c.container.id));
+        nodes.push(
+          m.id === c.moreId
+            ? moreNode(m.id, c.container.id, c.hidden, "members", at, ports, c.container.id)
+            : taskNode(byId.get(m.id)!, at, ports, c.container.id),
+        );
       }
       continue;
     }
@@ -128,5 +140,10 @@ export async function elkLayout(snapshot: TraceSnapshot, v: Visible, graph: ElkN
     const task = byId.get(n.id);
     if (task) nodes.push(taskNode(task, position, ports));
   }
-  return { nodes, edges: flowEdges(v, owner), rootId: rootOf(snapshot, v, (id) => owner.get(id) ?? id), engine: "elk" };
+  return {
+    nodes,
+    edges: flowEdges(v, owner),
+    rootId: rootOf(snapshot, v, (id) => owner.get(id) ?? id),
+    engine: "elk",
+  };
 }

@@ -21,4 +21,3 @@ export function elkInWorker(): Promise<ElkLike> {
   }
   return Promise.resolve(instance);
 }
-

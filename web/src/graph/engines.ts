@@ -63,7 +63,6 @@ const TREE_LAYER_GAP = 64;
 const TREE_SIBLING_GAP = 20;
 const TREE_COMPONENT_GAP = 40;
 
-
 /**
  * Left-to-right tree: a column per depth, siblings stacked in publish order (fold stubs and shelves
  * after them), each parent level with its first child, so the first view (at the root) shows the
@@ -75,7 +74,11 @@ export function treeLayout(snapshot: TraceSnapshot, v: Visible): Layout | null {
   const b = topLevelBoxes(snapshot, v);
   // Publish order: a task's place in the snapshot, a group's earliest member's; stubs and shelves last.
   const ranks = new Map(snapshot.nodes.map((n, i) => [n.id, i]));
-  for (const c of v.containers) ranks.set(c.container.id, Math.min(Infinity, ...c.container.members.map((m) => ranks.get(m) ?? Infinity)));
+  for (const c of v.containers)
+    ranks.set(
+      c.container.id,
+      Math.min(Infinity, ...c.container.members.map((m) => ranks.get(m) ?? Infinity)),
+    );
   b.items.forEach((id, i) => {
     const r = ranks.get(id);
     if (r === undefined || !Number.isFinite(r)) ranks.set(id, snapshot.nodes.length + i);
@@ -206,4 +209,3 @@ export function linearLayout(snapshot: TraceSnapshot, v: Visible): Layout {
   }
   return { nodes, edges: flowEdges(v, b.owner), rootId: rootOf(snapshot, v, b.top), engine: "linear" };
 }
-

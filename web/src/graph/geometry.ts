@@ -31,7 +31,10 @@ export interface Box {
 
 /** A container drawn as a grid of its members (and its fold stub last). */
 export function gridBox(c: VisibleContainer): Box {
-  const items = [...c.members.map((id) => ({ id, more: false })), ...(c.moreId ? [{ id: c.moreId, more: true }] : [])];
+  const items = [
+    ...c.members.map((id) => ({ id, more: false })),
+    ...(c.moreId ? [{ id: c.moreId, more: true }] : []),
+  ];
   const cols = gridColumns(items.length);
   const rows = Math.ceil(items.length / cols);
   const cells = items.map((item, i) => ({
@@ -41,7 +44,11 @@ export function gridBox(c: VisibleContainer): Box {
   }));
   const lastRowHasMore = items.length > 0 && items[items.length - 1]!.more && items.length % cols === 1;
   const height = PAD_TOP + rows * (TASK_H + GAP) - GAP - (lastRowHasMore ? TASK_H - MORE_H : 0) + PAD_SIDE;
-  return { width: PAD_SIDE * 2 + cols * (TASK_W + GAP) - GAP, height: Math.max(height, PAD_TOP + MORE_H), cells };
+  return {
+    width: PAD_SIDE * 2 + cols * (TASK_W + GAP) - GAP,
+    height: Math.max(height, PAD_TOP + MORE_H),
+    cells,
+  };
 }
 
 /** A shelf: a grid of group summaries. */
@@ -50,8 +57,17 @@ export function shelfBox(s: VisibleShelf): Box {
   // Two columns at least: the title row (count, state bar, "open all") needs the width.
   const cols = Math.min(n, Math.max(2, Math.round(Math.sqrt((n * (SUMMARY_H + GAP)) / (SUMMARY_W + GAP)))));
   const rows = Math.ceil(n / cols);
-  const cells = s.containers.map((c, i) => ({ id: c.id, more: false, x: PAD_SIDE + (i % cols) * (SUMMARY_W + GAP), y: PAD_TOP + Math.floor(i / cols) * (SUMMARY_H + GAP) }));
-  return { width: PAD_SIDE * 2 + cols * (SUMMARY_W + GAP) - GAP, height: PAD_TOP + rows * (SUMMARY_H + GAP) - GAP + PAD_SIDE, cells };
+  const cells = s.containers.map((c, i) => ({
+    id: c.id,
+    more: false,
+    x: PAD_SIDE + (i % cols) * (SUMMARY_W + GAP),
+    y: PAD_TOP + Math.floor(i / cols) * (SUMMARY_H + GAP),
+  }));
+  return {
+    width: PAD_SIDE * 2 + cols * (SUMMARY_W + GAP) - GAP,
+    height: PAD_TOP + rows * (SUMMARY_H + GAP) - GAP + PAD_SIDE,
+    cells,
+  };
 }
 
 /** Size of the drawn handles (styles.css `.react-flow__handle`): centred on the box's left and right sides. */
@@ -69,7 +85,23 @@ const HANDLE = 6;
 export function handlesOf(ports: Ports, width: number, height: number, border = 0): NodeHandle[] {
   const y = height / 2 - HANDLE / 2;
   const out: NodeHandle[] = [];
-  if (ports.in) out.push({ type: "target", position: Position.Left, x: border - HANDLE / 2, y, width: HANDLE, height: HANDLE });
-  if (ports.out) out.push({ type: "source", position: Position.Right, x: width - border - HANDLE / 2, y, width: HANDLE, height: HANDLE });
+  if (ports.in)
+    out.push({
+      type: "target",
+      position: Position.Left,
+      x: border - HANDLE / 2,
+      y,
+      width: HANDLE,
+      height: HANDLE,
+    });
+  if (ports.out)
+    out.push({
+      type: "source",
+      position: Position.Right,
+      x: width - border - HANDLE / 2,
+      y,
+      width: HANDLE,
+      height: HANDLE,
+    });
   return out;
 }

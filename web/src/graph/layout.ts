@@ -37,7 +37,19 @@ export { elkGraph } from "./elk-graph";
 export { linearLayout, treeLayout } from "./engines";
 export { gridColumns, handlesOf, MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W } from "./geometry";
 export { containerCounts, stateCounts } from "./node-factories";
-export { CARD_BUDGET, FOLD_OVER, FOLD_SHOW, moreId, SHELF_MIN, visibleGraph, type Visible, type VisibleContainer, type VisibleEdge, type VisibleFold, type VisibleShelf } from "./visibility";
+export {
+  CARD_BUDGET,
+  FOLD_OVER,
+  FOLD_SHOW,
+  moreId,
+  SHELF_MIN,
+  visibleGraph,
+  type Visible,
+  type VisibleContainer,
+  type VisibleEdge,
+  type VisibleFold,
+  type VisibleShelf,
+} from "./visibility";
 
 /** Above this many top-level boxes, elk is replaced by the linear layered layout. */
 export const ELK_LIMIT = 500;
@@ -53,7 +65,11 @@ export const TREE_OVER = 500;
  * drawn part is a forest (every box entered from at most one other: fan-outs, groups, chains,
  * chord callbacks), the tree layout; the linear layout past `ELK_LIMIT` boxes.
  */
-export async function layoutGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<string>, elk: ElkLike): Promise<Layout> {
+export async function layoutGraph(
+  snapshot: TraceSnapshot,
+  expanded: ReadonlySet<string>,
+  elk: ElkLike,
+): Promise<Layout> {
   const v = visibleGraph(snapshot, expanded);
   if (snapshot.nodes.length > TREE_OVER) {
     const tree = treeLayout(snapshot, v);

@@ -33,7 +33,15 @@ export function flowEdges(v: Visible, owner: ReadonlyMap<string, string>): FlowE
     const id = `${e.kind}:${source}->${target}`;
     const known = out.get(id);
     if (known?.data) known.data.count += e.count;
-    else out.set(id, { id, source, target, data: { kind: e.kind, count: e.count }, className: `edge edge-${e.kind}`, focusable: false });
+    else
+      out.set(id, {
+        id,
+        source,
+        target,
+        data: { kind: e.kind, count: e.count },
+        className: `edge edge-${e.kind}`,
+        focusable: false,
+      });
   }
   return [...out.values()];
 }
@@ -57,17 +65,57 @@ export function portsOf(v: Visible, owner: ReadonlyMap<string, string> = new Map
   return (id) => ({ in: ins.has(id), out: outs.has(id) });
 }
 
-export function taskNode(task: GraphNode, position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
+export function taskNode(
+  task: GraphNode,
+  position: { x: number; y: number },
+  ports: PortsOf,
+  parentId?: string,
+): FlowNode {
   const p = ports(task.id);
-  return { id: task.id, type: "task", position, width: TASK_W, height: TASK_H, measured: { width: TASK_W, height: TASK_H }, handles: handlesOf(p, TASK_W, TASK_H, 1), data: { kind: "task", task, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+  return {
+    id: task.id,
+    type: "task",
+    position,
+    width: TASK_W,
+    height: TASK_H,
+    measured: { width: TASK_W, height: TASK_H },
+    handles: handlesOf(p, TASK_W, TASK_H, 1),
+    data: { kind: "task", task, ports: p },
+    ...(parentId ? { parentId, extent: "parent" as const } : {}),
+  };
 }
 
-export function moreNode(id: string, foldKey: string, hidden: number, what: MoreNodeData["what"], position: { x: number; y: number }, ports: PortsOf, parentId?: string): FlowNode {
+export function moreNode(
+  id: string,
+  foldKey: string,
+  hidden: number,
+  what: MoreNodeData["what"],
+  position: { x: number; y: number },
+  ports: PortsOf,
+  parentId?: string,
+): FlowNode {
   const p = ports(id);
-  return { id, type: "more", position, width: TASK_W, height: MORE_H, measured: { width: TASK_W, height: MORE_H }, handles: handlesOf(p, TASK_W, MORE_H), selectable: false, data: { kind: "more", foldKey, hidden, what, ports: p }, ...(parentId ? { parentId, extent: "parent" as const } : {}) };
+  return {
+    id,
+    type: "more",
+    position,
+    width: TASK_W,
+    height: MORE_H,
+    measured: { width: TASK_W, height: MORE_H },
+    handles: handlesOf(p, TASK_W, MORE_H),
+    selectable: false,
+    data: { kind: "more", foldKey, hidden, what, ports: p },
+    ...(parentId ? { parentId, extent: "parent" as const } : {}),
+  };
 }
 
-export function shelfNode(sh: VisibleShelf, position: { x: number; y: number }, box: Box, byId: Map<string, GraphNode>, ports: PortsOf): FlowNode {
+export function shelfNode(
+  sh: VisibleShelf,
+  position: { x: number; y: number },
+  box: Box,
+  byId: Map<string, GraphNode>,
+  ports: PortsOf,
+): FlowNode {
   const { width, height } = box;
   const p = ports(sh.id);
   const all: string[] = [];
@@ -82,11 +130,27 @@ export function shelfNode(sh: VisibleShelf, position: { x: number; y: number }, 
     handles: handlesOf(p, width, height),
     style: { width, height },
     selectable: false,
-    data: { kind: "shelf", foldKey: sh.id, groups: sh.containers.map((c) => ({ container: c, counts: containerCounts(c, byId) })), tasks: all.length, counts: stateCounts(all, byId), ports: p, cells: box.cells },
+    data: {
+      kind: "shelf",
+      foldKey: sh.id,
+      groups: sh.containers.map((c) => ({ container: c, counts: containerCounts(c, byId) })),
+      tasks: all.length,
+      counts: stateCounts(all, byId),
+      ports: p,
+      cells: box.cells,
+    },
   };
 }
 
-export function containerNode(c: VisibleContainer, position: { x: number; y: number }, width: number, height: number, byId: Map<string, GraphNode>, ports: PortsOf, cells?: Cell[]): FlowNode {
+export function containerNode(
+  c: VisibleContainer,
+  position: { x: number; y: number },
+  width: number,
+  height: number,
+  byId: Map<string, GraphNode>,
+  ports: PortsOf,
+  cells?: Cell[],
+): FlowNode {
   return {
     id: c.container.id,
     type: "container",
@@ -103,7 +167,9 @@ export function containerNode(c: VisibleContainer, position: { x: number; y: num
       hidden: c.hidden,
       counts: containerCounts(c.container, byId),
       ports: ports(c.container.id),
-      ...(cells ? { cells, tasks: cells.map((cell) => (cell.more ? null : (byId.get(cell.id) ?? null))) } : {}),
+      ...(cells
+        ? { cells, tasks: cells.map((cell) => (cell.more ? null : (byId.get(cell.id) ?? null))) }
+        : {}),
     },
   };
 }

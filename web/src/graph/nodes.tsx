@@ -7,7 +7,16 @@ import { duration, shortId, shortName, text, time } from "../format";
 import { STATE_STYLES } from "../states";
 import { BUS_OFFSET } from "./buses";
 import { MORE_H, SUMMARY_H, SUMMARY_W, TASK_H, TASK_W } from "./geometry";
-import type { Cell, FlowEdge, ContainerNodeData, FlowNode, MoreNodeData, ShelfNodeData, StateCount, TaskNodeData } from "./types";
+import type {
+  Cell,
+  FlowEdge,
+  ContainerNodeData,
+  FlowNode,
+  MoreNodeData,
+  ShelfNodeData,
+  StateCount,
+  TaskNodeData,
+} from "./types";
 
 /** What grid cells inside containers need from the page: the selection and the two actions. */
 export interface GraphActions {
@@ -16,17 +25,23 @@ export interface GraphActions {
   /** Opens a fold; the view then moves to `focusId` (by default, what the fold key names). */
   expand(foldKey: string, focusId?: string): void;
 }
-export const GraphActionsContext = createContext<GraphActions>({ selected: null, select: () => undefined, expand: () => undefined });
+export const GraphActionsContext = createContext<GraphActions>({
+  selected: null,
+  select: () => undefined,
+  expand: () => undefined,
+});
 
 function runtimeOf(task: TaskNodeData["task"]): number | null {
   if (task.runtime_ms !== null) return task.runtime_ms;
-  if (task.started_at !== null && task.finished_at !== null) return (task.finished_at - task.started_at) * 1000;
+  if (task.started_at !== null && task.finished_at !== null)
+    return (task.finished_at - task.started_at) * 1000;
   return null;
 }
 
 function whenText(task: GraphNode): string {
   if (task.placeholder) return task.state === "NOT_RUN" ? "not run" : "announced, not sent";
-  if (task.started_at !== null) return `${time(task.started_at)} · ${task.finished_at === null && task.state === "STARTED" ? "running" : duration(runtimeOf(task))}`;
+  if (task.started_at !== null)
+    return `${time(task.started_at)} · ${task.finished_at === null && task.state === "STARTED" ? "running" : duration(runtimeOf(task))}`;
   if (task.published_at !== null) return `queued ${time(task.published_at)}`;
   return STATE_STYLES[task.state].label;
 }
@@ -36,12 +51,29 @@ function whenText(task: GraphNode): string {
  * Props are primitives or stable callbacks, so a grid of cards re-renders only the cards that
  * changed (a click selects one: two cards re-render, not the whole group).
  */
-export const TaskCard = memo(function TaskCard({ task, selected, className = "", cell, onSelect, children }: { task: GraphNode; selected: boolean; className?: string; cell?: Cell; onSelect?: (taskId: string) => void; children?: ReactNode }) {
+export const TaskCard = memo(function TaskCard({
+  task,
+  selected,
+  className = "",
+  cell,
+  onSelect,
+  children,
+}: {
+  task: GraphNode;
+  selected: boolean;
+  className?: string;
+  cell?: Cell;
+  onSelect?: (taskId: string) => void;
+  children?: ReactNode;
+}) {
   const style = STATE_STYLES[task.state];
   return (
     <div
       className={`task-node state-${task.state.toLowerCase()}${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""} ${className}`}
-      style={{ ["--state" as string]: style.color, ...(cell ? { left: cell.x, top: cell.y, width: TASK_W, height: TASK_H } : {}) }}
+      style={{
+        ["--state" as string]: style.color,
+        ...(cell ? { left: cell.x, top: cell.y, width: TASK_W, height: TASK_H } : {}),
+      }}
       title={`${task.name ?? "(unknown name)"}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}${task.anomaly ? `\n⚠ ${task.anomaly}` : ""}`}
       data-state={task.state}
       data-task-id={task.id}
@@ -86,7 +118,10 @@ export const TaskNode = memo(function TaskNode({ data, selected }: NodeProps<Flo
 export function StateBar({ counts, total }: { counts: StateCount[]; total: number }) {
   if (total === 0) return null;
   return (
-    <span className="state-bar" title={counts.map(([s, n]) => `${n} ${STATE_STYLES[s].label.toLowerCase()}`).join(" · ")}>
+    <span
+      className="state-bar"
+      title={counts.map(([s, n]) => `${n} ${STATE_STYLES[s].label.toLowerCase()}`).join(" · ")}
+    >
       {counts.map(([s, n]) => (
         <span key={s} style={{ width: `${(n / total) * 100}%`, background: STATE_STYLES[s].color }} />
       ))}
@@ -99,7 +134,8 @@ export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<Flo
   const actions = useContext(GraphActionsContext);
   const style = STATE_STYLES[container.state];
   const total = container.members.length;
-  const size = container.size !== null && container.size !== total ? `${total}/${container.size}` : String(total);
+  const size =
+    container.size !== null && container.size !== total ? `${total}/${container.size}` : String(total);
   return (
     <div
       title={`${container.kind} ${container.id}\n${style.label}${hidden ? `\n${hidden} members folded` : ""}`}
@@ -123,12 +159,28 @@ export const ContainerNode = memo(function ContainerNode({ data }: NodeProps<Flo
         const task = tasks?.[i];
         if (cell.more || !task)
           return (
-            <div key={cell.id} className="more-node cell" style={{ ...at, height: MORE_H }} data-more={hidden} title="Click to show every member" onClick={() => actions.expand(container.id)}>
+            <div
+              key={cell.id}
+              className="more-node cell"
+              style={{ ...at, height: MORE_H }}
+              data-more={hidden}
+              title="Click to show every member"
+              onClick={() => actions.expand(container.id)}
+            >
               <span>… {hidden.toLocaleString()} more</span>
               <span className="more-hint">expand</span>
             </div>
           );
-        return <TaskCard key={cell.id} task={task} selected={actions.selected === task.id} className="cell" cell={cell} onSelect={actions.select} />;
+        return (
+          <TaskCard
+            key={cell.id}
+            task={task}
+            selected={actions.selected === task.id}
+            className="cell"
+            cell={cell}
+            onSelect={actions.select}
+          />
+        );
       })}
       {ports.out && <Handle type="source" position={Position.Right} isConnectable={false} />}
     </div>
@@ -158,13 +210,20 @@ export const ShelfNode = memo(function ShelfNode({ data }: NodeProps<FlowNode>) 
   const { foldKey, groups, tasks, counts, ports, cells } = data as ShelfNodeData;
   const actions = useContext(GraphActionsContext);
   return (
-    <div className="shelf-node" data-shelf={groups.length} title={`${groups.length} groups not drawn, to keep this large trace fast: click one to open it`}>
+    <div
+      className="shelf-node"
+      data-shelf={groups.length}
+      title={`${groups.length} groups not drawn, to keep this large trace fast: click one to open it`}
+    >
       {ports.in && <Handle type="target" position={Position.Left} isConnectable={false} />}
       <div className="container-title">
         <span className="container-kind">{groups.length.toLocaleString()} more groups</span>
         <span className="muted">{tasks.toLocaleString()} tasks · click one to draw it</span>
         <StateBar counts={counts} total={tasks} />
-        <button className="link-button shelf-open-all" onClick={() => actions.expand(foldKey, groups[0]?.container.id)}>
+        <button
+          className="link-button shelf-open-all"
+          onClick={() => actions.expand(foldKey, groups[0]?.container.id)}
+        >
           open all
         </button>
       </div>
@@ -179,7 +238,13 @@ export const ShelfNode = memo(function ShelfNode({ data }: NodeProps<FlowNode>) 
           <div
             key={cell.id}
             className={`group-summary cell kind-${container.kind.toLowerCase()}`}
-            style={{ left: cell.x, top: cell.y, width: SUMMARY_W, height: SUMMARY_H, ["--state" as string]: style.color }}
+            style={{
+              left: cell.x,
+              top: cell.y,
+              width: SUMMARY_W,
+              height: SUMMARY_H,
+              ["--state" as string]: style.color,
+            }}
             data-summary-id={container.id}
             data-state={container.state}
             title={`${container.kind} ${container.id}\n${style.label}: ${total} tasks\nClick to draw its tasks`}
@@ -221,7 +286,14 @@ export const nodeTypes = {
 const R = 8;
 
 /** One edge of a fan-out drawn as a comb (buses.ts `withBuses`): the trunk, or a tooth. */
-export const BusEdge = memo(function BusEdge({ id, sourceX, sourceY, targetX, targetY, data }: EdgeProps<FlowEdge>) {
+export const BusEdge = memo(function BusEdge({
+  id,
+  sourceX,
+  sourceY,
+  targetX,
+  targetY,
+  data,
+}: EdgeProps<FlowEdge>) {
   const x = sourceX + BUS_OFFSET;
   const dy = targetY - sourceY;
   const r = Math.min(R, Math.abs(dy) / 2);

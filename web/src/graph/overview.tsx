@@ -12,7 +12,13 @@ import type { FlowNode } from "./types";
 const W = 200;
 const H = 140;
 
-const viewSelector = (s: ReactFlowState) => ({ x: s.transform[0], y: s.transform[1], zoom: s.transform[2], width: s.width, height: s.height });
+const viewSelector = (s: ReactFlowState) => ({
+  x: s.transform[0],
+  y: s.transform[1],
+  zoom: s.transform[2],
+  width: s.width,
+  height: s.height,
+});
 
 function color(n: FlowNode): string {
   if (n.data.kind === "task") return STATE_STYLES[n.data.task.state].color;
@@ -49,7 +55,10 @@ const Boxes = memo(function Boxes({ nodes }: { nodes: FlowNode[] }) {
 
 export function Overview({ nodes }: { nodes: FlowNode[] }) {
   const flow = useReactFlow();
-  const view = useStore(viewSelector, (a, b) => a.x === b.x && a.y === b.y && a.zoom === b.zoom && a.width === b.width && a.height === b.height);
+  const view = useStore(
+    viewSelector,
+    (a, b) => a.x === b.x && a.y === b.y && a.zoom === b.zoom && a.width === b.width && a.height === b.height,
+  );
   const dragging = useRef(false);
   const bounds = useMemo(() => {
     let minX = Infinity;
@@ -81,7 +90,11 @@ export function Overview({ nodes }: { nodes: FlowNode[] }) {
     const rect = e.currentTarget.getBoundingClientRect();
     const gx = x0 + (e.clientX - rect.left) * scale;
     const gy = y0 + (e.clientY - rect.top) * scale;
-    void flow.setViewport({ x: view.width / 2 - gx * view.zoom, y: view.height / 2 - gy * view.zoom, zoom: view.zoom });
+    void flow.setViewport({
+      x: view.width / 2 - gx * view.zoom,
+      y: view.height / 2 - gy * view.zoom,
+      zoom: view.zoom,
+    });
   };
   return (
     <svg
@@ -104,7 +117,14 @@ export function Overview({ nodes }: { nodes: FlowNode[] }) {
         fillRule="evenodd"
         d={`M${x0 - scale * W} ${y0 - scale * H}h${scale * W * 3}v${scale * H * 3}h${-scale * W * 3}z M${vx} ${vy}h${vw}v${vh}h${-vw}z`}
       />
-      <rect className="overview-view" x={vx} y={vy} width={vw} height={vh} vectorEffect="non-scaling-stroke" />
+      <rect
+        className="overview-view"
+        x={vx}
+        y={vy}
+        width={vw}
+        height={vh}
+        vectorEffect="non-scaling-stroke"
+      />
     </svg>
   );
 }

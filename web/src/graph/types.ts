@@ -24,11 +24,33 @@ export type Cell = { id: string; x: number; y: number; more: boolean };
  * kept 2,000-task traces slow. Unset: members are child React Flow nodes (containers with edges
  * between members, laid out by elk).
  */
-export type ContainerNodeData = { kind: "container"; container: GraphContainer; hidden: number; counts: StateCount[]; ports: Ports; cells?: Cell[]; tasks?: (GraphNode | null)[] };
-export type MoreNodeData = { kind: "more"; foldKey: string; hidden: number; what: "members" | "children"; ports: Ports };
+export type ContainerNodeData = {
+  kind: "container";
+  container: GraphContainer;
+  hidden: number;
+  counts: StateCount[];
+  ports: Ports;
+  cells?: Cell[];
+  tasks?: (GraphNode | null)[];
+};
+export type MoreNodeData = {
+  kind: "more";
+  foldKey: string;
+  hidden: number;
+  what: "members" | "children";
+  ports: Ports;
+};
 /** Collapsed groups drawn as one box of summaries (`cells[i]` is where `groups[i]` is drawn). */
 export type ShelfGroup = { container: GraphContainer; counts: StateCount[] };
-export type ShelfNodeData = { kind: "shelf"; foldKey: string; groups: ShelfGroup[]; tasks: number; counts: StateCount[]; ports: Ports; cells: Cell[] };
+export type ShelfNodeData = {
+  kind: "shelf";
+  foldKey: string;
+  groups: ShelfGroup[];
+  tasks: number;
+  counts: StateCount[];
+  ports: Ports;
+  cells: Cell[];
+};
 export type FlowNodeData = TaskNodeData | ContainerNodeData | MoreNodeData | ShelfNodeData;
 export type FlowNode = Node<FlowNodeData>;
 /**

@@ -100,7 +100,13 @@ export function visibleGraph(snapshot: TraceSnapshot, expanded: ReadonlySet<stri
   const edges = bundleEdges(routeEdges(scope, onShelf), scope.containerOf);
   const drawnContainers = containers.filter((c) => !onShelf.has(c.container.id));
   markInternal(drawnContainers, edges, scope.containerOf);
-  return { tasks: snapshot.nodes.filter((n) => !scope.hiddenBy.has(n.id)), containers: drawnContainers, folds, shelves, edges };
+  return {
+    tasks: snapshot.nodes.filter((n) => !scope.hiddenBy.has(n.id)),
+    containers: drawnContainers,
+    folds,
+    shelves,
+    edges,
+  };
 }
 
 /**
@@ -153,7 +159,11 @@ function shelfKeys({ snapshot, hiddenBy, containerOf }: Scope): (containerId: st
 }
 
 /** Groups in publish order draw their members until the card budget is spent; the rest collapse. */
-function spendCardBudget({ snapshot, expanded, hiddenBy, containerOf }: Scope, groups: Group[], shelfOf: (cid: string) => string): VisibleContainer[] {
+function spendCardBudget(
+  { snapshot, expanded, hiddenBy, containerOf }: Scope,
+  groups: Group[],
+  shelfOf: (cid: string) => string,
+): VisibleContainer[] {
   let drawn = 0;
   for (const n of snapshot.nodes) if (!containerOf.has(n.id) && !hiddenBy.has(n.id)) drawn++;
   let over = false;
@@ -164,13 +174,28 @@ function spendCardBudget({ snapshot, expanded, hiddenBy, containerOf }: Scope, g
       over = true;
       const stub = moreId(container.id);
       for (const m of members) hiddenBy.set(m, stub);
-      return { container, members: [], hidden: members.length, moreId: stub, internal: false, collapsed: true };
+      return {
+        container,
+        members: [],
+        hidden: members.length,
+        moreId: stub,
+        internal: false,
+        collapsed: true,
+      };
     }
     drawn += shown;
-    if (shown === members.length) return { container, members, hidden: 0, moreId: null, internal: false, collapsed: false };
+    if (shown === members.length)
+      return { container, members, hidden: 0, moreId: null, internal: false, collapsed: false };
     const stub = moreId(container.id);
     for (const m of members.slice(FOLD_SHOW)) hiddenBy.set(m, stub);
-    return { container, members: members.slice(0, FOLD_SHOW), hidden: members.length - FOLD_SHOW, moreId: stub, internal: false, collapsed: false };
+    return {
+      container,
+      members: members.slice(0, FOLD_SHOW),
+      hidden: members.length - FOLD_SHOW,
+      moreId: stub,
+      internal: false,
+      collapsed: false,
+    };
   });
 }
 
@@ -178,7 +203,10 @@ function spendCardBudget({ snapshot, expanded, hiddenBy, containerOf }: Scope, g
  * Collapsed groups with the same entry go on one shelf. `onShelf`: a shelved container's id and
  * its stub's → the shelf, where their edges attach.
  */
-function shelveCollapsed(containers: VisibleContainer[], shelfOf: (cid: string) => string): { shelves: VisibleShelf[]; onShelf: Map<string, string> } {
+function shelveCollapsed(
+  containers: VisibleContainer[],
+  shelfOf: (cid: string) => string,
+): { shelves: VisibleShelf[]; onShelf: Map<string, string> } {
   const byShelf = new Map<string, VisibleContainer[]>();
   for (const c of containers) if (c.collapsed) push(byShelf, shelfOf(c.container.id), c);
   const shelves: VisibleShelf[] = [];
@@ -195,7 +223,10 @@ function shelveCollapsed(containers: VisibleContainer[], shelfOf: (cid: string) 
 }
 
 /** Reroutes edges of folded tasks to their stub (or shelf), drops loops and merges duplicates. */
-function routeEdges({ snapshot, hiddenBy, containerOf }: Scope, onShelf: ReadonlyMap<string, string>): Map<string, VisibleEdge> {
+function routeEdges(
+  { snapshot, hiddenBy, containerOf }: Scope,
+  onShelf: ReadonlyMap<string, string>,
+): Map<string, VisibleEdge> {
   const route = (id: string) => {
     const r = hiddenBy.get(id) ?? id;
     return onShelf.get(r) ?? onShelf.get(containerOf.get(r) ?? "") ?? r;
@@ -214,7 +245,10 @@ function routeEdges({ snapshot, hiddenBy, containerOf }: Scope, onShelf: Readonl
 }
 
 /** Bundles many edges of one kind between an outside task and members of one container into one edge. */
-function bundleEdges(routed: Map<string, VisibleEdge>, containerOf: ReadonlyMap<string, string>): VisibleEdge[] {
+function bundleEdges(
+  routed: Map<string, VisibleEdge>,
+  containerOf: ReadonlyMap<string, string>,
+): VisibleEdge[] {
   const bundles = new Map<string, VisibleEdge[]>();
   for (const e of routed.values()) {
     const tc = containerOf.get(e.target);
@@ -243,7 +277,11 @@ function bundleEdges(routed: Map<string, VisibleEdge>, containerOf: ReadonlyMap<
 }
 
 /** A drawn container with an edge between two of its members is `internal` (elk nests it). */
-function markInternal(containers: VisibleContainer[], edges: VisibleEdge[], containerOf: ReadonlyMap<string, string>) {
+function markInternal(
+  containers: VisibleContainer[],
+  edges: VisibleEdge[],
+  containerOf: ReadonlyMap<string, string>,
+) {
   for (const e of edges) {
     const sc = containerOf.get(e.source);
     if (sc && sc === containerOf.get(e.target)) {

@@ -20,12 +20,14 @@ export function DashboardPage() {
   return (
     <div className="page dashboard">
       <section>
-        <h2>
-          Open anomalies {open.length > 0 && <span className="anomaly-badge">{open.length}</span>}
-        </h2>
+        <h2>Open anomalies {open.length > 0 && <span className="anomaly-badge">{open.length}</span>}</h2>
         {anomalies.isPending && <p className="loading">Checking for anomalies…</p>}
-        {anomalies.isError && <p className="error-box">Could not load anomalies: {anomalies.error.message}</p>}
-        {anomalies.data && open.length === 0 && <p className="ok">Nothing is stuck, lost or unregistered right now.</p>}
+        {anomalies.isError && (
+          <p className="error-box">Could not load anomalies: {anomalies.error.message}</p>
+        )}
+        {anomalies.data && open.length === 0 && (
+          <p className="ok">Nothing is stuck, lost or unregistered right now.</p>
+        )}
         {open.map((a) => (
           <Boundary key={a.id} region={`anomaly ${text(a.id)}`}>
             <AnomalyCard a={a} />
@@ -47,10 +49,18 @@ export function DashboardPage() {
         <>
           <section className="stat-cards">
             <Boundary region="last hour">
-              <ThroughputBars buckets={stats.data.throughput.hour} label="Last hour (5 min buckets)" bucketLabel={clock} />
+              <ThroughputBars
+                buckets={stats.data.throughput.hour}
+                label="Last hour (5 min buckets)"
+                bucketLabel={clock}
+              />
             </Boundary>
             <Boundary region="last 24 h">
-              <ThroughputBars buckets={stats.data.throughput.day} label="Last 24 h (hourly)" bucketLabel={clock} />
+              <ThroughputBars
+                buckets={stats.data.throughput.day}
+                label="Last 24 h (hourly)"
+                bucketLabel={clock}
+              />
             </Boundary>
             <Boundary region="totals">
               <div className="card">
@@ -61,10 +71,18 @@ export function DashboardPage() {
           </section>
           <section className="stat-cards wide">
             <Boundary region="busiest names">
-              <NameTable title="Busiest task names (24 h)" rows={stats.data.busiest_names} value={(r) => `${r.runs.toLocaleString()} ${r.runs === 1 ? "run" : "runs"}`} />
+              <NameTable
+                title="Busiest task names (24 h)"
+                rows={stats.data.busiest_names}
+                value={(r) => `${r.runs.toLocaleString()} ${r.runs === 1 ? "run" : "runs"}`}
+              />
             </Boundary>
             <Boundary region="slowest names">
-              <NameTable title="Slowest task names by p95 (24 h)" rows={stats.data.slowest_names} value={(r) => duration(r.runtime_p95_ms)} />
+              <NameTable
+                title="Slowest task names by p95 (24 h)"
+                rows={stats.data.slowest_names}
+                value={(r) => duration(r.runtime_p95_ms)}
+              />
             </Boundary>
             <Boundary region="longest queue waits">
               <NameTable
@@ -81,22 +99,31 @@ export function DashboardPage() {
           Workers{" "}
           {stats.data && (
             <span className="muted small">
-              {stats.data.workers.online} online · {stats.data.workers.offline} offline · {stats.data.workers.lost} lost
+              {stats.data.workers.online} online · {stats.data.workers.offline} offline ·{" "}
+              {stats.data.workers.lost} lost
             </span>
           )}
         </h2>
         {workers.data && workers.data.workers.length === 0 && (
-          <p className="muted">No worker has reported yet: start one with the producer installed (`stemtrace.init(app)` in the app module).</p>
+          <p className="muted">
+            No worker has reported yet: start one with the producer installed (`stemtrace.init(app)` in the
+            app module).
+          </p>
         )}
         <Boundary region="worker chips">
-        <div className="worker-chips">
-          {workers.data?.workers.map((w) => (
-            <Link key={w.hostname} to="/workers" className="worker-chip" title={`last heartbeat ${ago(w.last_seen)}`}>
-              <WorkerStatusBadge status={w.status} />{" "}
-              <span className="mono">{w.hostname}</span> <span className="muted small">{w.active.length ? `${w.active.length} running` : "idle"}</span>
-            </Link>
-          ))}
-        </div>
+          <div className="worker-chips">
+            {workers.data?.workers.map((w) => (
+              <Link
+                key={w.hostname}
+                to="/workers"
+                className="worker-chip"
+                title={`last heartbeat ${ago(w.last_seen)}`}
+              >
+                <WorkerStatusBadge status={w.status} /> <span className="mono">{w.hostname}</span>{" "}
+                <span className="muted small">{w.active.length ? `${w.active.length} running` : "idle"}</span>
+              </Link>
+            ))}
+          </div>
         </Boundary>
       </section>
     </div>

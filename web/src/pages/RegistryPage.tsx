@@ -28,8 +28,12 @@ function RecentRuns({ name }: { name: string }) {
   if (q.isPending) return <p className="loading">Loading recent runs of {shortName(name)}…</p>;
   if (q.isError) return <p className="error-box">Could not load recent runs: {q.error.message}</p>;
   const runs = q.data.tasks.filter((t) => t.name === name);
-  if (runs.length === 0) return <p className="muted">No run of this name is kept (retention), or none has finished yet.</p>;
-  const failures = runs.filter((t) => t.state === "FAILURE" || t.state === "UNREGISTERED" || t.state === "LOST" || t.state === "INTERRUPTED");
+  if (runs.length === 0)
+    return <p className="muted">No run of this name is kept (retention), or none has finished yet.</p>;
+  const failures = runs.filter(
+    (t) =>
+      t.state === "FAILURE" || t.state === "UNREGISTERED" || t.state === "LOST" || t.state === "INTERRUPTED",
+  );
   return (
     <div className="recent-runs" data-recent-runs={name}>
       <span className="muted small">
@@ -59,9 +63,14 @@ export function RegistryPage() {
   const [open, setOpen] = useState<string | null>(null);
   if (q.isPending) return <div className="loading page">Loading the task registry…</div>;
   if (q.isError) return <div className="error-box page">Could not load the registry: {q.error.message}</div>;
-  if (q.data.tasks.length === 0) return <div className="empty page">No task names yet: they appear when workers come online or tasks run.</div>;
+  if (q.data.tasks.length === 0)
+    return (
+      <div className="empty page">No task names yet: they appear when workers come online or tasks run.</div>
+    );
   const needle = search.trim().toLowerCase();
-  const shown = q.data.tasks.filter((t) => (!status || t.status === status) && (!needle || t.name.toLowerCase().includes(needle)));
+  const shown = q.data.tasks.filter(
+    (t) => (!status || t.status === status) && (!needle || t.name.toLowerCase().includes(needle)),
+  );
   const unregistered = q.data.tasks.filter((t) => t.status === "NOT_REGISTERED").length;
   return (
     <div className="page">
@@ -70,12 +79,22 @@ export function RegistryPage() {
       </h2>
       {unregistered > 0 && (
         <p className="error-box" data-not-registered-help>
-          {unregistered} {unregistered === 1 ? "name is" : "names are"} <strong>not registered</strong>: {STATUS_HELP.NOT_REGISTERED}
+          {unregistered} {unregistered === 1 ? "name is" : "names are"} <strong>not registered</strong>:{" "}
+          {STATUS_HELP.NOT_REGISTERED}
         </p>
       )}
       <div className="toolbar">
-        <input aria-label="Search task names" placeholder="search task names…" value={search} onChange={(e) => setSearch(e.target.value)} />
-        <select aria-label="Status" value={status} onChange={(e) => setStatus(e.target.value as RegistryEntry["status"] | "")}>
+        <input
+          aria-label="Search task names"
+          placeholder="search task names…"
+          value={search}
+          onChange={(e) => setSearch(e.target.value)}
+        />
+        <select
+          aria-label="Status"
+          value={status}
+          onChange={(e) => setStatus(e.target.value as RegistryEntry["status"] | "")}
+        >
           <option value="">any status</option>
           {(Object.keys(REGISTRY_STATUS_STYLES) as RegistryEntry["status"][]).map((s) => (
             <option key={s} value={s}>
@@ -84,7 +103,8 @@ export function RegistryPage() {
           ))}
         </select>
         <span className="muted small">
-          {shown.length === q.data.tasks.length ? "" : `${shown.length} of ${q.data.tasks.length} shown · `}click a row for its recent runs
+          {shown.length === q.data.tasks.length ? "" : `${shown.length} of ${q.data.tasks.length} shown · `}
+          click a row for its recent runs
         </span>
       </div>
       <Boundary region="registry table">
@@ -95,10 +115,21 @@ export function RegistryPage() {
               <th>status</th>
               <th className="num">runs</th>
               <th className="num">failure rate</th>
-              <th className="num" title="runtime, 50th percentile">run p50</th>
-              <th className="num" title="runtime, 95th percentile">run p95</th>
-              <th className="num" title="time waiting for a worker (published → started, never less than the worker's own received → started), 50th percentile">queue p50</th>
-              <th className="num" title="time waiting for a worker, 95th percentile">queue p95</th>
+              <th className="num" title="runtime, 50th percentile">
+                run p50
+              </th>
+              <th className="num" title="runtime, 95th percentile">
+                run p95
+              </th>
+              <th
+                className="num"
+                title="time waiting for a worker (published → started, never less than the worker's own received → started), 50th percentile"
+              >
+                queue p50
+              </th>
+              <th className="num" title="time waiting for a worker, 95th percentile">
+                queue p95
+              </th>
               <th>last run</th>
               <th>registered by</th>
               <th />
@@ -117,27 +148,54 @@ export function RegistryPage() {
               const expanded = open === t.name;
               return (
                 <RowBoundary key={t.name} region={`task name ${text(t.name)}`} columns={COLUMNS}>
-                  <tr data-task-name={t.name} className={`clickable${expanded ? " expanded" : ""}`} onClick={() => setOpen(expanded ? null : t.name)} aria-expanded={expanded}>
+                  <tr
+                    data-task-name={t.name}
+                    className={`clickable${expanded ? " expanded" : ""}`}
+                    onClick={() => setOpen(expanded ? null : t.name)}
+                    aria-expanded={expanded}
+                  >
                     <td title={[t.module, t.signature, t.doc].filter(Boolean).join("\n")}>
-                      <span className="muted">{expanded ? "▾" : "▸"}</span> <strong>{shortName(t.name)}</strong> <span className="muted small">{t.name}</span>
+                      <span className="muted">{expanded ? "▾" : "▸"}</span>{" "}
+                      <strong>{shortName(t.name)}</strong> <span className="muted small">{t.name}</span>
                       {t.open_anomalies > 0 && (
-                        <Link to="/dashboard" className="anomaly-badge" onClick={(e) => e.stopPropagation()} title={`${t.open_anomalies} open anomalies for this task name`}>
+                        <Link
+                          to="/dashboard"
+                          className="anomaly-badge"
+                          onClick={(e) => e.stopPropagation()}
+                          title={`${t.open_anomalies} open anomalies for this task name`}
+                        >
                           ⚠ {t.open_anomalies}
                         </Link>
                       )}
                       {t.signature && <div className="muted small mono">{t.signature}</div>}
                     </td>
                     <td>
-                      <span className="state-badge" style={{ ["--state" as string]: color }} title={STATUS_HELP[t.status]}>
+                      <span
+                        className="state-badge"
+                        style={{ ["--state" as string]: color }}
+                        title={STATUS_HELP[t.status]}
+                      >
                         {label}
                       </span>
                     </td>
                     <td className="num">{t.runs.toLocaleString()}</td>
                     <td className={`num${t.failure_rate > 0 ? " bad" : ""}`}>{percent(t.failure_rate)}</td>
                     <td className="num">{duration(t.runtime_p50_ms)}</td>
-                    <td className="num" title={t.runtime_p99_ms != null ? `p99 ${duration(t.runtime_p99_ms)}` : undefined}>{duration(t.runtime_p95_ms)}</td>
-                    <td className="num" data-queue-p50>{duration(t.queue_wait_p50_ms)}</td>
-                    <td className="num" title={t.queue_wait_p99_ms != null ? `p99 ${duration(t.queue_wait_p99_ms)}` : undefined}>{duration(t.queue_wait_p95_ms)}</td>
+                    <td
+                      className="num"
+                      title={t.runtime_p99_ms != null ? `p99 ${duration(t.runtime_p99_ms)}` : undefined}
+                    >
+                      {duration(t.runtime_p95_ms)}
+                    </td>
+                    <td className="num" data-queue-p50>
+                      {duration(t.queue_wait_p50_ms)}
+                    </td>
+                    <td
+                      className="num"
+                      title={t.queue_wait_p99_ms != null ? `p99 ${duration(t.queue_wait_p99_ms)}` : undefined}
+                    >
+                      {duration(t.queue_wait_p95_ms)}
+                    </td>
                     <td>{ago(t.last_run_at)}</td>
                     <td className="muted">{t.registered_by.join(", ") || "—"}</td>
                     <td onClick={(e) => e.stopPropagation()}>
@@ -148,7 +206,9 @@ export function RegistryPage() {
                     <tr className="expansion">
                       <td colSpan={COLUMNS}>
                         <Boundary region={`recent runs of ${text(t.name)}`}>
-                          {t.status === "NOT_REGISTERED" && <p className="muted">{STATUS_HELP.NOT_REGISTERED}</p>}
+                          {t.status === "NOT_REGISTERED" && (
+                            <p className="muted">{STATUS_HELP.NOT_REGISTERED}</p>
+                          )}
                           <RecentRuns name={t.name} />
                         </Boundary>
                       </td>

@@ -65,7 +65,11 @@ export function TasksPage() {
       <h2>Tasks</h2>
       <Boundary region="filters">
         <div className="toolbar">
-          <select aria-label="State" value={filters.state ?? ""} onChange={(e) => set("state", e.target.value || null)}>
+          <select
+            aria-label="State"
+            value={filters.state ?? ""}
+            onChange={(e) => set("state", e.target.value || null)}
+          >
             <option value="">any state</option>
             {ALL_STATES.map((s) => (
               <option key={s} value={s}>
@@ -78,7 +82,11 @@ export function TasksPage() {
           {textFilter("queue", "Queue")}
           <div className="tabs small" role="group" aria-label="Time range">
             {RANGES.map(([label, secs]) => (
-              <button key={label} className={range === secs ? "active" : ""} onClick={() => set("range", secs ? String(secs) : null)}>
+              <button
+                key={label}
+                className={range === secs ? "active" : ""}
+                onClick={() => set("range", secs ? String(secs) : null)}
+              >
                 {label}
               </button>
             ))}
@@ -100,7 +108,12 @@ export function TasksPage() {
                 <th>queue</th>
                 {SORTS.map(([s, label]) => (
                   <th key={s} className={s === "runtime" || s === "queue_wait" ? "num" : undefined}>
-                    <button className={`sort${sort === s ? " active" : ""}`} aria-pressed={sort === s} onClick={() => set("sort", s === "published" ? null : s)} title={`sort by ${label}, largest or newest first`}>
+                    <button
+                      className={`sort${sort === s ? " active" : ""}`}
+                      aria-pressed={sort === s}
+                      onClick={() => set("sort", s === "published" ? null : s)}
+                      title={`sort by ${label}, largest or newest first`}
+                    >
                       {label}
                       {sort === s ? " ▾" : ""}
                     </button>
@@ -111,7 +124,11 @@ export function TasksPage() {
             <tbody>
               {q.data.tasks.map((t) => (
                 <RowBoundary key={t.task_id} region={`task ${text(t.task_id)}`} columns={9}>
-                  <tr data-task-id={t.task_id} className="clickable" onClick={() => navigate(`/traces/${encodeId(t.trace_id)}?task=${encodeId(t.task_id)}`)}>
+                  <tr
+                    data-task-id={t.task_id}
+                    className="clickable"
+                    onClick={() => navigate(`/traces/${encodeId(t.trace_id)}?task=${encodeId(t.task_id)}`)}
+                  >
                     <td>
                       <StateBadge state={t.state as TaskState} />
                       {t.retries > 0 && <span className="muted small"> ↻{t.retries}</span>}
@@ -124,7 +141,9 @@ export function TasksPage() {
                     </td>
                     <td className="muted">{t.worker ?? "—"}</td>
                     <td className="muted">{t.queue ?? "—"}</td>
-                    <td title={dateTime(t.published_at ?? t.received_at)}>{time(t.published_at ?? t.received_at)}</td>
+                    <td title={dateTime(t.published_at ?? t.received_at)}>
+                      {time(t.published_at ?? t.received_at)}
+                    </td>
                     <td title={dateTime(t.started_at)}>{time(t.started_at)}</td>
                     <td className="num">{duration(t.runtime_ms)}</td>
                     <td className="num">{duration(t.queue_wait_ms)}</td>
@@ -137,7 +156,10 @@ export function TasksPage() {
             <button disabled={cursors.length === 0} onClick={() => setCursors((c) => c.slice(0, -1))}>
               ← newer
             </button>
-            <button disabled={!q.data.next_cursor} onClick={() => q.data.next_cursor && setCursors((c) => [...c, q.data.next_cursor!])}>
+            <button
+              disabled={!q.data.next_cursor}
+              onClick={() => q.data.next_cursor && setCursors((c) => [...c, q.data.next_cursor!])}
+            >
               older →
             </button>
           </div>

@@ -41,11 +41,21 @@ const EDGE_LEGEND = [
 /** Below this zoom a fitted view is unreadable: centre on the start of the trace instead. */
 const MIN_READABLE_ZOOM = 0.35;
 
-function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; selected: string | null; onSelect: (id: string) => void }) {
+function Graph({
+  snapshot,
+  selected,
+  onSelect,
+}: {
+  snapshot: TraceSnapshot;
+  selected: string | null;
+  onSelect: (id: string) => void;
+}) {
   const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
   // The last layout, with the structure and folds it was made for: pending while they differ
   // (the old layout stays on screen meanwhile).
-  const [done, setDone] = useState<{ key: string; expanded: ReadonlySet<string>; layout: Layout } | null>(null);
+  const [done, setDone] = useState<{ key: string; expanded: ReadonlySet<string>; layout: Layout } | null>(
+    null,
+  );
   const [error, setError] = useState<string | null>(null);
   const key = useMemo(() => structureKey(snapshot), [snapshot]);
   const layout = done?.layout ?? null;
@@ -101,7 +111,8 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
   const expand = useCallback(
     (foldKey: string, focusId?: string) => {
       // A container's fold key is its id; a fan-out's is "<parent id>:<edge kind>".
-      focus.current = focusId ?? (containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":")));
+      focus.current =
+        focusId ?? (containerIds.has(foldKey) ? foldKey : foldKey.slice(0, foldKey.lastIndexOf(":")));
       setExpanded((e) => new Set([...e, foldKey]));
     },
     [containerIds],
@@ -114,7 +125,10 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
     if (!n || n.parentId) return;
     const zoom = flow.getZoom();
     const h = Math.min(n.height ?? TASK_H, 600);
-    void flow.setCenter(n.position.x + Math.min(n.width ?? TASK_W, 900) / 2, n.position.y + h / 2, { zoom, duration: 300 });
+    void flow.setCenter(n.position.x + Math.min(n.width ?? TASK_W, 900) / 2, n.position.y + h / 2, {
+      zoom,
+      duration: 300,
+    });
   }, [layout, pending, flow]);
   const actions = useMemo(() => ({ selected, select: onSelect, expand }), [selected, onSelect, expand]);
   const onNodeClick: NodeMouseHandler<FlowNode> = (_, node) => {
@@ -130,7 +144,13 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
       </div>
     );
   let drawn = 0;
-  for (const n of nodes) drawn += n.data.kind === "task" ? 1 : n.data.kind === "container" ? (n.data.tasks?.filter(Boolean).length ?? 0) : 0;
+  for (const n of nodes)
+    drawn +=
+      n.data.kind === "task"
+        ? 1
+        : n.data.kind === "container"
+          ? (n.data.tasks?.filter(Boolean).length ?? 0)
+          : 0;
   return (
     <GraphActionsContext.Provider value={actions}>
       <ReactFlow
@@ -157,11 +177,16 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
       <div className="graph-status">
         {pending && <span className="pill">laying out…</span>}
         {drawn < snapshot.nodes.length && (
-          <span className="pill" title="Large groups and fan-outs are folded: click a “… more” box to expand it">
+          <span
+            className="pill"
+            title="Large groups and fan-outs are folded: click a “… more” box to expand it"
+          >
             {drawn.toLocaleString()} of {snapshot.nodes.length.toLocaleString()} tasks drawn
           </span>
         )}
-        {initial.big && <span className="pill">large trace: showing its start · zoom out or drag the overview</span>}
+        {initial.big && (
+          <span className="pill">large trace: showing its start · zoom out or drag the overview</span>
+        )}
       </div>
     </GraphActionsContext.Provider>
   );
@@ -171,7 +196,11 @@ function Graph({ snapshot, selected, onSelect }: { snapshot: TraceSnapshot; sele
  * Fits the whole graph when that stays readable; otherwise starts at the root at a readable zoom
  * (a 2,000-task trace fitted to the screen is confetti, and renders every node).
  */
-export function initialViewport(layout: Layout, width: number, height: number): { viewport: Viewport; big: boolean } {
+export function initialViewport(
+  layout: Layout,
+  width: number,
+  height: number,
+): { viewport: Viewport; big: boolean } {
   let minX = Infinity;
   let minY = Infinity;
   let maxX = -Infinity;
@@ -191,17 +220,33 @@ export function initialViewport(layout: Layout, width: number, height: number): 
   const root = layout.nodes.find((n) => n.id === layout.rootId);
   if (fit >= MIN_READABLE_ZOOM || !root) {
     const zoom = Math.max(fit, 0.05);
-    return { viewport: { x: (width - gw * zoom) / 2 - minX * zoom, y: (height - gh * zoom) / 2 - minY * zoom, zoom }, big: false };
+    return {
+      viewport: { x: (width - gw * zoom) / 2 - minX * zoom, y: (height - gh * zoom) / 2 - minY * zoom, zoom },
+      big: false,
+    };
   }
   const zoom = 0.7;
   const rootH = Math.min(root.height ?? TASK_H, height / zoom);
   // A root at the top of the graph (the tree layout) starts at the top; otherwise it is centred.
-  const y = root.position.y <= minY ? pad + 16 - root.position.y * zoom : height / 2 - (root.position.y + rootH / 2) * zoom;
+  const y =
+    root.position.y <= minY
+      ? pad + 16 - root.position.y * zoom
+      : height / 2 - (root.position.y + rootH / 2) * zoom;
   return { viewport: { x: pad - root.position.x * zoom, y, zoom }, big: true };
 }
 
 function traceCounts(s: TraceSnapshot): StateCount[] {
-  return containerCounts({ id: "", kind: "GROUP", state: "PENDING", members: s.nodes.map((n) => n.id), callback_id: null, size: null }, new Map(s.nodes.map((n) => [n.id, n])));
+  return containerCounts(
+    {
+      id: "",
+      kind: "GROUP",
+      state: "PENDING",
+      members: s.nodes.map((n) => n.id),
+      callback_id: null,
+      size: null,
+    },
+    new Map(s.nodes.map((n) => [n.id, n])),
+  );
 }
 
 export function TracePage({ traceId }: { traceId: string }) {
@@ -237,7 +282,8 @@ export function TracePage({ traceId }: { traceId: string }) {
         <h2>Trace {shortId(traceId)} is not available</h2>
         <p>{q.error.message}</p>
         <p>
-          If its events were sent a moment ago, <button onClick={() => void q.refetch()}>try again</button>. Otherwise it may be older than the retention period. <Link to="/">Back to the traces</Link>
+          If its events were sent a moment ago, <button onClick={() => void q.refetch()}>try again</button>.
+          Otherwise it may be older than the retention period. <Link to="/">Back to the traces</Link>
         </p>
       </div>
     );
@@ -245,84 +291,103 @@ export function TracePage({ traceId }: { traceId: string }) {
   return (
     <div className="trace-page">
       <Boundary region="trace header">
-      <header className="trace-header">
-        <div className="trace-title">
-          <div className="crumbs">
-            <Link to="/">Traces</Link> / <span className="mono">{shortId(traceId)}</span>
-          </div>
-          <h1>
-            <span title={s.root_name ?? ""}>{shortName(s.root_name)}</span> <StateBadge state={s.state} />
-            {s.anomaly_count > 0 && (
-              <span className="anomaly-badge" title="open anomalies in this trace">
-                ⚠ {s.anomaly_count}
-              </span>
-            )}
-          </h1>
-          <div className="trace-facts">
-            <span>
-              {s.not_run_count ? (
-                // Tasks that were sent, and the announced ones that never will be: every card counted.
-                <span title="tasks sent, and announced tasks that will never run (NOT_RUN)">
-                  <b>{s.task_count.toLocaleString()}</b> ran · <b className="bad">{s.not_run_count.toLocaleString()}</b> not run
-                </span>
-              ) : (
-                <>
-                  <b>{s.task_count.toLocaleString()}</b> tasks
-                </>
-              )}
-            </span>
-            <span className={s.failure_count ? "bad" : ""}>
-              <b>{s.failure_count}</b> failed
-            </span>
-            <span>
-              started <b>{dateTime(s.started_at)}</b>
-            </span>
-            <span>
-              took <b>{s.finished_at === null && s.started_at !== null ? "running…" : duration(s.duration_ms)}</b>
-            </span>
-            {s.workers.length > 0 && <span title={s.workers.join("\n")}>on {s.workers.length === 1 ? s.workers[0] : `${s.workers.length} workers`}</span>}
-            <StateBar counts={counts} total={q.data.nodes.length} />
-          </div>
-          {q.data.truncated && (
-            <div className="warn-line">
-              This trace has {q.data.truncated.total.toLocaleString()} tasks; the graph holds the earliest {q.data.truncated.shown.toLocaleString()}.
+        <header className="trace-header">
+          <div className="trace-title">
+            <div className="crumbs">
+              <Link to="/">Traces</Link> / <span className="mono">{shortId(traceId)}</span>
             </div>
-          )}
-        </div>
-        <div className="tabs" role="tablist">
-          <button role="tab" aria-selected={view === "graph"} className={view === "graph" ? "active" : ""} onClick={() => setParam("view", null)}>
-            Graph
-          </button>
-          <button role="tab" aria-selected={view === "timeline"} className={view === "timeline" ? "active" : ""} onClick={() => setParam("view", "timeline")}>
-            Timeline
-          </button>
-        </div>
-      </header>
+            <h1>
+              <span title={s.root_name ?? ""}>{shortName(s.root_name)}</span> <StateBadge state={s.state} />
+              {s.anomaly_count > 0 && (
+                <span className="anomaly-badge" title="open anomalies in this trace">
+                  ⚠ {s.anomaly_count}
+                </span>
+              )}
+            </h1>
+            <div className="trace-facts">
+              <span>
+                {s.not_run_count ? (
+                  // Tasks that were sent, and the announced ones that never will be: every card counted.
+                  <span title="tasks sent, and announced tasks that will never run (NOT_RUN)">
+                    <b>{s.task_count.toLocaleString()}</b> ran ·{" "}
+                    <b className="bad">{s.not_run_count.toLocaleString()}</b> not run
+                  </span>
+                ) : (
+                  <>
+                    <b>{s.task_count.toLocaleString()}</b> tasks
+                  </>
+                )}
+              </span>
+              <span className={s.failure_count ? "bad" : ""}>
+                <b>{s.failure_count}</b> failed
+              </span>
+              <span>
+                started <b>{dateTime(s.started_at)}</b>
+              </span>
+              <span>
+                took{" "}
+                <b>
+                  {s.finished_at === null && s.started_at !== null ? "running…" : duration(s.duration_ms)}
+                </b>
+              </span>
+              {s.workers.length > 0 && (
+                <span title={s.workers.join("\n")}>
+                  on {s.workers.length === 1 ? s.workers[0] : `${s.workers.length} workers`}
+                </span>
+              )}
+              <StateBar counts={counts} total={q.data.nodes.length} />
+            </div>
+            {q.data.truncated && (
+              <div className="warn-line">
+                This trace has {q.data.truncated.total.toLocaleString()} tasks; the graph holds the earliest{" "}
+                {q.data.truncated.shown.toLocaleString()}.
+              </div>
+            )}
+          </div>
+          <div className="tabs" role="tablist">
+            <button
+              role="tab"
+              aria-selected={view === "graph"}
+              className={view === "graph" ? "active" : ""}
+              onClick={() => setParam("view", null)}
+            >
+              Graph
+            </button>
+            <button
+              role="tab"
+              aria-selected={view === "timeline"}
+              className={view === "timeline" ? "active" : ""}
+              onClick={() => setParam("view", "timeline")}
+            >
+              Timeline
+            </button>
+          </div>
+        </header>
       </Boundary>
       <div className="trace-body">
         <div className="canvas">
           {view === "graph" ? (
             <Boundary region="graph">
-            <ReactFlowProvider>
-              <Graph snapshot={q.data} selected={selected} onSelect={select} />
-              <div className="legend">
-                {EDGE_LEGEND.map(([kind, help]) => (
-                  <span key={kind} title={help}>
-                    <svg width="26" height="8" aria-hidden>
-                      <line x1="0" y1="4" x2="26" y2="4" className={`legend-edge edge-${kind}`} />
-                    </svg>
-                    {kind}
+              <ReactFlowProvider>
+                <Graph snapshot={q.data} selected={selected} onSelect={select} />
+                <div className="legend">
+                  {EDGE_LEGEND.map(([kind, help]) => (
+                    <span key={kind} title={help}>
+                      <svg width="26" height="8" aria-hidden>
+                        <line x1="0" y1="4" x2="26" y2="4" className={`legend-edge edge-${kind}`} />
+                      </svg>
+                      {kind}
+                    </span>
+                  ))}
+                  <span title="announced by a chain, not published yet">
+                    <span className="legend-placeholder" /> not sent yet
                   </span>
-                ))}
-                <span title="announced by a chain, not published yet">
-                  <span className="legend-placeholder" /> not sent yet
-                </span>
-              </div>
-            </ReactFlowProvider>
+                </div>
+              </ReactFlowProvider>
             </Boundary>
           ) : (
             <Boundary region="timeline">
-            <Timeline snapshot={q.data} onSelect={(id) => setParam("task", id)} selected={selected} />
+              <Timeline snapshot={q.data} onSelect={(id) => setParam("task", id)} selected={selected} />
             </Boundary>
           )}
         </div>
@@ -337,7 +402,7 @@ export function TracePage({ traceId }: { traceId: string }) {
               </button>
             </div>
             <Boundary region="task detail" key={selected}>
-            <TaskDetailLoader taskId={selected} />
+              <TaskDetailLoader taskId={selected} />
             </Boundary>
           </aside>
         )}
