@@ -146,7 +146,7 @@ export function Timeline({
       <div className="timeline-rows">
         {rows.map((row) => (
           <Boundary key={row.key} region={`timeline row ${row.key}`}>
-            <div className="timeline-row" style={{ height: 8 + row.lanes * 16 }} data-row={row.key}>
+            <div className="timeline-row" style={{ height: by === "worker" ? Math.max(38, 8 + row.lanes * 16) : 8 + row.lanes * 16 }} data-row={row.key}>
               <div className="timeline-label" title={row.title}>
                 {by === "task" && (
                   <span style={{ color: STATE_STYLES[row.items[0]!.state].color }}>
@@ -154,9 +154,23 @@ export function Timeline({
                   </span>
                 )}
                 {row.label}
+                {by === "worker" && (
+                  <div className="muted small" data-lanes={row.lanes}>
+                    {row.items.length} {row.items.length === 1 ? "task" : "tasks"} ·{" "}
+                    {row.lanes === 1 ? "one at a time" : `up to ${row.lanes} at once`}
+                  </div>
+                )}
                 {by === "task" && <span className="mono muted"> {shortId(row.key)}</span>}
               </div>
               <div className="timeline-track">
+                {/* By worker, each lane is one task at a time: numbered, so concurrency reads at a glance. */}
+                {by === "worker" &&
+                  row.lanes > 1 &&
+                  Array.from({ length: row.lanes }, (_, lane) => (
+                    <span key={`lane${lane}`} className="timeline-lane-label" style={{ top: 4 + lane * 16 }}>
+                      {lane + 1}
+                    </span>
+                  ))}
                 {ticks.map((s) => (
                   <span key={s} className="timeline-grid" style={{ left: `${(s / span) * 100}%` }} />
                 ))}
