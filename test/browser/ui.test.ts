@@ -249,11 +249,18 @@ describe("stemtrace UI", () => {
     await page.getByRole("button", { name: "by worker" }).click();
     await page.locator('.timeline-row[data-row="lab1@vm"]').waitFor();
     // Each worker row says how many ran at once, and its lanes are numbered.
-    expect(await page.locator('.timeline-row[data-row="lab1@vm"] [data-lanes]').innerText()).toMatch(/4 tasks · up to 3 at once/);
+    expect(await page.locator('.timeline-row[data-row="lab1@vm"] [data-lanes]').innerText()).toMatch(
+      /4 tasks · up to 3 at once/,
+    );
     expect(await page.locator('.timeline-row[data-row="lab1@vm"] .timeline-lane-label').count()).toBe(3);
     await screenshot(page, "13-dark-timeline-by-worker");
     // The everyday pages in the dark theme, to look at.
-    for (const [path, name] of [["/tasks", "tasks"], ["/registry", "registry"], ["/workers", "workers"], ["/dashboard", "dashboard"]] as const) {
+    for (const [path, name] of [
+      ["/tasks", "tasks"],
+      ["/registry", "registry"],
+      ["/workers", "workers"],
+      ["/dashboard", "dashboard"],
+    ] as const) {
       await page.goto(server.base + path);
       await page.locator(".page").first().waitFor();
       await page.waitForTimeout(300);

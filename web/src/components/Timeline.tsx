@@ -146,7 +146,11 @@ export function Timeline({
       <div className="timeline-rows">
         {rows.map((row) => (
           <Boundary key={row.key} region={`timeline row ${row.key}`}>
-            <div className="timeline-row" style={{ height: by === "worker" ? Math.max(38, 8 + row.lanes * 16) : 8 + row.lanes * 16 }} data-row={row.key}>
+            <div
+              className="timeline-row"
+              style={{ height: by === "worker" ? Math.max(38, 8 + row.lanes * 16) : 8 + row.lanes * 16 }}
+              data-row={row.key}
+            >
               <div className="timeline-label" title={row.title}>
                 {by === "task" && (
                   <span style={{ color: STATE_STYLES[row.items[0]!.state].color }}>
