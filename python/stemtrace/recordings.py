@@ -19,6 +19,15 @@ from .trace import TRACE_HEADER
 _NAMESPACE = uuid.UUID("5f0c7e52-6a43-4f7e-9a53-3a7c8d1b9e10")
 
 
+def pool_name(pool_cls: Any) -> Any:
+    """The recorder's ``"<class 'celery.concurrency.prefork.TaskPool'>"`` → ``prefork``: the pool's
+    module, as the live producer names it (signals.SignalHandlers._worker_info)."""
+    text = str(pool_cls or "")
+    dotted = text.split("'")[1] if text.count("'") >= 2 else text
+    module = dotted.rsplit(".", 1)[0] if "." in dotted else dotted
+    return module.rsplit(".", 1)[-1].lower() or None
+
+
 def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, Dict[str, Any]], published: Set[str]) -> Dict[str, Any]:
     """A recorded line in the recorder's shape → the record ``extract`` builds from live signals.
     ``traces`` (task id → trace key) and ``published`` (ids seen published) carry state between lines."""
@@ -63,7 +72,7 @@ def to_record(line: Dict[str, Any], traces: Dict[str, str], workers: Dict[str, D
     if node:
         info = workers.setdefault(node, {})
         if signal == "worker_init":
-            info.update(concurrency=line.get("concurrency"), pool=(line.get("pool_cls") or "").rsplit(".", 1)[-1].lower() or None)
+            info.update(concurrency=line.get("concurrency"), pool=pool_name(line.get("pool_cls")))
         if signal == "heartbeat_sent":
             rec["freq"] = line.get("interval")
             rec["active"] = []
