@@ -81,6 +81,9 @@ if node_modules/.bin/node test/lint/ruff.mjs; then add ruff 1 0; else add ruff 0
 
 echo "== build web"
 if npm run --silent build:web; then add build-web 1 0; else add build-web 0 1; fi
+# The deploy bundle as `npm run deploy` builds it, without uploading: no account, login or network.
+echo "== deploy dry run"
+if npm run --silent deploy:check; then add deploy-dry-run 1 0; else add deploy-dry-run 0 1; fi
 
 run_vitest node test/node/vitest.config.ts
 # Both trace layouts: the default shards (wrangler.toml), and one object per trace.
