@@ -169,8 +169,7 @@ def run_check(config: Config, timeout: float = 10.0, now: Optional[float] = None
 
     body = gzip.compress(('{"events":[' + encode(test_event(task_id, now)) + "]}").encode(), 1)
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": USER_AGENT}
-    if config.token:
-        headers["Authorization"] = f"Bearer {config.token}"
+    headers.update(config.auth_headers())
     request = urllib.request.Request(endpoint, data=body, headers=headers, method="POST")
     opener = urllib.request.build_opener(_NoRedirect)  # keeps urllib's proxy handling, as the sender's urllib path
     started = time.monotonic()

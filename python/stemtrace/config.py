@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, FrozenSet, Iterable, Optional
+from typing import Any, Dict, FrozenSet, Iterable, Optional
 
 DEFAULT_URL = "http://127.0.0.1:8787"
 
@@ -28,6 +28,10 @@ class Config:
 
     url: str = DEFAULT_URL
     token: Optional[str] = None
+    #: A Cloudflare Access service token (its client id and secret): Access lets the batch through
+    #: to the Worker, which accepts the service token's identity for ingest (docs/deploy.md).
+    access_client_id: Optional[str] = None
+    access_client_secret: Optional[str] = None
     capture_args: bool = True
     capture_result: bool = True
     scrub_sensitive_data: bool = True
@@ -68,6 +72,16 @@ class Config:
     def endpoint(self) -> str:
         return self.url.rstrip("/") + "/v1/events"
 
+    def auth_headers(self) -> Dict[str, str]:
+        """What proves the producer may send: the ingest token, and/or an Access service token."""
+        headers: Dict[str, str] = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.access_client_id and self.access_client_secret:
+            headers["CF-Access-Client-Id"] = self.access_client_id
+            headers["CF-Access-Client-Secret"] = self.access_client_secret
+        return headers
+
 
 def load_config(**options: Any) -> Config:
     """Builds a Config from keyword options, falling back to STEMTRACE_* environment variables."""
@@ -79,6 +93,8 @@ def load_config(**options: Any) -> Config:
     return Config(
         url=options.get("url") or os.environ.get("STEMTRACE_URL") or DEFAULT_URL,
         token=options.get("token") or os.environ.get("STEMTRACE_TOKEN") or None,
+        access_client_id=options.get("access_client_id") or os.environ.get("STEMTRACE_ACCESS_CLIENT_ID") or None,
+        access_client_secret=options.get("access_client_secret") or os.environ.get("STEMTRACE_ACCESS_CLIENT_SECRET") or None,
         capture_args=options.get("capture_args", _env_bool("STEMTRACE_CAPTURE_ARGS", True)),
         capture_result=options.get("capture_result", _env_bool("STEMTRACE_CAPTURE_RESULT", True)),
         scrub_sensitive_data=options.get("scrub_sensitive_data", _env_bool("STEMTRACE_SCRUB", True)),

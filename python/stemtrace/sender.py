@@ -473,8 +473,7 @@ class Sender:
         """One POST over this process's kept-alive connection (a new TCP and TLS handshake per batch
         cost more than the batch). Through urllib instead when a proxy is configured for the URL."""
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "stemtrace-python/0.1"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+        headers.update(self.config.auth_headers())
         url = urllib.parse.urlsplit(self.config.endpoint)
         path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         while True:

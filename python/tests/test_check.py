@@ -204,3 +204,24 @@ class CheckTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AccessServiceTokenTest(unittest.TestCase):
+    def test_access_service_token_headers_come_from_the_environment(self):
+        from stemtrace.config import load_config
+
+        saved = {k: os.environ.get(k) for k in ("STEMTRACE_ACCESS_CLIENT_ID", "STEMTRACE_ACCESS_CLIENT_SECRET", "STEMTRACE_TOKEN")}
+        try:
+            os.environ.update(STEMTRACE_ACCESS_CLIENT_ID="abc.access", STEMTRACE_ACCESS_CLIENT_SECRET="s3cret")
+            os.environ.pop("STEMTRACE_TOKEN", None)
+            self.assertEqual(load_config().auth_headers(), {"CF-Access-Client-Id": "abc.access", "CF-Access-Client-Secret": "s3cret"})
+            os.environ["STEMTRACE_TOKEN"] = "tok"
+            self.assertEqual(load_config().auth_headers()["Authorization"], "Bearer tok")
+            os.environ.pop("STEMTRACE_ACCESS_CLIENT_SECRET")
+            self.assertNotIn("CF-Access-Client-Id", load_config().auth_headers())  # half a service token is none
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
