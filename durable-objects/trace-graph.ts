@@ -1040,6 +1040,38 @@ export class TraceGraph extends DurableObject<Env> {
     return snapshot && JSON.stringify(snapshot);
   }
 
+  /**
+   * A trace's stored task events (every task, in publish order, each task's events as stored) and
+   * its snapshot, read together so they agree, for `GET /api/traces/:id/export`. Both are JSON text
+   * (an array and an object) so nothing is parsed or cloned again. Null for an unknown trace;
+   * `too_large` when the events' JSON is over `maxChars`, checked before any event is read.
+   */
+  async exportTrace(
+    traceId: string,
+    maxChars: number,
+  ): Promise<{ events: string; graph: string } | { too_large: number } | null> {
+    if (!this.schemaReady()) return null;
+    this.readyFor(traceId);
+    const size = this.sql<{ n: number; chars: number | null }>`
+      SELECT COUNT(*) AS n, SUM(LENGTH(events)) AS chars FROM tasks WHERE trace_id = ${traceId}`.one();
+    if (size.n === 0) return null;
+    if ((size.chars ?? 0) > maxChars) return { too_large: size.chars ?? 0 };
+    const rows = this.sql<{ published_at: number | null; task_id: string; events: string }>`
+      SELECT published_at, task_id, events FROM tasks WHERE trace_id = ${traceId}`.toArray();
+    // Sorted here by the snapshot's keys (SQLite's sorter would copy every events column).
+    rows.sort(
+      (a, b) =>
+        (a.published_at === null ? 1 : 0) - (b.published_at === null ? 1 : 0) ||
+        (a.published_at ?? 0) - (b.published_at ?? 0) ||
+        compareBinary(a.task_id, b.task_id),
+    );
+    // Each column is a JSON array: their contents joined make the trace's array, unparsed.
+    const parts = rows.map((r) => r.events.trim().slice(1, -1).trim()).filter((p) => p.length > 0);
+    const graph = await this.snapshotJson(traceId);
+    if (graph === null) return null;
+    return { events: `[${parts.join(",")}]`, graph };
+  }
+
   /** A trace's anomalies, open and resolved, newest first. */
   async anomalyList(traceId: string): Promise<Anomaly[]> {
     if (!this.schemaReady()) return [];

@@ -1,4 +1,5 @@
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
 import {
@@ -18,8 +19,21 @@ import {
 import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
 import { legacyTraceGraphOf, shardCount, shardNames, traceGraphOf } from "../durable-objects/shards";
+import {
+  EXPORT_FORMAT,
+  EXPORT_VERSION,
+  exportFileName,
+  MAX_EXPORT_EVENT_BYTES,
+  MAX_IMPORT_BYTES,
+  TraceExport,
+  type ImportResponse,
+} from "../shared/export";
+import { describeIssues, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, type IngestResponse } from "../shared/wire";
+import { numberVar } from "../durable-objects/env";
 import { authMode, requireAuth, type Caller } from "./auth";
-import { HttpError } from "./errors";
+import { jsonOnly } from "./edge";
+import { handleError, HttpError } from "./errors";
+import { ingest, readLimitedBody } from "./ingest";
 
 export const VERSION = "0.1.0";
 
@@ -133,6 +147,35 @@ export const traces = new Hono<ApiEnv>()
     const list: AnomalyList = { anomalies };
     return c.json(list, 200);
   })
+  .get("/:traceId/export", async (c) => {
+    const traceId = c.req.param("traceId");
+    const read = async (o: ReturnType<typeof traceGraphOf> | null) =>
+      o ? await o.exportTrace(traceId, MAX_EXPORT_EVENT_BYTES) : null;
+    const found =
+      shardCount(c.env) === 0
+        ? await read(await ownObject(c.env, traceId))
+        : ((await read(traceGraphOf(c.env, traceId))) ?? (await read(await legacyObject(c.env, traceId))));
+    if (found === null) throw notFound("trace", traceId);
+    if ("too_large" in found)
+      throw new HttpError(
+        413,
+        "export_too_large",
+        `the trace's events take about ${found.too_large} bytes, over the export limit of ${MAX_EXPORT_EVENT_BYTES}; it cannot be exported as one file`,
+      );
+    // Assembled as text: the events and the graph are already JSON and may be megabytes.
+    const head = {
+      format: EXPORT_FORMAT,
+      version: EXPORT_VERSION,
+      exported_at: Date.now() / 1000,
+      source: { host: new URL(c.req.url).host, version: VERSION },
+      trace_id: traceId,
+    };
+    const body = `${JSON.stringify(head).slice(0, -1)},"events":${found.events},"graph":${found.graph}}`;
+    return c.body(body, 200, {
+      "Content-Type": "application/json; charset=UTF-8",
+      "Content-Disposition": `attachment; filename="${exportFileName(traceId)}"`,
+    });
+  })
   .get("/:traceId", async (c) => {
     const traceId = c.req.param("traceId");
     // A TraceSnapshot (shared/api.ts), serialized by the object that holds the trace.
@@ -219,6 +262,122 @@ export const tasks = new Hono<ApiEnv>()
     return c.json(detail, 200);
   });
 
+/** `POST /v1/events` itself, which an import sends its events through, with the API's error shape. */
+const ingestApp = new Hono<ApiEnv>().route("/v1", ingest).onError(handleError);
+
+/** Room in a batch for `{"events":[…]}` around the events. */
+const ENVELOPE_BYTES = 64;
+const utf8 = new TextEncoder();
+
+/**
+ * `POST /api/import`: a file from `GET /api/traces/:id/export`, its events sent through the same
+ * ingest path as `POST /v1/events` (validation, dedupe by event id, the trace's object), in batches
+ * within that route's limits. Importing a file twice stores nothing new.
+ */
+async function importTrace(c: Context<ApiEnv>): Promise<Response> {
+  let text: string;
+  try {
+    text = await readLimitedBody(c.req.raw, MAX_IMPORT_BYTES);
+  } catch (err) {
+    if (err instanceof HttpError && err.code === "payload_too_large")
+      throw new HttpError(
+        413,
+        "payload_too_large",
+        `the file is over ${MAX_IMPORT_BYTES} bytes (after decompression), more than an export holds`,
+      );
+    throw err;
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError(
+      400,
+      "invalid_json",
+      "the file is not JSON; send a file from GET /api/traces/:id/export",
+    );
+  }
+  const head = (body && typeof body === "object" ? body : {}) as { format?: unknown; version?: unknown };
+  if (head.format !== EXPORT_FORMAT)
+    throw new HttpError(
+      400,
+      "not_an_export",
+      `the file is not a stemtrace trace export (its "format" is not "${EXPORT_FORMAT}"); send a file from GET /api/traces/:id/export`,
+    );
+  if (head.version !== EXPORT_VERSION)
+    throw new HttpError(
+      400,
+      "unsupported_version",
+      `this stemtrace reads export version ${EXPORT_VERSION}; the file is version ${JSON.stringify(head.version)}`,
+    );
+  const file = TraceExport.safeParse(body);
+  if (!file.success)
+    throw new HttpError(
+      400,
+      "invalid_export",
+      `the export file is malformed: ${describeIssues(file.error)}`,
+      file.error.issues,
+    );
+  const { events, trace_id } = file.data;
+  if (events.length === 0) throw new HttpError(400, "invalid_export", "the export file holds no events");
+
+  // Batches within POST /v1/events' limits; each entry remembers its index in the file.
+  const maxBytes = numberVar(c.env.MAX_BATCH_BYTES, MAX_BATCH_BYTES) - ENVELOPE_BYTES;
+  const batches: { json: string[]; indices: number[]; bytes: number }[] = [];
+  const rejected: { index: number; error: string }[] = [];
+  events.forEach((event, index) => {
+    const json = JSON.stringify(event);
+    const bytes = utf8.encode(json).byteLength + 1;
+    if (bytes > maxBytes) {
+      rejected.push({
+        index,
+        error: `the event is ${bytes} bytes, over the ingest batch limit of ${maxBytes}`,
+      });
+      return;
+    }
+    let batch = batches[batches.length - 1];
+    if (!batch || batch.indices.length >= MAX_EVENTS_PER_BATCH || batch.bytes + bytes > maxBytes) {
+      batch = { json: [], indices: [], bytes: 0 };
+      batches.push(batch);
+    }
+    batch.json.push(json);
+    batch.indices.push(index);
+    batch.bytes += bytes;
+  });
+
+  // The caller's credentials go with each batch: ingest checks them as it does for a producer.
+  const headers = new Headers({ "Content-Type": "application/json" });
+  for (const name of ["Authorization", "Cf-Access-Jwt-Assertion"]) {
+    const value = c.req.header(name);
+    if (value) headers.set(name, value);
+  }
+  const result: ImportResponse = { trace_id, events: events.length, accepted: 0, duplicates: 0, rejected };
+  const failed: { index: number; error: string }[] = [];
+  for (const batch of batches) {
+    const res = await ingestApp.request(
+      new URL("/v1/events", c.req.url).toString(),
+      { method: "POST", headers, body: `{"events":[${batch.json.join(",")}]}` },
+      c.env,
+    );
+    if (res.status !== 202 && res.status !== 503) {
+      const error = ((await res.json()) as { error?: { code?: string; message?: string } }).error;
+      throw new HttpError(
+        res.status as ContentfulStatusCode,
+        error?.code ?? "ingest_failed",
+        `importing events ${batch.indices[0]}–${batch.indices[batch.indices.length - 1]} failed: ${error?.message ?? res.statusText}`,
+      );
+    }
+    const answer = (await res.json()) as IngestResponse;
+    result.accepted += answer.accepted;
+    result.duplicates += answer.duplicates;
+    for (const r of answer.rejected) rejected.push({ index: batch.indices[r.index]!, error: r.error });
+    for (const r of answer.failed ?? []) failed.push({ index: batch.indices[r.index]!, error: r.error });
+  }
+  rejected.sort((a, b) => a.index - b.index);
+  if (failed.length) return c.json({ ...result, failed }, 503);
+  return c.json(result, 200);
+}
+
 export const api = new Hono<ApiEnv>()
   .get("/health", async (c) => {
     const health: Health = {
@@ -233,6 +392,8 @@ export const api = new Hono<ApiEnv>()
     };
     return c.json(health, 200);
   })
+  // Before the read rule: importing needs the ingest permission (and only JSON, as ingest does).
+  .post("/import", jsonOnly, requireAuth("ingest"), importTrace)
   .use("*", requireAuth("read"))
   .route("/traces", traces)
   .route("/tasks", tasks)

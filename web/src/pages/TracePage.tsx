@@ -294,7 +294,15 @@ export function TracePage({ traceId }: { traceId: string }) {
         <header className="trace-header">
           <div className="trace-title">
             <div className="crumbs">
-              <Link to="/">Traces</Link> / <span className="mono">{shortId(traceId)}</span>
+              <Link to="/">Traces</Link> / <span className="mono">{shortId(traceId)}</span> ·{" "}
+              {/* A plain download: the browser sends the same credentials (Access cookie) as the SPA's reads. */}
+              <a
+                href={`/api/traces/${encodeURIComponent(traceId)}/export`}
+                download
+                title="Download this trace's events and graph as one JSON file (POST it to /api/import on any stemtrace)"
+              >
+                Export
+              </a>
             </div>
             <h1>
               <span title={s.root_name ?? ""}>{shortName(s.root_name)}</span> <StateBadge state={s.state} />
