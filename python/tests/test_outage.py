@@ -258,8 +258,18 @@ class SpoolTest(unittest.TestCase):
         sender = self.sender()
         sender.enqueue({"n": 1})
         wait_until("the buffer on disk", lambda: sender.spooled == 1)
-        for name in self.files():
-            os.unlink(os.path.join(self.dir, name))  # another process took it
+
+        def another_process_takes_everything():
+            # The sender may be holding the batch (claimed, renamed) at this moment: it releases it
+            # after its failed attempt, so this keeps taking until the directory stays empty.
+            for name in self.files():
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except FileNotFoundError:
+                    pass  # renamed by the sender meanwhile
+            return self.files() == []
+
+        wait_until("the spool taken by another process", another_process_takes_everything)
         spool = sender._spool()
         claims = []
         claim = spool.claim
