@@ -97,6 +97,17 @@ describe("dashboard and anomaly badges", () => {
       expect(box.height).toBeLessThan(40);
     }
     expect(await page.locator(".throughput").first().textContent()).toMatch(/12 finished 8\.3% failed/);
+    // The bars have a scale: the busiest bucket's count on top, 0 below, and the first and last
+    // bucket's times under them.
+    const hour = page.locator(".throughput").first();
+    const top = Number(await hour.locator(".axis-y span").first().textContent());
+    expect(top).toBeGreaterThanOrEqual(1);
+    expect(top).toBeLessThanOrEqual(12);
+    expect(await hour.locator(".axis-y span").last().textContent()).toBe("0");
+    const times = await hour.locator(".axis-x span").allTextContents();
+    expect(times[0]).toMatch(/\d:\d\d/);
+    expect(times[2]).toMatch(/\d:\d\d/);
+    expect(times[0]).not.toBe(times[2]);
     await page.locator("text=Busiest task names").waitFor();
     expect(
       await page.locator(".card", { hasText: "Slowest task names" }).locator("tr").first().textContent(),
