@@ -126,6 +126,7 @@ export class Fleet extends DurableObject<Env> {
     const row = this.sql<{ counts: string }>`
       SELECT counts FROM producer_drops WHERE host = ${host} AND process = ${process}`.toArray()[0];
     const counts = (row ? JSON.parse(row.counts) : {}) as Record<string, number>;
+    this.prune(Date.now() / 1000);
     let changed = !row;
     for (const [reason, n] of Object.entries(report.dropped))
       if (n > (counts[reason] ?? 0)) {
@@ -139,6 +140,19 @@ export class Fleet extends DurableObject<Env> {
              ON CONFLICT (host, process) DO UPDATE SET pid = excluded.pid, counts = excluded.counts,
                total = excluded.total, updated_at = excluded.updated_at`;
     if (host) await this.announce([host]); // the Workers page's count, live (a client has no row)
+  }
+
+  /**
+   * At most once a minute: event ids past the dedupe window, and the drop counts of producer
+   * processes that reported nothing new for RETENTION_DAYS (gone, or long healthy: the traces their
+   * losses belonged to have expired too, so the count would only mislead).
+   */
+  private prune(now: number): void {
+    if (now - this.prunedAt <= 60) return;
+    this.prunedAt = now;
+    this.sql`DELETE FROM seen_events WHERE ts < ${now - DEDUPE_WINDOW_S}`;
+    this
+      .sql`DELETE FROM producer_drops WHERE updated_at < ${now - numberVar(this.env.RETENTION_DAYS, 7) * 86_400}`;
   }
 
   /** Events producers reported lost, in all and per host (a client's, without a node name, under null). */
@@ -193,10 +207,7 @@ export class Fleet extends DurableObject<Env> {
       if (result.transition) transitions.push(result.transition);
     }
     const now = Date.now() / 1000;
-    if (now - this.prunedAt > 60) {
-      this.prunedAt = now;
-      this.sql`DELETE FROM seen_events WHERE ts < ${now - DEDUPE_WINDOW_S}`;
-    }
+    this.prune(now);
     await this.rearmAlarm();
     // Heartbeats are most of the traffic: re-announce an unchanged worker only every few seconds.
     const announce = [...changed].filter(

@@ -1,3 +1,4 @@
+import { env, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { Health, WorkerList } from "../../shared/api";
@@ -87,5 +88,31 @@ describe("producer drop reports (the batch envelope's `producer`)", () => {
       await (await exports.default.fetch("http://127.0.0.1/api/workers")).json(),
     );
     expect(workers.workers.find((w) => w.hostname === host)?.dropped).toBe(0);
+  });
+
+  it("forgets a process that reported nothing new for the retention period", async () => {
+    const host = "drops@gone";
+    await post({
+      events: [event()],
+      producer: { host, pid: 30, process: "old", dropped: { buffer_full: 9 } },
+    });
+    await post({
+      events: [event()],
+      producer: { host, pid: 31, process: "recent", dropped: { exit: 2 } },
+    });
+    const fleet = env.FLEET.getByName("global");
+    // The "old" process last changed its counts 8 days ago (RETENTION_DAYS is 7), and the minute
+    // between prunes has passed.
+    await runInDurableObject(fleet, async (obj, state) => {
+      state.storage.sql.exec(
+        "UPDATE producer_drops SET updated_at = ? WHERE host = ? AND process = 'old'",
+        Date.now() / 1000 - 8 * 86_400,
+        host,
+      );
+      (obj as unknown as { prunedAt: number }).prunedAt = 0;
+    });
+    await post({ events: [event()], producer: { host, pid: 31, process: "recent", dropped: { exit: 2 } } });
+    const entry = (await health()).producer_drops!.by_host.find((h) => h.host === host);
+    expect(entry).toEqual({ host, dropped: 2, processes: 1, by_reason: { exit: 2 } });
   });
 });
