@@ -20,6 +20,7 @@ import collections
 import gzip
 import http.client
 import itertools
+import json
 import logging
 import os
 import random
@@ -28,7 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from .config import Config
 from .mapping import encode
@@ -94,7 +95,7 @@ class Sender:
     task latency) and the outage buffer of mapped events (``buffer_max_events``/``buffer_max_bytes``).
     """
 
-    def __init__(self, config: Config, mapper: Mapper, post: Optional[Callable[[bytes], int]] = None) -> None:
+    def __init__(self, config: Config, mapper: Mapper, post: Optional[Callable[[bytes], Union[int, Tuple[int, bytes]]]] = None) -> None:
         self.config = config
         self.mapper = mapper
         self._post = post or self._http_post
@@ -321,10 +322,10 @@ class Sender:
             count, chars = self._head()
             if count == len(pending) and count < self.config.batch_size and not partial and self._outage is None:
                 return  # a partial batch waits for the flush interval
-            status, reason = self._try(self._body(list(itertools.islice(pending, count))))
+            status, reason, answer = self._try(self._body(list(itertools.islice(pending, count))))
             if 200 <= status < 300:
                 self._take(count, chars)
-                self.sent += count
+                self._accepted(count, answer)
                 self._answered()
             elif self._refused(status):
                 self._take(count, chars)
@@ -379,10 +380,10 @@ class Sender:
                 self._next_try = now + backoff(max(1, self._failures), cfg.retry_initial, cfg.retry_max)
             return
         path, body, count = claimed
-        status, reason = self._try(body)
+        status, reason, answer = self._try(body)
         if 200 <= status < 300:
             spool.done(path)
-            self.sent += count
+            self._accepted(count, answer)
             self._answered()
             self._wake.set()  # more may be waiting: come back at once
         elif self._refused(status):
@@ -411,14 +412,39 @@ class Sender:
             report = ',"producer":' + encode({"host": host, "pid": _PID["pid"], "process": self._process, "dropped": counts})
         return gzip.compress(('{"events":[' + ",".join(events) + "]" + report + "}").encode(), 1)
 
-    def _try(self, body: bytes) -> Tuple[int, str]:
-        """(HTTP status or 0, why it failed)."""
+    def _try(self, body: bytes) -> Tuple[int, str, bytes]:
+        """(HTTP status or 0, why it failed, the answer's body). A ``post`` given to the constructor
+        may answer the status alone."""
         try:
-            status = self._post(body)
+            answer = self._post(body)
         except Exception as err:
             log.debug("stemtrace POST failed: %s", err)
-            return 0, _reason(err)
-        return status, f"HTTP {status}"
+            return 0, _reason(err), b""
+        status, content = answer if isinstance(answer, tuple) else (answer, b"")
+        return status, f"HTTP {status}", content
+
+    def _accepted(self, count: int, answer: bytes) -> None:
+        """A batch the server took: the events it refused one by one (its ``rejected`` list, each
+        with a reason) are drops like a refused batch's, counted and logged, never resent."""
+        refused: List[Dict[str, Any]] = []
+        if answer:
+            try:
+                parsed = json.loads(answer)
+                if isinstance(parsed, dict) and isinstance(parsed.get("rejected"), list):
+                    refused = [r for r in parsed["rejected"] if isinstance(r, dict)]
+            except ValueError:
+                pass  # a proxy's page, or an older server: nothing to count
+        self.sent += count - len(refused)
+        if not refused:
+            return
+        self._drop("rejected", len(refused))
+        now = time.monotonic()
+        if now - self._last_reject_log >= OUTAGE_LOG_EVERY_S:
+            self._last_reject_log = now
+            first = refused[0]
+            log.warning("stemtrace: the server at %s refused %d events of a batch (first: #%s, %s); "
+                        "%d rejected in all so far", self.config.endpoint, len(refused), first.get("index", "?"),
+                        first.get("error", "no reason given"), self.drops["rejected"])
 
     def _rejected(self, status: int, count: int) -> None:
         self.failed_batches += 1
@@ -469,7 +495,7 @@ class Sender:
         else:
             log.debug(*message)
 
-    def _http_post(self, body: bytes) -> int:
+    def _http_post(self, body: bytes) -> Tuple[int, bytes]:
         """One POST over this process's kept-alive connection (a new TCP and TLS handshake per batch
         cost more than the batch). Through urllib instead when a proxy is configured for the URL."""
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "stemtrace-python/0.1"}
@@ -487,10 +513,10 @@ class Sender:
             try:
                 conn.request("POST", path, body, headers)
                 res = conn.getresponse()
-                res.read()
+                content = res.read()
                 if res.will_close:
                     self._close()
-                return res.status
+                return res.status, content
             except _STALE:
                 self._close()
                 if not reused:
@@ -513,13 +539,13 @@ class Sender:
         proxies = urllib.request.getproxies()
         return url.scheme in proxies and not urllib.request.proxy_bypass(url.hostname or "")
 
-    def _urllib_post(self, body: bytes, headers: Dict[str, str]) -> int:
+    def _urllib_post(self, body: bytes, headers: Dict[str, str]) -> Tuple[int, bytes]:
         req = urllib.request.Request(self.config.endpoint, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.config.timeout) as res:
-                return res.status
+                return res.status, res.read()
         except urllib.error.HTTPError as err:
-            return err.code
+            return err.code, b""
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Sends what is queued and buffered, waiting at most ``timeout`` seconds. True when

@@ -55,7 +55,12 @@ class RestartableSink:
                 if batch is not None:
                     with sink.lock:
                         sink.batches.append(batch)
-                reply = b'{"accepted":1,"duplicates":0,"rejected":[]}'
+                # Events marked "bad" are refused one by one, as the server refuses an invalid event
+                # while keeping the rest of its batch.
+                events = batch["events"] if batch is not None else []
+                refused = [{"index": i, "error": "ts: out of range"} for i, e in enumerate(events) if e.get("bad")]
+                reply = json.dumps({"accepted": len(events) - len(refused), "duplicates": 0,
+                                    "rejected": refused}).encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
@@ -183,6 +188,22 @@ class OutageTest(unittest.TestCase):
             self.assertTrue(sender.flush(5))
         self.assertEqual(sender.drop_counts(), {"rejected": 2})
         self.assertIn("rejected a batch (HTTP 401); dropped 2 events", logs.output[0])
+
+
+    def test_events_refused_inside_an_accepted_batch_are_counted_logged_and_reported(self):
+        sender = self.sender()
+        with self.assertLogs("stemtrace", logging.WARNING) as logs:
+            for i in range(4):
+                sender.enqueue({"n": i, "bad": i in (1, 3)})
+            self.assertTrue(sender.flush(5))
+        self.assertEqual(sender.sent, 2)
+        self.assertEqual(sender.drop_counts(), {"rejected": 2})
+        self.assertIn("refused 2 events of a batch (first: #1, ts: out of range)", logs.output[0])
+        # Never resent, and the next batch tells the server what was lost.
+        sender.enqueue({"n": 4})
+        self.assertTrue(sender.flush(5))
+        self.assertEqual(self.sink.numbers(), [0, 1, 2, 3, 4])
+        self.assertEqual(self.sink.batches[-1]["producer"]["dropped"], {"rejected": 2})
 
 
 class BackoffTest(unittest.TestCase):
