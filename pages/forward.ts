@@ -11,7 +11,9 @@
  * - The same headers: Cf-Access-Jwt-Assertion (the Worker verifies it against ACCESS_AUD, the AUD
  *   of the Access application on the Pages hostname), Origin, Upgrade, Content-Encoding.
  * - WebSockets (/api/live, /api/traces/:id/live): the Worker's 101 response, socket attached, is
- *   returned unchanged; a Worker may hand back a socket it got from a service binding
+ *   returned unchanged: the pattern the Worker itself uses to hand those sockets to its Durable
+ *   Objects (https://developers.cloudflare.com/durable-objects/best-practices/websockets/), here
+ *   through the fetch() of a service binding
  *   (https://developers.cloudflare.com/workers/runtime-apis/bindings/service-bindings/http/).
  *
  * The Worker's answers carry its own security headers. Pages applies `_headers` to static assets
