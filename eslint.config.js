@@ -8,7 +8,7 @@ export default tseslint.config(
     ignores: [
       "**/node_modules/**",
       "**/dist/**",
-      ".wrangler/**",
+      "**/.wrangler/**",
       "test-output/**",
       "bench/results/**",
       "python/**",

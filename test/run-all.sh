@@ -84,6 +84,11 @@ if npm run --silent build:web; then add build-web 1 0; else add build-web 0 1; f
 # The deploy bundle as `npm run deploy` builds it, without uploading: no account, login or network.
 echo "== deploy dry run"
 if npm run --silent deploy:check; then add deploy-dry-run 1 0; else add deploy-dry-run 0 1; fi
+# The Pages alternative (docs/deploy.md "Pages as the UI host"): the Functions bundle and its
+# _routes.json as `npm run deploy:pages` builds them, without uploading. test/node/pages.test.ts
+# runs the Pages project locally against wrangler dev.
+echo "== pages deploy dry run"
+if npm run --silent deploy:pages:check; then add pages-dry-run 1 0; else add pages-dry-run 0 1; fi
 
 run_vitest node test/node/vitest.config.ts
 # Both trace layouts: the default shards (wrangler.toml), and one object per trace.

@@ -37,7 +37,9 @@ export const COMMON_HEADERS: Record<string, string> = {
 };
 
 /**
- * The `_headers` file for Workers static assets (https://developers.cloudflare.com/workers/static-assets/headers/).
+ * The `_headers` file for Workers static assets (https://developers.cloudflare.com/workers/static-assets/headers/)
+ * and for the same build published to Pages (https://developers.cloudflare.com/pages/configuration/headers/):
+ * both read this format.
  * HSTS is included: the file cannot tell local from deployed, and browsers ignore HSTS received
  * over plain HTTP (RFC 6797 §8.1), which is how `wrangler dev` serves.
  */
@@ -46,6 +48,9 @@ export function staticHeadersFile(): string {
   return [
     "/*",
     ...Object.entries(all).map(([k, v]) => `  ${k}: ${v}`),
+    // Pages adds `Access-Control-Allow-Origin: *` to every static asset by default; Workers static
+    // assets add none. `! Name` removes a header in both (docs/deploy.md, Pages as the UI host).
+    "  ! Access-Control-Allow-Origin",
     // Files under /assets/ carry a content hash in their name: browsers may keep them for a year.
     "/assets/*",
     "  Cache-Control: public, max-age=31536000, immutable",

@@ -18,7 +18,7 @@ function tracked(): string[] {
 
 /** Code (fenced blocks, inline spans) is not prose: links in it are examples, not links. */
 function withoutCode(text: string): string {
-  return text.replace(/^(\s*)(```|~~~)[^\n]*\n[\s\S]*?^\1\2[^\n]*$/gm, "").replace(/(`+)[^`]*?\1/g, "");
+  return text.replace(/^([ \t]*)(```|~~~)[^\n]*\n[\s\S]*?^\1\2[^\n]*$/gm, "").replace(/(`+)[^`]*?\1/g, "");
 }
 
 /** GitHub's heading anchor: markup dropped, lower case, punctuation removed, spaces → hyphens. */
@@ -36,7 +36,7 @@ export function slug(heading: string): string {
 function anchors(text: string): Set<string> {
   const out = new Set<string>();
   const seen = new Map<string, number>();
-  const prose = text.replace(/^(\s*)(```|~~~)[^\n]*\n[\s\S]*?^\1\2[^\n]*$/gm, "");
+  const prose = text.replace(/^([ \t]*)(```|~~~)[^\n]*\n[\s\S]*?^\1\2[^\n]*$/gm, "");
   for (const m of prose.matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
     const base = slug(m[1]!);
     const n = seen.get(base) ?? 0;
@@ -130,6 +130,14 @@ describe("documentation links", () => {
       "README.md: docs/nothing.md → docs/nothing.md is not a tracked file or directory",
       "README.md: docs/zzz.md → docs/zzz.md is not a tracked file or directory",
     ]);
+    // Two code blocks, each after a blank line: the prose and heading between them stay prose.
+    const fenced = "# T\n\n```sh\na\n```\n\n## Between\n\n[gone](docs/between.md)\n\n```sh\nb\n```\n";
+    expect(checkLinks("docs/c.md", fenced, new Set(["docs/c.md"]), () => "")).toEqual([
+      "docs/c.md: docs/between.md → docs/docs/between.md is not a tracked file or directory",
+    ]);
+    expect(
+      checkLinks("docs/c.md", `${fenced}[ok](#between)\n`, new Set(["docs/c.md"]), () => fenced),
+    ).toEqual(checkLinks("docs/c.md", fenced, new Set(["docs/c.md"]), () => ""));
     expect(slug("Set-up on a fresh machine (two commands)")).toBe("set-up-on-a-fresh-machine-two-commands");
     expect(slug("When stemtrace is down: the producer's buffer, spool and exit flush")).toBe(
       "when-stemtrace-is-down-the-producers-buffer-spool-and-exit-flush",

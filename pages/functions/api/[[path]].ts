@@ -1,0 +1,2 @@
+// /api and everything under it: the read API and its WebSockets (forward.ts).
+export { onRequest } from "../../forward";

@@ -1,0 +1,2 @@
+// /v1 and everything under it: ingestion (forward.ts).
+export { onRequest } from "../../forward";
