@@ -65,12 +65,20 @@ export function stepKeys(graph: Pick<DiffGraph, "nodes" | "containers" | "edges"
   // Where each node hangs: the segment it adds to its parent's key, and that parent (a task or a container).
   type Ref = { parent: string | null; parentIsContainer: boolean; segment: string };
   const refs = new Map<string, Ref>();
-  const directMembers = (c: GraphContainer) => c.members.filter((m) => nodeById.get(m)?.group_id === c.id);
+  // Each container's own members (chain slots drawn in it are keyed by their edge), with their
+  // position: computed once, a group may have thousands.
+  const memberIndex = new Map<string, number>();
+  const directMembers = new Map<string, string[]>();
+  for (const c of graph.containers) {
+    const direct = c.members.filter((m) => nodeById.get(m)?.group_id === c.id);
+    directMembers.set(c.id, direct);
+    direct.forEach((m, i) => memberIndex.set(m, i));
+  }
   for (const n of graph.nodes) {
     const container = n.group_id ? containerById.get(n.group_id) : undefined;
     const edge = incoming.get(n.id);
-    if (container && directMembers(container).includes(n.id)) {
-      const index = n.group_index ?? directMembers(container).indexOf(n.id);
+    if (container && memberIndex.has(n.id)) {
+      const index = n.group_index ?? memberIndex.get(n.id)!;
       refs.set(n.id, { parent: container.id, parentIsContainer: true, segment: `[${index}]:${name(n.id)}` });
     } else if (edge?.kind === "chord" && containerById.has(edge.source))
       refs.set(n.id, { parent: edge.source, parentIsContainer: true, segment: ` > callback:${name(n.id)}` });
@@ -83,12 +91,21 @@ export function stepKeys(graph: Pick<DiffGraph, "nodes" | "containers" | "edges"
     else refs.set(n.id, { parent: null, parentIsContainer: false, segment: name(n.id) });
   }
   // A container hangs where its first member (by group index) does.
-  const firstMember = (c: GraphContainer) =>
-    [...directMembers(c)].sort(
-      (a, b) =>
-        (nodeById.get(a)?.group_index ?? Infinity) - (nodeById.get(b)?.group_index ?? Infinity) ||
-        (order.get(a) ?? 0) - (order.get(b) ?? 0),
-    )[0] ?? c.members[0];
+  const firstMembers = new Map<string, string | undefined>();
+  for (const c of graph.containers) {
+    let first: string | undefined;
+    const rank = (id: string) => [nodeById.get(id)?.group_index ?? Infinity, order.get(id) ?? 0] as const;
+    for (const m of directMembers.get(c.id) ?? []) {
+      if (first === undefined) first = m;
+      else {
+        const [gi, o] = rank(m);
+        const [fgi, fo] = rank(first);
+        if (gi < fgi || (gi === fgi && o < fo)) first = m;
+      }
+    }
+    firstMembers.set(c.id, first ?? c.members[0]);
+  }
+  const firstMember = (c: GraphContainer) => firstMembers.get(c.id);
   const containerRefs = new Map<string, Ref>();
   for (const c of graph.containers) {
     const first = firstMember(c);
