@@ -130,6 +130,11 @@ describe("Compare on the trace page", () => {
     expect(new URL(page.url()).searchParams.get("task")).toBe(id(member(1), "cmpc"));
     expect(await card(id(member(1), "cmpc")).getAttribute("class")).toContain("selected");
     await screenshot(page, "71-compare-selected");
+
+    // The same marks in the dark theme (looked at: chips and rings stay readable).
+    await page.emulateMedia({ colorScheme: "dark" });
+    await screenshot(page, "74-compare-dark");
+    await page.emulateMedia({ colorScheme: "light" });
   });
 
   it("colours by queue wait on request", async () => {
