@@ -382,3 +382,80 @@ export const GlobalLiveMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("anomaly"), seq: z.number().int(), anomaly: Anomaly }),
 ]);
 export type GlobalLiveMessage = z.infer<typeof GlobalLiveMessage>;
+
+/*
+ * Run diff (`GET /api/traces/:id/diff`, shared/diff.ts): a trace compared with another run of the
+ * same root task name, or with the per-step median of its recent runs.
+ */
+
+/** A number then (the other run, or the median) and now (this run); delta = now − then, ratio = now / then. */
+export const DiffMeasure = z.object({
+  then: z.number().nullable(),
+  now: z.number().nullable(),
+  /** Null unless both are known. */
+  delta_ms: z.number().nullable(),
+  /** Null unless both are known and `then` is above 0. */
+  ratio: z.number().nullable(),
+});
+export type DiffMeasure = z.infer<typeof DiffMeasure>;
+
+export const StepDiff = z.object({
+  /** The step's position in the canvas, the same in every run (shared/diff.ts `stepKeys`). */
+  key: z.string(),
+  name: z.string().nullable(),
+  /** This run's task (null for a step missing from it). */
+  task_id: z.string().nullable(),
+  /** The other run's task (null when compared with a median, or for an added step). */
+  other_task_id: z.string().nullable(),
+  state_then: TaskState.nullable(),
+  state_now: TaskState.nullable(),
+  runtime: DiffMeasure,
+  queue_wait: DiffMeasure,
+  retries: z.object({ then: z.number().nullable(), now: z.number().nullable() }),
+  newly_failed: z.boolean(),
+  newly_retried: z.boolean(),
+  newly_not_run: z.boolean(),
+  /** Only in this run. */
+  added: z.boolean(),
+  /** Only in the other run (or in most of the median's runs). */
+  missing: z.boolean(),
+  /** |runtime delta| + |queue wait delta| in ms (for an added or missing step: its own runtime + wait). */
+  impact_ms: z.number(),
+  /** With a median: how many of the compared runs had this step. */
+  runs: z.number().int().optional(),
+});
+export type StepDiff = z.infer<typeof StepDiff>;
+
+export const DiffAgainst = z.object({
+  mode: z.enum(["trace", "previous", "median"]),
+  /** The compared traces, newest first (one unless `median`). */
+  trace_ids: z.array(z.string()),
+  /** When the compared run(s) started: the earliest and the latest. */
+  started_from: z.number().nullable(),
+  started_to: z.number().nullable(),
+});
+export type DiffAgainst = z.infer<typeof DiffAgainst>;
+
+export const TraceDiff = z.object({
+  trace_id: z.string(),
+  root_name: z.string(),
+  started_at: z.number().nullable(),
+  against: DiffAgainst,
+  /** Whole-trace duration then (or its median) and now. */
+  duration: DiffMeasure,
+  steps: z.array(StepDiff),
+  summary: z.object({
+    steps: z.number().int(),
+    changed: z.number().int(),
+    newly_failed: z.number().int(),
+    newly_retried: z.number().int(),
+    newly_not_run: z.number().int(),
+    added: z.number().int(),
+    missing: z.number().int(),
+    /** The steps that changed most: flagged ones first, then by impact_ms (at most 10). */
+    biggest: z.array(StepDiff),
+  }),
+  /** Set when a compared snapshot was truncated (a very large trace): steps past it are not compared. */
+  truncated: z.boolean().optional(),
+});
+export type TraceDiff = z.infer<typeof TraceDiff>;

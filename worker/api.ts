@@ -34,6 +34,7 @@ import { authMode, requireAuth, type Caller } from "./auth";
 import { jsonOnly } from "./edge";
 import { handleError, HttpError } from "./errors";
 import { ingest, readLimitedBody } from "./ingest";
+import { traceDiff } from "./diff";
 
 export const VERSION = "0.1.0";
 
@@ -147,6 +148,8 @@ export const traces = new Hono<ApiEnv>()
     const list: AnomalyList = { anomalies };
     return c.json(list, 200);
   })
+  // Run diff (worker/diff.ts).
+  .get("/:traceId/diff", traceDiff)
   .get("/:traceId/export", async (c) => {
     const traceId = c.req.param("traceId");
     const read = async (o: ReturnType<typeof traceGraphOf> | null) =>

@@ -3,6 +3,7 @@ import { BaseEdge, Handle, Position, type EdgeProps, type NodeProps } from "@xyf
 import { createContext, memo, useContext, type ComponentType, type ReactNode } from "react";
 import type { GraphNode } from "../../../shared/api";
 import { Boundary } from "../components/Boundary";
+import { CompareContext } from "../components/compare-marks";
 import { duration, shortId, shortName, text, time } from "../format";
 import { STATE_STYLES } from "../states";
 import { BUS_OFFSET } from "./buses";
@@ -67,15 +68,18 @@ export const TaskCard = memo(function TaskCard({
   children?: ReactNode;
 }) {
   const style = STATE_STYLES[task.state];
+  // While Compare is on (components/CompareBar.tsx): the step's change since the compared run.
+  const mark = useContext(CompareContext).get(task.id);
   return (
     <div
-      className={`task-node state-${task.state.toLowerCase()}${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""} ${className}`}
+      className={`task-node state-${task.state.toLowerCase()}${task.placeholder ? " placeholder" : ""}${selected ? " selected" : ""}${mark ? ` compare compare-${mark.tone}` : ""} ${className}`}
       style={{
         ["--state" as string]: style.color,
         ...(cell ? { left: cell.x, top: cell.y, width: TASK_W, height: TASK_H } : {}),
       }}
-      title={`${task.name ?? "(unknown name)"}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}${task.anomaly ? `\n⚠ ${task.anomaly}` : ""}`}
+      title={`${task.name ?? "(unknown name)"}\n${task.id}\n${style.label}: ${task.state_reason ?? style.help}${task.anomaly ? `\n⚠ ${task.anomaly}` : ""}${mark ? `\nCompared: ${mark.detail}` : ""}`}
       data-state={task.state}
+      data-compare={mark?.tone}
       data-task-id={task.id}
       onClick={onSelect ? () => onSelect(task.id) : undefined}
     >
@@ -100,6 +104,7 @@ export const TaskCard = memo(function TaskCard({
         <span className="mono">{shortId(task.id)}</span>
         <span className="task-when">{whenText(task)}</span>
       </div>
+      {mark && <span className="compare-chip">{mark.label}</span>}
     </div>
   );
 });

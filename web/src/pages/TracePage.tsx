@@ -29,6 +29,7 @@ import { edgeTypes, GraphActionsContext, nodeTypes, StateBar } from "../graph/no
 import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
 import { Boundary } from "../components/Boundary";
+import { CompareBar, CompareMarks, CompareToggle } from "../components/CompareBar";
 
 const EDGE_LEGEND = [
   ["chain", "next step of a chain"],
@@ -352,6 +353,7 @@ export function TracePage({ traceId }: { traceId: string }) {
               </div>
             )}
           </div>
+          <CompareToggle />
           <div className="tabs" role="tablist">
             <button
               role="tab"
@@ -372,12 +374,17 @@ export function TracePage({ traceId }: { traceId: string }) {
           </div>
         </header>
       </Boundary>
+      <Boundary region="compare">
+        <CompareBar snapshot={q.data} onSelect={select} />
+      </Boundary>
       <div className="trace-body">
         <div className="canvas">
           {view === "graph" ? (
             <Boundary region="graph">
               <ReactFlowProvider>
-                <Graph snapshot={q.data} selected={selected} onSelect={select} />
+                <CompareMarks snapshot={q.data}>
+                  <Graph snapshot={q.data} selected={selected} onSelect={select} />
+                </CompareMarks>
                 <div className="legend">
                   {EDGE_LEGEND.map(([kind, help]) => (
                     <span key={kind} title={help}>
