@@ -152,7 +152,8 @@ export class Webhooks extends DurableObject<Env> {
         // Into a failed state: one event per transition (a trace that runs again and fails again
         // is a second one), numbered so that the same transition reported twice is one event.
         const n = (row?.transitions ?? 0) + 1;
-        this.sql`INSERT INTO trace_failures (trace_id, failed, transitions, updated_at) VALUES (${s.trace_id}, 1, ${n}, ${now})
+        this
+          .sql`INSERT INTO trace_failures (trace_id, failed, transitions, updated_at) VALUES (${s.trace_id}, 1, ${n}, ${now})
                  ON CONFLICT (trace_id) DO UPDATE SET failed = 1, transitions = ${n}, updated_at = ${now}`;
         if (config.events.includes("trace.failed"))
           events.push({
@@ -171,8 +172,10 @@ export class Webhooks extends DurableObject<Env> {
       const body = JSON.stringify({ id: e.id, type: e.type, created_at: now, data: e.data });
       for (const endpoint of config.endpoints) {
         const id = await deliveryId(e.id, endpoint.url);
-        queued += this.sql`INSERT OR IGNORE INTO deliveries (id, event_id, type, url, host, trace_id, body, status, attempts, max_attempts, created_at, next_at)
-                 VALUES (${id}, ${e.id}, ${e.type}, ${endpoint.url}, ${endpoint.host}, ${e.traceId}, ${body}, 'pending', 0, ${WEBHOOK_MAX_ATTEMPTS}, ${now}, ${now})`.rowsWritten;
+        queued += this
+          .sql`INSERT OR IGNORE INTO deliveries (id, event_id, type, url, host, trace_id, body, status, attempts, max_attempts, created_at, next_at)
+                 VALUES (${id}, ${e.id}, ${e.type}, ${endpoint.url}, ${endpoint.host}, ${e.traceId}, ${body}, 'pending', 0, ${WEBHOOK_MAX_ATTEMPTS}, ${now}, ${now})`
+          .rowsWritten;
       }
     }
     this.prune(now);
@@ -181,10 +184,13 @@ export class Webhooks extends DurableObject<Env> {
   }
 
   /** The delivery log, newest first. */
-  async deliveries(options: { limit?: number; status?: WebhookDeliveryStatus } = {}): Promise<WebhookDelivery[]> {
+  async deliveries(
+    options: { limit?: number; status?: WebhookDeliveryStatus } = {},
+  ): Promise<WebhookDelivery[]> {
     const limit = Math.min(Math.max(1, options.limit ?? 100), 1000);
     const rows = options.status
-      ? this.sql<DeliveryRow>`SELECT * FROM deliveries WHERE status = ${options.status} ORDER BY created_at DESC, id LIMIT ${limit}`
+      ? this
+          .sql<DeliveryRow>`SELECT * FROM deliveries WHERE status = ${options.status} ORDER BY created_at DESC, id LIMIT ${limit}`
       : this.sql<DeliveryRow>`SELECT * FROM deliveries ORDER BY created_at DESC, id LIMIT ${limit}`;
     return rows.toArray().map(toDelivery);
   }
@@ -201,7 +207,8 @@ export class Webhooks extends DurableObject<Env> {
    */
   async redeliver(id: string): Promise<WebhookDelivery | null> {
     const now = Date.now() / 1000;
-    const written = this.sql`UPDATE deliveries SET status = 'pending', max_attempts = attempts + ${WEBHOOK_MAX_ATTEMPTS}, next_at = ${now}
+    const written = this
+      .sql`UPDATE deliveries SET status = 'pending', max_attempts = attempts + ${WEBHOOK_MAX_ATTEMPTS}, next_at = ${now}
                              WHERE id = ${id}`.rowsWritten;
     if (written === 0) return null;
     await this.attempt(id);
@@ -229,8 +236,9 @@ export class Webhooks extends DurableObject<Env> {
 
   private async rearm(): Promise<void> {
     await this.alarm_.atOrBefore([
-      this.sql<{ due: number | null }>`SELECT MIN(next_at) AS due FROM deliveries WHERE status = 'pending'`.one()
-        .due,
+      this.sql<{
+        due: number | null;
+      }>`SELECT MIN(next_at) AS due FROM deliveries WHERE status = 'pending'`.one().due,
     ]);
   }
 
@@ -239,7 +247,8 @@ export class Webhooks extends DurableObject<Env> {
     if (this.inFlight.has(id)) return;
     this.inFlight.add(id);
     try {
-      const row = this.sql<DeliveryRow>`SELECT * FROM deliveries WHERE id = ${id} AND status = 'pending'`.toArray()[0];
+      const row = this
+        .sql<DeliveryRow>`SELECT * FROM deliveries WHERE id = ${id} AND status = 'pending'`.toArray()[0];
       if (!row) return;
       const config = this.config();
       const startedAt = Date.now() / 1000;
@@ -301,7 +310,8 @@ export class Webhooks extends DurableObject<Env> {
         outcome === "retry"
           ? now + Math.max(retryDelayS(round), Math.min(retryAfter ?? 0, MAX_RETRY_AFTER_S))
           : null;
-      this.sql`UPDATE deliveries SET status = ${outcome === "retry" ? "pending" : outcome}, attempts = ${attempts},
+      this
+        .sql`UPDATE deliveries SET status = ${outcome === "retry" ? "pending" : outcome}, attempts = ${attempts},
                  last_attempt_at = ${startedAt}, last_status = ${status}, last_error = ${error}, next_at = ${nextAt},
                  delivered_at = ${outcome === "succeeded" ? now : null}
                WHERE id = ${id}`;
