@@ -29,7 +29,7 @@ export class ApiError extends Error {
   }
 }
 
-async function fetchJson<T extends z.ZodType>(path: string, schema: T): Promise<z.infer<T>> {
+export async function fetchJson<T extends z.ZodType>(path: string, schema: T): Promise<z.infer<T>> {
   const res = await (takePrefetched(path) ?? fetch(path, { headers: JSON_HEADERS }));
   const body: unknown = await res.json().catch(() => null);
   if (!res.ok) {
