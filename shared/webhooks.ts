@@ -22,7 +22,7 @@ const FIRST_RETRY_S = 30;
 const MAX_RETRY_S = 1800;
 /** One attempt waits this long for the receiver's answer (headers), then counts as a network error. */
 export const WEBHOOK_TIMEOUT_MS = 10_000;
-export const WEBHOOK_USER_AGENT = "stemtrace-webhooks/1 (+https://github.com/stemtrace)";
+export const WEBHOOK_USER_AGENT = "stemtrace-webhooks/1";
 
 export interface WebhookEndpoint {
   url: string;
