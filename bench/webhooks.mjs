@@ -119,8 +119,9 @@ try {
 | bad signatures | ${result.bad_signatures} |
 | ingest POST → receiver, p50 / p95 / max | ${r(result.latency_ms.p50)} / ${r(result.latency_ms.p95)} / ${r(result.latency_ms.max)} ms |
 
-The latency is mostly the shard's flush interval (1 s) plus the Webhooks object's alarm, which
-attempts at most 20 deliveries per run.
+The floor is the shard's flush interval (1 s); the rest is the Webhooks object's alarm working
+through the queue, at most 20 deliveries per run (${TRACES} deliveries: ${Math.ceil(TRACES / 20)} runs), and waiting for CPU: compare
+the load average above with the machine's cores.
 
 Run: \`node_modules/.bin/node bench/webhooks.mjs [--traces 300]\`.
 `,
