@@ -204,6 +204,24 @@ describe("webhook deliveries", () => {
     expect((await receivedFor(traceId)).filter((r) => r.answered === 200)).toHaveLength(1);
   });
 
+  it("the recorded unregistered task (12_unregistered) makes one anomaly.opened and one trace.failed delivery", async () => {
+    const s = scenario("12_unregistered");
+    const traceId = taskEvents(s)[0]!.trace_id!;
+    await post(taskEvents(s));
+    await deliverAll(traceId);
+    const ds = await deliveriesOf(traceId);
+    expect(ds.map((d) => [d.type, d.status]).sort()).toEqual([
+      ["anomaly.opened", "succeeded"],
+      ["trace.failed", "succeeded"],
+    ]);
+    const anomaly = (await receivedFor(traceId)).find((r) => r.event === "anomaly.opened")!;
+    expect(anomaly.body).toMatchObject({ data: { kind: "unregistered", trace_id: traceId } });
+    // Resent by the producer: nothing new.
+    await post(taskEvents(s));
+    await runDurableObjectAlarm(hooks());
+    expect(await deliveriesOf(traceId)).toHaveLength(2);
+  });
+
   it("a trace that fails, runs again and fails again is two events", async () => {
     const id = `again-${crypto.randomUUID()}`;
     await post(failedTrace(id));
