@@ -295,6 +295,17 @@ describe("webhook deliveries", () => {
     expect(got.every((r) => r.signature_ok)).toBe(true);
     expect(got[0]!.body).toEqual(got[1]!.body);
 
+    // A web page elsewhere cannot make the user's browser redeliver (cross-site write).
+    const crossSite = await exports.default.fetch(
+      `http://127.0.0.1/api/webhooks/deliveries/${d!.id}/redeliver`,
+      {
+        method: "POST",
+        headers: { Origin: "https://evil.example" },
+      },
+    );
+    expect(crossSite.status).toBe(403);
+    expect(await receivedFor(id)).toHaveLength(2);
+
     const missing = await exports.default.fetch(
       "http://127.0.0.1/api/webhooks/deliveries/dlv_nope/redeliver",
       {
