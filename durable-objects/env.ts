@@ -19,11 +19,16 @@ export type Env = Omit<Generated, VarName | "ASSETS"> & { [K in VarName]?: strin
   LEGACY_TRACE_OBJECTS?: string;
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
+  /** Webhooks (README "Webhooks"): comma-separated URLs, the signing secret, the events sent. */
+  WEBHOOK_URLS?: string;
+  WEBHOOK_SECRET?: string;
+  WEBHOOK_EVENTS?: string;
 };
 
 /** The single index and fleet objects are addressed by these names. */
 export const INDEX_NAME = "global";
 export const FLEET_NAME = "global";
+export const WEBHOOKS_NAME = "global";
 
 export function numberVar(value: string | undefined, fallback: number): number {
   const n = value === undefined || value === "" ? NaN : Number(value);

@@ -79,3 +79,14 @@ export interface TaskListQuery {
   after?: [number, string];
   limit: number;
 }
+
+/**
+ * What a TraceGraph shard hands the Webhooks object after a report to the index (webhook-outbox.ts):
+ * the anomalies it reported, and the summaries of its traces that failed or have failed tasks (so
+ * the object sees a trace leave a failed state as well as enter one). Sent again after a failed
+ * call: the object dedupes by event id.
+ */
+export interface WebhookNotice {
+  anomalies: Anomaly[];
+  traces: TraceSummary[];
+}

@@ -32,7 +32,8 @@ import type {
   TaskListQuery,
   WorkerChange,
 } from "./protocol";
-import { FLEET_NAME, INDEX_NAME, numberVar, type Env } from "./env";
+import { FLEET_NAME, INDEX_NAME, numberVar, WEBHOOKS_NAME, type Env } from "./env";
+import { WebhookOutbox } from "./webhook-outbox";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { Deadlines, OneAlarm } from "./deadlines";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
@@ -236,6 +237,8 @@ function compareBinary(a: string, b: string): number {
 export class TraceGraph extends DurableObject<Env> {
   protected sql: Sql;
   protected readonly anomalies: AnomalyWatch;
+  /** Anomalies and failed traces for the Webhooks object, sent after each report (webhook-outbox.ts). */
+  private readonly webhooks: WebhookOutbox;
   /** Tasks changed since the last flush, by trace + task. */
   private pending = new Map<string, PendingTask>();
   private pendingTraces = new Set<string>();
@@ -279,6 +282,7 @@ export class TraceGraph extends DurableObject<Env> {
         index: () => this.env.INDEX.getByName(INDEX_NAME),
       },
     );
+    this.webhooks = new WebhookOutbox(env, () => this.env.WEBHOOKS.getByName(WEBHOOKS_NAME));
     // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
     // An object that was never written (a read of an unknown trace id reaches one) stays without a
     // schema, so a read creates no database: the schema is made by the first write (`ensureSchema`).
@@ -836,7 +840,7 @@ export class TraceGraph extends DurableObject<Env> {
   /** One report for all traces changed since the last one: summaries, tasks and anomalies. */
   private async reportToIndex(now: number): Promise<void> {
     const anomalies = this.anomalies.unreported();
-    if (this.unreportedTraces.size === 0 && anomalies.length === 0) return;
+    if (this.unreportedTraces.size === 0 && anomalies.length === 0) return this.webhooks.send(now);
     // A trace whose anomalies changed is re-summarized too (its anomaly count is in the list).
     for (const a of anomalies) this.unreportedTraces.add(a.trace_id);
     // A summary reads every task of its trace: a very large trace is summarized at most every
@@ -860,6 +864,7 @@ export class TraceGraph extends DurableObject<Env> {
     try {
       await this.env.INDEX.getByName(INDEX_NAME).report(report);
       this.reportRetryAt = null;
+      this.webhooks.add(report);
     } catch (err) {
       // Kept for the next flush: the index may be restarting. Newer changes win over these.
       console.warn(
@@ -875,6 +880,7 @@ export class TraceGraph extends DurableObject<Env> {
       this.anomalies.unsent(anomalies);
       this.reportRetryAt = now + REPORT_RETRY_S;
     }
+    await this.webhooks.send(now);
   }
 
   /** Summaries of these traces from SQL (five statements however many traces): cheap on 100,000-task traces. */
@@ -1219,6 +1225,7 @@ export class TraceGraph extends DurableObject<Env> {
       ...watches,
       this.flushAt,
       this.reportRetryAt,
+      this.webhooks.retryAt,
       this.checkpointDue(),
     ]);
   }

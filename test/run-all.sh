@@ -94,6 +94,9 @@ run_vitest node test/node/vitest.config.ts
 # Both trace layouts: the default shards (wrangler.toml), and one object per trace.
 run_vitest workers test/workers/vitest.config.ts
 TRACE_SHARDS=0 run_vitest workers-per-trace test/workers/vitest.config.ts
+# Webhooks, delivered to a receiver on loopback (its own config: only this suite sends webhooks).
+run_vitest webhooks test/webhooks/vitest.config.ts
+TRACE_SHARDS=0 run_vitest webhooks-per-trace test/webhooks/vitest.config.ts
 [ -d python/tests ] && run_unittest python /usr/bin/python3 -m unittest discover -s python/tests -t python
 [ -d test/e2e ] && run_unittest e2e /usr/bin/python3 -m unittest discover -s test/e2e -t test/e2e
 [ -f test/browser/vitest.config.ts ] && run_vitest browser test/browser/vitest.config.ts

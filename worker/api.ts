@@ -35,6 +35,7 @@ import { jsonOnly } from "./edge";
 import { handleError, HttpError } from "./errors";
 import { ingest, readLimitedBody } from "./ingest";
 import { traceDiff } from "./diff";
+import { webhooks } from "./webhooks-api";
 
 export const VERSION = "0.1.0";
 
@@ -400,6 +401,7 @@ export const api = new Hono<ApiEnv>()
   .use("*", requireAuth("read"))
   .route("/traces", traces)
   .route("/tasks", tasks)
+  .route("/webhooks", webhooks)
   .get("/workers", async (c) => {
     const list: WorkerList = { workers: await c.env.FLEET.getByName(FLEET_NAME).list() };
     return c.json(list, 200);

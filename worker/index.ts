@@ -8,6 +8,7 @@ import { ingest } from "./ingest";
 export { TraceGraph } from "../durable-objects/trace-graph";
 export { Fleet } from "../durable-objects/fleet";
 export { TraceIndex } from "../durable-objects/trace-index";
+export { Webhooks } from "../durable-objects/webhooks";
 
 /** The stemtrace Worker: `/v1/*` ingestion, `/api/*` reads; everything else is the SPA (static assets). */
 const app = new Hono<{ Bindings: Env & EdgeEnv }>()

@@ -11,7 +11,7 @@ import { PositionEncoding, Workspace } from "@astral-sh/ruff-wasm-nodejs";
 const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const roots = process.argv.slice(2).length
   ? process.argv.slice(2)
-  : ["python", "test/e2e", "test/fixtures/recorder", "bench"];
+  : ["python", "test/e2e", "test/fixtures/recorder", "bench", "docs"];
 
 function pythonFiles(path) {
   const full = resolve(ROOT, path);

@@ -77,12 +77,13 @@ const bound = config.durable_objects.bindings.map((b) => b.class_name);
 
 describe("wrangler.toml against the code", () => {
   it("binds exactly the Durable Object classes the Worker exports", () => {
-    expect(sourceObjectClasses().sort()).toEqual(["Fleet", "TraceGraph", "TraceIndex"]);
+    expect(sourceObjectClasses().sort()).toEqual(["Fleet", "TraceGraph", "TraceIndex", "Webhooks"]);
     expect([...bound].sort()).toEqual(sourceObjectClasses().sort());
     expect(config.durable_objects.bindings.map((b) => b.name).sort()).toEqual([
       "FLEET",
       "INDEX",
       "TRACE_GRAPH",
+      "WEBHOOKS",
     ]);
     // No binding points at another Worker's class: these objects live in this script.
     for (const b of config.durable_objects.bindings) expect(b.script_name).toBeUndefined();

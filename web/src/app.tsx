@@ -11,6 +11,7 @@ import { TaskPage } from "./pages/TaskPage";
 import { TracePage } from "./pages/TracePage";
 import { TracesPage } from "./pages/TracesPage";
 import { WorkersPage } from "./pages/WorkersPage";
+import { WebhooksPage } from "./pages/WebhooksPage";
 import { TasksPage } from "./pages/TasksPage";
 import { Link, useLocation } from "./router";
 import { matchRoute, type PageName, type RouteMatch } from "./routes";
@@ -56,6 +57,7 @@ const PAGES: Record<PageName, (m: RouteMatch) => ReactNode> = {
   registry: () => <RegistryPage />,
   dashboard: () => <DashboardPage />,
   traces: () => <TracesPage />,
+  webhooks: () => <WebhooksPage />,
 };
 
 function Routes() {
@@ -86,6 +88,7 @@ function App() {
     ["/dashboard", "Dashboard"],
     ["/workers", "Workers"],
     ["/registry", "Registry"],
+    ["/webhooks", "Webhooks"],
   ];
   return (
     <div className="app">

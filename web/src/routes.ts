@@ -7,7 +7,8 @@ import { prefetch } from "./api/early";
 import { decodeSegment, encodeId } from "./format";
 import { elkInWorker } from "./graph/elk";
 
-export type PageName = "trace" | "task" | "tasks" | "workers" | "registry" | "dashboard" | "traces";
+export type PageName =
+  "trace" | "task" | "tasks" | "workers" | "registry" | "dashboard" | "traces" | "webhooks";
 
 export interface Route {
   page: PageName;
@@ -35,6 +36,7 @@ export const ROUTES: readonly Route[] = [
   { page: "workers", title: () => "Workers", pattern: /^\/workers$/ },
   { page: "registry", title: () => "Task registry", pattern: /^\/registry$/ },
   { page: "dashboard", title: () => "Dashboard", pattern: /^\/dashboard$/ },
+  { page: "webhooks", title: () => "Webhooks", pattern: /^\/webhooks$/ },
   { page: "traces", title: () => "Traces", pattern: /^\/(?:traces)?$/ },
 ];
 
