@@ -23,44 +23,48 @@ export interface ReplayRead {
  * traceback), so only what the graph needs is parsed.
  */
 export function readTraceAt(sql: Sql, traceId: string, at: number, limit: number): ReplayRead | null {
-  const stats = sql<{
-    n: number;
-    first: number | null;
-    last: number | null;
-    applied: number | null;
-    current: number | null;
-    next: number | null;
-  }>`
-    SELECT COUNT(*) AS n, MIN(ts) AS first, MAX(ts) AS last, SUM(ts <= ${at}) AS applied,
-           MAX(CASE WHEN ts <= ${at} THEN ts END) AS current, MIN(CASE WHEN ts > ${at} THEN ts END) AS next
-    FROM (SELECT e.value ->> '$.ts' AS ts FROM tasks t, json_each(t.events) e WHERE t.trace_id = ${traceId})`.one();
-  if (stats.n === 0 || stats.first === null || stats.last === null) return null;
-  const current = stats.current;
-  const previous =
-    current === null
-      ? null
-      : sql<{ ts: number | null }>`
-          SELECT MAX(e.value ->> '$.ts') AS ts FROM tasks t, json_each(t.events) e
-          WHERE t.trace_id = ${traceId} AND e.value ->> '$.ts' < ${current}`.one().ts;
-  const density = new Array<number>(REPLAY_DENSITY_BUCKETS).fill(0);
-  const width = (stats.last - stats.first) / REPLAY_DENSITY_BUCKETS;
-  for (const row of sql<{ b: number; n: number }>`
-    SELECT MIN(${REPLAY_DENSITY_BUCKETS - 1}, CAST((e.value ->> '$.ts' - ${stats.first}) / ${width || 1} AS INTEGER)) AS b, COUNT(*) AS n
-    FROM tasks t, json_each(t.events) e WHERE t.trace_id = ${traceId} GROUP BY b`)
-    density[Math.max(0, row.b)]! += row.n;
-
-  const rows = sql<{ task_id: string; events: string }>`
-    SELECT t.task_id AS task_id,
-           json_group_array(json(json_remove(e.value, '$.args', '$.kwargs', '$.result', '$.traceback'))) AS events
+  // One pass over the trace's events: every event time (for the span and the steps) and, per task,
+  // the events up to `at` without their heavy fields.
+  const rows = sql<{ task_id: string; times: string; events: string | null }>`
+    SELECT t.task_id AS task_id, json_group_array(e.value ->> '$.ts') AS times,
+           json_group_array(json(json_remove(e.value, '$.args', '$.kwargs', '$.result', '$.traceback')))
+             FILTER (WHERE e.value ->> '$.ts' <= ${at}) AS events
     FROM tasks t, json_each(t.events) e
-    WHERE t.trace_id = ${traceId} AND e.value ->> '$.ts' <= ${at}
+    WHERE t.trace_id = ${traceId}
     GROUP BY t.task_id`.toArray();
+  const times: number[] = [];
+  for (const r of rows) for (const ts of JSON.parse(r.times) as number[]) times.push(ts);
+  if (times.length === 0) return null;
+  times.sort((a, b) => a - b);
+  const first = times[0]!;
+  const last = times[times.length - 1]!;
+  // Events at or before `at`: the index of the first one after it.
+  let lo = 0;
+  let hi = times.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (times[mid]! <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  const applied = lo;
+  const current = applied > 0 ? times[applied - 1]! : null;
+  let before = applied - 1;
+  while (before >= 0 && times[before]! >= current!) before--;
+  const density = new Array<number>(REPLAY_DENSITY_BUCKETS).fill(0);
+  const width = (last - first) / REPLAY_DENSITY_BUCKETS;
+  for (const ts of times)
+    density[width > 0 ? Math.min(REPLAY_DENSITY_BUCKETS - 1, Math.floor((ts - first) / width)) : 0]!++;
+
   // Worker outages (cold shutdown, heartbeat loss) end running tasks only from their own moment on.
   const outages = sql<{ host: string; kind: string; ts: number }>`
     SELECT host, kind, ts FROM outages WHERE trace_id = ${traceId} AND ts <= ${at}`
     .toArray()
     .map((o) => ({ host: o.host, kind: o.kind as Outage["kind"], ts: o.ts }));
-  const records = rows.map((r) => foldTask(r.task_id, JSON.parse(r.events) as TaskEvent[], outages));
+  const records: TaskRecord[] = [];
+  for (const r of rows) {
+    const events = r.events === null ? [] : (JSON.parse(r.events) as TaskEvent[]);
+    if (events.length) records.push(foldTask(r.task_id, events, outages));
+  }
   // The live snapshot's order and cut: earliest published first, unpublished last, then by id.
   records.sort(
     (a, b) =>
@@ -73,13 +77,13 @@ export function readTraceAt(sql: Sql, traceId: string, at: number, limit: number
     total: records.length,
     info: {
       at,
-      first_event_at: stats.first,
-      last_event_at: stats.last,
-      events_total: stats.n,
-      events_applied: stats.applied ?? 0,
+      first_event_at: first,
+      last_event_at: last,
+      events_total: times.length,
+      events_applied: applied,
       current_at: current,
-      previous_at: previous,
-      next_at: stats.next,
+      previous_at: before >= 0 ? times[before]! : null,
+      next_at: applied < times.length ? times[applied]! : null,
       density,
     },
   };
