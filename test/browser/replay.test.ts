@@ -95,9 +95,16 @@ describe("replay on the trace page", () => {
     });
     await ingest(server.base, late);
     await frame;
+    // The live snapshot refetches or patches itself now; let that finish before looking.
+    await page.waitForLoadState("networkidle");
     await task(HEADER[0], "STARTED").waitFor();
     await task(CALLBACK, "PENDING").waitFor();
-    expect(await page.locator(`[data-task-id="${THIRD}"][data-state="STARTED"]`).count()).toBe(0);
+    for (const id of [THIRD, CALLBACK])
+      for (const state of ["STARTED", "SUCCESS"])
+        expect(
+          await page.locator(`[data-task-id="${id}"][data-state="${state}"]`).count(),
+          `${id} ${state}`,
+        ).toBe(0);
     await readout().getByText(`6 of ${early.length} events`).waitFor();
   });
 
