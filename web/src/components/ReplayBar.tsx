@@ -213,7 +213,7 @@ export function ReplayBar({ replay }: { replay: Replay }) {
           {info.density.map((n, i) => (
             <span
               key={i}
-              className={(i + 0.5) / info.density.length <= fraction ? "past" : ""}
+              className={i / info.density.length <= fraction ? "past" : ""}
               style={{ height: n ? `${25 + (75 * Math.log1p(n)) / Math.log1p(most)}%` : 0 }}
             />
           ))}
@@ -234,7 +234,7 @@ export function ReplayBar({ replay }: { replay: Replay }) {
       </div>
       <div className="replay-readout" title={isoTime(value)}>
         <b className="mono">{time(value)}</b>
-        <span>+{duration(Math.max(0, value - first) * 1000)} from start</span>
+        <span>{value <= first ? "the first event" : `+${duration((value - first) * 1000)} from start`}</span>
         <span className="muted">
           {info.events_applied} of {info.events_total} events
         </span>
