@@ -17,6 +17,7 @@ const fetchApp = (path: string) => exports.default.fetch(`${base}${path}`);
 const chord = scenario("07_chord");
 const retry = scenario("03_retry_then_success");
 const chainFails = scenario("26_chain_step_fails");
+const coldShutdown = scenario("13c_cold_shutdown_early_ack_lost");
 const traceOf = (s: typeof chord) => traceKeyOf(taskEvents(s)[0]!);
 /** The recorded time of a task's event of a type (and attempt), from the fixture itself. */
 function tsOf(s: typeof chord, taskPrefix: string, type: string, retries = 0): number {
@@ -37,16 +38,18 @@ async function at(traceId: string, moment: number | string): Promise<ReplaySnaps
 
 const states = (s: TraceSnapshot) => Object.fromEntries(s.nodes.map((n) => [n.id.slice(0, 8), n.state]));
 
-beforeAll(async () => {
-  for (const s of [chord, retry, chainFails]) {
-    const res = await exports.default.fetch(`${base}/v1/events`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ events: s.events }),
-    });
-    expect(res.status).toBe(202);
-  }
+async function post(events: unknown[]): Promise<void> {
+  const res = await exports.default.fetch(`${base}/v1/events`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ events }),
+  });
+  expect(res.status).toBe(202);
   await settle();
+}
+
+beforeAll(async () => {
+  for (const s of [chord, retry, chainFails]) await post(s.events);
 });
 
 describe("GET /api/traces/:id?at= (replay)", () => {
@@ -145,6 +148,41 @@ describe("GET /api/traces/:id?at= (replay)", () => {
       "6a9055a4": "NOT_RUN",
     });
     expect(after.summary.state).toBe("FAILURE");
+  });
+
+  it("ends a run at its worker's cold shutdown only from the shutdown's moment on", async () => {
+    const trace = traceOf(coldShutdown);
+    const shutdown = coldShutdown.events.find((e) => e.kind === "worker" && e.type === "shutting_down")!.ts;
+    const postrun = tsOf(coldShutdown, "0e9127bf", "postrun");
+    expect(shutdown).toBeLessThan(postrun);
+    // As it happened: the run is going when the worker shuts down cold (the outage is recorded
+    // against running tasks only), and its postrun comes later.
+    // The recording began with the worker already up: it says so first (the Fleet ends the runs of
+    // workers it knows).
+    const first = Math.min(...times(coldShutdown));
+    await post([
+      {
+        v: 1,
+        id: "replay-13c-online",
+        kind: "worker",
+        type: "online",
+        ts: first - 5,
+        seq: 1,
+        host: "lab2@vm",
+        pid: 13954,
+        pool: "prefork",
+        concurrency: 2,
+      },
+    ]);
+    await post(coldShutdown.events.filter((e) => e.ts < shutdown));
+    await post(coldShutdown.events.filter((e) => e.kind === "worker" && e.ts >= shutdown));
+    await post(coldShutdown.events.filter((e) => e.kind === "task" && e.ts >= shutdown));
+    const running = await at(trace, (tsOf(coldShutdown, "0e9127bf", "started") + shutdown) / 2);
+    expect(running.nodes.map((n) => n.state)).toEqual(["STARTED"]);
+    // After the shutdown and before the run's own postrun: the outage alone ends it.
+    const cut = await at(trace, (shutdown + postrun) / 2);
+    expect(cut.nodes.map((n) => n.state)).toEqual(["INTERRUPTED"]);
+    expect(cut.nodes[0]!.state_reason).toMatch(/shut down cold/);
   });
 
   it("steps event by event: next_at and previous_at walk every distinct event time", async () => {
