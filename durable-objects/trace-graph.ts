@@ -36,6 +36,8 @@ import { FLEET_NAME, INDEX_NAME, numberVar, WEBHOOKS_NAME, type Env } from "./en
 import { WebhookOutbox } from "./webhook-outbox";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { Deadlines, OneAlarm } from "./deadlines";
+import { readTraceAt } from "./replay";
+import type { ReplaySnapshot } from "../shared/replay";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 
 export type { IngestResult } from "./protocol";
@@ -1044,6 +1046,30 @@ export class TraceGraph extends DurableObject<Env> {
   async snapshotJson(traceId: string): Promise<string | null> {
     const snapshot = await this.snapshot(traceId);
     return snapshot && JSON.stringify(snapshot);
+  }
+
+  /**
+   * The trace as it was at `at` (epoch seconds, compared with each event's own ts: shared/replay.ts),
+   * as the JSON of a ReplaySnapshot; null when this object holds no event of the trace. A moment
+   * before the first event is a valid, empty graph. Reads every event of the trace: only `?at=` pays it.
+   */
+  async snapshotAtJson(traceId: string, at: number): Promise<string | null> {
+    if (!this.schemaReady()) return null;
+    this.readyFor(traceId);
+    const read = readTraceAt(this.sql, traceId, at, MAX_SNAPSHOT_TASKS);
+    if (!read) return null;
+    const view = buildGraph(read.records);
+    const snapshot: ReplaySnapshot = {
+      ...(read.total > MAX_SNAPSHOT_TASKS
+        ? { truncated: { shown: MAX_SNAPSHOT_TASKS, total: read.total } }
+        : {}),
+      trace_id: traceId,
+      seq: this.liveSeq(traceId),
+      summary: summarizeGraph(traceId, view, read.info.current_at ?? at),
+      ...view,
+      replay: read.info,
+    };
+    return JSON.stringify(snapshot);
   }
 
   /**

@@ -28,6 +28,7 @@ import {
   TraceExport,
   type ImportResponse,
 } from "../shared/export";
+import { parseReplayAt } from "../shared/replay";
 import { describeIssues, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, type IngestResponse } from "../shared/wire";
 import { numberVar } from "../durable-objects/env";
 import { authMode, requireAuth, type Caller } from "./auth";
@@ -182,6 +183,20 @@ export const traces = new Hono<ApiEnv>()
   })
   .get("/:traceId", async (c) => {
     const traceId = c.req.param("traceId");
+    // ?at=<epoch seconds>: the trace as it was then (time-travel replay, shared/replay.ts).
+    const atParam = c.req.query("at");
+    if (atParam !== undefined) {
+      const parsed = parseReplayAt(atParam);
+      if ("error" in parsed) throw new HttpError(400, "invalid_at", parsed.error);
+      const read = async (o: ReturnType<typeof traceGraphOf> | null) =>
+        o ? await o.snapshotAtJson(traceId, parsed.at) : null;
+      const replayed =
+        shardCount(c.env) === 0
+          ? await read(await ownObject(c.env, traceId))
+          : ((await read(traceGraphOf(c.env, traceId))) ?? (await read(await legacyObject(c.env, traceId))));
+      if (replayed === null) throw notFound("trace", traceId);
+      return c.body(replayed, 200, { "Content-Type": "application/json; charset=UTF-8" });
+    }
     // A TraceSnapshot (shared/api.ts), serialized by the object that holds the trace.
     const json =
       shardCount(c.env) === 0

@@ -17,6 +17,7 @@ import {
   TraceSnapshot,
   WorkerList,
 } from "../../../shared/api";
+import { ReplaySnapshot } from "../../../shared/replay";
 import { encodeId } from "../format";
 import { JSON_HEADERS, takePrefetched } from "./early";
 
@@ -101,6 +102,19 @@ export const traceQuery = (id: string) =>
   queryOptions({
     queryKey: keys.trace(id),
     queryFn: () => fetchJson(`/api/traces/${encodeId(id)}`, TraceSnapshot),
+  });
+
+/**
+ * The trace as it was at a moment (replay, shared/replay.ts). Its own key root, so live deltas
+ * (which patch and invalidate `keys.trace`) never touch a replayed view; the previous moment stays
+ * on screen while the next one loads.
+ */
+export const traceAtQuery = (id: string, at: number) =>
+  queryOptions({
+    queryKey: ["trace-at", id, at] as const,
+    queryFn: () => fetchJson(`/api/traces/${encodeId(id)}?at=${encodeURIComponent(at)}`, ReplaySnapshot),
+    placeholderData: (previous) => previous,
+    staleTime: 30_000,
   });
 
 export const taskQuery = (id: string) =>

@@ -46,14 +46,18 @@ export function Timeline({
   snapshot,
   selected,
   onSelect,
+  at,
 }: {
   snapshot: TraceSnapshot;
   selected: string | null;
   onSelect: (id: string) => void;
+  /** A replayed moment: running tasks' bars end there instead of at the current time. */
+  at?: number;
 }) {
   const [by, setBy] = useState<"task" | "worker">("task");
   // Running tasks' bars end at now: a clock that moves every few seconds, not at each render.
-  const now = useNow(5_000);
+  const clock = useNow(5_000);
+  const now = at ?? clock;
   const tasks = useMemo(
     () =>
       snapshot.nodes.filter((n) => n.published_at ?? n.started_at).sort((a, b) => startOf(a) - startOf(b)),

@@ -30,6 +30,7 @@ import { Overview } from "../graph/overview";
 import { Link, navigate, useLocation } from "../router";
 import { Boundary } from "../components/Boundary";
 import { CompareBar, CompareMarks, CompareToggle } from "../components/CompareBar";
+import { ReplayBar, ReplayButton, useReplay } from "../components/ReplayBar";
 
 const EDGE_LEGEND = [
   ["chain", "next step of a chain"],
@@ -46,10 +47,13 @@ function Graph({
   snapshot,
   selected,
   onSelect,
+  refit = false,
 }: {
   snapshot: TraceSnapshot;
   selected: string | null;
   onSelect: (id: string) => void;
+  /** Fit the view to each new layout (replay: the graph grows and shrinks as the moment moves). */
+  refit?: boolean;
 }) {
   const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
   // The last layout, with the structure and folds it was made for: pending while they differ
@@ -131,6 +135,10 @@ function Graph({
       duration: 300,
     });
   }, [layout, pending, flow]);
+  useEffect(() => {
+    if (refit && done && !pending)
+      void flow.fitView({ duration: 200, maxZoom: 1.15, minZoom: MIN_READABLE_ZOOM, padding: 0.12 });
+  }, [refit, done, pending, flow]);
   const actions = useMemo(() => ({ selected, select: onSelect, expand }), [selected, onSelect, expand]);
   const onNodeClick: NodeMouseHandler<FlowNode> = (_, node) => {
     if (node.data.kind === "task") onSelect(node.id);
@@ -252,7 +260,10 @@ function traceCounts(s: TraceSnapshot): StateCount[] {
 
 export function TracePage({ traceId }: { traceId: string }) {
   const { search } = useLocation();
-  const q = useQuery(traceQuery(traceId));
+  const live = useQuery(traceQuery(traceId));
+  // Replaying (?at=): the moment's snapshot once it has arrived; live deltas keep patching the live one only.
+  const replay = useReplay(traceId);
+  const q = replay.at !== null && (replay.query.data || replay.query.isError) ? replay.query : live;
   useTraceLive(traceId);
   // Start elk's worker while the snapshot is on its way.
   useEffect(() => void elkInWorker(), []);
@@ -304,6 +315,12 @@ export function TracePage({ traceId }: { traceId: string }) {
               >
                 Export
               </a>
+              {replay.at === null && (
+                <>
+                  {" · "}
+                  <ReplayButton start={live.data?.summary.started_at ?? null} />
+                </>
+              )}
             </div>
             <h1>
               <span title={s.root_name ?? ""}>{shortName(s.root_name)}</span> <StateBadge state={s.state} />
@@ -377,13 +394,14 @@ export function TracePage({ traceId }: { traceId: string }) {
       <Boundary region="compare">
         <CompareBar snapshot={q.data} onSelect={select} />
       </Boundary>
+      <ReplayBar replay={replay} />
       <div className="trace-body">
         <div className="canvas">
           {view === "graph" ? (
             <Boundary region="graph">
               <ReactFlowProvider>
                 <CompareMarks snapshot={q.data}>
-                  <Graph snapshot={q.data} selected={selected} onSelect={select} />
+                  <Graph snapshot={q.data} selected={selected} onSelect={select} refit={replay.at !== null} />
                 </CompareMarks>
                 <div className="legend">
                   {EDGE_LEGEND.map(([kind, help]) => (
@@ -402,7 +420,12 @@ export function TracePage({ traceId }: { traceId: string }) {
             </Boundary>
           ) : (
             <Boundary region="timeline">
-              <Timeline snapshot={q.data} onSelect={(id) => setParam("task", id)} selected={selected} />
+              <Timeline
+                snapshot={q.data}
+                onSelect={(id) => setParam("task", id)}
+                selected={selected}
+                at={replay.at ?? undefined}
+              />
             </Boundary>
           )}
         </div>
