@@ -149,6 +149,7 @@ if traces ~= 0 then redis.call('HINCRBY', P .. 'count', 'traces', int(traces)) e
 if tasks ~= 0 then redis.call('HINCRBY', P .. 'count', 'tasks', int(tasks)) end
 for _, k in ipairs(R.tk) do
   local day, tid, name, state, worker, lowerId, json = k[1], k[2], k[3], k[4], k[5], k[6], k[7]
+  redis.call('ZADD', P .. 'days', 'NX', int(day), int(day))
   local key = dk(day, 'task')
   local oldJson = redis.call('HGET', key, tid)
   local o = oldJson and cjson.decode(oldJson)
@@ -510,7 +511,14 @@ export class UpstashIndex implements IndexBackend {
           )[];
           list.forEach((task_id, i) => {
             const r = records[i] ? (JSON.parse(records[i]) as Omit<Hit, "task_id">) : null;
-            if (r && taskMatchesSearch(task_id, r.name, q)) members.push({ task_id, ...r });
+            if (r && taskMatchesSearch(task_id, r.name, q))
+              members.push({
+                task_id,
+                name: r.name,
+                trace_id: r.trace_id,
+                state: r.state,
+                updated_at: r.updated_at,
+              });
           });
         }
         // Roots: trace id prefix, or the newest `limit` of every matching root name.

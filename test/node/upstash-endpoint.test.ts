@@ -4,7 +4,6 @@
  */
 import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-// @ts-expect-error a plain .mjs harness without types
 import { startUpstashEndpoint } from "../upstash/rest-endpoint.mjs";
 
 interface Endpoint {
