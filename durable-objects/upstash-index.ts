@@ -235,6 +235,11 @@ redis.call('ZREM', P .. 'days', day)
 return #keys
 `;
 
+/** Redis did not answer (or refused a call): the Worker answers 503 with this message. */
+export class IndexUnavailable extends Error {
+  override name = "IndexUnavailable";
+}
+
 export interface UpstashConfig {
   url: string;
   token: string;
@@ -305,9 +310,11 @@ export class UpstashIndex implements IndexBackend {
       UpstashIndex.lastFailure = null;
       return result;
     } catch (err) {
-      const message = `Upstash Redis (${what}): ${err instanceof Error ? err.message : String(err)}`;
+      // The client's message ends with the whole command (a report's payload): not worth repeating.
+      const why = (err instanceof Error ? err.message : String(err)).replace(/, command was: [\s\S]*$/, "");
+      const message = `Upstash Redis (${what}): ${why}`;
       UpstashIndex.lastFailure = { at: Date.now() / 1000, message };
-      throw new Error(message, { cause: err });
+      throw new IndexUnavailable(message, { cause: err });
     }
   }
 

@@ -33,5 +33,7 @@ export default defineConfig({
     include: ["**/*.test.ts"],
     globalSetup: ["./global-setup.ts"],
     testTimeout: 60_000,
+    // The outage test stops redis-server: no other file may run meanwhile.
+    fileParallelism: false,
   },
 });
