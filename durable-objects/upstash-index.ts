@@ -399,6 +399,10 @@ export class UpstashIndex implements IndexBackend {
       const limit = Math.min(Math.max(query.limit ?? 50, 1), 200);
       const cursor = query.cursor ? decodeCursor(query.cursor) : null;
       const base = query.worker ? `worker:${query.worker}` : query.state ? `state:${query.state}` : "all";
+      // Filters tested on each summary (the sorted set read is exact for state or worker alone).
+      const filtered =
+        [query.name, query.q, query.from, query.to].some((v) => v !== undefined) ||
+        (query.state !== undefined && query.worker !== undefined);
       const matches = (s: TraceSummary, sortAt: number) => {
         const at = s.started_at ?? sortAt;
         return (
@@ -411,7 +415,7 @@ export class UpstashIndex implements IndexBackend {
         );
       };
       const perDay = await Promise.all(
-        (await this.days()).map((day) => this.scanDay(day, base, cursor, matches, limit + 1)),
+        (await this.days()).map((day) => this.scanDay(day, base, cursor, matches, limit + 1, filtered)),
       );
       const rows = perDay
         .flat()
@@ -433,16 +437,19 @@ export class UpstashIndex implements IndexBackend {
     cursor: [number, string] | null,
     matches: (s: TraceSummary, sortAt: number) => boolean,
     want: number,
+    filtered: boolean,
   ): Promise<{ sort_at: number; trace_id: string; summary: TraceSummary }[]> {
     const out: { sort_at: number; trace_id: string; summary: TraceSummary }[] = [];
     const max = cursor ? String(cursor[0]) : "+inf";
-    for (let offset = 0; ; offset += CHUNK) {
+    // Without a filter to test, the first `want` members are the page; with one, read in chunks.
+    const step = filtered ? CHUNK : want;
+    for (let offset = 0; ; offset += step) {
       const read = pairs(
         await this.redis.zrange(this.dk(day, base), max as "+inf", "-inf", {
           byScore: true,
           rev: true,
           offset,
-          count: CHUNK,
+          count: step,
           withScores: true,
         }),
       );
@@ -459,7 +466,7 @@ export class UpstashIndex implements IndexBackend {
         });
       }
       // Full, or a short read: the set has no more.
-      if (out.length >= want || read.length < CHUNK) return out;
+      if (out.length >= want || read.length < step) return out;
     }
   }
 

@@ -20,7 +20,9 @@
  *
  * Test-only admin routes (same token): `POST /__admin/stop` stops redis-server (SIGTERM; with
  * `appendfsync always` every acknowledged write is on disk), `POST /__admin/start` starts it again
- * on the same port and directory, which reloads the append-only file.
+ * on the same port and directory, which reloads the append-only file. `POST /__admin/stats`
+ * answers `{"commands", "requests", "redis_calls"}` served so far: what Upstash would bill (per command; a
+ * pipeline or transaction counts each of its commands, a script call counts once).
  *
  * Run by itself: `node test/upstash/rest-endpoint.mjs [--port 8079] [--token secret]`.
  */
@@ -129,9 +131,14 @@ export async function startUpstashEndpoint({ port = 0, token = "local-upstash-to
   client.on("error", () => {});
   await client.connect();
 
-  const run = (command) => client.sendCommand(command.map(String));
+  const served = { commands: 0, requests: 0 };
+  const run = (command) => {
+    served.commands++;
+    return client.sendCommand(command.map(String));
+  };
 
   async function multiExec(commands) {
+    served.commands += commands.length;
     const conn = client.duplicate();
     conn.on("error", () => {});
     await conn.connect();
@@ -166,6 +173,13 @@ export async function startUpstashEndpoint({ port = 0, token = "local-upstash-to
       const base64 = String(req.headers["upstash-encoding"] ?? "").toLowerCase() === "base64";
       const out = (result) => (base64 ? encode(result) : (result ?? null));
       if (req.method !== "POST") return send(405, { error: "only POST is served here" });
+      if (path === "/__admin/stats") {
+        // Redis's own count includes what scripts run inside (an upper bound of a script's cost).
+        const info = String(await client.sendCommand(["INFO", "commandstats"]));
+        const inRedis = [...info.matchAll(/calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+        return send(200, { ...served, redis_calls: inRedis });
+      }
+      if (path.startsWith("/__admin/") === false) served.requests++;
       if (path === "/__admin/stop") {
         await stopRedis();
         return send(200, { result: "OK" });
