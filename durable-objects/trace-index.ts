@@ -26,6 +26,9 @@ import { shardCount } from "./shards";
 import type { IndexReport } from "./protocol";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
 import { byUpdatedDesc, likeLiteral } from "../shared/index-match";
+import { percentile, runPercentiles, type RunPercentiles } from "./run-percentiles";
+
+export type { RunPercentiles };
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -37,16 +40,6 @@ export interface TraceQuery {
   q?: string | undefined;
   cursor?: string | undefined;
   limit?: number | undefined;
-}
-
-/** p50/p95/p99 of runtime and of queue wait (ms; null without samples). */
-export interface RunPercentiles {
-  runtime_p50_ms: number | null;
-  runtime_p95_ms: number | null;
-  runtime_p99_ms: number | null;
-  queue_wait_p50_ms: number | null;
-  queue_wait_p95_ms: number | null;
-  queue_wait_p99_ms: number | null;
 }
 
 /** Per-name run statistics; `registered` comes from the Fleet. */
@@ -193,26 +186,6 @@ function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
     else groups.set(key, [item]);
   }
   return groups;
-}
-
-export function percentile(sorted: number[], p: number): number | null {
-  if (sorted.length === 0) return null;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? null;
-}
-
-/** Nearest-rank p50/p95/p99 of the sampled runtimes and queue waits (sorts them in place). */
-export function runPercentiles(runtimes: number[], waits: number[]): RunPercentiles {
-  runtimes.sort((a, b) => a - b);
-  waits.sort((a, b) => a - b);
-  return {
-    runtime_p50_ms: percentile(runtimes, 50),
-    runtime_p95_ms: percentile(runtimes, 95),
-    runtime_p99_ms: percentile(runtimes, 99),
-    queue_wait_p50_ms: percentile(waits, 50),
-    queue_wait_p95_ms: percentile(waits, 95),
-    queue_wait_p99_ms: percentile(waits, 99),
-  };
 }
 
 /** Appends a row's JSON array of samples (stored rows from before v4 have '[]'). */

@@ -68,14 +68,8 @@ import {
 } from "../shared/index-match";
 import { isFailed, RUNNING, SUMMARY_STATES, TERMINAL } from "../shared/states";
 import type { IndexReport } from "./protocol";
-import {
-  percentile,
-  runPercentiles,
-  type AnomalyQuery,
-  type IndexBackend,
-  type RunStats,
-  type TraceQuery,
-} from "./trace-index";
+import { percentile, runPercentiles } from "./run-percentiles";
+import type { AnomalyQuery, IndexBackend, RunStats, TraceQuery } from "./trace-index";
 
 const ON_A_WORKER = new Set<string>([...RUNNING, "RECEIVED", "SCHEDULED"]);
 const UNFINISHED = new Set<string>(SUMMARY_STATES.filter((s) => !TERMINAL.has(s)));
