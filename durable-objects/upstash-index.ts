@@ -10,13 +10,15 @@
  *   d:D:all                zset  trace id, score sort_at (first seen): the list, newest first
  *   d:D:state:<state>      zset  the same, traces in one state (the `state` filter)
  *   d:D:worker:<host>      zset  the same, traces that ran on a worker (the `worker` filter)
+ *   d:D:name:<name>        zset  the same, traces with a task of that name (the `name` filter, `q`)
  *   d:D:rname:<name>       zset  the same, root traces by root task name (task search)
  *   d:D:sum                hash  trace id → summary JSON
  *   d:D:lex                zset  score 0, "<lowercased trace id>\0<trace id>": id-prefix search (ZRANGE BYLEX)
  *   d:D:task               hash  task id → {trace_id, name, state, worker, updated_at} (not roots; traceOfTask)
  *   d:D:klex               zset  score 0, "<lowercased task id>\0<task id>": task id-prefix search
  *   d:D:tname:<name>       zset  task id, score updated_at: tasks by name (search by name substring)
- *   d:D:tnames / d:D:rnames set  the task names / root names of the day (matched by substring in JS)
+ *   d:D:names              set   every task name of the day's traces (matched by substring in JS)
+ *   d:D:tnames / d:D:rnames set  the names of non-root tasks / of roots (task search), likewise
  *   d:D:wtask:<host>       set   task ids last on a worker (tracesRunningOn)
  *   d:D:count              hash  traces, tasks of the day (subtracted from `count` by forgetDay)
  *   d:D:keys               set   every key of the day: forgetDay deletes them in one go
@@ -39,10 +41,15 @@
  * after RETENTION_DAYS has passed for their day (minute keys RETENTION_DAYS after their minute); the
  * shards' forgetDay removes a day earlier, exactly, with its counts and anomalies.
  *
- * Reads: the exact filters (state, worker) read their own sorted set; the `name` filter and `q`
- * (substrings) read the list in order and test each summary with shared/index-match.ts — the same
- * scan the object's LIKE does — in chunks until a page is full. Search takes id-prefix hits from
- * the lexicographic sets and name hits from the per-name sets whose name matches.
+ * Reads: the exact filters (state, worker) read their own sorted set. The substring filters (`name`,
+ * `q`) find the day's names that contain the text (shared/index-match.ts, the object's LIKE) and
+ * union those names' sorted sets — with `q`, also the id-prefix hits of the lexicographic set —
+ * into a temporary sorted set (ZUNIONSTORE, expiring in a minute, deleted after the page), then
+ * page through it like the list. A text with "|" can match across two names ("|a|b|", as the
+ * object stores them): only then are the summaries scanned in list order. Every other filter is
+ * tested on the summaries of the page being read, in chunks until it is full. Search takes
+ * id-prefix hits from the lexicographic sets and name hits from the per-name sets whose name
+ * matches.
  */
 import { Redis } from "@upstash/redis/cloudflare";
 import type {
@@ -87,7 +94,11 @@ local DAY = 86400
 local function int(x) return string.format('%d', x) end
 local function dk(day, name) return P .. 'd:' .. day .. ':' .. name end
 -- A key first written: listed for forgetDay, and set to expire a day after the shards drop its day.
+-- Once per key and script call: a report adds many members to the same few sets.
+local touched, days = {}, {}
 local function touch(day, key)
+  if touched[key] then return end
+  touched[key] = true
   local keys = dk(day, 'keys')
   if redis.call('SADD', keys, key) == 1 or redis.call('TTL', key) == -1 then
     redis.call('EXPIREAT', key, int((day + 2) * DAY + keep))
@@ -106,8 +117,11 @@ local function has(list, v) for _, x in ipairs(list) do if x == v then return tr
 local function str(v) return type(v) == 'string' end
 local traces, tasks = 0, 0
 for _, t in ipairs(R.tr) do
-  local day, sort, id, state, count, rootName, lowerId, workers, json = t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9]
-  redis.call('ZADD', P .. 'days', 'NX', int(day), int(day))
+  local day, sort, id, state, count, rootName, lowerId, workers, json, names = t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10]
+  if not days[day] then
+    days[day] = true
+    redis.call('ZADD', P .. 'days', 'NX', int(day), int(day))
+  end
   local oldJson = redis.call('HGET', dk(day, 'sum'), id)
   local dTraces, dTasks = 0, count
   if oldJson then
@@ -116,6 +130,9 @@ for _, t in ipairs(R.tr) do
     if o.state ~= state then redis.call('ZREM', dk(day, 'state:' .. o.state), id) end
     for _, w in ipairs(o.workers) do
       if not has(workers, w) then redis.call('ZREM', dk(day, 'worker:' .. w), id) end
+    end
+    for _, n in ipairs(o.task_names) do
+      if not has(names, n) then redis.call('ZREM', dk(day, 'name:' .. n), id) end
     end
     if o.root_task_id == id and str(o.root_name) and o.root_name ~= rootName then
       redis.call('ZREM', dk(day, 'rname:' .. o.root_name), id)
@@ -128,6 +145,10 @@ for _, t in ipairs(R.tr) do
   if redis.call('HSET', dk(day, 'sum'), id, json) == 1 then touch(day, dk(day, 'sum')) end
   zadd(day, 'state:' .. state, sort, id)
   for _, w in ipairs(workers) do zadd(day, 'worker:' .. w, sort, id) end
+  for _, n in ipairs(names) do
+    zadd(day, 'name:' .. n, sort, id)
+    sadd(day, 'names', n)
+  end
   if str(rootName) then
     zadd(day, 'rname:' .. rootName, sort, id)
     sadd(day, 'rnames', rootName)
@@ -143,7 +164,10 @@ if traces ~= 0 then redis.call('HINCRBY', P .. 'count', 'traces', int(traces)) e
 if tasks ~= 0 then redis.call('HINCRBY', P .. 'count', 'tasks', int(tasks)) end
 for _, k in ipairs(R.tk) do
   local day, tid, name, state, worker, lowerId, json = k[1], k[2], k[3], k[4], k[5], k[6], k[7]
-  redis.call('ZADD', P .. 'days', 'NX', int(day), int(day))
+  if not days[day] then
+    days[day] = true
+    redis.call('ZADD', P .. 'days', 'NX', int(day), int(day))
+  end
   local key = dk(day, 'task')
   local oldJson = redis.call('HGET', key, tid)
   local o = oldJson and cjson.decode(oldJson)
@@ -346,6 +370,7 @@ export class UpstashIndex implements IndexBackend {
           asciiLower(s.trace_id),
           s.workers,
           JSON.stringify(s),
+          s.task_names,
         ];
       }),
       tk: report.tasks.map((t) => [
@@ -409,7 +434,9 @@ export class UpstashIndex implements IndexBackend {
         );
       };
       const perDay = await Promise.all(
-        (await this.days()).map((day) => this.scanDay(day, base, cursor, matches, limit + 1, filtered)),
+        (await this.days()).map((day) =>
+          this.listDay(day, query, base, cursor, matches, limit + 1, filtered),
+        ),
       );
       const rows = perDay
         .flat()
@@ -424,6 +451,61 @@ export class UpstashIndex implements IndexBackend {
     });
   }
 
+  /**
+   * One day's part of a list page. A substring filter (`q`, else `name`) without "|" reads the
+   * union of the matching names' sets (and, for `q`, the id-prefix hits) instead of the whole list.
+   */
+  private async listDay(
+    day: number,
+    query: TraceQuery,
+    base: string,
+    cursor: [number, string] | null,
+    matches: (s: TraceSummary, sortAt: number) => boolean,
+    want: number,
+    filtered: boolean,
+  ): Promise<{ sort_at: number; trace_id: string; summary: TraceSummary }[]> {
+    const text = query.q ?? query.name;
+    if (text === undefined || text.includes("|"))
+      return this.scanDay(day, base, cursor, matches, want, filtered);
+    const names = ((await this.redis.smembers(this.dk(day, "names"))) as string[]).filter((n) =>
+      nameContains(n, text),
+    );
+    const ids = query.q !== undefined ? await this.lexIds(this.dk(day, "lex"), query.q) : [];
+    if (names.length === 0 && ids.length === 0) return [];
+    const tmp = `${this.p}tmp:${crypto.randomUUID()}`;
+    const p = this.redis.pipeline();
+    // Members carry their list time as score in every set: MAX keeps it (SUM would add them up).
+    if (names.length)
+      p.zunionstore(
+        tmp,
+        names.length,
+        names.map((n) => this.dk(day, `name:${n}`)),
+        { aggregate: "max" },
+      );
+    if (ids.length) p.zmscore(this.dk(day, "all"), ids);
+    const out = (await p.exec()) as unknown[];
+    const scores = (ids.length ? out[out.length - 1] : []) as (string | null)[];
+    const members = ids.flatMap((id, i) =>
+      scores[i] ? [{ score: scores[i] as unknown as number, member: id }] : [],
+    );
+    const q = this.redis.pipeline();
+    if (members.length) q.zadd(tmp, members[0]!, ...members.slice(1));
+    q.expire(tmp, 60);
+    await q.exec();
+    try {
+      // What the candidates do not already satisfy is tested on each summary.
+      const rest =
+        query.from !== undefined ||
+        query.to !== undefined ||
+        query.state !== undefined ||
+        query.worker !== undefined ||
+        (query.q !== undefined && query.name !== undefined);
+      return await this.scanDay(day, base, cursor, matches, want, rest, tmp);
+    } finally {
+      await this.redis.del(tmp);
+    }
+  }
+
   /** The first `want` traces of a day's sorted set after the cursor that pass `matches`, in list order. */
   private async scanDay(
     day: number,
@@ -432,6 +514,7 @@ export class UpstashIndex implements IndexBackend {
     matches: (s: TraceSummary, sortAt: number) => boolean,
     want: number,
     filtered: boolean,
+    key = this.dk(day, base),
   ): Promise<{ sort_at: number; trace_id: string; summary: TraceSummary }[]> {
     const out: { sort_at: number; trace_id: string; summary: TraceSummary }[] = [];
     const max = cursor ? String(cursor[0]) : "+inf";
@@ -439,7 +522,7 @@ export class UpstashIndex implements IndexBackend {
     const step = filtered ? CHUNK : want;
     for (let offset = 0; ; offset += step) {
       const read = pairs(
-        await this.redis.zrange(this.dk(day, base), max as "+inf", "-inf", {
+        await this.redis.zrange(key, max as "+inf", "-inf", {
           byScore: true,
           rev: true,
           offset,

@@ -186,6 +186,8 @@ export async function startUpstashEndpoint({ port = 0, token = "local-upstash-to
       }
       if (path === "/__admin/start") {
         if (!redisProc) await startRedis();
+        // Answer once the shared connection is back too, so the next command is served.
+        for (let i = 0; i < 100 && !client.isReady; i++) await sleep(50);
         return send(200, { result: "OK" });
       }
       let body;
