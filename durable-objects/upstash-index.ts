@@ -296,9 +296,6 @@ const byTraceOrder = (a: { sort_at: number; trace_id: string }, b: { sort_at: nu
   b.sort_at - a.sort_at || (a.trace_id < b.trace_id ? 1 : a.trace_id > b.trace_id ? -1 : 0);
 
 export class UpstashIndex implements IndexBackend {
-  /** The last failure of a Redis call in this isolate (cleared by the next success). */
-  static lastFailure: { at: number; message: string } | null = null;
-
   private readonly redis: Redis;
   private readonly p: string;
   private readonly retentionDays: number;
@@ -321,18 +318,14 @@ export class UpstashIndex implements IndexBackend {
     this.forgetScript = this.redis.createScript<number>(FORGET_DAY_LUA);
   }
 
-  /** Every call goes through here: it records whether Redis answered (for /api/health). */
+  /** Every call goes through here: a failure becomes IndexUnavailable (503), without the payload. */
   private async call<T>(what: string, run: () => Promise<T>): Promise<T> {
     try {
-      const result = await run();
-      UpstashIndex.lastFailure = null;
-      return result;
+      return await run();
     } catch (err) {
       // The client's message ends with the whole command (a report's payload): not worth repeating.
       const why = (err instanceof Error ? err.message : String(err)).replace(/, command was: [\s\S]*$/, "");
-      const message = `Upstash Redis (${what}): ${why}`;
-      UpstashIndex.lastFailure = { at: Date.now() / 1000, message };
-      throw new IndexUnavailable(message, { cause: err });
+      throw new IndexUnavailable(`Upstash Redis (${what}): ${why}`, { cause: err });
     }
   }
 
