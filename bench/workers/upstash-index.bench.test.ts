@@ -260,4 +260,23 @@ it(`counts Upstash commands per Celery task (${TASKS_PER_S} tasks/s for ${WORKLO
     });
     expect(commands).toBeGreaterThan(0);
   }
+  // Reads cost commands too: one view of each page that asks the index, after the workloads.
+  for (const path of [
+    "/api/traces",
+    "/api/traces?name=mail",
+    "/api/tasks?q=app",
+    "/api/stats",
+    "/api/registry",
+  ]) {
+    const before = await stats();
+    const res = await exports.default.fetch(`http://127.0.0.1${path}`);
+    expect(res.status).toBe(200);
+    const after = await stats();
+    bench({
+      name: "upstash_read_commands",
+      path,
+      commands: after.commands - before.commands,
+      requests: after.requests - before.requests,
+    });
+  }
 });
