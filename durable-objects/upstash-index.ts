@@ -325,7 +325,8 @@ export class UpstashIndex implements IndexBackend {
     } catch (err) {
       // The client's message ends with the whole command (a report's payload): not worth repeating.
       const why = (err instanceof Error ? err.message : String(err)).replace(/, command was: [\s\S]*$/, "");
-      throw new IndexUnavailable(`Upstash Redis (${what}): ${why}`, { cause: err });
+      // No `cause`: it would carry the payload into every log line that prints the error.
+      throw new IndexUnavailable(`Upstash Redis (${what}): ${why}`);
     }
   }
 

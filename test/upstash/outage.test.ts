@@ -66,6 +66,26 @@ async function health() {
   };
 }
 
+describe("/api/live with the Upstash index", () => {
+  it("still broadcasts each report's summaries from the index object (which stores nothing)", async () => {
+    const res = await api("/api/live", { headers: { Upgrade: "websocket" } });
+    const ws = res.webSocket!;
+    const frames: { type: string; summary?: { trace_id: string } }[] = [];
+    ws.accept();
+    ws.addEventListener("message", (m) => frames.push(JSON.parse(m.data as string)));
+    const traceId = `live-upstash-${Date.now()}`;
+    await ingest(traceId);
+    await report(traceId);
+    await new Promise((r) => setTimeout(r, 50)); // frames are delivered on the next turn
+    expect(frames.some((f) => f.type === "trace" && f.summary?.trace_id === traceId)).toBe(true);
+    ws.close();
+    // The list is Redis's: the index object's own list never got the trace.
+    const { env } = await import("cloudflare:test");
+    expect(await env.INDEX.getByName("global").knowsTrace(traceId)).toBe(false);
+    expect(await listed()).toContain(traceId);
+  });
+});
+
 describe("Upstash outage", () => {
   it("keeps ingesting, says degraded, and the list recovers the traces ingested meanwhile", async () => {
     const before = `outage-before-${Date.now()}`;
