@@ -4,6 +4,7 @@ import type { ProducerReport, RegisteredTask, WorkerEvent } from "../shared/wire
 import type { LiveRegistry, WorkerChange } from "./protocol";
 import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
+import { indexBackend } from "./index-backend";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import { OneAlarm } from "./deadlines";
 
@@ -354,7 +355,7 @@ export class Fleet extends DurableObject<Env> {
         );
         return;
       }
-      const index = this.env.INDEX.getByName(INDEX_NAME);
+      const index = indexBackend(this.env);
       const active = parseOr<string[]>(
         this.sql<{ active: string }>`SELECT active FROM workers WHERE hostname = ${change.host}`.toArray()[0]
           ?.active ?? "[]",

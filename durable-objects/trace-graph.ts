@@ -32,8 +32,9 @@ import type {
   TaskListQuery,
   WorkerChange,
 } from "./protocol";
-import { FLEET_NAME, INDEX_NAME, numberVar, WEBHOOKS_NAME, type Env } from "./env";
+import { FLEET_NAME, numberVar, WEBHOOKS_NAME, type Env } from "./env";
 import { WebhookOutbox } from "./webhook-outbox";
+import { indexBackend, indexBackendName, indexObject } from "./index-backend";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { Deadlines, OneAlarm } from "./deadlines";
 import { readTraceAt } from "./replay";
@@ -281,7 +282,7 @@ export class TraceGraph extends DurableObject<Env> {
       anomalyConfigFrom(env as unknown as Record<string, string | undefined>),
       {
         fleet: () => this.env.FLEET.getByName(FLEET_NAME),
-        index: () => this.env.INDEX.getByName(INDEX_NAME),
+        index: () => indexBackend(this.env),
       },
     );
     this.webhooks = new WebhookOutbox(env, () => this.env.WEBHOOKS.getByName(WEBHOOKS_NAME));
@@ -864,8 +865,9 @@ export class TraceGraph extends DurableObject<Env> {
     this.unreportedTasks.clear();
     this.unreportedRuns = [];
     try {
-      await this.env.INDEX.getByName(INDEX_NAME).report(report);
+      await indexBackend(this.env).report(report);
       this.reportRetryAt = null;
+      if (indexBackendName(this.env) === "upstash") await this.broadcastReport(report);
       this.webhooks.add(report);
     } catch (err) {
       // Kept for the next flush: the index may be restarting. Newer changes win over these.
@@ -883,6 +885,17 @@ export class TraceGraph extends DurableObject<Env> {
       this.reportRetryAt = now + REPORT_RETRY_S;
     }
     await this.webhooks.send(now);
+  }
+
+  /** With Upstash, the `/api/live` sockets still live in the index object: it broadcasts, stores nothing. */
+  private async broadcastReport(report: IndexReport): Promise<void> {
+    if (report.traces.length === 0 && report.anomalies.length === 0) return;
+    try {
+      await indexObject(this.env).broadcastReport({ traces: report.traces, anomalies: report.anomalies });
+    } catch (err) {
+      // Live frames are best effort: a viewer that missed one refetches on the sequence gap.
+      console.warn("trace graph: the index object did not broadcast a report", err);
+    }
   }
 
   /** Summaries of these traces from SQL (five statements however many traces): cheap on 100,000-task traces. */
@@ -1358,7 +1371,7 @@ export class TraceGraph extends DurableObject<Env> {
     this.outageTraces = undefined;
     this.outagesCache.clear();
     // The list drops the same day (idempotent: every shard with traces of that day asks).
-    await this.env.INDEX.getByName(INDEX_NAME).forgetDay(day);
+    await indexBackend(this.env).forgetDay(day);
     if (this.parts.length === 0 && this.pending.size === 0 && this.ctx.getWebSockets().length === 0) {
       // Nothing left (always the case for a one-trace object): free the storage entirely. The object
       // lives on (a late event may arrive) and starts again from an empty schema.

@@ -25,6 +25,10 @@ import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from 
 import { shardCount } from "./shards";
 import type { IndexReport } from "./protocol";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
+import { byUpdatedDesc, likeLiteral } from "../shared/index-match";
+import { percentile, runPercentiles, type RunPercentiles } from "./run-percentiles";
+
+export type { RunPercentiles };
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -36,16 +40,6 @@ export interface TraceQuery {
   q?: string | undefined;
   cursor?: string | undefined;
   limit?: number | undefined;
-}
-
-/** p50/p95/p99 of runtime and of queue wait (ms; null without samples). */
-export interface RunPercentiles {
-  runtime_p50_ms: number | null;
-  runtime_p95_ms: number | null;
-  runtime_p99_ms: number | null;
-  queue_wait_p50_ms: number | null;
-  queue_wait_p95_ms: number | null;
-  queue_wait_p99_ms: number | null;
 }
 
 /** Per-name run statistics; `registered` comes from the Fleet. */
@@ -79,6 +73,7 @@ export interface IndexBackend {
   runtimeProfile(name: string): Promise<RuntimeProfile>;
   listTraces(query: TraceQuery): Promise<TraceList>;
   traceOfTask(taskId: string): Promise<string | null>;
+  knowsTrace(traceId: string): Promise<boolean>;
   searchTasks(q: string, limit: number): Promise<TaskSearch>;
   runStats(): Promise<RunStats[]>;
   finishedSince(since: number): Promise<{ finished: number; failed: number }>;
@@ -191,26 +186,6 @@ function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
     else groups.set(key, [item]);
   }
   return groups;
-}
-
-function percentile(sorted: number[], p: number): number | null {
-  if (sorted.length === 0) return null;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] ?? null;
-}
-
-/** Nearest-rank p50/p95/p99 of the sampled runtimes and queue waits (sorts them in place). */
-function runPercentiles(runtimes: number[], waits: number[]): RunPercentiles {
-  runtimes.sort((a, b) => a - b);
-  waits.sort((a, b) => a - b);
-  return {
-    runtime_p50_ms: percentile(runtimes, 50),
-    runtime_p95_ms: percentile(runtimes, 95),
-    runtime_p99_ms: percentile(runtimes, 99),
-    queue_wait_p50_ms: percentile(waits, 50),
-    queue_wait_p95_ms: percentile(waits, 95),
-    queue_wait_p99_ms: percentile(waits, 99),
-  };
 }
 
 /** Appends a row's JSON array of samples (stored rows from before v4 have '[]'). */
@@ -482,7 +457,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         AND (${query.kind ?? null} IS NULL OR kind = ${query.kind ?? null})
         AND (${query.trace_id ?? null} IS NULL OR trace_id = ${query.trace_id ?? null})
         AND (${query.name ?? null} IS NULL OR task_name = ${query.name ?? null})
-      ORDER BY resolved_at IS NOT NULL, detected_at DESC LIMIT ${limit}`.toArray();
+      ORDER BY resolved_at IS NOT NULL, detected_at DESC, id DESC LIMIT ${limit}`.toArray();
     return { anomalies: rows.map((r) => JSON.parse(r.body) as Anomaly) };
   }
 
@@ -522,7 +497,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         .map((r) => [r.task_id, r.trace_id]),
     );
     const roots = this.sql<{ trace_id: string }>`
-      SELECT trace_id FROM traces WHERE workers LIKE ${"%|" + host + "|%"} AND state IN (SELECT value FROM json_each(${UNFINISHED}))`
+      SELECT trace_id FROM traces WHERE instr(workers, ${"|" + host + "|"}) > 0 AND state IN (SELECT value FROM json_each(${UNFINISHED}))`
       .toArray()
       .map((r) => r.trace_id);
     return [...new Set([...running, ...roots, ...taskIds.map((id) => known.get(id) ?? id)])];
@@ -558,11 +533,12 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
         this.sql<{ summary: string; sort_at: number; trace_id: string }>`
       SELECT summary, sort_at, trace_id FROM ${ident(`traces_${day}`)}
       WHERE (${query.state ?? null} IS NULL OR state = ${query.state ?? null})
-        AND (${query.name ?? null} IS NULL OR names LIKE ${"%" + (query.name ?? "") + "%"})
-        AND (${query.worker ?? null} IS NULL OR workers LIKE ${"%|" + (query.worker ?? "") + "|%"})
+        AND (${query.name ?? null} IS NULL OR names LIKE ${"%" + likeLiteral(query.name ?? "") + "%"} ESCAPE '\\')
+        AND (${query.worker ?? null} IS NULL OR instr(workers, ${"|" + (query.worker ?? "") + "|"}) > 0)
         AND (${query.from ?? null} IS NULL OR COALESCE(started_at, sort_at) >= ${query.from ?? null})
         AND (${query.to ?? null} IS NULL OR COALESCE(started_at, sort_at) <= ${query.to ?? null})
-        AND (${query.q ?? null} IS NULL OR trace_id LIKE ${(query.q ?? "") + "%"} OR names LIKE ${"%" + (query.q ?? "") + "%"})
+        AND (${query.q ?? null} IS NULL OR trace_id LIKE ${likeLiteral(query.q ?? "") + "%"} ESCAPE '\\'
+          OR names LIKE ${"%" + likeLiteral(query.q ?? "") + "%"} ESCAPE '\\')
         AND (${cursor ? 1 : 0} = 0 OR sort_at < ${cursor?.[0] ?? 0} OR (sort_at = ${cursor?.[0] ?? 0} AND trace_id < ${cursor?.[1] ?? ""}))
       ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit + 1}`.toArray(),
       )
@@ -596,6 +572,8 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   /** Tasks by id prefix or name: those in the lookup, and the traces' root tasks (from their summaries). */
   async searchTasks(q: string, limit: number): Promise<TaskSearch> {
+    // Literal text: an underscore in a task name is not a wildcard (shared/index-match.ts).
+    const like = likeLiteral(q);
     type Found = {
       task_id: string;
       name: string | null;
@@ -605,12 +583,14 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     };
     const members = this.sql<Found>`
       SELECT task_id, name, trace_id, state, updated_at FROM tasks
-      WHERE task_id LIKE ${q + "%"} OR name LIKE ${"%" + q + "%"} ORDER BY updated_at DESC LIMIT ${limit}`.toArray();
+      WHERE task_id LIKE ${like + "%"} ESCAPE '\\' OR name LIKE ${"%" + like + "%"} ESCAPE '\\'
+      ORDER BY updated_at DESC, task_id DESC LIMIT ${limit}`.toArray();
     const roots = this.sql<Found>`
       SELECT summary ->> '$.root_task_id' AS task_id, summary ->> '$.root_name' AS name, trace_id, state, updated_at FROM traces
-      WHERE summary ->> '$.root_task_id' = trace_id AND (trace_id LIKE ${q + "%"} OR summary ->> '$.root_name' LIKE ${"%" + q + "%"})
-      ORDER BY sort_at DESC LIMIT ${limit}`.toArray();
-    const rows = [...members, ...roots].sort((a, b) => b.updated_at - a.updated_at).slice(0, limit);
+      WHERE summary ->> '$.root_task_id' = trace_id
+        AND (trace_id LIKE ${like + "%"} ESCAPE '\\' OR summary ->> '$.root_name' LIKE ${"%" + like + "%"} ESCAPE '\\')
+      ORDER BY sort_at DESC, trace_id DESC LIMIT ${limit}`.toArray();
+    const rows = [...members, ...roots].sort(byUpdatedDesc).slice(0, limit);
     return { tasks: rows.map((r) => ({ ...r, state: r.state as TaskState })) };
   }
 
@@ -722,6 +702,15 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       tasks:
         this.sql<{ value: number }>`SELECT value FROM counters WHERE key = 'tasks'`.toArray()[0]?.value ?? 0,
     };
+  }
+
+  /**
+   * With the Upstash index (index-backend.ts) the list lives in Redis, but the `/api/live` sockets
+   * stay here: a shard sends each report's summaries and anomalies for broadcast only, nothing stored.
+   */
+  async broadcastReport(report: Pick<IndexReport, "traces" | "anomalies">): Promise<void> {
+    for (const a of report.anomalies) this.broadcast({ type: "anomaly", seq: ++this.liveSeq, anomaly: a });
+    for (const t of report.traces) this.broadcast({ type: "trace", seq: ++this.liveSeq, summary: t.summary });
   }
 
   /** Fans a message out to every `/api/live` socket (also used by the Fleet for worker and anomaly news). */

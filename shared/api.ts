@@ -344,6 +344,9 @@ export const Health = z.object({
   version: z.string(),
   auth_mode: z.string(),
   index_backend: z.enum(["durable-object", "upstash"]),
+  /** Upstash: Redis did not answer the health check (the shards keep reports and retry them). */
+  index_degraded: z.boolean().optional(),
+  index_degraded_reason: z.string().optional(),
   producer_drops: ProducerDrops.optional(),
 });
 export type Health = z.infer<typeof Health>;

@@ -97,6 +97,10 @@ TRACE_SHARDS=0 run_vitest workers-per-trace test/workers/vitest.config.ts
 # Webhooks, delivered to a receiver on loopback (its own config: only this suite sends webhooks).
 run_vitest webhooks test/webhooks/vitest.config.ts
 TRACE_SHARDS=0 run_vitest webhooks-per-trace test/webhooks/vitest.config.ts
+# The index contract (Durable Object and Upstash Redis through a local REST endpoint in front of
+# redis-server) and the Upstash outage test, in both layouts.
+run_vitest upstash test/upstash/vitest.config.ts
+TRACE_SHARDS=0 run_vitest upstash-per-trace test/upstash/vitest.config.ts
 [ -d python/tests ] && run_unittest python /usr/bin/python3 -m unittest discover -s python/tests -t python
 [ -d test/e2e ] && run_unittest e2e /usr/bin/python3 -m unittest discover -s test/e2e -t test/e2e
 [ -f test/browser/vitest.config.ts ] && run_vitest browser test/browser/vitest.config.ts

@@ -16,7 +16,8 @@ import {
   type TraceList,
   type WorkerList,
 } from "../shared/api";
-import { FLEET_NAME, INDEX_NAME, type Env } from "../durable-objects/env";
+import { FLEET_NAME, type Env } from "../durable-objects/env";
+import { indexBackend, indexBackendName, indexHealth, indexObject } from "../durable-objects/index-backend";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
 import { legacyTraceGraphOf, shardCount, shardNames, traceGraphOf } from "../durable-objects/shards";
 import {
@@ -84,7 +85,8 @@ const notFound = (what: string, id: string) =>
     `no ${what} with id ${id} has been seen (it may not have been ingested yet, or was deleted by retention)`,
   );
 
-const index = (env: Env) => env.INDEX.getByName(INDEX_NAME);
+/** The list, lookups and statistics: the TraceIndex object or Upstash Redis (index-backend.ts). */
+const index = (env: Env) => indexBackend(env);
 
 /*
  * Reads by an id from a URL never create an object or a row for an unknown id (issue 15): with
@@ -96,7 +98,16 @@ const index = (env: Env) => env.INDEX.getByName(INDEX_NAME);
 
 /** TRACE_SHARDS=0: the trace's own object, when the index knows the trace; else null. */
 async function ownObject(env: Env, traceId: string) {
-  return (await index(env).knowsTrace(traceId)) ? traceGraphOf(env, traceId) : null;
+  let known: boolean;
+  try {
+    known = await index(env).knowsTrace(traceId);
+  } catch (err) {
+    // The index is unreachable (an Upstash outage): the trace's own object answers, and an object
+    // never written has no schema, so a read of an unknown id still writes nothing.
+    console.warn(`api: the index did not answer knowsTrace(${traceId}); reading the trace's object`, err);
+    return traceGraphOf(env, traceId);
+  }
+  return known ? traceGraphOf(env, traceId) : null;
 }
 
 /**
@@ -404,8 +415,11 @@ export const api = new Hono<ApiEnv>()
       version: VERSION,
       auth_mode:
         authMode(c.env, new URL(c.req.url)) === "local" ? "none" : authMode(c.env, new URL(c.req.url)),
-      // The Upstash backend of DESIGN.md is not built yet: the embedded index serves whatever is set.
-      index_backend: "durable-object",
+      index_backend: indexBackendName(c.env),
+      // Upstash: degraded (with Redis's error) when a PING does not get through.
+      ...(await indexHealth(c.env).then((h) =>
+        h.degraded ? { index_degraded: true, index_degraded_reason: h.reason } : {},
+      )),
       // Events producers lost (and said so): a gap in the data is visible here.
       producer_drops: await c.env.FLEET.getByName(FLEET_NAME).dropStats(),
     };
@@ -508,4 +522,4 @@ export const api = new Hono<ApiEnv>()
     const list: AnomalyList = await index(c.env).listAnomalies(c.req.valid("query"));
     return c.json(list, 200);
   })
-  .get("/live", (c) => upgrade(c.req.raw, index(c.env)));
+  .get("/live", (c) => upgrade(c.req.raw, indexObject(c.env)));

@@ -14,7 +14,8 @@ import type { Context } from "hono";
 import type { TraceSnapshot, TraceSummary } from "../shared/api";
 import { diffTraces } from "../shared/diff";
 import { isTerminal } from "../shared/states";
-import { INDEX_NAME, type Env } from "../durable-objects/env";
+import type { Env } from "../durable-objects/env";
+import { indexBackend } from "../durable-objects/index-backend";
 import { legacyTraceGraphOf, shardCount, traceGraphOf } from "../durable-objects/shards";
 import { HttpError } from "./errors";
 
@@ -25,7 +26,7 @@ const MAX_SCAN = 5;
 const LIST_PAGE = 200;
 const TRACE_ID = /^[A-Za-z0-9_.:-]{1,200}$/;
 
-const index = (env: Env) => env.INDEX.getByName(INDEX_NAME);
+const index = indexBackend;
 
 /**
  * A trace's snapshot from the object that holds it, or null (as `GET /api/traces/:id` reads it in
