@@ -1,11 +1,12 @@
 import { DurableObject } from "cloudflare:workers";
-import type { ProducerDrops, WorkerInfo, WorkerStatus } from "../shared/api";
+import type { OtlpHealth, ProducerDrops, WorkerInfo, WorkerStatus } from "../shared/api";
 import type { ProducerReport, RegisteredTask, WorkerEvent } from "../shared/wire";
 import type { LiveRegistry, WorkerChange } from "./protocol";
 import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import { OneAlarm } from "./deadlines";
+import { addOtlpCounts, OTLP_STATS_TABLE, readOtlpHealth, type OtlpCounts } from "./otlp-export";
 
 const DEFAULT_HEARTBEAT_S = 2;
 /** A worker whose status did not change is re-announced on `/api/live` at most this often. */
@@ -113,6 +114,7 @@ export class Fleet extends DurableObject<Env> {
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage.sql, MIGRATIONS);
       ctx.storage.sql.exec(PRODUCER_DROPS);
+      ctx.storage.sql.exec(OTLP_STATS_TABLE);
     });
   }
 
@@ -161,6 +163,16 @@ export class Fleet extends DurableObject<Env> {
       total += row.total;
     }
     return { total, by_host: [...byHost.values()] };
+  }
+
+  /** A TraceGraph shard's OpenTelemetry export counters since its last report (otlp-export.ts). */
+  async otlpReport(counts: OtlpCounts): Promise<void> {
+    addOtlpCounts(this.sql, counts);
+  }
+
+  /** Every shard's export counters, for `/api/health`. */
+  async otlpHealth(): Promise<OtlpHealth> {
+    return readOtlpHealth(this.sql, this.env);
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */

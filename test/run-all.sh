@@ -89,6 +89,9 @@ run_vitest node test/node/vitest.config.ts
 # Both trace layouts: the default shards (wrangler.toml), and one object per trace.
 run_vitest workers test/workers/vitest.config.ts
 TRACE_SHARDS=0 run_vitest workers-per-trace test/workers/vitest.config.ts
+# The OpenTelemetry export against a loopback OTLP receiver (its own suite: the export is on there).
+run_vitest otlp test/otlp/vitest.config.ts
+TRACE_SHARDS=0 run_vitest otlp-per-trace test/otlp/vitest.config.ts
 [ -d python/tests ] && run_unittest python /usr/bin/python3 -m unittest discover -s python/tests -t python
 [ -d test/e2e ] && run_unittest e2e /usr/bin/python3 -m unittest discover -s test/e2e -t test/e2e
 [ -f test/browser/vitest.config.ts ] && run_vitest browser test/browser/vitest.config.ts
