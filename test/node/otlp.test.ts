@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import {
   buildOtlpTrace,
+  fnv1a64Hex,
   otlpRequests,
   otlpSpanId,
   otlpTraceId,
@@ -49,6 +50,10 @@ describe("ids", () => {
     expect(otlpSpanId("t", 0, 0)).toBe(otlpSpanId("t", 0, 0));
     expect(otlpSpanId("t", 1, 0)).not.toBe(otlpSpanId("t", 0, 0));
     expect(unixNano(1795334409.017568)).toBe("1795334409017568000");
+    // FNV-1a 64's published test vectors (the limb arithmetic must equal the 64-bit definition).
+    expect(fnv1a64Hex("")).toBe("cbf29ce484222325");
+    expect(fnv1a64Hex("a")).toBe("af63dc4c8601ec8c");
+    expect(fnv1a64Hex("foobar")).toBe("85944171f73967e8");
   });
 
   it("parses W3C traceparent and refuses invalid ones", () => {
