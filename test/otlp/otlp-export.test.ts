@@ -8,7 +8,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { Health } from "../../shared/api";
+import { Health, TraceSnapshot } from "../../shared/api";
 import { otlpSpanId, otlpTraceId, type OtlpExportRequest, type OtlpSpan } from "../../shared/otlp";
 import { traceKeyOf, type Event, type TaskEvent } from "../../shared/wire";
 import { graphOf } from "../workers/objects";
@@ -196,6 +196,39 @@ describe("OpenTelemetry export of a recorded chord (07_chord)", () => {
         .map((s) => s.spanId)
         .sort(),
     );
+  });
+});
+
+describe("a chord inside a chain (25a_chord_in_chain)", () => {
+  it("has each span's parent from the graph's edge, the callback's from its chord, and the fan-in links", async () => {
+    const s = scenario("25a_chord_in_chain");
+    const traceKey = traceKeyOf(taskEvents(s)[0]!);
+    expect((await ingest(s.events)).rejected).toEqual([]);
+    await exportNow(traceKey);
+    const [request] = (await received(otlpTraceId(traceKey))).accepted;
+    const spans = spansOf(request!.body);
+    const res = await fetchApp(`/api/traces/${traceKey}`);
+    const graph = TraceSnapshot.parse(await res.json());
+    const ran = graph.nodes.filter((n) => !n.placeholder);
+    expect(spans).toHaveLength(ran.length); // nothing here was retried: one attempt each
+    const spanOf = (taskId: string) => otlpSpanId(taskId, 0, 0);
+    const byTask = new Map(spans.map((x) => [String(attr(x, "celery.task_id")), x]));
+    const chord = graph.containers.find((c) => c.kind === "CHORD")!;
+    const edges = graph.edges.filter((e) => graph.nodes.some((n) => n.id === e.source));
+    expect(edges.length).toBeGreaterThan(0);
+    for (const e of edges) {
+      expect(byTask.get(e.target)!.parentSpanId, `${e.kind} edge ${e.source} → ${e.target}`).toBe(
+        spanOf(e.source),
+      );
+      expect(attr(byTask.get(e.target)!, "celery.edge")).toBe(e.kind);
+    }
+    // The callback: the chord's parent (where its header came from), and a link to every header task.
+    const headerParent = graph.edges.find((e) => e.target === chord.members[0])!.source;
+    const callback = byTask.get(chord.callback_id!)!;
+    expect(callback.parentSpanId).toBe(spanOf(headerParent));
+    expect(callback.links.map((l) => l.spanId).sort()).toEqual(chord.members.map(spanOf).sort());
+    // The one root: the chain's first step.
+    expect(spans.filter((x) => !x.parentSpanId).map((x) => attr(x, "celery.task_id"))).toEqual([traceKey]);
   });
 });
 
