@@ -206,7 +206,16 @@ export class OtlpExporter {
       WHERE due_at IS NOT NULL AND due_at <= ${now + 0.001} ORDER BY due_at LIMIT ${EXPORTS_PER_RUN}`.toArray();
     this.next = undefined;
     if (due.length === 0) return;
-    await Promise.all(due.map((row) => this.exportTrace(row, now)));
+    await Promise.all(
+      due.map((row) =>
+        this.exportTrace(row, now).catch((err: unknown) => {
+          // Never into the shard's alarm, and no alarm loop: tried again a minute later.
+          console.error(`otlp export: trace ${row.trace_id} failed unexpectedly; again in 60 s`, err);
+          this.host
+            .sql`UPDATE otlp_exports SET due_at = ${now + 60} WHERE trace_id = ${row.trace_id} AND due_at <= ${now + 0.001}`;
+        }),
+      ),
+    );
     this.next = undefined;
     await this.report();
   }
