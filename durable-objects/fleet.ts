@@ -6,7 +6,7 @@ import { shardCount, shardNames, traceObjectName } from "./shards";
 import { INDEX_NAME, numberVar, type Env } from "./env";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import { OneAlarm } from "./deadlines";
-import { addOtlpCounts, OTLP_STATS_TABLE, readOtlpHealth, type OtlpCounts } from "./otlp-export";
+import { addOtlpCounts, readOtlpHealth, type OtlpCounts } from "./otlp-export";
 
 const DEFAULT_HEARTBEAT_S = 2;
 /** A worker whose status did not change is re-announced on `/api/live` at most this often. */
@@ -114,7 +114,6 @@ export class Fleet extends DurableObject<Env> {
     ctx.blockConcurrencyWhile(async () => {
       migrate(ctx.storage.sql, MIGRATIONS);
       ctx.storage.sql.exec(PRODUCER_DROPS);
-      ctx.storage.sql.exec(OTLP_STATS_TABLE);
     });
   }
 

@@ -365,12 +365,17 @@ export class OtlpExporter {
 }
 
 /**
- * The Fleet's counters of every shard's exports (`/api/health` → `otlp`). Its table is made with
- * IF NOT EXISTS at the Fleet's start, apart from the Fleet's migrations.
+ * The Fleet's counters of every shard's exports (`/api/health` → `otlp`). Its table is made (IF NOT
+ * EXISTS, apart from the Fleet's migrations) by the first use: a deployment without the export
+ * never has it.
  */
-export const OTLP_STATS_TABLE = `CREATE TABLE IF NOT EXISTS otlp_stats (key TEXT PRIMARY KEY, value TEXT NOT NULL)`;
+function createStatsTable(sql: Sql): void {
+  sql`CREATE TABLE IF NOT EXISTS otlp_stats (key TEXT PRIMARY KEY, value TEXT NOT NULL)`;
+}
 
+/** Adds a shard's counters to the Fleet's (the Fleet's SQL). */
 export function addOtlpCounts(sql: Sql, counts: OtlpCounts): void {
+  createStatsTable(sql);
   const numbers = {
     exported_traces: counts.exported_traces,
     exported_spans: counts.exported_spans,
@@ -390,7 +395,9 @@ export function addOtlpCounts(sql: Sql, counts: OtlpCounts): void {
   }
 }
 
+/** The counters as `/api/health` shows them (the Fleet's SQL). */
 export function readOtlpHealth(sql: Sql, vars: OtlpVars): OtlpHealth {
+  createStatsTable(sql);
   const config = otlpConfig(vars);
   const values = new Map(
     sql<{ key: string; value: string }>`SELECT key, value FROM otlp_stats`
