@@ -23,6 +23,15 @@ export type Env = Omit<Generated, VarName | "ASSETS"> & { [K in VarName]?: strin
   WEBHOOK_URLS?: string;
   WEBHOOK_SECRET?: string;
   WEBHOOK_EVENTS?: string;
+  /** OpenTelemetry export (otlp-export.ts, docs/otlp.md): off while OTLP_ENDPOINT is unset. */
+  OTLP_ENDPOINT?: string;
+  OTLP_HEADERS?: string;
+  OTLP_SERVICE_NAME?: string;
+  OTLP_SETTLE_S?: string;
+  OTLP_MAX_ATTEMPTS?: string;
+  OTLP_RETRY_BASE_S?: string;
+  OTLP_TIMEOUT_S?: string;
+  OTLP_MAX_SPANS_PER_REQUEST?: string;
 };
 
 /** The single index and fleet objects are addressed by these names. */

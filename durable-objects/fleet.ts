@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import type { ProducerDrops, WorkerInfo, WorkerStatus } from "../shared/api";
+import type { OtlpHealth, ProducerDrops, WorkerInfo, WorkerStatus } from "../shared/api";
 import type { ProducerReport, RegisteredTask, WorkerEvent } from "../shared/wire";
 import type { LiveRegistry, WorkerChange } from "./protocol";
 import { shardCount, shardNames, traceObjectName } from "./shards";
@@ -7,6 +7,7 @@ import { INDEX_NAME, numberVar, type Env } from "./env";
 import { indexBackend } from "./index-backend";
 import { migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import { OneAlarm } from "./deadlines";
+import { addOtlpCounts, readOtlpHealth, type OtlpCounts } from "./otlp-export";
 
 const DEFAULT_HEARTBEAT_S = 2;
 /** A worker whose status did not change is re-announced on `/api/live` at most this often. */
@@ -176,6 +177,16 @@ export class Fleet extends DurableObject<Env> {
       total += row.total;
     }
     return { total, by_host: [...byHost.values()] };
+  }
+
+  /** A TraceGraph shard's OpenTelemetry export counters since its last report (otlp-export.ts). */
+  async otlpReport(counts: OtlpCounts): Promise<void> {
+    addOtlpCounts(this.sql, counts);
+  }
+
+  /** Every shard's export counters, for `/api/health`. */
+  async otlpHealth(): Promise<OtlpHealth> {
+    return readOtlpHealth(this.sql, this.env);
   }
 
   /** Rows written and read by this object's statements (and alarm writes) since it started: the bill's unit. */

@@ -40,6 +40,7 @@ import { Deadlines, OneAlarm } from "./deadlines";
 import { readTraceAt } from "./replay";
 import type { ReplaySnapshot } from "../shared/replay";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
+import { OTLP_EXPORTS_MIGRATION, OtlpExporter } from "./otlp-export";
 
 export type { IngestResult } from "./protocol";
 
@@ -166,6 +167,8 @@ export const TRACE_GRAPH_MIGRATIONS = [
    DELETE FROM meta;`,
   // v4: traces in which a task broke, and how many of their tasks will never run (NOT_RUN).
   `CREATE TABLE trace_marks (trace_id TEXT PRIMARY KEY, not_run INTEGER NOT NULL DEFAULT 0);`,
+  // v5: the OpenTelemetry export's outbox (otlp-export.ts).
+  OTLP_EXPORTS_MIGRATION,
 ];
 
 /** A task whose events changed since the last flush: held in memory, its events in the write-ahead log. */
@@ -269,6 +272,8 @@ export class TraceGraph extends DurableObject<Env> {
   private largeTraces = new Map<string, number>();
   /** Whether this object has ever been written (its tables exist). */
   private hasSchema: boolean;
+  /** The OpenTelemetry export of settled traces; null when OTLP_ENDPOINT is unset. */
+  private readonly otlp: OtlpExporter | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -286,6 +291,11 @@ export class TraceGraph extends DurableObject<Env> {
       },
     );
     this.webhooks = new WebhookOutbox(env, () => this.env.WEBHOOKS.getByName(WEBHOOKS_NAME));
+    this.otlp = OtlpExporter.fromEnv(env, {
+      sql: this.sql,
+      ready: (traceId) => this.readyFor(traceId),
+      fleet: () => this.env.FLEET.getByName(FLEET_NAME),
+    });
     // Synchronous SQL finishes before the object takes any call: no blockConcurrencyWhile needed.
     // An object that was never written (a read of an unknown trace id reaches one) stays without a
     // schema, so a read creates no database: the schema is made by the first write (`ensureSchema`).
@@ -857,6 +867,7 @@ export class TraceGraph extends DurableObject<Env> {
     const tasks = [...this.unreportedTasks.values()];
     const runs = this.unreportedRuns;
     const summaries = this.summariesOf(traceIds, now);
+    this.otlp?.onSummaries(summaries, now);
     for (const t of summaries)
       if (t.summary.task_count >= LARGE_TRACE_TASKS) this.largeTraces.set(t.summary.trace_id, now);
       else this.largeTraces.delete(t.summary.trace_id);
@@ -1266,6 +1277,7 @@ export class TraceGraph extends DurableObject<Env> {
       this.reportRetryAt,
       this.webhooks.retryAt,
       this.checkpointDue(),
+      this.otlp?.nextDue(),
     ]);
   }
 
@@ -1339,6 +1351,7 @@ export class TraceGraph extends DurableObject<Env> {
       now,
     );
     await this.reportToIndex(now);
+    await this.otlp?.runDue(now);
     await this.rearmAlarm();
   }
 
@@ -1361,6 +1374,7 @@ export class TraceGraph extends DurableObject<Env> {
     this.sql`DELETE FROM live_seq WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.sql`DELETE FROM trace_marks WHERE trace_id IN (SELECT value FROM json_each(${ids}))`;
     this.deadlines.forgetTraces(ids);
+    this.otlp?.forget(ids);
     this.sql`DROP TABLE ${table}`;
     this.parts = this.parts.filter((d) => d !== day);
     for (const id of JSON.parse(ids) as string[]) {
@@ -1377,6 +1391,7 @@ export class TraceGraph extends DurableObject<Env> {
       // lives on (a late event may arrive) and starts again from an empty schema.
       await this.ctx.storage.deleteAll();
       this.alarm_.forget();
+      this.otlp?.reset();
       migrate(this.ctx.storage.sql, TRACE_GRAPH_MIGRATIONS);
       this.checkpointSeq = this.materializedSeq = this.logSeq = 0;
       this.partOfTrace.clear();

@@ -339,6 +339,23 @@ export const ProducerDrops = z.object({
 });
 export type ProducerDrops = z.infer<typeof ProducerDrops>;
 
+/** `/api/health` → `otlp` (present when OTLP_ENDPOINT is set): every shard's exports added up. */
+export const OtlpHealth = z.object({
+  /** Origin and path of OTLP_ENDPOINT (no query string or credentials); null when it is unusable. */
+  endpoint: z.string().nullable(),
+  /** Why the settings are unusable (the export is then off), or null. */
+  error: z.string().nullable(),
+  exported_traces: z.number().int(),
+  exported_spans: z.number().int(),
+  /** POSTs that failed (each retried one counts). */
+  failed_requests: z.number().int(),
+  /** Traces given up on after OTLP_MAX_ATTEMPTS (or a 4xx answer other than 408/429). */
+  given_up: z.number().int(),
+  last_error: z.string().nullable(),
+  last_error_at: z.number().nullable(),
+});
+export type OtlpHealth = z.infer<typeof OtlpHealth>;
+
 export const Health = z.object({
   ok: z.boolean(),
   version: z.string(),
@@ -348,6 +365,8 @@ export const Health = z.object({
   index_degraded: z.boolean().optional(),
   index_degraded_reason: z.string().optional(),
   producer_drops: ProducerDrops.optional(),
+  /** OpenTelemetry export (docs/otlp.md): present when OTLP_ENDPOINT is set. */
+  otlp: OtlpHealth.optional(),
 });
 export type Health = z.infer<typeof Health>;
 

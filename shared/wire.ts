@@ -165,6 +165,18 @@ export const TaskEvent = EventBase.extend({
    */
   received_ts: Timestamp.optional(),
   started_ts: Timestamp.optional(),
+  /**
+   * On `published`: the W3C `traceparent` the publisher was called under (an HTTP request's trace),
+   * so the OpenTelemetry export joins that trace (shared/otlp.ts). Lowercase hex, as W3C requires.
+   */
+  traceparent: z
+    .string()
+    .max(512)
+    .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?$/, {
+      error: "not a W3C traceparent (version-traceid-parentid-flags, lowercase hex)",
+    })
+    .nullable()
+    .optional(),
 });
 export type TaskEvent = z.infer<typeof TaskEvent>;
 

@@ -101,6 +101,9 @@ TRACE_SHARDS=0 run_vitest webhooks-per-trace test/webhooks/vitest.config.ts
 # redis-server) and the Upstash outage test, in both layouts.
 run_vitest upstash test/upstash/vitest.config.ts
 TRACE_SHARDS=0 run_vitest upstash-per-trace test/upstash/vitest.config.ts
+# The OpenTelemetry export against a loopback OTLP receiver (its own suite: the export is on there).
+run_vitest otlp test/otlp/vitest.config.ts
+TRACE_SHARDS=0 run_vitest otlp-per-trace test/otlp/vitest.config.ts
 [ -d python/tests ] && run_unittest python /usr/bin/python3 -m unittest discover -s python/tests -t python
 [ -d test/e2e ] && run_unittest e2e /usr/bin/python3 -m unittest discover -s test/e2e -t test/e2e
 [ -f test/browser/vitest.config.ts ] && run_vitest browser test/browser/vitest.config.ts

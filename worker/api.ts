@@ -422,6 +422,8 @@ export const api = new Hono<ApiEnv>()
       )),
       // Events producers lost (and said so): a gap in the data is visible here.
       producer_drops: await c.env.FLEET.getByName(FLEET_NAME).dropStats(),
+      // OpenTelemetry export counters (docs/otlp.md), only when it is configured.
+      ...(c.env.OTLP_ENDPOINT ? { otlp: await c.env.FLEET.getByName(FLEET_NAME).otlpHealth() } : {}),
     };
     return c.json(health, 200);
   })

@@ -16,8 +16,10 @@ from .mapping import Mapper
 from .scrub import Scrubber
 from .sender import Sender
 from .trace import TRACE_HEADER, current_trace, trace
+from .tracecontext import current_traceparent, traceparent
 
-__all__ = ["init", "init_worker", "trace", "current_trace", "Config", "TRACE_HEADER", "Producer"]
+__all__ = ["init", "init_worker", "trace", "current_trace", "traceparent", "current_traceparent", "Config",
+           "TRACE_HEADER", "Producer"]
 __version__ = "0.1.0"
 
 log = logging.getLogger("stemtrace")

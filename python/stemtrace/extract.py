@@ -19,6 +19,7 @@ from celery._state import get_current_task
 from .mapping import trace_key
 from .trace import TRACE_HEADER
 from .trace import _current as _current_trace  # the contextvar itself: one call fewer per publish
+from .tracecontext import incoming as incoming_traceparent
 
 #: This process's pid, refreshed after fork (``os.getpid()`` would be a system call per signal).
 PID = {"pid": os.getpid()}
@@ -119,17 +120,23 @@ def publish_context(body: Any, headers: Dict[str, Any]) -> Tuple[Any, Any, Any, 
 def publish(sender: Any, body: Any, headers: Dict[str, Any], routing_key: Any) -> Dict[str, Any]:
     """before_task_publish → its record (``publish_context`` writes the trace header)."""
     args, kwargs, embed, publisher_id, trace = publish_context(body, headers)
-    return publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id, trace)
+    tp = None if publisher_id else incoming_traceparent(headers)
+    return publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id, trace, tp)
 
 
 def publish_record(ts: float, sender: Any, headers: Dict[str, Any], args: Any, kwargs: Any, embed: Any,
-                   routing_key: Any, publisher_id: Optional[str], trace: str) -> Dict[str, Any]:
-    """The record of a publish whose context ``publish_context`` worked out."""
-    return {"signal": "before_task_publish", "ts": ts, "pid": PID["pid"], "nodename": NODE["name"],
-            "task_id": headers.get("id"), "task_name": headers.get("task") or sender,
-            # References, not copies: Celery builds these per message and never changes them again.
-            "headers": headers, "body": {"args": args, "kwargs": kwargs, "embed": embed}, "routing_key": routing_key,
-            "publishing_task": {"id": publisher_id} if publisher_id else None, "trace_id": trace}
+                   routing_key: Any, publisher_id: Optional[str], trace: str,
+                   traceparent: Optional[str] = None) -> Dict[str, Any]:
+    """The record of a publish whose context ``publish_context`` worked out (``traceparent``: the W3C
+    trace a publish outside any task was made under, see ``stemtrace.traceparent``)."""
+    rec = {"signal": "before_task_publish", "ts": ts, "pid": PID["pid"], "nodename": NODE["name"],
+           "task_id": headers.get("id"), "task_name": headers.get("task") or sender,
+           # References, not copies: Celery builds these per message and never changes them again.
+           "headers": headers, "body": {"args": args, "kwargs": kwargs, "embed": embed}, "routing_key": routing_key,
+           "publishing_task": {"id": publisher_id} if publisher_id else None, "trace_id": trace}
+    if traceparent:
+        rec["traceparent"] = traceparent
+    return rec
 
 
 def received(request: Any) -> Dict[str, Any]:

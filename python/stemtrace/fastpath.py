@@ -182,7 +182,7 @@ class FastPath:
         return self._close(out, [(key, value) for key, value in (("args", args), ("kwargs", kwargs)) if value is not None])
 
     def published(self, headers: dict, args: Any, kwargs: Any, embed: Any, routing_key: Any,
-                  name: Any, publisher_id: Any, trace: Any) -> Optional[Fragment]:
+                  name: Any, publisher_id: Any, trace: Any, traceparent: Optional[str] = None) -> Optional[Fragment]:
         """before_task_publish, as ``extract.publish`` + ``_task``/``_announce`` write it."""
         # The embed check, ts and _with_arguments' common case, inline (see "Written inline" above).
         if embed is not None and (not isinstance(embed, dict) or embed.get("chain") or embed.get("chord")
@@ -206,6 +206,8 @@ class FastPath:
             out += ',"queue":' + (_NAMES.get(routing_key) or _name(routing_key))
         if publisher_id:
             out += ',"publisher_task_id":' + _j(publisher_id)
+        if traceparent:
+            out += ',"traceparent":' + _esc(traceparent)
         out += _links(get, task_id, task_json)
         if not self.capture_args:
             return out + "}"

@@ -324,6 +324,8 @@ class Mapper:
             publisher = rec.get("publishing_task")
             if isinstance(publisher, dict) and publisher.get("id"):
                 ev["publisher_task_id"] = publisher["id"]
+            if rec.get("traceparent"):
+                ev["traceparent"] = rec["traceparent"]
         # Links (root, parent, group, eta...) go out with the events that first describe a message;
         # the outcome events of the same attempt only need the attempt (task_id + retries).
         if type_ in _DESCRIBING or (type_ == "started" and eager):

@@ -15,6 +15,7 @@ from .fastpath import HELD, FastPath
 from .mapping import Mapper, trace_key
 from .sender import Sender
 from .trace import TRACE_HEADER
+from .tracecontext import incoming as _incoming_traceparent
 
 log = logging.getLogger("stemtrace")
 
@@ -110,15 +111,18 @@ class SignalHandlers:
             if not isinstance(headers, dict) or not headers.get("id"):
                 return  # protocol 1 or foreign messages: nothing we can attach
             args, kwargs, embed, publisher_id, trace = extract.publish_context(body, headers)
+            # A publish outside any task: the W3C trace it was made under (the OTLP export joins it).
+            tp = None if publisher_id else _incoming_traceparent(headers)
             event = None
             if self.fast is not None:
                 try:
                     event = self.fast.published(headers, args, kwargs, embed, routing_key,
-                                                headers.get("task") or sender, publisher_id, trace)
+                                                headers.get("task") or sender, publisher_id, trace, tp)
                 except Exception:
                     event = None  # the general path below says the same
             if event is None:
-                event = extract.publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id, trace)
+                event = extract.publish_record(_time(), sender, headers, args, kwargs, embed, routing_key, publisher_id,
+                                               trace, tp)
             self.sender.enqueue(event)
         except Exception:  # never into Celery (inlined _safe: this runs for every task)
             log.debug("stemtrace handler %s failed", "on_publish", exc_info=True)
