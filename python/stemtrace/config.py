@@ -70,7 +70,10 @@ class Config:
 
     @property
     def endpoint(self) -> str:
-        return self.url.rstrip("/") + "/v1/events"
+        """The ingest URL. ``STEMTRACE_URL`` is the server's base URL; one given with the ingest path
+        already on it (a common slip: it was a 404 for every batch) is used as it is."""
+        base = self.url.rstrip("/")
+        return base if base.endswith("/v1/events") else base + "/v1/events"
 
     def auth_headers(self) -> Dict[str, str]:
         """What proves the producer may send: the ingest token, and/or an Access service token."""

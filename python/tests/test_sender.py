@@ -204,3 +204,13 @@ class SenderTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EndpointTest(unittest.TestCase):
+    def test_the_base_url_gets_the_ingest_path(self):
+        self.assertEqual(load_config(url="http://h:8787").endpoint, "http://h:8787/v1/events")
+        self.assertEqual(load_config(url="https://h/stemtrace/").endpoint, "https://h/stemtrace/v1/events")
+
+    def test_a_url_that_already_names_the_ingest_path_is_kept(self):
+        self.assertEqual(load_config(url="http://h:8787/v1/events").endpoint, "http://h:8787/v1/events")
+        self.assertEqual(load_config(url="http://h:8787/v1/events/").endpoint, "http://h:8787/v1/events")
