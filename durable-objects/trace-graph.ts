@@ -44,6 +44,8 @@ import { OTLP_EXPORTS_MIGRATION, OtlpExporter } from "./otlp-export";
 
 export type { IngestResult } from "./protocol";
 
+/** Traces up to this many tasks get their announced and never-run tasks re-sent by an index rebuild. */
+const REINDEX_GRAPH_TASKS = 2_000;
 /** Largest snapshot: about 10 MB of JSON, well under the RPC and response limits. */
 export const MAX_SNAPSHOT_TASKS = 20_000;
 /** Up to this many tasks, a live delta rebuilds the trace's graph so derived states are current. */
@@ -837,6 +839,82 @@ export class TraceGraph extends DurableObject<Env> {
   /** When the next checkpoint is due, if anything waits for one. */
   private checkpointDue(): number | null {
     return this.materializedSeq > this.checkpointSeq ? this.checkpointedAt + CHECKPOINT_S : null;
+  }
+
+  /**
+   * One page of an index rebuild (`POST /api/index/rebuild`): the traces of this object after
+   * `after` (by id), at most `limit`, go to the index again as an ordinary report — summaries, the
+   * lookup rows of their tasks (announced and never-run ones too, from the graph, for traces up to
+   * REINDEX_GRAPH_TASKS tasks) and their anomalies. For an index that lost what it had, or a new
+   * backend (switching to Upstash). Run statistics are not sent: an index that has them would count
+   * those runs twice; a new one fills them as tasks finish.
+   */
+  async reindexPage(
+    after: string,
+    limit: number,
+  ): Promise<{ traces: number; tasks: number; next: string | null; indexPending: boolean }> {
+    if (!this.schemaReady()) return { traces: 0, tasks: 0, next: null, indexPending: false }; // never written
+    const now = Date.now() / 1000;
+    this.materialize(now, true); // what is still in memory is part of the traces too
+    const ids = this.sql<{ trace_id: string }>`
+      SELECT DISTINCT trace_id FROM tasks WHERE trace_id > ${after} ORDER BY trace_id LIMIT ${limit}`
+      .toArray()
+      .map((r) => r.trace_id);
+    if (ids.length === 0) return { traces: 0, tasks: 0, next: null, indexPending: false };
+    const idsJson = JSON.stringify(ids);
+    let tasks = 0;
+    const add = (t: IndexReport["tasks"][number]) => {
+      const key = keyOf(t.trace_id, t.task_id);
+      if (this.unreportedTasks.has(key)) return;
+      this.unreportedTasks.set(key, t);
+      tasks++;
+    };
+    for (const t of this.sql<{
+      part: number;
+      trace_id: string;
+      task_id: string;
+      name: string | null;
+      state: string;
+      worker: string | null;
+    }>`SELECT part, trace_id, task_id, name, state, worker FROM tasks
+       WHERE trace_id IN (SELECT value FROM json_each(${idsJson})) AND task_id <> trace_id`)
+      add({
+        day: t.part,
+        trace_id: t.trace_id,
+        task_id: t.task_id,
+        name: t.name,
+        state: t.state,
+        worker: t.worker,
+      });
+    this.locate(ids);
+    for (const traceId of ids) {
+      const part = this.partOfTrace.get(traceId);
+      const { records, total } = this.records(traceId, REINDEX_GRAPH_TASKS);
+      if (part === undefined || total > REINDEX_GRAPH_TASKS) continue;
+      for (const n of buildGraph(records).nodes)
+        if (n.placeholder && n.id !== traceId)
+          add({
+            day: part,
+            trace_id: traceId,
+            task_id: n.id,
+            name: n.name,
+            state: n.state,
+            worker: n.worker,
+            ...(n.state === "NOT_RUN" ? {} : { announced: true }),
+          });
+    }
+    this.sql`UPDATE anomalies SET reported = 0 WHERE trace_id IN (SELECT value FROM json_each(${idsJson}))`;
+    for (const id of ids) this.unreportedTraces.add(id);
+    // Large traces are summarized at most every LARGE_TRACE_SUMMARY_S: a rebuild sends them now.
+    for (const id of ids) this.largeTraces.delete(id);
+    await this.flush();
+    return {
+      traces: ids.length,
+      tasks,
+      next: ids.length < limit ? null : ids[ids.length - 1]!,
+      // The index did not take it: kept here and retried like any report (reportRetryAt).
+      indexPending: this.reportRetryAt !== null,
+    };
   }
 
   /** Writes everything pending, checkpoints, and reports every changed trace to the index in one call. */

@@ -481,3 +481,17 @@ export const TraceDiff = z.object({
   truncated: z.boolean().optional(),
 });
 export type TraceDiff = z.infer<typeof TraceDiff>;
+
+/** One call of `POST /api/index/rebuild`: how far the rebuild got (worker/index-rebuild.ts). */
+export const IndexRebuildPage = z.object({
+  done: z.boolean(),
+  /** Pass it back as `?cursor=` for the next call; null when done. */
+  cursor: z.string().nullable(),
+  /** Traces and task lookup rows sent to the index by this call. */
+  traces: z.number().int().nonnegative(),
+  tasks: z.number().int().nonnegative(),
+  /** The shard the next call starts at, of how many. */
+  shard: z.number().int().nonnegative(),
+  shards: z.number().int().nonnegative(),
+});
+export type IndexRebuildPage = z.infer<typeof IndexRebuildPage>;

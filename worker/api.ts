@@ -37,6 +37,7 @@ import { jsonOnly } from "./edge";
 import { handleError, HttpError } from "./errors";
 import { ingest, readLimitedBody } from "./ingest";
 import { traceDiff } from "./diff";
+import { rebuildIndex } from "./index-rebuild";
 import { webhooks } from "./webhooks-api";
 
 export const VERSION = "0.1.0";
@@ -429,6 +430,7 @@ export const api = new Hono<ApiEnv>()
   })
   // Before the read rule: importing needs the ingest permission (and only JSON, as ingest does).
   .post("/import", jsonOnly, requireAuth("ingest"), importTrace)
+  .post("/index/rebuild", requireAuth("ingest"), rebuildIndex)
   .use("*", requireAuth("read"))
   .route("/traces", traces)
   .route("/tasks", tasks)
