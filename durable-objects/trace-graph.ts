@@ -38,6 +38,7 @@ import { indexBackend, indexBackendName, indexObject } from "./index-backend";
 import { acceptLiveSocket, answerPings, broadcastFrame, reciprocateClose } from "./live-sockets";
 import { Deadlines, OneAlarm } from "./deadlines";
 import { readTraceAt } from "./replay";
+import { readTaskAt, type NotYet } from "./task-replay";
 import type { ReplaySnapshot } from "../shared/replay";
 import { ident, jsonChunks, migrate, sqlFor, type Sql, type StorageMeter } from "./sql";
 import { OTLP_EXPORTS_MIGRATION, OtlpExporter } from "./otlp-export";
@@ -1335,6 +1336,18 @@ export class TraceGraph extends DurableObject<Env> {
       })),
       names: [...new Set(events.map((e) => e.name).filter((n): n is string => !!n))],
     };
+  }
+
+  /**
+   * A task's detail as it was at `at` (durable-objects/task-replay.ts): `NotYet` when it had no
+   * event by then, null if unknown here.
+   */
+  async taskAt(traceId: string, taskId: string, at: number): Promise<TaskDetail | NotYet | null> {
+    if (!this.schemaReady()) return null;
+    this.readyFor(traceId);
+    const { records } = this.records(traceId);
+    if (records.length === 0) return null;
+    return readTaskAt(this.sql, buildGraph(records), traceId, taskId, at);
   }
 
   // ---- the alarm ----

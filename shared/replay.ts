@@ -8,7 +8,7 @@
  * spool; CELERY.md), so "what stemtrace knew then" would replay the producer's network, not the run.
  */
 import { z } from "zod";
-import { TraceSnapshot } from "./api";
+import { TaskDetail, TraceSnapshot } from "./api";
 
 /** The earliest and latest moment a replay accepts (1970 … 2286): anything else is a typo or a unit mix-up. */
 export const MIN_REPLAY_AT = 0;
@@ -45,6 +45,14 @@ export type ReplayInfo = z.infer<typeof ReplayInfo>;
  */
 export const ReplaySnapshot = TraceSnapshot.extend({ replay: ReplayInfo });
 export type ReplaySnapshot = z.infer<typeof ReplaySnapshot>;
+
+/**
+ * A task's detail as it was at `as_of` (`GET /api/tasks/:taskId?at=`): its events up to then
+ * folded as the live detail's are (no result or exception before it finished); its parent's and
+ * children's states as of then too. A task with no event by then is a 404 `not_yet_published`.
+ */
+export const ReplayTaskDetail = TaskDetail.extend({ as_of: z.number() });
+export type ReplayTaskDetail = z.infer<typeof ReplayTaskDetail>;
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 

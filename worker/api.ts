@@ -29,7 +29,7 @@ import {
   TraceExport,
   type ImportResponse,
 } from "../shared/export";
-import { parseReplayAt } from "../shared/replay";
+import { parseReplayAt, type ReplayTaskDetail } from "../shared/replay";
 import { describeIssues, MAX_BATCH_BYTES, MAX_EVENTS_PER_BATCH, type IngestResponse } from "../shared/wire";
 import { numberVar } from "../durable-objects/env";
 import { authMode, requireAuth, type Caller } from "./auth";
@@ -84,6 +84,15 @@ const notFound = (what: string, id: string) =>
     404,
     "not_found",
     `no ${what} with id ${id} has been seen (it may not have been ingested yet, or was deleted by retention)`,
+  );
+
+/** A replayed task (`?at=`) none of whose events had happened by the moment. */
+const notYetPublished = (taskId: string, at: number, first: number | null) =>
+  new HttpError(
+    404,
+    "not_yet_published",
+    `task ${taskId} was not published yet at ${new Date(at * 1000).toISOString()} (replay)` +
+      (first !== null && first > at ? `: its first event is at ${new Date(first * 1000).toISOString()}` : ""),
   );
 
 /** The list, lookups and statistics: the TraceIndex object or Upstash Redis (index-backend.ts). */
@@ -280,6 +289,22 @@ export const tasks = new Hono<ApiEnv>()
     // The index knows within about a second; a fresh task is usually the root of its own trace.
     const lookedUp = await index(c.env).traceOfTask(taskId);
     const traceId = lookedUp ?? taskId;
+    // ?at=<epoch seconds>: the task as it was then (time-travel replay, durable-objects/task-replay.ts).
+    const atParam = c.req.query("at");
+    if (atParam !== undefined) {
+      const parsed = parseReplayAt(atParam);
+      if ("error" in parsed) throw new HttpError(400, "invalid_at", parsed.error);
+      const read = async (o: ReturnType<typeof traceGraphOf> | null | undefined) =>
+        o ? await o.taskAt(traceId, taskId, parsed.at) : null;
+      const found =
+        shardCount(c.env) === 0
+          ? await read(lookedUp !== null ? traceGraphOf(c.env, traceId) : await ownObject(c.env, traceId))
+          : ((await read(traceGraphOf(c.env, traceId))) ?? (await read(await legacyObject(c.env, traceId))));
+      if (found === null) throw notFound("task", taskId);
+      if ("not_yet" in found) throw notYetPublished(taskId, parsed.at, found.not_yet.first_event_at);
+      const replayed: ReplayTaskDetail = { ...(found as TaskDetail), as_of: parsed.at };
+      return c.json(replayed, 200);
+    }
     let detail: TaskDetail | null;
     if (shardCount(c.env) === 0) {
       const own = lookedUp !== null ? traceGraphOf(c.env, traceId) : await ownObject(c.env, traceId);

@@ -17,7 +17,7 @@ import {
   TraceSnapshot,
   WorkerList,
 } from "../../../shared/api";
-import { ReplaySnapshot } from "../../../shared/replay";
+import { ReplaySnapshot, ReplayTaskDetail } from "../../../shared/replay";
 import { encodeId } from "../format";
 import { JSON_HEADERS, takePrefetched } from "./early";
 
@@ -115,6 +115,16 @@ export const traceAtQuery = (id: string, at: number) =>
     queryFn: () => fetchJson(`/api/traces/${encodeId(id)}?at=${encodeURIComponent(at)}`, ReplaySnapshot),
     placeholderData: (previous) => previous,
     staleTime: 30_000,
+  });
+
+/** A task as it was at a moment (replay): its own key root, like `traceAtQuery`; no retry of a 404. */
+export const taskAtQuery = (id: string, at: number) =>
+  queryOptions({
+    queryKey: ["task-at", id, at] as const,
+    queryFn: () => fetchJson(`/api/tasks/${encodeId(id)}?at=${encodeURIComponent(at)}`, ReplayTaskDetail),
+    placeholderData: (previous) => previous,
+    staleTime: 30_000,
+    retry: (failures, error) => !(error instanceof ApiError && error.status === 404) && failures < 2,
   });
 
 export const taskQuery = (id: string) =>

@@ -17,6 +17,7 @@ import { traceQuery } from "../api/client";
 import { useTraceLive } from "../api/live";
 import { StateBadge } from "../components/StateBadge";
 import { TaskDetailLoader } from "../components/TaskDetailView";
+import { TaskDetailAtLoader } from "../components/TaskDetailAt";
 import { Timeline } from "../components/Timeline";
 import { dateTime, duration, shortId, shortName } from "../format";
 import { elkInWorker } from "../graph/elk";
@@ -440,7 +441,11 @@ export function TracePage({ traceId }: { traceId: string }) {
               </button>
             </div>
             <Boundary region="task detail" key={selected}>
-              <TaskDetailLoader taskId={selected} />
+              {replay.at !== null ? (
+                <TaskDetailAtLoader taskId={selected} at={replay.at} />
+              ) : (
+                <TaskDetailLoader taskId={selected} />
+              )}
             </Boundary>
           </aside>
         )}
