@@ -26,9 +26,17 @@ import { shardCount } from "./shards";
 import type { IndexReport } from "./protocol";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
 import { byUpdatedDesc, likeLiteral } from "../shared/index-match";
-import { percentile, runPercentiles, type RunPercentiles } from "./run-percentiles";
+import {
+  addRunRow,
+  percentile,
+  runStatsOf,
+  topNamesOf,
+  type NameRuns,
+  type RunPercentiles,
+  type RunStats,
+} from "./run-stats";
 
-export type { RunPercentiles };
+export type { RunPercentiles, RunStats };
 
 /** Filters of `GET /api/traces`. Times are epoch seconds. */
 export interface TraceQuery {
@@ -40,14 +48,6 @@ export interface TraceQuery {
   q?: string | undefined;
   cursor?: string | undefined;
   limit?: number | undefined;
-}
-
-/** Per-name run statistics; `registered` comes from the Fleet. */
-export interface RunStats extends RunPercentiles {
-  name: string;
-  runs: number;
-  failures: number;
-  last_run_at: number | null;
 }
 
 /** Filters of `GET /api/anomalies`. */
@@ -188,9 +188,9 @@ function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
   return groups;
 }
 
-/** Appends a row's JSON array of samples (stored rows from before v4 have '[]'). */
-function pushSamples(into: number[], json: string | null): void {
-  for (const v of JSON.parse(json ?? "[]") as number[]) into.push(v);
+/** A row's JSON array of samples (stored rows from before v4 have '[]'). */
+function samples(json: string | null): number[] {
+  return JSON.parse(json ?? "[]") as number[];
 }
 
 /**
@@ -596,10 +596,12 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
 
   async runStats(): Promise<RunStats[]> {
     this.writeRuns();
-    const byName = new Map<
-      string,
-      { runs: number; failures: number; runtimes: number[]; waits: number[]; last: number | null }
-    >();
+    return runStatsOf(this.runsByName(null));
+  }
+
+  /** The (name, minute) groups finished since `minute` (all: null), gathered per name. */
+  private runsByName(minute: number | null): Map<string, NameRuns> {
+    const byName = new Map<string, NameRuns>();
     for (const r of this.sql<{
       name: string;
       finished: number;
@@ -608,22 +610,17 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
       waits: string;
       last_at: number;
     }>`
-      SELECT name, finished, failed, runtimes, waits, last_at FROM runs WHERE name <> ''`) {
-      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], waits: [], last: null };
-      s.runs += r.finished;
-      s.failures += r.failed;
-      pushSamples(s.runtimes, r.runtimes);
-      pushSamples(s.waits, r.waits);
-      s.last = Math.max(s.last ?? 0, r.last_at);
-      byName.set(r.name, s);
-    }
-    return [...byName].map(([name, s]) => ({
-      name,
-      runs: s.runs,
-      failures: s.failures,
-      ...runPercentiles(s.runtimes, s.waits),
-      last_run_at: s.last,
-    }));
+      SELECT name, finished, failed, runtimes, waits, last_at FROM runs
+      WHERE name <> '' AND (${minute} IS NULL OR minute >= ${minute})`)
+      addRunRow(byName, {
+        name: r.name,
+        finished: r.finished,
+        failed: r.failed,
+        runtimes: samples(r.runtimes),
+        waits: samples(r.waits),
+        last: r.last_at,
+      });
+    return byName;
   }
 
   /** Runs finished since `since` (to the minute). */
@@ -659,39 +656,7 @@ export class TraceIndex extends DurableObject<Env> implements IndexBackend {
     limit: number,
   ): Promise<{ busiest: NameStat[]; slowest: NameStat[]; longestWait: NameStat[] }> {
     this.writeRuns();
-    const byName = new Map<string, { runs: number; failures: number; runtimes: number[]; waits: number[] }>();
-    for (const r of this.sql<{
-      name: string;
-      finished: number;
-      failed: number;
-      runtimes: string;
-      waits: string;
-    }>`
-      SELECT name, finished, failed, runtimes, waits FROM runs WHERE minute >= ${Math.floor(since / MINUTE_S)} AND name <> ''`) {
-      const s = byName.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], waits: [] };
-      s.runs += r.finished;
-      s.failures += r.failed;
-      pushSamples(s.runtimes, r.runtimes);
-      pushSamples(s.waits, r.waits);
-      byName.set(r.name, s);
-    }
-    const stats = [...byName].map(([name, s]) => ({
-      name,
-      runs: s.runs,
-      failures: s.failures,
-      ...runPercentiles(s.runtimes, s.waits),
-    }));
-    const alphabetical = (a: NameStat, b: NameStat) => (a.name < b.name ? -1 : 1);
-    const top = (value: (s: (typeof stats)[number]) => number | null) =>
-      stats
-        .filter((s) => value(s) !== null)
-        .sort((a, b) => value(b)! - value(a)! || alphabetical(a, b))
-        .slice(0, limit);
-    return {
-      busiest: [...stats].sort((a, b) => b.runs - a.runs || alphabetical(a, b)).slice(0, limit),
-      slowest: top((s) => s.runtime_p95_ms),
-      longestWait: top((s) => s.queue_wait_p95_ms),
-    };
+    return topNamesOf(this.runsByName(Math.floor(since / MINUTE_S)), limit);
   }
 
   async counts(): Promise<{ traces: number; tasks: number }> {

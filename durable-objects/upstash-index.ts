@@ -75,8 +75,8 @@ import {
 } from "../shared/index-match";
 import { isFailed, RUNNING, SUMMARY_STATES, TERMINAL } from "../shared/states";
 import type { IndexReport } from "./protocol";
-import { percentile, runPercentiles } from "./run-percentiles";
-import type { AnomalyQuery, IndexBackend, RunStats, TraceQuery } from "./trace-index";
+import { addRunRow, percentile, runStatsOf, topNamesOf, type NameRuns, type RunStats } from "./run-stats";
+import type { AnomalyQuery, IndexBackend, TraceQuery } from "./trace-index";
 
 const ON_A_WORKER = new Set<string>([...RUNNING, "RECEIVED", "SCHEDULED"]);
 const UNFINISHED = new Set<string>(SUMMARY_STATES.filter((s) => !TERMINAL.has(s)));
@@ -731,32 +731,15 @@ export class UpstashIndex implements IndexBackend {
   private async byName(rows: RunRow[]) {
     const named = rows.filter((r) => r.name !== "");
     const samples = await this.samplesOf(named);
-    const out = new Map<
-      string,
-      { runs: number; failures: number; runtimes: number[]; waits: number[]; last: number }
-    >();
-    named.forEach((r, i) => {
-      const s = out.get(r.name) ?? { runs: 0, failures: 0, runtimes: [], waits: [], last: 0 };
-      s.runs += r.finished;
-      s.failures += r.failed;
-      s.runtimes.push(...samples[i]!.runtimes);
-      s.waits.push(...samples[i]!.waits);
-      s.last = Math.max(s.last, r.last);
-      out.set(r.name, s);
-    });
+    const out = new Map<string, NameRuns>();
+    named.forEach((r, i) =>
+      addRunRow(out, { ...r, runtimes: samples[i]!.runtimes, waits: samples[i]!.waits }),
+    );
     return out;
   }
 
   async runStats(): Promise<RunStats[]> {
-    return this.call("runStats", async () =>
-      [...(await this.byName(await this.runRows(null)))].map(([name, s]) => ({
-        name,
-        runs: s.runs,
-        failures: s.failures,
-        ...runPercentiles(s.runtimes, s.waits),
-        last_run_at: s.last,
-      })),
-    );
+    return this.call("runStats", async () => runStatsOf(await this.byName(await this.runRows(null))));
   }
 
   async runtimeProfile(name: string): Promise<RuntimeProfile> {
@@ -815,25 +798,9 @@ export class UpstashIndex implements IndexBackend {
     since: number,
     limit: number,
   ): Promise<{ busiest: NameStat[]; slowest: NameStat[]; longestWait: NameStat[] }> {
-    return this.call("topNames", async () => {
-      const stats = [...(await this.byName(await this.runRows(Math.floor(since / 60))))].map(([name, s]) => ({
-        name,
-        runs: s.runs,
-        failures: s.failures,
-        ...runPercentiles(s.runtimes, s.waits),
-      }));
-      const alphabetical = (a: NameStat, b: NameStat) => (a.name < b.name ? -1 : 1);
-      const top = (value: (s: (typeof stats)[number]) => number | null) =>
-        stats
-          .filter((s) => value(s) !== null)
-          .sort((a, b) => value(b)! - value(a)! || alphabetical(a, b))
-          .slice(0, limit);
-      return {
-        busiest: [...stats].sort((a, b) => b.runs - a.runs || alphabetical(a, b)).slice(0, limit),
-        slowest: top((s) => s.runtime_p95_ms),
-        longestWait: top((s) => s.queue_wait_p95_ms),
-      };
-    });
+    return this.call("topNames", async () =>
+      topNamesOf(await this.byName(await this.runRows(Math.floor(since / 60))), limit),
+    );
   }
 
   async counts(): Promise<{ traces: number; tasks: number }> {

@@ -19,7 +19,7 @@ import {
 import { FLEET_NAME, type Env } from "../durable-objects/env";
 import { indexBackend, indexBackendName, indexHealth, indexObject } from "../durable-objects/index-backend";
 import { decodeCursor, encodeCursor } from "../shared/cursor";
-import { legacyTraceGraphOf, shardCount, shardNames, traceGraphOf } from "../durable-objects/shards";
+import { shardCount, shardNames, traceGraphOf } from "../durable-objects/shards";
 import {
   EXPORT_FORMAT,
   EXPORT_VERSION,
@@ -39,6 +39,7 @@ import { ingest, readLimitedBody } from "./ingest";
 import { traceDiff } from "./diff";
 import { rebuildIndex } from "./index-rebuild";
 import { webhooks } from "./webhooks-api";
+import { ownObject, readTrace } from "./trace-objects";
 
 export const VERSION = "0.1.0";
 
@@ -98,40 +99,6 @@ const notYetPublished = (taskId: string, at: number, first: number | null) =>
 /** The list, lookups and statistics: the TraceIndex object or Upstash Redis (index-backend.ts). */
 const index = (env: Env) => indexBackend(env);
 
-/*
- * Reads by an id from a URL never create an object or a row for an unknown id (issue 15): with
- * shards, a read goes to the trace's shard (one of a fixed set, and a read writes nothing there);
- * an object named by the id itself (TRACE_SHARDS=0, or a trace written before shards) is touched
- * only when the index knows the trace. In the per-trace layout a brand-new trace is therefore
- * readable once the index has it: within about a flush interval (FLUSH_INTERVAL_S) of its first event.
- */
-
-/** TRACE_SHARDS=0: the trace's own object, when the index knows the trace; else null. */
-async function ownObject(env: Env, traceId: string) {
-  let known: boolean;
-  try {
-    known = await index(env).knowsTrace(traceId);
-  } catch (err) {
-    // The index is unreachable (an Upstash outage): the trace's own object answers, and an object
-    // never written has no schema, so a read of an unknown id still writes nothing.
-    console.warn(`api: the index did not answer knowsTrace(${traceId}); reading the trace's object`, err);
-    return traceGraphOf(env, traceId);
-  }
-  return known ? traceGraphOf(env, traceId) : null;
-}
-
-/**
- * With shards: the object of a trace written before shards (LEGACY_TRACE_OBJECTS=1, while a
- * deployment upgraded from per-trace objects still holds such traces), when the index knows it and
- * its shard does not hold it.
- */
-async function legacyObject(env: Env, traceId: string) {
-  if (env.LEGACY_TRACE_OBJECTS !== "1") return null;
-  const legacy = legacyTraceGraphOf(env, traceId);
-  if (!legacy || !(await index(env).knowsTrace(traceId))) return null;
-  return (await traceGraphOf(env, traceId).hasTrace(traceId)) ? null : legacy;
-}
-
 /** Forwards an authenticated WebSocket upgrade to the object that owns the sockets. */
 function upgrade(req: Request, stub: { fetch(req: Request): Promise<Response> }): Promise<Response> {
   if (req.headers.get("Upgrade")?.toLowerCase() !== "websocket")
@@ -160,14 +127,7 @@ export const traces = new Hono<ApiEnv>()
   })
   .get("/:traceId/anomalies", async (c) => {
     const traceId = c.req.param("traceId");
-    let anomalies: Anomaly[];
-    if (shardCount(c.env) === 0)
-      anomalies = (await (await ownObject(c.env, traceId))?.anomalyList(traceId)) ?? [];
-    else
-      anomalies =
-        (await traceGraphOf(c.env, traceId).anomaliesOf(traceId)) ??
-        (await (await legacyObject(c.env, traceId))?.anomalyList(traceId)) ??
-        [];
+    const anomalies: Anomaly[] = (await readTrace(c.env, traceId, (o) => o.anomaliesOf(traceId))) ?? [];
     const list: AnomalyList = { anomalies };
     return c.json(list, 200);
   })
@@ -175,12 +135,11 @@ export const traces = new Hono<ApiEnv>()
   .get("/:traceId/diff", traceDiff)
   .get("/:traceId/export", async (c) => {
     const traceId = c.req.param("traceId");
-    const read = async (o: ReturnType<typeof traceGraphOf> | null) =>
-      o ? await o.exportTrace(traceId, MAX_EXPORT_EVENT_BYTES) : null;
-    const found =
-      shardCount(c.env) === 0
-        ? await read(await ownObject(c.env, traceId))
-        : ((await read(traceGraphOf(c.env, traceId))) ?? (await read(await legacyObject(c.env, traceId))));
+    const found = await readTrace<{ events: string; graph: string } | { too_large: number }>(
+      c.env,
+      traceId,
+      async (o) => await o.exportTrace(traceId, MAX_EXPORT_EVENT_BYTES),
+    );
     if (found === null) throw notFound("trace", traceId);
     if ("too_large" in found)
       throw new HttpError(
@@ -209,22 +168,12 @@ export const traces = new Hono<ApiEnv>()
     if (atParam !== undefined) {
       const parsed = parseReplayAt(atParam);
       if ("error" in parsed) throw new HttpError(400, "invalid_at", parsed.error);
-      const read = async (o: ReturnType<typeof traceGraphOf> | null) =>
-        o ? await o.snapshotAtJson(traceId, parsed.at) : null;
-      const replayed =
-        shardCount(c.env) === 0
-          ? await read(await ownObject(c.env, traceId))
-          : ((await read(traceGraphOf(c.env, traceId))) ?? (await read(await legacyObject(c.env, traceId))));
+      const replayed = await readTrace(c.env, traceId, (o) => o.snapshotAtJson(traceId, parsed.at));
       if (replayed === null) throw notFound("trace", traceId);
       return c.body(replayed, 200, { "Content-Type": "application/json; charset=UTF-8" });
     }
     // A TraceSnapshot (shared/api.ts), serialized by the object that holds the trace.
-    const json =
-      shardCount(c.env) === 0
-        ? ((await (await ownObject(c.env, traceId))?.snapshotJson(traceId)) ?? null)
-        : ((await traceGraphOf(c.env, traceId).snapshotJson(traceId)) ??
-          (await (await legacyObject(c.env, traceId))?.snapshotJson(traceId)) ??
-          null);
+    const json = await readTrace(c.env, traceId, (o) => o.snapshotJson(traceId));
     if (json === null) throw notFound("trace", traceId);
     return c.body(json, 200, { "Content-Type": "application/json; charset=UTF-8" });
   });
@@ -294,26 +243,17 @@ export const tasks = new Hono<ApiEnv>()
     if (atParam !== undefined) {
       const parsed = parseReplayAt(atParam);
       if ("error" in parsed) throw new HttpError(400, "invalid_at", parsed.error);
-      const read = async (o: ReturnType<typeof traceGraphOf> | null | undefined) =>
-        o ? await o.taskAt(traceId, taskId, parsed.at) : null;
-      const found =
-        shardCount(c.env) === 0
-          ? await read(lookedUp !== null ? traceGraphOf(c.env, traceId) : await ownObject(c.env, traceId))
-          : ((await read(traceGraphOf(c.env, traceId))) ?? (await read(await legacyObject(c.env, traceId))));
+      const found = await readTrace(c.env, traceId, (o) => o.taskAt(traceId, taskId, parsed.at), {
+        known: lookedUp !== null,
+      });
       if (found === null) throw notFound("task", taskId);
       if ("not_yet" in found) throw notYetPublished(taskId, parsed.at, found.not_yet.first_event_at);
       const replayed: ReplayTaskDetail = { ...(found as TaskDetail), as_of: parsed.at };
       return c.json(replayed, 200);
     }
-    let detail: TaskDetail | null;
-    if (shardCount(c.env) === 0) {
-      const own = lookedUp !== null ? traceGraphOf(c.env, traceId) : await ownObject(c.env, traceId);
-      detail = (await own?.task(traceId, taskId)) ?? null;
-    } else
-      detail =
-        (await traceGraphOf(c.env, traceId).task(traceId, taskId)) ??
-        (await (await legacyObject(c.env, traceId))?.task(traceId, taskId)) ??
-        null;
+    const detail = await readTrace(c.env, traceId, (o) => o.task(traceId, taskId), {
+      known: lookedUp !== null,
+    });
     if (!detail) throw notFound("task", taskId);
     return c.json(detail, 200);
   });

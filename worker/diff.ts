@@ -16,7 +16,7 @@ import { diffTraces } from "../shared/diff";
 import { isTerminal } from "../shared/states";
 import type { Env } from "../durable-objects/env";
 import { indexBackend } from "../durable-objects/index-backend";
-import { legacyTraceGraphOf, shardCount, traceGraphOf } from "../durable-objects/shards";
+import { readTrace } from "./trace-objects";
 import { HttpError } from "./errors";
 
 /** How many runs the median is over. */
@@ -28,19 +28,9 @@ const TRACE_ID = /^[A-Za-z0-9_.:-]{1,200}$/;
 
 const index = indexBackend;
 
-/**
- * A trace's snapshot from the object that holds it, or null (as `GET /api/traces/:id` reads it in
- * worker/api.ts: an unknown id never creates an object).
- */
+/** A trace's snapshot from the object that holds it, or null (an unknown id never creates an object). */
 async function snapshotOf(env: Env, traceId: string): Promise<TraceSnapshot | null> {
-  let json: string | null = null;
-  if (shardCount(env) === 0) {
-    if (await index(env).knowsTrace(traceId)) json = await traceGraphOf(env, traceId).snapshotJson(traceId);
-  } else {
-    json = await traceGraphOf(env, traceId).snapshotJson(traceId);
-    if (json === null && env.LEGACY_TRACE_OBJECTS === "1" && (await index(env).knowsTrace(traceId)))
-      json = (await legacyTraceGraphOf(env, traceId)?.snapshotJson(traceId)) ?? null;
-  }
+  const json = await readTrace(env, traceId, (o) => o.snapshotJson(traceId));
   return json === null ? null : (JSON.parse(json) as TraceSnapshot);
 }
 

@@ -9,35 +9,16 @@ import type { Context } from "hono";
 import type { IndexRebuildPage } from "../shared/api";
 import type { Env } from "../durable-objects/env";
 import { shardCount, shardNames } from "../durable-objects/shards";
+import { decodeCursor, encodeCursor } from "../shared/cursor";
 import { errorBody, HttpError } from "./errors";
 
 export const PAGE_TRACES = 200;
 const PAGES_PER_CALL = 10;
 
-function encodeRebuildCursor(shard: number, after: string): string {
-  return btoa(String.fromCharCode(...new TextEncoder().encode(JSON.stringify([shard, after]))))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
+/** The cursor: (the shard to go on with, the last trace id it sent), in the trace list's format. */
 function decodeRebuildCursor(cursor: string, shards: number): [number, string] {
-  try {
-    const b64 = cursor.replace(/-/g, "+").replace(/_/g, "/");
-    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-    const value = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
-    if (
-      Array.isArray(value) &&
-      value.length === 2 &&
-      Number.isInteger(value[0]) &&
-      value[0] >= 0 &&
-      value[0] <= shards &&
-      typeof value[1] === "string"
-    )
-      return [value[0], value[1]];
-  } catch {
-    // answered below
-  }
+  const value = decodeCursor(cursor);
+  if (value && Number.isInteger(value[0]) && value[0] >= 0 && value[0] <= shards) return value;
   throw new HttpError(400, "invalid_cursor", "cursor is not one this endpoint gave: start again without it");
 }
 
@@ -69,7 +50,7 @@ export async function rebuildIndex(c: Context<{ Bindings: Env }>): Promise<Respo
             "index_unavailable",
             "the index did not take a page of the rebuild (its shard keeps it and retries); call again with this cursor when the index answers",
           ),
-          cursor: encodeRebuildCursor(shard, after),
+          cursor: encodeCursor(shard, after),
         },
         503,
       );
@@ -77,7 +58,7 @@ export async function rebuildIndex(c: Context<{ Bindings: Env }>): Promise<Respo
   const done = shard >= shards;
   const body: IndexRebuildPage = {
     done,
-    cursor: done ? null : encodeRebuildCursor(shard, after),
+    cursor: done ? null : encodeCursor(shard, after),
     traces,
     tasks,
     shard: Math.min(shard, shards),

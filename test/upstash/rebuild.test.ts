@@ -37,7 +37,9 @@ async function rebuild(): Promise<{ calls: number; traces: number; tasks: number
   let cursor: string | null = null;
   const total = { calls: 0, traces: 0, tasks: 0 };
   do {
-    const res = await api(`/api/index/rebuild${cursor ? `?cursor=${cursor}` : ""}`, { method: "POST" });
+    const res = await api(`/api/index/rebuild${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`, {
+      method: "POST",
+    });
     expect(res.status).toBe(200);
     const page = IndexRebuildPage.parse(await res.json());
     total.calls++;

@@ -46,7 +46,9 @@ describe("index rebuild (object index)", () => {
     let cursor: string | null = null;
     let calls = 0;
     do {
-      const res = await api(`/api/index/rebuild${cursor ? `?cursor=${cursor}` : ""}`, { method: "POST" });
+      const res = await api(`/api/index/rebuild${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`, {
+        method: "POST",
+      });
       expect(res.status).toBe(200);
       cursor = IndexRebuildPage.parse(await res.json()).cursor;
     } while (cursor !== null && ++calls < 100);
