@@ -2,7 +2,7 @@
  * Trace placement on `TRACE_SHARDS` Durable Objects, measured over HTTP through `wrangler dev`: one
  * fresh `wrangler dev` per shard count (`--var TRACE_SHARDS:k`; 0 = one TraceGraph per trace), 4
  * concurrent clients, 1,000-event batches, every event a valid wire v1 task event:
- *   1. independent vs packed, exactly as ../shared/bench/fanout.mjs: 40 batches of independent
+ *   1. independent vs packed, exactly as the fanout benchmark (kept outside this repository): 40 batches of independent
  *      tasks (one trace each, 5 events per task) against the same events packed into one trace per
  *      batch; one packed warm-up run first; `--rounds` rounds, medians, and their ratio;
  *   2. a realistic mix: 80% standalone tasks and 20% of the tasks in chains, groups and chords of
@@ -233,7 +233,7 @@ function plainTask(taskId, traceId, rootId, parentId, t, ts0) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. Independent vs packed (../shared/bench/fanout.mjs: same events, batches, clients, order)
+// 1. Independent vs packed (the fanout benchmark (kept outside this repository): same events, batches, clients, order)
 
 let fanoutBatchNo = 0;
 function fanoutBatch(oneTrace) {
@@ -702,7 +702,7 @@ function markdown() {
     "",
     `- date: ${results.date}; machine: ${m.nproc} cores (${m.cpu}), ${m.memory_gib} GiB, ${m.os}; Node ${m.node}${results.git ? `; code: ${results.git.head}${results.git.changed_files.length ? ` with ${results.git.changed_files.length} uncommitted change(s) in durable-objects/ worker/ shared/ wrangler.toml` : " (clean)"}` : ""}`,
     `- ${opts.base ? `against ${opts.base} (already running)` : "a fresh `wrangler dev` per row, `--var TRACE_SHARDS:k`"}; ${CLIENTS} concurrent clients, ${PER_BATCH}-event batches, ${opts.rounds} round(s), medians`,
-    `- independent / packed: ${BATCHES_PER_RUN} batches of independent tasks (one trace each, 5 events per task) vs the same events packed into one trace per batch, as \`../shared/bench/fanout.mjs\` (packed warm-up first); ratio = independent / packed`,
+    `- independent / packed: ${BATCHES_PER_RUN} batches of independent tasks (one trace each, 5 events per task) vs the same events packed into one trace per batch, as the fanout benchmark (kept outside this repository) (packed warm-up first); ratio = independent / packed`,
     `- mix: ${BATCHES_PER_RUN} batches, ${Math.round((1 - WORKFLOW_SHARE) * 100)}% standalone tasks, ${Math.round(WORKFLOW_SHARE * 100)}% in chains, groups and chords of 3–50 tasks (seed ${opts.seed}), ${MIX_WINDOW} units in flight; ratio = mix / packed`,
     `- big trace: ${fmt(opts.big_tasks)} tasks (${fmt(opts.big_tasks * 5)} events) in one trace; snapshot: \`GET /api/traces/<id>\` of a ${fmt(opts.snapshot_tasks)}-task trace whose object also holds ${fmt(opts.neighbours)} one-task traces, ${SNAPSHOT_RUNS} GETs (time until the whole body is in)`,
     "",
